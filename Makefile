@@ -1,0 +1,155 @@
+# porch: one Makefile for the daemons, porchctl, tests and fuzzers.
+#
+#   make            build build/porch-gateway, build/porch-agent, build/porchctl
+#   make asan       the same with ASan+UBSan into build-asan/
+#   make check      unit tests, fuzz smoke runs, system tests, then the
+#                   unit and system tests again under the asan build
+#   make demo       the quick start: a visitor reaches a home backend
+#   make bench      side-by-side throughput and memory figures
+#   make install    PREFIX=/usr/local DESTDIR=
+
+PREFIX	?= /usr/local
+DESTDIR	?=
+BUILD	?= build
+CC	?= cc
+PYTHON	?= /usr/bin/python3
+
+PKGS	:= openssl libevent libevent_openssl yaml-0.1 jansson libsodium libcares
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS	?= -O2 -g
+WARN	:= -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes \
+	   -Wshadow -Wpointer-arith -Wsign-compare -Wcast-qual
+INC	:= -Ilib -Iconfig -Itunnel -Igateway -Iagent
+ALL_CFLAGS := -std=gnu11 $(CFLAGS) $(SANFLAGS) $(WARN) $(INC) $(PKG_CFLAGS) \
+	   -D_GNU_SOURCE -MMD -MP
+LDLIBS	:= $(PKG_LIBS)
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+COMMON_SRCS := $(wildcard lib/*.c) $(wildcard config/*.c) $(wildcard tunnel/*.c)
+GW_SRCS     := $(wildcard gateway/*.c)
+AGENT_SRCS  := $(wildcard agent/*.c)
+CTL_SRCS    := $(wildcard ctl/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+COMMON_OBJS := $(call obj,$(COMMON_SRCS))
+GW_OBJS     := $(call obj,$(GW_SRCS))
+AGENT_OBJS  := $(call obj,$(AGENT_SRCS))
+CTL_OBJS    := $(call obj,$(CTL_SRCS))
+
+BINS := $(BUILD)/porch-gateway $(BUILD)/porch-agent $(BUILD)/porchctl
+
+# Unit tests: each links lib/ and only the module it tests.
+UNIT_TESTS := sni http frame cfg
+TEST_sni_OBJS   := $(call obj,gateway/gw_sni.c)
+TEST_http_OBJS  := $(call obj,gateway/gw_http.c)
+TEST_frame_OBJS := $(call obj,tunnel/tun_frame.c)
+TEST_cfg_OBJS   := $(call obj,$(wildcard config/*.c))
+LIB_OBJS        := $(call obj,$(wildcard lib/*.c))
+UNIT_BINS := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
+
+FUZZERS := sni http frame cfg
+FUZZ_BINS := $(patsubst %,build-fuzz/fuzz_%,$(FUZZERS))
+FUZZ_SECONDS ?= 20
+
+.PHONY: all asan check check-unit check-system check-asan fuzz fuzz-smoke \
+	demo bench install clean deps
+
+all: $(BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@test "$(V)" = 1 || echo "  CC      $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/porch-gateway: $(GW_OBJS) $(COMMON_OBJS)
+	@test "$(V)" = 1 || echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/porch-agent: $(AGENT_OBJS) $(COMMON_OBJS)
+	@test "$(V)" = 1 || echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/porchctl: $(CTL_OBJS) $(COMMON_OBJS)
+	@test "$(V)" = 1 || echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDLIBS)
+
+.SECONDEXPANSION:
+$(BUILD)/tests/test_%: tests/unit/test_%.c $$(TEST_$$*_OBJS) $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	@test "$(V)" = 1 || echo "  TEST-CC $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+asan:
+	$(MAKE) BUILD=build-asan \
+	    SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
+	    CFLAGS="-O1 -g" all unit-bins
+
+unit-bins: $(UNIT_BINS)
+
+check-unit: $(UNIT_BINS)
+	@for t in $(UNIT_BINS); do echo "== $$t"; $$t || exit 1; done
+
+check-system: all
+	PORCH_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/system
+
+check-asan: asan
+	@for t in $(patsubst $(BUILD)/%,build-asan/%,$(UNIT_BINS)); do \
+	    echo "== $$t"; $$t || exit 1; done
+	PORCH_BUILD=build-asan PORCH_ASAN=1 $(PYTHON) -m pytest -q tests/system
+
+check: deps
+	$(MAKE) all check-unit
+	$(MAKE) fuzz-smoke
+	$(MAKE) check-system
+	$(MAKE) check-asan
+
+# Fuzz targets: libFuzzer with ASan+UBSan, built by clang.
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined $(INC) \
+	$(PKG_CFLAGS) -D_GNU_SOURCE -Wall -Wextra -Werror
+FUZZ_sni   := gateway/gw_sni.c lib/name.c
+FUZZ_http  := gateway/gw_http.c lib/name.c
+FUZZ_frame := tunnel/tun_frame.c lib/name.c
+FUZZ_cfg   := $(wildcard config/*.c) $(wildcard lib/*.c)
+
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_$$*)
+	@mkdir -p build-fuzz
+	@echo "  FUZZ-CC $@"
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ $^ $(PKG_LIBS)
+
+fuzz: $(FUZZ_BINS)
+
+fuzz-smoke: $(FUZZ_BINS)
+	@for f in $(FUZZERS); do \
+	    echo "== fuzz_$$f for $(FUZZ_SECONDS)s"; \
+	    mkdir -p build-fuzz/corpus-$$f; \
+	    build-fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -max_len=20000 \
+	        -print_final_stats=0 build-fuzz/corpus-$$f tests/fuzz/corpus/$$f \
+	        >build-fuzz/fuzz_$$f.log 2>&1 || \
+	        { tail -50 build-fuzz/fuzz_$$f.log; exit 1; }; \
+	    grep -E '^#[0-9]+ +DONE' build-fuzz/fuzz_$$f.log || true; \
+	done
+
+deps:
+	@sh tools/deps.sh
+
+demo: deps all
+	sh tools/demo.sh
+
+bench: deps all
+	sh bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find build build-asan -name '*.d' 2>/dev/null)

@@ -1,0 +1,103 @@
+/* cfg.h: strict YAML configuration for porch-gateway and porch-agent. */
+#ifndef PORCH_CFG_H
+#define PORCH_CFG_H
+
+#include <sys/socket.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "key.h"
+
+/* A numeric listen address, e.g. "0.0.0.0:443" or "[::]:443". */
+struct cfg_listen {
+	char			*text;		/* as written in the config */
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+};
+
+/* An agent admitted by a gateway, and the names it may claim. */
+struct cfg_grant {
+	char		*name;
+	uint8_t		 key[KEY_PUB_LEN];
+	char		**patterns;	/* normalized; "*.x" covers below x */
+	size_t		 npatterns;
+};
+
+struct cfg_gateway {
+	char			*file;		/* config path, for messages */
+	char			*identity;	/* key file, absolute or relative to cwd */
+	struct cfg_listen	*tls;		/* TLS passthrough entries */
+	size_t			 ntls;
+	struct cfg_listen	*http;		/* plain HTTP entries */
+	size_t			 nhttp;
+	struct cfg_listen	*tunnel;	/* agent tunnel listeners */
+	size_t			 ntunnel;
+	unsigned		 hello_timeout_ms;	/* default 5000 */
+	unsigned		 keepalive_ms;		/* default 2000 */
+	unsigned		 dead_peer_ms;		/* default 6000 */
+	unsigned		 handshake_timeout_ms;	/* default 10000 */
+	size_t			 hello_max;		/* default 16384 */
+	size_t			 http_head_max;		/* default 8192 */
+	unsigned		 streams_per_tunnel;	/* default 4096 */
+	size_t			 stream_window;		/* default 256 KiB */
+	unsigned		 max_connections;	/* default 20000 */
+	struct cfg_grant	*agents;
+	size_t			 nagents;
+};
+
+/* A gateway the agent keeps a tunnel to. */
+struct cfg_remote {
+	char		*name;
+	char		*address;	/* "host:port" as written */
+	char		*host;		/* split from address */
+	unsigned	 port;
+	uint8_t		 key[KEY_PUB_LEN];	/* pinned gateway key */
+};
+
+enum cfg_proxy_proto {
+	CFG_PROXY_OFF = 0,
+	CFG_PROXY_V1,
+	CFG_PROXY_V2,
+};
+
+/* A hostname the agent publishes, and where each entry kind goes. */
+struct cfg_service {
+	char			*hostname;	/* normalized, may be "*.x" */
+	char			*tls_backend;	/* "host:port" or NULL */
+	char			*http_backend;	/* "host:port" or NULL */
+	enum cfg_proxy_proto	 proxy_protocol;
+};
+
+struct cfg_agent {
+	char			*file;
+	char			*identity;
+	char			*name;		/* for logs; default hostname */
+	struct cfg_remote	*gateways;
+	size_t			 ngateways;
+	struct cfg_service	*services;
+	size_t			 nservices;
+	unsigned		 reconnect_min_ms;	/* default 500 */
+	unsigned		 reconnect_max_ms;	/* default 30000 */
+	unsigned		 keepalive_ms;		/* default 2000 */
+	unsigned		 dead_peer_ms;		/* default 6000 */
+	unsigned		 connect_timeout_ms;	/* default 5000 */
+	size_t			 stream_window;		/* default 256 KiB */
+};
+
+/*
+ * Load and fully validate a config file.  On error returns NULL and
+ * writes "file:line:col: what: 'value' (hint)" into err.  The result is
+ * immutable; free it with the matching _free.
+ */
+struct cfg_gateway	*cfg_gateway_load(const char *path, char *err, size_t);
+void			 cfg_gateway_free(struct cfg_gateway *);
+struct cfg_agent	*cfg_agent_load(const char *path, char *err, size_t);
+void			 cfg_agent_free(struct cfg_agent *);
+
+/* The same from a string already in memory (tests, fuzzing). */
+struct cfg_gateway	*cfg_gateway_parse(const char *name, const char *text,
+			    size_t len, char *err, size_t);
+struct cfg_agent	*cfg_agent_parse(const char *name, const char *text,
+			    size_t len, char *err, size_t);
+
+#endif

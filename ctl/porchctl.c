@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * porchctl: the operator's tool.  For now it makes identity keys and
+ * prints their public half, which operators paste into each other's
+ * configs (the gateway admits agent keys, the agent pins gateway keys).
+ */
+
+#include <stdio.h>
+#include <string.h>
+
+#include "key.h"
+
+static int	ctl_keygen(const char *);
+static int	ctl_pubkey(const char *);
+static void	ctl_usage(FILE *);
+
+static void
+ctl_usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: porchctl keygen FILE   write a new Ed25519 identity to FILE\n"
+	    "                              (mode 0600) and print its public key\n"
+	    "       porchctl pubkey FILE   print the public key of FILE\n"
+	    "\n"
+	    "The public key looks like ed25519:BASE64 and goes under\n"
+	    "'agents:' in a gateway config (for an agent key) or under\n"
+	    "'gateways:' in an agent config (for a gateway key).\n");
+}
+
+int
+main(int argc, char *argv[])
+{
+	if (argc == 2 && (strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0)) {
+		ctl_usage(stdout);
+		return 0;
+	}
+	if (argc == 3 && strcmp(argv[1], "keygen") == 0)
+		return ctl_keygen(argv[2]);
+	if (argc == 3 && strcmp(argv[1], "pubkey") == 0)
+		return ctl_pubkey(argv[2]);
+	ctl_usage(stderr);
+	return 2;
+}
+
+static int
+ctl_keygen(const char *path)
+{
+	struct key_pair	kp;
+	char		err[512], kt[KEY_TEXT_LEN];
+
+	if (key_generate(path, &kp, err, sizeof(err)) == -1) {
+		fprintf(stderr, "porchctl: %s\n", err);
+		return 1;
+	}
+	printf("%s\n", key_pub_text(kp.pub, kt));
+	key_clear(&kp);
+	return 0;
+}
+
+static int
+ctl_pubkey(const char *path)
+{
+	struct key_pair	kp;
+	char		err[512], kt[KEY_TEXT_LEN];
+
+	if (key_load(path, &kp, err, sizeof(err)) == -1) {
+		fprintf(stderr, "porchctl: %s\n", err);
+		return 1;
+	}
+	printf("%s\n", key_pub_text(kp.pub, kt));
+	key_clear(&kp);
+	return 0;
+}

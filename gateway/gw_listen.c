@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * Listening sockets for the TLS and HTTP entries and the tunnel, and the
+ * accept limits: a cap on open visitor connections, and a pause when the
+ * process runs out of descriptors, resumed by a timer or by the next
+ * connection that closes.
+ */
+
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "gw.h"
+#include "log.h"
+
+static int	gw_listen_one(struct gw *, const struct cfg_listen *,
+		    enum gw_entry, char *, size_t);
+static void	gw_listen_accept_cb(struct evconnlistener *, evutil_socket_t,
+		    struct sockaddr *, int, void *);
+static void	gw_listen_error_cb(struct evconnlistener *, void *);
+static void	gw_listen_resume_cb(evutil_socket_t, short, void *);
+static void	gw_listen_pause(struct gw *, int, int);
+
+int
+gw_listen_start(struct gw *gw, char *err, size_t errlen)
+{
+	const struct cfg_gateway	*cfg = gw->cfg;
+	size_t				 i;
+
+	for (i = 0; i < cfg->ntls; i++)
+		if (gw_listen_one(gw, &cfg->tls[i], GW_ENTRY_TLS, err,
+		    errlen) == -1)
+			return -1;
+	for (i = 0; i < cfg->nhttp; i++)
+		if (gw_listen_one(gw, &cfg->http[i], GW_ENTRY_HTTP, err,
+		    errlen) == -1)
+			return -1;
+	for (i = 0; i < cfg->ntunnel; i++)
+		if (gw_listen_one(gw, &cfg->tunnel[i], GW_ENTRY_TUNNEL, err,
+		    errlen) == -1)
+			return -1;
+	gw->accept_timer = event_new(gw->base, -1, 0, gw_listen_resume_cb, gw);
+	if (gw->accept_timer == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+void
+gw_listen_stop(struct gw *gw)
+{
+	struct gw_listener	*l;
+
+	while ((l = TAILQ_FIRST(&gw->listeners)) != NULL) {
+		TAILQ_REMOVE(&gw->listeners, l, entry_link);
+		evconnlistener_free(l->lev);
+		free(l);
+	}
+	if (gw->accept_timer != NULL) {
+		event_free(gw->accept_timer);
+		gw->accept_timer = NULL;
+	}
+}
+
+void
+gw_listen_conn_closed(struct gw *gw)
+{
+	gw->nconns--;
+	if (gw->accept_paused && !gw->stopping)
+		gw_listen_pause(gw, 0, 1);
+}
+
+static int
+gw_listen_one(struct gw *gw, const struct cfg_listen *cl, enum gw_entry entry,
+    char *err, size_t errlen)
+{
+	struct gw_listener	*l;
+	int			 fd, on = 1;
+
+	fd = socket(cl->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		snprintf(err, errlen, "listen %s: socket: %s", cl->text,
+		    strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (cl->ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+	if (bind(fd, (const struct sockaddr *)&cl->ss, cl->sslen) == -1) {
+		snprintf(err, errlen, "listen %s: bind: %s%s", cl->text,
+		    strerror(errno), errno == EADDRINUSE ?
+		    " (is another porch-gateway or web server running?)" :
+		    errno == EACCES ? " (ports below 1024 need "
+		    "CAP_NET_BIND_SERVICE)" : "");
+		close(fd);
+		return -1;
+	}
+	if (listen(fd, 1024) == -1) {
+		snprintf(err, errlen, "listen %s: %s", cl->text,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	l = calloc(1, sizeof(*l));
+	if (l == NULL) {
+		close(fd);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	l->gw = gw;
+	l->entry = entry;
+	l->addr = cl->ss;
+	snprintf(l->text, sizeof(l->text), "%s", cl->text);
+	l->lev = evconnlistener_new(gw->base, gw_listen_accept_cb, l,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+	if (l->lev == NULL) {
+		close(fd);
+		free(l);
+		snprintf(err, errlen, "listen %s: evconnlistener failed",
+		    cl->text);
+		return -1;
+	}
+	evconnlistener_set_error_cb(l->lev, gw_listen_error_cb);
+	TAILQ_INSERT_TAIL(&gw->listeners, l, entry_link);
+	log_info("listening on %s (%s)", cl->text, entry == GW_ENTRY_TLS ?
+	    "tls" : entry == GW_ENTRY_HTTP ? "http" : "tunnel");
+	return 0;
+}
+
+static void
+gw_listen_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int socklen, void *arg)
+{
+	struct gw_listener	*l = arg;
+	struct gw		*gw = l->gw;
+	int			 on = 1;
+
+	(void)lev;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+	if (l->entry == GW_ENTRY_TUNNEL) {
+		gw_tun_accept(gw, l, fd, sa);
+		return;
+	}
+	gw_conn_accept(gw, l, fd, sa, socklen);
+	if (gw->nconns >= gw->cfg->max_connections && !gw->accept_paused) {
+		log_warnx("max_connections (%u) reached; not accepting "
+		    "visitors until one closes", gw->cfg->max_connections);
+		gw_listen_pause(gw, 1, 0);
+	}
+}
+
+/* Out of descriptors: stop accepting for a second rather than spin. */
+static void
+gw_listen_error_cb(struct evconnlistener *lev, void *arg)
+{
+	struct gw_listener	*l = arg;
+	struct gw		*gw = l->gw;
+	struct timeval		 tv = { 1, 0 };
+	int			 e = EVUTIL_SOCKET_ERROR();
+
+	(void)lev;
+	if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+		log_warnx("accept on %s: %s; pausing accept for 1s", l->text,
+		    strerror(e));
+		gw_listen_pause(gw, 1, 1);
+		event_add(gw->accept_timer, &tv);
+	} else if (e != EAGAIN && e != ECONNABORTED && e != EINTR)
+		log_warnx("accept on %s: %s", l->text, strerror(e));
+}
+
+static void
+gw_listen_resume_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct gw	*gw = arg;
+
+	(void)fd;
+	(void)ev;
+	if (gw->accept_paused && !gw->stopping &&
+	    gw->nconns < gw->cfg->max_connections)
+		gw_listen_pause(gw, 0, 1);
+}
+
+/* all: the tunnel listener too (descriptors ran out, not visitors). */
+static void
+gw_listen_pause(struct gw *gw, int pause, int all)
+{
+	struct gw_listener	*l;
+
+	if (!pause && gw->nconns >= gw->cfg->max_connections)
+		return;
+	gw->accept_paused = pause;
+	TAILQ_FOREACH(l, &gw->listeners, entry_link) {
+		/* The tunnel listener keeps going: agents are few and
+		 * must be able to reconnect while visitors are capped. */
+		if (l->entry == GW_ENTRY_TUNNEL && pause && !all)
+			continue;
+		if (pause)
+			evconnlistener_disable(l->lev);
+		else
+			evconnlistener_enable(l->lev);
+	}
+}

@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * Agent tunnels on the gateway side: admit only keys in the config, and
+ * accept a hostname claim only when one of the agent's patterns covers
+ * it.  A refused claim is answered and logged and changes nothing else.
+ * A tunnel's routes live exactly as long as the tunnel.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "addr.h"
+#include "gw.h"
+#include "log.h"
+
+#define GW_TUN_MAX_CLAIMS	4096
+
+struct gw_tun {
+	struct gw		*gw;
+	struct tun		*tun;
+	char			 name[64];	/* the grant's name */
+	char			 peer[64];	/* remote address */
+	unsigned		 nclaims;
+	TAILQ_ENTRY(gw_tun)	 entry;
+};
+
+static int	gw_tun_authed(struct tun *, const struct tun_hello *, char *,
+		    size_t, void *);
+static void	gw_tun_claim(struct tun *, uint8_t, const struct tun_claim *,
+		    void *);
+static void	gw_tun_goaway(struct tun *, const struct tun_reason *, void *);
+static void	gw_tun_stream_closed(struct tun *, struct tun_stream *,
+		    const char *, void *);
+static void	gw_tun_closed(struct tun *, const char *, void *);
+static const struct cfg_grant *gw_tun_grant(struct gw *, const uint8_t *);
+
+static const struct tun_ops gw_tun_ops = {
+	.authed = gw_tun_authed,
+	.claim = gw_tun_claim,
+	.open = NULL,
+	.goaway = gw_tun_goaway,
+	.stream_closed = gw_tun_stream_closed,
+	.closed = gw_tun_closed,
+};
+
+void
+gw_tun_accept(struct gw *gw, struct gw_listener *l, int fd,
+    const struct sockaddr *sa)
+{
+	const struct cfg_gateway	*cfg = gw->cfg;
+	struct gw_tun			*gt;
+	struct tun_params		 p;
+	SSL				*ssl;
+	char				 label[96];
+
+	(void)l;
+	if ((gt = calloc(1, sizeof(*gt))) == NULL ||
+	    (ssl = SSL_new(gw->tun_ctx)) == NULL) {
+		free(gt);
+		close(fd);
+		return;
+	}
+	gt->gw = gw;
+	addr_fmt(sa, gt->peer, sizeof(gt->peer));
+	snprintf(gt->name, sizeof(gt->name), "?");
+	snprintf(label, sizeof(label), "tunnel peer=%s", gt->peer);
+	memset(&p, 0, sizeof(p));
+	p.role = TUN_ROLE_GATEWAY;
+	p.key = &gw->key;
+	p.window = (uint32_t)cfg->stream_window;
+	p.keepalive_ms = cfg->keepalive_ms;
+	p.dead_peer_ms = cfg->dead_peer_ms;
+	p.handshake_ms = cfg->handshake_timeout_ms;
+	p.max_streams = cfg->streams_per_tunnel;
+	p.name = "porch-gateway";
+	p.label = label;
+	/* Linked before tun_new: its callbacks may fire from here on. */
+	TAILQ_INSERT_TAIL(&gw->tunnels, gt, entry);
+	if ((gt->tun = tun_new(gw->base, fd, ssl, 1, &p, &gw_tun_ops, gt)) ==
+	    NULL) {
+		log_warnx("tunnel from %s: out of memory", gt->peer);
+		TAILQ_REMOVE(&gw->tunnels, gt, entry);
+		free(gt);
+	}
+}
+
+void
+gw_tun_close_all(struct gw *gw, const char *reason)
+{
+	struct gw_tun	*gt;
+
+	while ((gt = TAILQ_FIRST(&gw->tunnels)) != NULL)
+		tun_close(gt->tun, reason);	/* frees gt via closed */
+}
+
+/* Tell every agent we are leaving (GOAWAY) and close once it is out. */
+void
+gw_tun_shutdown_all(struct gw *gw, const char *reason)
+{
+	struct gw_tun	*gt, *next;
+
+	for (gt = TAILQ_FIRST(&gw->tunnels); gt != NULL; gt = next) {
+		next = TAILQ_NEXT(gt, entry);
+		tun_shutdown(gt->tun, TUN_E_SHUTDOWN, reason);
+	}
+}
+
+const char *
+gw_tun_name(const struct gw_tun *gt)
+{
+	return gt->name;
+}
+
+struct tun *
+gw_tun_tun(const struct gw_tun *gt)
+{
+	return gt->tun;
+}
+
+static const struct cfg_grant *
+gw_tun_grant(struct gw *gw, const uint8_t *key)
+{
+	size_t	i;
+
+	for (i = 0; i < gw->cfg->nagents; i++)
+		if (sodium_memcmp(gw->cfg->agents[i].key, key,
+		    KEY_PUB_LEN) == 0)
+			return &gw->cfg->agents[i];
+	return NULL;
+}
+
+static int
+gw_tun_authed(struct tun *tun, const struct tun_hello *h, char *msg,
+    size_t msglen, void *arg)
+{
+	struct gw_tun			*gt = arg, *old, *next;
+	const struct cfg_grant		*g;
+	char				 kt[KEY_TEXT_LEN];
+
+	key_pub_text(h->pub, kt);
+	if ((g = gw_tun_grant(gt->gw, h->pub)) == NULL) {
+		log_warnx("tunnel from %s (%s): agent key %s is not admitted; "
+		    "add it under 'agents:' in %s to let it in", gt->peer,
+		    tun_peer_name(tun), kt, gt->gw->cfg->file);
+		snprintf(msg, msglen, "agent key %s is not admitted by this "
+		    "gateway", kt);
+		return -1;
+	}
+	snprintf(gt->name, sizeof(gt->name), "%s", g->name);
+	/*
+	 * The same key again means the agent reconnected: its old session
+	 * is stale (it would time out eventually), so the names move to the
+	 * new one at once instead of staying blocked.
+	 */
+	for (old = TAILQ_FIRST(&gt->gw->tunnels); old != NULL; old = next) {
+		next = TAILQ_NEXT(old, entry);
+		if (old != gt && tun_is_ready(old->tun) &&
+		    sodium_memcmp(tun_peer_key(old->tun), h->pub,
+		    KEY_PUB_LEN) == 0) {
+			log_info("agent %s reconnected from %s; replacing its "
+			    "session from %s", g->name, gt->peer, old->peer);
+			tun_close(old->tun, "replaced by a new session");
+			next = TAILQ_FIRST(&gt->gw->tunnels);
+		}
+	}
+	log_info("tunnel from %s: agent %s (%s) authenticated", gt->peer,
+	    g->name, kt);
+	return 0;
+}
+
+static void
+gw_tun_claim(struct tun *tun, uint8_t type, const struct tun_claim *c,
+    void *arg)
+{
+	struct gw_tun		*gt = arg;
+	const struct cfg_grant	*g;
+	struct tun_claim	 r;
+	size_t			 i;
+	int			 ok = 0;
+
+	if (type == TUN_UNCLAIM) {
+		gw_route_remove(gt->gw->routes, c->name, gt);
+		log_info("agent %s withdrew %s", gt->name, c->name);
+		return;
+	}
+	if (type != TUN_CLAIM)
+		return;
+	memset(&r, 0, sizeof(r));
+	snprintf(r.name, sizeof(r.name), "%s", c->name);
+	if ((g = gw_tun_grant(gt->gw, tun_peer_key(tun))) != NULL)
+		for (i = 0; i < g->npatterns && !ok; i++)
+			ok = name_pattern_covers(g->patterns[i], c->name);
+	if (!ok) {
+		r.status = TUN_CLAIM_DENIED;
+		snprintf(r.msg, sizeof(r.msg), "agent %s is not authorized "
+		    "for this hostname on this gateway", gt->name);
+		log_warnx("agent %s claimed %s: refused, no 'hostnames' "
+		    "pattern of this agent in %s covers it", gt->name,
+		    c->name, gt->gw->cfg->file);
+	} else if (gt->nclaims >= GW_TUN_MAX_CLAIMS) {
+		r.status = TUN_CLAIM_LIMIT;
+		snprintf(r.msg, sizeof(r.msg), "too many hostnames (max %d)",
+		    GW_TUN_MAX_CLAIMS);
+		log_warnx("agent %s claimed %s: refused, over %d claims",
+		    gt->name, c->name, GW_TUN_MAX_CLAIMS);
+	} else if (gw_route_add(gt->gw->routes, c->name, c->kinds, gt) == -1) {
+		r.status = TUN_CLAIM_LIMIT;
+		snprintf(r.msg, sizeof(r.msg), "gateway out of memory");
+	} else {
+		gt->nclaims++;
+		r.status = TUN_CLAIM_OK;
+		log_info("agent %s claimed %s (%s%s%s)", gt->name, c->name,
+		    (c->kinds & TUN_KIND_TLS) ? "tls" : "",
+		    c->kinds == (TUN_KIND_TLS | TUN_KIND_HTTP) ? "+" : "",
+		    (c->kinds & TUN_KIND_HTTP) ? "http" : "");
+	}
+	tun_send_claim(tun, TUN_CLAIM_RESULT, &r);
+}
+
+static void
+gw_tun_goaway(struct tun *tun, const struct tun_reason *r, void *arg)
+{
+	struct gw_tun	*gt = arg;
+
+	(void)tun;
+	/* tun marks itself draining: lookups skip it from now on. */
+	log_info("agent %s is going away: %s", gt->name, r->msg);
+}
+
+static void
+gw_tun_stream_closed(struct tun *tun, struct tun_stream *s,
+    const char *reason, void *arg)
+{
+	struct gw_tun	*gt = arg;
+
+	(void)tun;
+	(void)s;
+	(void)reason;
+	gw_listen_conn_closed(gt->gw);
+}
+
+static void
+gw_tun_closed(struct tun *tun, const char *reason, void *arg)
+{
+	struct gw_tun	*gt = arg;
+
+	(void)tun;
+	gw_route_remove_tun(gt->gw->routes, gt);
+	TAILQ_REMOVE(&gt->gw->tunnels, gt, entry);
+	log_info("tunnel from %s (agent %s) closed: %s", gt->peer, gt->name,
+	    reason);
+	if (gt->gw->stopping && TAILQ_EMPTY(&gt->gw->tunnels))
+		event_base_loopexit(gt->gw->base, NULL);
+	free(gt);
+}

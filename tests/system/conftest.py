@@ -1,0 +1,414 @@
+"""Fixtures for porch system tests: real binaries, real peers, loopback only.
+
+Every process a test starts is registered with the `procs` fixture and
+stopped (by PID) when the test ends, pass or fail.  Readiness is always a
+log line or a successful connect, never a sleep.  Under PORCH_ASAN=1 the
+daemons run the sanitizer build and every clean stop is checked for
+sanitizer and leak reports.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.path.join(ROOT, os.environ.get("PORCH_BUILD", "build"))
+GATEWAY = os.path.join(BUILD, "porch-gateway")
+AGENT = os.path.join(BUILD, "porch-agent")
+PORCHCTL = os.path.join(BUILD, "porchctl")
+ASAN = os.environ.get("PORCH_ASAN") == "1"
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer")
+
+
+def free_port(family=socket.AF_INET, addr="127.0.0.1"):
+    """A port nobody listens on right now (the kernel picks it)."""
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((addr, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, host="127.0.0.1", timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+class Proc:
+    """A started process, its log file and a cursor for wait_log."""
+
+    def __init__(self, name, argv, logdir, env=None, sanitized=False):
+        self.name = name
+        self.argv = argv
+        self.sanitized = sanitized
+        self.log_path = os.path.join(logdir, f"{name}.log")
+        self.logf = open(self.log_path, "ab")
+        self.mark = os.path.getsize(self.log_path)
+        e = dict(os.environ)
+        if sanitized:
+            e["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0"
+            e["UBSAN_OPTIONS"] = "print_stacktrace=1"
+        if env:
+            e.update(env)
+        self.p = subprocess.Popen(argv, stdout=self.logf,
+                                  stderr=subprocess.STDOUT, env=e)
+        self.pid = self.p.pid
+
+    def log(self):
+        with open(self.log_path, "r", errors="replace") as f:
+            return f.read()
+
+    def log_since_mark(self):
+        with open(self.log_path, "rb") as f:
+            f.seek(self.mark)
+            return f.read().decode(errors="replace")
+
+    def set_mark(self):
+        self.mark = os.path.getsize(self.log_path)
+
+    def wait_log(self, pattern, timeout=10.0, since_mark=True):
+        """Wait until the log (since the mark) matches pattern; returns
+        the match.  Fails early if the process died."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.log_since_mark() if since_mark else self.log()
+            m = rx.search(text)
+            if m:
+                return m
+            if self.p.poll() is not None:
+                raise AssertionError(
+                    f"{self.name} exited ({self.p.returncode}) before "
+                    f"/{pattern}/; log:\n{self.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{self.name}: no /{pattern}/ within {timeout}s; "
+                    f"log:\n{self.log()[-3000:]}")
+            time.sleep(0.02)
+
+    def count(self, pattern):
+        return len(re.findall(pattern, self.log()))
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def send_signal(self, sig):
+        if self.alive():
+            os.kill(self.pid, sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0):
+        """Stop by PID; returns the exit code."""
+        if self.alive():
+            os.kill(self.pid, sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self.p.wait()
+        self.logf.close()
+        return self.p.returncode
+
+    def check_clean_exit(self):
+        """A daemon stopped with SIGTERM must exit 0 with no sanitizer
+        or leak report."""
+        rc = self.stop()
+        text = self.log()
+        for mark in SANITIZER_MARKS:
+            assert mark not in text, f"{self.name}: {mark}\n{text[-5000:]}"
+        assert rc == 0, f"{self.name} exited {rc}\n{text[-3000:]}"
+
+
+class Procs:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.all = []
+
+    def start(self, name, argv, env=None, daemon=False):
+        """daemon: a porch binary (sanitizer options, clean-exit check)."""
+        p = Proc(name, argv, self.tmp, env=env, sanitized=daemon and ASAN)
+        p.daemon = daemon
+        self.all.append(p)
+        return p
+
+    def stop_all(self):
+        """Stop everything; porch daemons still running must exit
+        cleanly (status 0, no sanitizer or leak report)."""
+        problems = []
+        for p in reversed(self.all):
+            try:
+                if p.daemon and p.alive():
+                    p.check_clean_exit()
+                else:
+                    p.stop(timeout=5)
+            except AssertionError as e:
+                problems.append(str(e))
+            except Exception as e:  # keep stopping the others
+                problems.append(f"{p.name}: {e!r}")
+        return problems
+
+
+@pytest.fixture
+def procs(tmp_path):
+    ps = Procs(str(tmp_path))
+    yield ps
+    problems = ps.stop_all()
+    assert not problems, "\n".join(problems)
+
+
+def keygen(path):
+    out = subprocess.run([PORCHCTL, "keygen", path], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    assert out.startswith("ed25519:"), out
+    return out
+
+
+class CA:
+    """A throwaway CA and leaf certificates minted at test time."""
+
+    def __init__(self, d):
+        self.dir = d
+        os.makedirs(d, exist_ok=True)
+        self.crt = os.path.join(d, "ca.crt")
+        self.key = os.path.join(d, "ca.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec",
+                        "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", self.key, "-out", self.crt, "-days", "2",
+                        "-subj", "/CN=porch test CA"],
+                       check=True, capture_output=True)
+
+    def leaf(self, name, *alt):
+        """Returns (cert, key) for name (and alt names)."""
+        crt = os.path.join(self.dir, f"{name}.crt")
+        key = os.path.join(self.dir, f"{name}.key")
+        csr = os.path.join(self.dir, f"{name}.csr")
+        ext = os.path.join(self.dir, f"{name}.ext")
+        sans = ",".join(f"DNS:{n}" for n in (name,) + alt)
+        with open(ext, "w") as f:
+            f.write(f"subjectAltName={sans}\n")
+        subprocess.run(["openssl", "req", "-new", "-newkey", "ec",
+                        "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-keyout", key, "-out", csr, "-subj", f"/CN={name}"],
+                       check=True, capture_output=True)
+        subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA",
+                        self.crt, "-CAkey", self.key, "-CAcreateserial",
+                        "-out", crt, "-days", "2", "-extfile", ext],
+                       check=True, capture_output=True)
+        return crt, key
+
+
+@pytest.fixture
+def ca(tmp_path):
+    return CA(str(tmp_path / "ca"))
+
+
+def yaml_list(items):
+    return "[" + ", ".join(f'"{i}"' for i in items) + "]"
+
+
+class Gateway:
+    """porch-gateway on loopback with fresh ports and key."""
+
+    def __init__(self, procs, tmp, name="gw", extra=""):
+        self.procs = procs
+        self.dir = os.path.join(tmp, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.name = name
+        self.key_path = os.path.join(self.dir, "gateway.key")
+        self.pub = keygen(self.key_path)
+        self.tls_port = free_port()
+        self.http_port = free_port()
+        self.tunnel_port = free_port()
+        self.agents = []
+        self.extra = extra
+        self.conf = os.path.join(self.dir, "gateway.yaml")
+        self.proc = None
+
+    def admit(self, agent, hostnames):
+        self.agents.append((agent.name, agent.pub, hostnames))
+
+    def write_config(self):
+        lines = [
+            f"identity: {self.key_path}",
+            "listen:",
+            f'  tls: ["127.0.0.1:{self.tls_port}"]',
+            f'  http: ["127.0.0.1:{self.http_port}"]',
+            f'  tunnel: ["127.0.0.1:{self.tunnel_port}"]',
+        ]
+        lines.append(self.extra)
+        lines.append("agents:" if self.agents else "agents: []")
+        for name, pub, hosts in self.agents:
+            lines += [f"  - name: {name}", f'    key: "{pub}"',
+                      f"    hostnames: {yaml_list(hosts)}"]
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def start(self):
+        self.write_config()
+        self.proc = self.procs.start(self.name, [GATEWAY, "-c", self.conf],
+                                     daemon=True)
+        self.proc.wait_log(r"porch-gateway started")
+        return self.proc
+
+
+class Agent:
+    """porch-agent with its own key; services and gateways added by tests."""
+
+    def __init__(self, procs, tmp, name="agent", extra=""):
+        self.procs = procs
+        self.name = name
+        self.dir = os.path.join(tmp, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.key_path = os.path.join(self.dir, "agent.key")
+        self.pub = keygen(self.key_path)
+        self.gateways = []
+        self.services = []
+        self.extra = extra
+        self.conf = os.path.join(self.dir, "agent.yaml")
+        self.proc = None
+
+    def use(self, gw, key=None):
+        self.gateways.append((gw.name, f"127.0.0.1:{gw.tunnel_port}",
+                              key or gw.pub))
+
+    def serve(self, hostname, tls=None, http=None, proxy=None):
+        self.services.append((hostname, tls, http, proxy))
+
+    def write_config(self):
+        lines = [f"identity: {self.key_path}", f"name: {self.name}",
+                 "reconnect: { min: 100ms, max: 1s }", "gateways:"]
+        for name, addr, key in self.gateways:
+            lines += [f"  - name: {name}", f'    address: "{addr}"',
+                      f'    key: "{key}"']
+        lines.append(self.extra)
+        lines.append("services:")
+        for host, tls, http, proxy in self.services:
+            lines.append(f'  - hostname: "{host}"')
+            if tls:
+                lines.append(f'    tls: "{tls}"')
+            if http:
+                lines.append(f'    http: "{http}"')
+            if proxy:
+                lines.append(f"    proxy_protocol: {proxy}")
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def start(self, wait_serving=True):
+        self.write_config()
+        self.proc = self.procs.start(self.name, [AGENT, "-c", self.conf],
+                                     daemon=True)
+        if wait_serving:
+            for gw, _, _ in self.gateways:
+                for host, _, _, _ in self.services:
+                    self.proc.wait_log(
+                        rf"gateway {re.escape(gw)}: serving "
+                        rf"{re.escape(host)}\b", since_mark=False)
+        return self.proc
+
+
+NGINX_CONF = """
+{user}
+daemon off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/tmp;
+    proxy_temp_path {dir}/tmp;
+    fastcgi_temp_path {dir}/tmp;
+    uwsgi_temp_path {dir}/tmp;
+    scgi_temp_path {dir}/tmp;
+    keepalive_requests 100000;
+    server {{
+        listen 127.0.0.1:{tls_port} ssl;
+        listen 127.0.0.1:{http_port};
+        server_name {name};
+        ssl_certificate {crt};
+        ssl_certificate_key {key};
+        root {root};
+        location /whoami {{ return 200 "{tag} $scheme $host\\n"; }}
+    }}
+}}
+"""
+
+
+class Nginx:
+    """A real nginx serving files from root over TLS and plain HTTP."""
+
+    def __init__(self, procs, tmp, ca, name, tag=None):
+        self.dir = os.path.join(tmp, f"nginx-{name}-{tag or 'x'}")
+        self.root = os.path.join(self.dir, "root")
+        os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
+        os.makedirs(self.root, exist_ok=True)
+        self.tls_port = free_port()
+        self.http_port = free_port()
+        self.name = name
+        self.tag = tag or name
+        self.crt, self.key = ca.leaf(name)
+        with open(os.path.join(self.dir, "nginx.conf"), "w") as f:
+            f.write(NGINX_CONF.format(dir=self.dir, tls_port=self.tls_port,
+                                      http_port=self.http_port, name=name,
+                                      crt=self.crt, key=self.key,
+                                      root=self.root, tag=self.tag,
+                                      user="user root;" if os.geteuid() == 0
+                                      else ""))
+        with open(os.path.join(self.root, "index.html"), "w") as f:
+            f.write(f"hello from {self.tag}\n")
+        self.proc = procs.start(f"nginx-{name}-{self.tag}",
+                                [shutil.which("nginx") or "/usr/sbin/nginx",
+                                 "-p", self.dir, "-c",
+                                 os.path.join(self.dir, "nginx.conf")])
+        wait_port(self.tls_port)
+        wait_port(self.http_port)
+
+    @property
+    def tls(self):
+        return f"127.0.0.1:{self.tls_port}"
+
+    @property
+    def http(self):
+        return f"127.0.0.1:{self.http_port}"
+
+
+def curl(url, host, port, ca=None, timeout=20, extra=(), out=None):
+    """curl through the gateway: --resolve pins host to loopback."""
+    argv = ["curl", "-sS", "--max-time", str(timeout), "--resolve",
+            f"{host}:{port}:127.0.0.1"]
+    if ca:
+        argv += ["--cacert", ca]
+    if out:
+        argv += ["-o", out]
+    argv += list(extra) + [url]
+    return subprocess.run(argv, capture_output=True, text=out is None)
+
+
+@pytest.fixture
+def stack(procs, tmp_path, ca):
+    """A gateway, an agent admitted for *.example.test, and an nginx
+    backend for app.example.test: the demo's shape, ready to use."""
+    gw = Gateway(procs, str(tmp_path))
+    ag = Agent(procs, str(tmp_path))
+    ng = Nginx(procs, str(tmp_path), ca, "app.example.test")
+    gw.admit(ag, ["*.example.test"])
+    ag.use(gw)
+    ag.serve("app.example.test", tls=ng.tls, http=ng.http)
+    gw.start()
+    ag.start()
+
+    class S:
+        pass
+    s = S()
+    s.gw, s.agent, s.nginx, s.ca = gw, ag, ng, ca
+    return s

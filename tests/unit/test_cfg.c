@@ -1,0 +1,713 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * The config loader against the shipped examples, a table of broken
+ * configs (each must name the right line:column and say what is wrong),
+ * the defaults, typed values, and file loading with relative identity
+ * paths.  Every bad config is its own cmocka test, named after its case.
+ */
+
+#include <sys/stat.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cfg.h"
+
+#define GWK	"ed25519:tWhVhZvvo86LUJoFfVOsxp+Z2c5nvGx1JEd82uZC3ug="
+#define AGK	"ed25519:EL2mT+HpuRZi3nKWDPsjTJz7FgCOI8JY8BXQX/rEdNM="
+#define ZEROK	"ed25519:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+
+/* Four lines; cases append from line 5. */
+#define GW_BASE \
+	"identity: gw.key\n" \
+	"listen:\n" \
+	"  tls: 127.0.0.1:8443\n" \
+	"  tunnel: 127.0.0.1:7443\n"
+
+/* Eight lines; cases append from line 9. */
+#define AG_BASE \
+	"identity: agent.key\n" \
+	"gateways:\n" \
+	"  - name: gw1\n" \
+	"    address: gw1.example.net:7443\n" \
+	"    key: \"" GWK "\"\n" \
+	"services:\n" \
+	"  - hostname: app.example.test\n" \
+	"    tls: 127.0.0.1:9443\n"
+
+#define GW_AGENT(name, key, hosts) \
+	"  - name: " name "\n" \
+	"    key: \"" key "\"\n" \
+	"    hostnames: " hosts "\n"
+
+enum schema { GW, AG };
+
+struct bad {
+	const char	*name;
+	enum schema	 schema;
+	const char	*text;
+	const char	*where;		/* "LINE:COL", or NULL for none */
+	const char	*what;		/* a keyword the message must hold */
+};
+
+static const struct bad bad_configs[] = {
+	/* Syntax and document shape. */
+	{ "empty", GW, "", "1:1", "empty configuration" },
+	{ "only_comments", AG, "# nothing here\n\n", "1:1",
+	    "empty configuration" },
+	{ "only_null", GW, "---\n", "1:1", "empty configuration" },
+	{ "top_list", GW, "- identity: x\n", "1:1", "expected a mapping" },
+	{ "top_string", AG, "hello\n", "1:1", "expected a mapping" },
+	{ "syntax_flow", GW, "identity: k\nlisten: [\n", "3:1",
+	    "YAML syntax error" },
+	{ "syntax_indent", GW, "identity: k\n  listen: x\n", "2:9",
+	    "YAML syntax error: mapping values are not allowed" },
+	{ "syntax_tab", AG, "identity: k\n\tname: x\n", "2:1",
+	    "YAML syntax error" },
+	{ "bad_utf8", GW, "identity: \xff\n", "1:11", "UTF-8" },
+	{ "two_docs", GW, GW_BASE "---\nidentity: y\n", "5:1",
+	    "second YAML document" },
+	{ "anchor", GW, GW_BASE "timeouts: &t\n  hello: 1s\n", "5:11",
+	    "anchor not allowed" },
+	{ "alias", GW, "identity: *k\n", "1:11", "alias not allowed" },
+	{ "billion_laughs", AG,
+	    "a: &a [\"lol\", \"lol\", \"lol\"]\n"
+	    "b: &b [*a, *a, *a]\n"
+	    "c: &c [*b, *b, *b]\n", "1:4", "anchor not allowed" },
+	{ "tag", GW, "identity: !!str gw.key\n", "1:11", "tag not allowed" },
+	{ "nul_escape", GW, "identity: \"a\\0b\"\n", "1:11",
+	    "NUL character" },
+	{ "too_deep", GW, "a: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]"
+	    "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n", "1:35", "nesting too deep" },
+	{ "complex_key", GW, "? [a]\n: b\n", "1:3", "key must be a string" },
+	{ "dup_top_key", GW, "identity: a\nidentity: b\n", "2:1",
+	    "duplicate key: 'identity' (first at line 1" },
+	{ "dup_nested_key", GW, GW_BASE "timeouts:\n  hello: 1s\n"
+	    "  hello: 2s\n", "7:3", "duplicate key: 'hello'" },
+
+	/* Gateway: keys and types. */
+	{ "gw_unknown_top", GW, GW_BASE "lisen: x\n", "5:1",
+	    "unknown key: 'lisen' (allowed: identity, listen, timeouts, "
+	    "limits, agents)" },
+	{ "gw_unknown_timeout", GW, GW_BASE "timeouts:\n  helo: 5s\n", "6:3",
+	    "timeouts: unknown key: 'helo' (allowed: hello, handshake, "
+	    "keepalive, dead_peer)" },
+	{ "gw_agent_config", GW, "identity: k\nservices: []\n", "2:1",
+	    "looks like a porch-agent config" },
+	{ "gw_timeouts_scalar", GW, GW_BASE "timeouts: 5s\n", "5:11",
+	    "timeouts: expected a mapping, got a string: '5s'" },
+	{ "gw_listen_seq", GW, "identity: k\nlisten: [a]\n", "2:9",
+	    "listen: expected a mapping, got a sequence" },
+	{ "gw_agents_map", GW, GW_BASE "agents: {a: b}\n", "5:9",
+	    "agents: expected a sequence, got a mapping" },
+	{ "gw_identity_null", GW, "identity:\nlisten: {}\n", "1:10",
+	    "identity: expected a string, got nothing" },
+	{ "gw_identity_map", GW, "identity: {a: b}\n", "1:11",
+	    "identity: expected a string, got a mapping" },
+	{ "gw_identity_empty", GW, "identity: \"\"\n", "1:11",
+	    "identity: empty string" },
+	{ "gw_missing_identity", GW, "listen:\n  tls: 127.0.0.1:1\n"
+	    "  tunnel: 127.0.0.1:2\n", "1:1",
+	    "missing required key: 'identity'" },
+	{ "gw_missing_listen", GW, "identity: k\n", "1:1",
+	    "missing required key: 'listen'" },
+
+	/* Gateway: listeners. */
+	{ "gw_listen_no_port", GW, "identity: k\nlisten:\n"
+	    "  tls: 127.0.0.1\n  tunnel: 127.0.0.1:7443\n", "3:8",
+	    "listen.tls: bad address: '127.0.0.1' (missing :port" },
+	{ "gw_listen_hostname", GW, "identity: k\nlisten:\n"
+	    "  tls: [\"127.0.0.1:1\", \"localhost:443\"]\n"
+	    "  tunnel: 127.0.0.1:7443\n", "3:24",
+	    "bad address: 'localhost:443' (not a numeric IPv4" },
+	{ "gw_listen_v6_brackets", GW, "identity: k\nlisten:\n"
+	    "  http: \"::1:80\"\n  tunnel: 127.0.0.1:7443\n", "3:9",
+	    "must be written as [address]:port" },
+	{ "gw_listen_port_range", GW, "identity: k\nlisten:\n"
+	    "  http: 127.0.0.1:65536\n  tunnel: 127.0.0.1:7443\n", "3:9",
+	    "port must be a number 1-65535" },
+	{ "gw_listen_escape", GW, "identity: k\nlisten:\n"
+	    "  http: \"127.0.0.1\\t:80\"\n  tunnel: 127.0.0.1:7443\n", "3:9",
+	    "'127.0.0.1\\x09:80'" },
+	{ "gw_no_tunnel", GW, "identity: k\nlisten:\n  tls: 127.0.0.1:1\n",
+	    "3:3", "listen: no tunnel address" },
+	{ "gw_empty_tunnel", GW, "identity: k\nlisten:\n  tls: 127.0.0.1:1\n"
+	    "  tunnel: []\n", "4:11", "listen: no tunnel address" },
+	{ "gw_no_visitor", GW, "identity: k\nlisten:\n"
+	    "  tunnel: 127.0.0.1:1\n", "3:3", "listen: no visitor address" },
+	{ "gw_dup_listen", GW, "identity: k\nlisten:\n"
+	    "  tls: [\"127.0.0.1:1\", \"[::1]:1\"]\n"
+	    "  tunnel: \"127.0.0.1:1\"\n", "4:11",
+	    "listen: duplicate address: '127.0.0.1:1' (first at line 3" },
+	{ "gw_unknown_listen", GW, "identity: k\nlisten:\n"
+	    "  https: 127.0.0.1:1\n", "3:3",
+	    "allowed: tls, http, tunnel" },
+
+	/* Gateway: durations and sizes. */
+	{ "gw_bare_integer", GW, GW_BASE "timeouts:\n  hello: 5\n", "6:10",
+	    "timeouts.hello: bad duration: '5' (add a unit: '5s'" },
+	{ "gw_bad_unit", GW, GW_BASE "timeouts:\n  handshake: 5 sec\n",
+	    "6:14", "bad duration: '5 sec'" },
+	{ "gw_fraction", GW, GW_BASE "timeouts:\n  handshake: 1.5s\n",
+	    "6:14", "bad duration" },
+	{ "gw_negative", GW, GW_BASE "timeouts:\n  hello: -1s\n", "6:10",
+	    "bad duration" },
+	{ "gw_too_long", GW, GW_BASE "timeouts:\n  hello: 2h\n", "6:10",
+	    "out of range: '2h' (must be between 1ms and 1h)" },
+	{ "gw_huge", GW, GW_BASE "timeouts:\n  hello: 99999999999999999999h\n",
+	    "6:10", "out of range" },
+	{ "gw_zero", GW, GW_BASE "timeouts:\n  keepalive: 0ms\n", "6:14",
+	    "out of range" },
+	{ "gw_dead_peer_eq", GW, GW_BASE "timeouts:\n  keepalive: 3s\n"
+	    "  dead_peer: 3s\n", "7:14",
+	    "timeouts.dead_peer: must be longer than keepalive: '3s'" },
+	{ "gw_keepalive_default", GW, GW_BASE "timeouts:\n"
+	    "  keepalive: 10s\n", "6:14", "dead_peer is 6s by default" },
+	{ "gw_size_unit", GW, GW_BASE "limits:\n  stream_window: 256KB\n",
+	    "6:18", "limits.stream_window: bad size: '256KB'" },
+	{ "gw_window_small", GW, GW_BASE "limits:\n  stream_window: 8KiB\n",
+	    "6:18", "out of range: '8KiB' (must be between 16KiB and 16MiB)" },
+	{ "gw_window_big", GW, GW_BASE "limits:\n  stream_window: 17MiB\n",
+	    "6:18", "out of range" },
+	{ "gw_hello_small", GW, GW_BASE "limits:\n  hello_bytes: 100\n",
+	    "6:16", "out of range: '100' (must be between 512 and 64KiB)" },
+	{ "gw_streams_word", GW, GW_BASE "limits:\n"
+	    "  streams_per_tunnel: many\n", "6:23", "not a whole number" },
+	{ "gw_conns_zero", GW, GW_BASE "limits:\n  max_connections: 0\n",
+	    "6:20", "out of range" },
+	{ "gw_limits_seq", GW, GW_BASE "limits:\n  - 1\n", "6:3",
+	    "limits: expected a mapping, got a sequence" },
+
+	/* Gateway: agents. */
+	{ "gw_agent_no_key", GW, GW_BASE "agents:\n  - name: a\n"
+	    "    hostnames: [x.example]\n", "6:5",
+	    "agents[0]: missing required key: 'key'" },
+	{ "gw_agent_no_hosts", GW, GW_BASE "agents:\n  - name: a\n"
+	    "    key: " AGK "\n", "6:5", "missing required key: 'hostnames'" },
+	{ "gw_agent_bad_key", GW, GW_BASE "agents:\n  - name: a\n"
+	    "    key: ed25519:abc\n    hostnames: [x.example]\n", "7:10",
+	    "agents[0].key: bad public key: 'ed25519:abc'" },
+	{ "gw_agent_bad_name", GW, GW_BASE "agents:\n"
+	    GW_AGENT("\"a b\"", AGK, "[x.example]"), "6:11",
+	    "agents[0].name: bad name: 'a b'" },
+	{ "gw_agent_bad_host", GW, GW_BASE "agents:\n"
+	    GW_AGENT("a", AGK, "[x.example, \"bad..host\"]"), "8:28",
+	    "agents[0].hostnames: bad hostname: 'bad..host'" },
+	{ "gw_agent_mid_wildcard", GW, GW_BASE "agents:\n"
+	    GW_AGENT("a", AGK, "[\"a.*.example\"]"), "8:17",
+	    "bad hostname" },
+	{ "gw_agent_empty_hosts", GW, GW_BASE "agents:\n"
+	    GW_AGENT("a", AGK, "[]"), "8:16", "empty list" },
+	{ "gw_agent_dup_host", GW, GW_BASE "agents:\n"
+	    GW_AGENT("a", AGK, "[x.example, y.example, X.Example.]"), "8:39",
+	    "duplicate hostname: 'X.Example.' (first at line 8" },
+	{ "gw_agent_dup_name", GW, GW_BASE "agents:\n"
+	    GW_AGENT("a", AGK, "[x.example]") GW_AGENT("a", ZEROK,
+	    "[y.example]"), "9:11",
+	    "agents[1].name: duplicate agent name: 'a' (first at line 6" },
+	{ "gw_agent_dup_key", GW, GW_BASE "agents:\n"
+	    GW_AGENT("a", AGK, "[x.example]") GW_AGENT("b", AGK,
+	    "[y.example]"), "10:10",
+	    "agents[1].key: duplicate agent key" },
+	{ "gw_agent_unknown", GW, GW_BASE "agents:\n"
+	    GW_AGENT("a", AGK, "[x.example]") "    hostname: y\n", "9:5",
+	    "allowed: name, key, hostnames" },
+	{ "gw_agent_scalar", GW, GW_BASE "agents:\n  - alice\n", "6:5",
+	    "agents[0]: expected a mapping, got a string: 'alice'" },
+
+	/* Agent. */
+	{ "ag_missing_identity", AG, "gateways: []\n", "1:1",
+	    "missing required key: 'identity'" },
+	{ "ag_missing_services", AG, "identity: a\ngateways:\n"
+	    "  - name: gw1\n    address: gw1.example.net:7443\n"
+	    "    key: " GWK "\n", "1:1", "missing required key: 'services'" },
+	{ "ag_missing_gateways", AG, "identity: a\n", "1:1",
+	    "missing required key: 'gateways'" },
+	{ "ag_empty_gateways", AG, "identity: a\ngateways: []\n", "2:11",
+	    "gateways: empty list" },
+	{ "ag_empty_services", AG, "identity: a\ngateways:\n"
+	    "  - name: gw1\n    address: gw1.example.net:7443\n"
+	    "    key: " GWK "\nservices: []\n", "6:11",
+	    "services: empty list" },
+	{ "ag_services_scalar", AG, "identity: a\ngateways:\n"
+	    "  - name: gw1\n    address: gw1.example.net:7443\n"
+	    "    key: " GWK "\nservices: app.example.test\n", "6:11",
+	    "services: expected a sequence, got a string" },
+	{ "ag_gateway_config", AG, "identity: a\nlisten: {}\n", "2:1",
+	    "looks like a porch-gateway config" },
+	{ "ag_unknown_top", AG, AG_BASE "servics: []\n", "9:1",
+	    "allowed: identity, name, gateways, reconnect, timeouts, limits, "
+	    "services" },
+	{ "ag_bad_name", AG, "name: \"my host\"\n" AG_BASE, "1:7",
+	    "name: bad name: 'my host'" },
+	{ "ag_gw_no_port", AG, "identity: a\ngateways:\n"
+	    "  - name: gw1\n    address: gw1.example.net\n", "4:14",
+	    "gateways[0].address: bad address: 'gw1.example.net' "
+	    "(missing :port" },
+	{ "ag_gw_bad_host", AG, "identity: a\ngateways:\n"
+	    "  - name: gw1\n    address: \"gw_1!.example:7443\"\n", "4:14",
+	    "neither an IP address nor a hostname" },
+	{ "ag_gw_bad_ip", AG, "identity: a\ngateways:\n"
+	    "  - name: gw1\n    address: 300.1.2.3:7443\n", "4:14",
+	    "bad address" },
+	{ "ag_gw_bad_v6", AG, "identity: a\ngateways:\n"
+	    "  - name: gw1\n    address: \"[zz::1]:7443\"\n", "4:14",
+	    "not an IPv6 address" },
+	{ "ag_gw_no_key", AG, "identity: a\ngateways:\n"
+	    "  - name: gw1\n    address: gw1.example.net:7443\n", "3:5",
+	    "gateways[0]: missing required key: 'key'" },
+	{ "ag_gw_no_name", AG, "identity: a\ngateways:\n"
+	    "  - address: gw1.example.net:7443\n", "3:5",
+	    "missing required key: 'name'" },
+	{ "ag_gw_dup_name", AG, "identity: a\ngateways:\n"
+	    "  - {name: gw1, address: \"a.example:1\", key: \"" GWK "\"}\n"
+	    "  - {name: gw1, address: \"b.example:1\", key: \"" ZEROK "\"}\n",
+	    "4:12", "gateways[1].name: duplicate gateway name: 'gw1' "
+	    "(first at line 3" },
+	{ "ag_dup_hostname", AG, AG_BASE "  - hostname: APP.example.test\n"
+	    "    http: 127.0.0.1:9080\n", "9:15",
+	    "services[1].hostname: duplicate hostname: 'APP.example.test' "
+	    "(first at line 7" },
+	{ "ag_no_backend", AG, AG_BASE "  - hostname: b.example.test\n",
+	    "9:5", "services[1]: no backend" },
+	{ "ag_backend_no_port", AG, AG_BASE "  - hostname: b.example.test\n"
+	    "    tls: 127.0.0.1\n", "10:10",
+	    "services[1].tls: bad address: '127.0.0.1'" },
+	{ "ag_backend_port_zero", AG, AG_BASE
+	    "  - hostname: b.example.test\n    http: \"localhost:0\"\n",
+	    "10:11", "port must be a number 1-65535" },
+	{ "ag_bad_hostname", AG, AG_BASE "  - hostname: \"bad host\"\n"
+	    "    tls: 127.0.0.1:1\n", "9:15", "bad hostname: 'bad host'" },
+	{ "ag_proxy_v3", AG, AG_BASE "    proxy_protocol: v3\n", "9:21",
+	    "services[0].proxy_protocol: unknown PROXY protocol version: 'v3' "
+	    "(use off, v1 or v2)" },
+	{ "ag_service_unknown", AG, AG_BASE "    backend: 127.0.0.1:1\n",
+	    "9:5", "allowed: hostname, tls, http, proxy_protocol" },
+	{ "ag_reconnect_order", AG, AG_BASE "reconnect: {min: 1m, max: 30s}\n",
+	    "9:18", "reconnect.min: above reconnect.max: '1m' (max is 30s" },
+	{ "ag_reconnect_max_low", AG, AG_BASE "reconnect: {max: 100ms}\n",
+	    "9:18", "reconnect.max: below reconnect.min" },
+	{ "ag_connect_bare", AG, AG_BASE "timeouts:\n  connect: 5000\n",
+	    "10:12", "add a unit: '5000s' for seconds or '5000ms'" },
+	{ "ag_dead_peer_low", AG, AG_BASE "timeouts:\n  keepalive: 5s\n"
+	    "  dead_peer: 1s\n", "11:14", "must be longer than keepalive" },
+	{ "ag_window_bad", AG, AG_BASE "limits: {stream_window: 1GiB}\n",
+	    "9:25", "bad size: '1GiB'" },
+	{ "ag_limits_unknown", AG, AG_BASE "limits: {hello_bytes: 1}\n",
+	    "9:10", "allowed: stream_window" },
+};
+
+static void
+check_bad(void **state)
+{
+	const struct bad	*b = *state;
+	struct cfg_gateway	*gw = NULL;
+	struct cfg_agent	*a = NULL;
+	char			 err[1024], where[64];
+
+	memset(err, 'X', sizeof(err));
+	if (b->schema == GW)
+		gw = cfg_gateway_parse("t.yaml", b->text, strlen(b->text), err,
+		    sizeof(err));
+	else
+		a = cfg_agent_parse("t.yaml", b->text, strlen(b->text), err,
+		    sizeof(err));
+	if (gw != NULL || a != NULL) {
+		cfg_gateway_free(gw);
+		cfg_agent_free(a);
+		fail_msg("%s: accepted", b->name);
+	}
+	snprintf(where, sizeof(where), "t.yaml:%s", b->where);
+	if (strncmp(err, where, strlen(where)) != 0 ||
+	    strstr(err, b->what) == NULL)
+		fail_msg("%s: got \"%s\", want \"%s...%s\"", b->name, err,
+		    where, b->what);
+}
+
+static struct cfg_gateway *
+gw_ok(const char *text)
+{
+	struct cfg_gateway	*gw;
+	char			 err[1024];
+
+	gw = cfg_gateway_parse("t.yaml", text, strlen(text), err, sizeof(err));
+	if (gw == NULL)
+		fail_msg("rejected: %s", err);
+	return gw;
+}
+
+static struct cfg_agent *
+agent_ok(const char *text)
+{
+	struct cfg_agent	*a;
+	char			 err[1024];
+
+	a = cfg_agent_parse("t.yaml", text, strlen(text), err, sizeof(err));
+	if (a == NULL)
+		fail_msg("rejected: %s", err);
+	return a;
+}
+
+/* The repository root, from where this file was compiled. */
+static void
+example_path(char *buf, size_t len, const char *name)
+{
+	const char	*src = __FILE__, *p;
+
+	p = strstr(src, "tests/unit/test_cfg.c");
+	snprintf(buf, len, "%.*sconfig/examples/%s",
+	    p != NULL ? (int)(p - src) : 0, src, name);
+}
+
+static void
+test_example_gateway(void **state)
+{
+	struct cfg_gateway	*gw;
+	struct sockaddr_in6	*sin6;
+	char			 path[512], err[1024], want[600];
+
+	(void)state;
+	example_path(path, sizeof(path), "gateway.yaml");
+	gw = cfg_gateway_load(path, err, sizeof(err));
+	if (gw == NULL)
+		fail_msg("%s", err);
+	example_path(want, sizeof(want), "gateway.key");
+	assert_string_equal(gw->identity, want);
+	assert_string_equal(gw->file, path);
+	assert_int_equal(gw->ntls, 2);
+	assert_string_equal(gw->tls[0].text, "127.0.0.1:8443");
+	assert_int_equal(gw->tls[0].ss.ss_family, AF_INET);
+	assert_int_equal(gw->tls[1].ss.ss_family, AF_INET6);
+	sin6 = (struct sockaddr_in6 *)&gw->tls[1].ss;
+	assert_int_equal(ntohs(sin6->sin6_port), 8443);
+	assert_int_equal(gw->tls[1].sslen, sizeof(struct sockaddr_in6));
+	assert_int_equal(gw->nhttp, 1);
+	assert_string_equal(gw->http[0].text, "127.0.0.1:8080");
+	assert_int_equal(gw->ntunnel, 1);
+	assert_string_equal(gw->tunnel[0].text, "127.0.0.1:7443");
+	assert_int_equal(gw->nagents, 1);
+	assert_string_equal(gw->agents[0].name, "demo-home");
+	assert_int_equal(gw->agents[0].npatterns, 2);
+	assert_string_equal(gw->agents[0].patterns[0], "app.example.test");
+	assert_string_equal(gw->agents[0].patterns[1], "*.example.test");
+	assert_int_equal(gw->stream_window, 256 * 1024);
+	cfg_gateway_free(gw);
+}
+
+static void
+test_example_agent(void **state)
+{
+	struct cfg_agent	*a;
+	char			 path[512], err[1024], want[600];
+
+	(void)state;
+	example_path(path, sizeof(path), "agent.yaml");
+	a = cfg_agent_load(path, err, sizeof(err));
+	if (a == NULL)
+		fail_msg("%s", err);
+	example_path(want, sizeof(want), "agent.key");
+	assert_string_equal(a->identity, want);
+	assert_string_equal(a->name, "demo-home");
+	assert_int_equal(a->ngateways, 1);
+	assert_string_equal(a->gateways[0].name, "gw1");
+	assert_string_equal(a->gateways[0].host, "127.0.0.1");
+	assert_int_equal(a->gateways[0].port, 7443);
+	assert_int_equal(a->nservices, 1);
+	assert_string_equal(a->services[0].hostname, "app.example.test");
+	assert_string_equal(a->services[0].tls_backend, "127.0.0.1:9443");
+	assert_string_equal(a->services[0].http_backend, "127.0.0.1:9080");
+	assert_int_equal(a->services[0].proxy_protocol, CFG_PROXY_OFF);
+	cfg_agent_free(a);
+}
+
+static void
+test_gateway_defaults(void **state)
+{
+	struct cfg_gateway	*gw;
+
+	(void)state;
+	gw = gw_ok(GW_BASE);
+	assert_string_equal(gw->identity, "gw.key");	/* _parse: as is */
+	assert_string_equal(gw->file, "t.yaml");
+	assert_int_equal(gw->ntls, 1);
+	assert_int_equal(gw->nhttp, 0);
+	assert_null(gw->http);
+	assert_int_equal(gw->ntunnel, 1);
+	assert_int_equal(gw->hello_timeout_ms, 5000);
+	assert_int_equal(gw->keepalive_ms, 2000);
+	assert_int_equal(gw->dead_peer_ms, 6000);
+	assert_int_equal(gw->handshake_timeout_ms, 10000);
+	assert_int_equal(gw->hello_max, 16384);
+	assert_int_equal(gw->http_head_max, 8192);
+	assert_int_equal(gw->streams_per_tunnel, 4096);
+	assert_int_equal(gw->stream_window, 256 * 1024);
+	assert_int_equal(gw->max_connections, 20000);
+	assert_int_equal(gw->nagents, 0);
+	assert_null(gw->agents);
+	cfg_gateway_free(gw);
+
+	/* An empty agents list is allowed: nobody may connect. */
+	gw = gw_ok(GW_BASE "agents: []\n");
+	assert_int_equal(gw->nagents, 0);
+	cfg_gateway_free(gw);
+}
+
+static void
+test_agent_defaults(void **state)
+{
+	struct cfg_agent	*a;
+
+	(void)state;
+	a = agent_ok(AG_BASE);
+	assert_string_equal(a->identity, "agent.key");
+	assert_null(a->name);
+	assert_int_equal(a->reconnect_min_ms, 500);
+	assert_int_equal(a->reconnect_max_ms, 30000);
+	assert_int_equal(a->keepalive_ms, 2000);
+	assert_int_equal(a->dead_peer_ms, 6000);
+	assert_int_equal(a->connect_timeout_ms, 5000);
+	assert_int_equal(a->stream_window, 256 * 1024);
+	assert_string_equal(a->gateways[0].address, "gw1.example.net:7443");
+	assert_string_equal(a->gateways[0].host, "gw1.example.net");
+	assert_int_equal(a->gateways[0].port, 7443);
+	assert_null(a->services[0].http_backend);
+	assert_int_equal(a->services[0].proxy_protocol, CFG_PROXY_OFF);
+	cfg_agent_free(a);
+}
+
+static void
+test_gateway_values(void **state)
+{
+	struct cfg_gateway	*gw;
+	uint8_t			 zero[32];
+
+	(void)state;
+	gw = gw_ok("identity: /etc/porch/gw.key\n"
+	    "listen:\n"
+	    "  http: \"[::]:80\"\n"
+	    "  tunnel:\n"
+	    "    - 0.0.0.0:7443\n"
+	    "    - \"[::]:7443\"\n"
+	    "timeouts: {hello: 250ms, handshake: 1m, keepalive: 1s, "
+	    "dead_peer: 1h}\n"
+	    "limits:\n"
+	    "  hello_bytes: 64KiB\n"
+	    "  http_head_bytes: \"4096\"\n"
+	    "  streams_per_tunnel: 10\n"
+	    "  stream_window: 1MiB\n"
+	    "  max_connections: 1000000\n"
+	    "agents:\n"
+	    GW_AGENT("alice-home", AGK, "\"*.Alice.Example.\"")
+	    GW_AGENT("bob_2.x", ZEROK, "[b.example, c.example]"));
+	assert_string_equal(gw->identity, "/etc/porch/gw.key");
+	assert_int_equal(gw->ntls, 0);
+	assert_int_equal(gw->nhttp, 1);
+	assert_int_equal(gw->http[0].ss.ss_family, AF_INET6);
+	assert_int_equal(gw->ntunnel, 2);
+	assert_string_equal(gw->tunnel[1].text, "[::]:7443");
+	assert_int_equal(gw->hello_timeout_ms, 250);
+	assert_int_equal(gw->handshake_timeout_ms, 60000);
+	assert_int_equal(gw->keepalive_ms, 1000);
+	assert_int_equal(gw->dead_peer_ms, 3600000);
+	assert_int_equal(gw->hello_max, 65536);
+	assert_int_equal(gw->http_head_max, 4096);
+	assert_int_equal(gw->streams_per_tunnel, 10);
+	assert_int_equal(gw->stream_window, 1024 * 1024);
+	assert_int_equal(gw->max_connections, 1000000);
+	assert_int_equal(gw->nagents, 2);
+	assert_string_equal(gw->agents[0].name, "alice-home");
+	assert_int_equal(gw->agents[0].npatterns, 1);
+	assert_string_equal(gw->agents[0].patterns[0], "*.alice.example");
+	assert_int_equal(gw->agents[0].key[0], 0x10);	/* "EL..." */
+	memset(zero, 0, sizeof(zero));
+	assert_memory_equal(gw->agents[1].key, zero, sizeof(zero));
+	assert_int_equal(gw->agents[1].npatterns, 2);
+	assert_string_equal(gw->agents[1].patterns[1], "c.example");
+	cfg_gateway_free(gw);
+}
+
+static void
+test_agent_values(void **state)
+{
+	struct cfg_agent	*a;
+
+	(void)state;
+	a = agent_ok("identity: agent.key\n"
+	    "name: alice-home\n"
+	    "gateways:\n"
+	    "  - name: gw1\n"
+	    "    address: \"[2001:db8::1]:443\"\n"
+	    "    key: " GWK "\n"
+	    "  - name: gw2\n"
+	    "    address: 192.0.2.7:7443\n"
+	    "    key: " ZEROK "\n"
+	    "reconnect: {min: 1s, max: 1s}\n"
+	    "timeouts: {keepalive: 500ms, dead_peer: 2s, connect: 3s}\n"
+	    "limits: {stream_window: 16KiB}\n"
+	    "services:\n"
+	    "  - hostname: \"*.Alice.example\"\n"
+	    "    http: localhost:8080\n"
+	    "    proxy_protocol: v1\n"
+	    "  - hostname: app.alice.example.\n"
+	    "    tls: \"[::1]:8443\"\n"
+	    "    proxy_protocol: \"v2\"\n");
+	assert_string_equal(a->name, "alice-home");
+	assert_int_equal(a->ngateways, 2);
+	assert_string_equal(a->gateways[0].host, "2001:db8::1");
+	assert_int_equal(a->gateways[0].port, 443);
+	assert_string_equal(a->gateways[0].address, "[2001:db8::1]:443");
+	assert_string_equal(a->gateways[1].host, "192.0.2.7");
+	assert_int_equal(a->reconnect_min_ms, 1000);
+	assert_int_equal(a->reconnect_max_ms, 1000);
+	assert_int_equal(a->keepalive_ms, 500);
+	assert_int_equal(a->dead_peer_ms, 2000);
+	assert_int_equal(a->connect_timeout_ms, 3000);
+	assert_int_equal(a->stream_window, 16 * 1024);
+	assert_int_equal(a->nservices, 2);
+	assert_string_equal(a->services[0].hostname, "*.alice.example");
+	assert_null(a->services[0].tls_backend);
+	assert_string_equal(a->services[0].http_backend, "localhost:8080");
+	assert_int_equal(a->services[0].proxy_protocol, CFG_PROXY_V1);
+	assert_string_equal(a->services[1].hostname, "app.alice.example");
+	assert_string_equal(a->services[1].tls_backend, "[::1]:8443");
+	assert_int_equal(a->services[1].proxy_protocol, CFG_PROXY_V2);
+	cfg_agent_free(a);
+}
+
+static void
+write_file(const char *path, const char *text, size_t len)
+{
+	FILE	*f;
+
+	assert_non_null(f = fopen(path, "w"));
+	assert_int_equal(fwrite(text, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+}
+
+static void
+test_load_files(void **state)
+{
+	struct cfg_gateway	*gw;
+	struct cfg_agent	*a;
+	char			 dir[] = "/tmp/test_cfg.XXXXXX";
+	char			 path[256], want[512], err[1024], text[1024];
+	char			*big;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+
+	/* Relative identity: next to the config. */
+	snprintf(path, sizeof(path), "%s/gw.yaml", dir);
+	write_file(path, GW_BASE, strlen(GW_BASE));
+	assert_non_null(gw = cfg_gateway_load(path, err, sizeof(err)));
+	snprintf(want, sizeof(want), "%s/gw.key", dir);
+	assert_string_equal(gw->identity, want);
+	assert_string_equal(gw->file, path);
+	cfg_gateway_free(gw);
+
+	/* Absolute identity: untouched. */
+	snprintf(path, sizeof(path), "%s/agent.yaml", dir);
+	/* AG_BASE with its first line, "identity: agent.key", replaced. */
+	snprintf(text, sizeof(text), "identity: /var/lib/porch/agent.key\n%s",
+	    strchr(AG_BASE, '\n') + 1);
+	write_file(path, text, strlen(text));
+	assert_non_null(a = cfg_agent_load(path, err, sizeof(err)));
+	assert_string_equal(a->identity, "/var/lib/porch/agent.key");
+	cfg_agent_free(a);
+
+	/* Errors carry the path as given. */
+	snprintf(path, sizeof(path), "%s/bad.yaml", dir);
+	write_file(path, GW_BASE "timeouts: {hello: 5}\n",
+	    strlen(GW_BASE "timeouts: {hello: 5}\n"));
+	assert_null(cfg_gateway_load(path, err, sizeof(err)));
+	snprintf(want, sizeof(want), "%s:5:19: timeouts.hello: bad duration",
+	    path);
+	assert_memory_equal(err, want, strlen(want));
+	unlink(path);
+
+	/* Missing, a directory, too large. */
+	snprintf(path, sizeof(path), "%s/none.yaml", dir);
+	assert_null(cfg_gateway_load(path, err, sizeof(err)));
+	assert_non_null(strstr(err, "No such file"));
+	assert_null(cfg_agent_load(dir, err, sizeof(err)));
+	assert_non_null(strstr(err, "is a directory"));
+	big = calloc(1, 1024 * 1024 + 1);
+	assert_non_null(big);
+	memset(big, '#', 1024 * 1024);
+	snprintf(path, sizeof(path), "%s/big.yaml", dir);
+	write_file(path, big, 1024 * 1024 + 1);
+	assert_null(cfg_gateway_load(path, err, sizeof(err)));
+	assert_non_null(strstr(err, "too large"));
+	unlink(path);
+	/* Exactly 1 MiB is fine (and empty, since it is all comment). */
+	write_file(path, big, 1024 * 1024);
+	assert_null(cfg_gateway_load(path, err, sizeof(err)));
+	assert_non_null(strstr(err, "empty configuration"));
+	free(big);
+	unlink(path);
+
+	snprintf(path, sizeof(path), "%s/gw.yaml", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/agent.yaml", dir);
+	unlink(path);
+	assert_int_equal(rmdir(dir), 0);
+}
+
+/* Small and NULL error buffers must not overflow or crash. */
+static void
+test_small_err(void **state)
+{
+	char	err[16];
+
+	(void)state;
+	memset(err, 'X', sizeof(err));
+	assert_null(cfg_gateway_parse("a-rather-long-file-name.yaml", "x: [",
+	    4, err, 8));
+	assert_int_equal(err[7], '\0');
+	assert_int_equal(err[8], 'X');
+	assert_null(cfg_agent_parse(NULL, "x: 1\n", 5, NULL, 0));
+	/* Not NUL-terminated input: only len bytes are read. */
+	assert_null(cfg_gateway_parse("t", GW_BASE "lisen", strlen(GW_BASE) + 2,
+	    err, sizeof(err)));
+}
+
+int
+main(void)
+{
+	static const struct CMUnitTest fixed[] = {
+		cmocka_unit_test(test_example_gateway),
+		cmocka_unit_test(test_example_agent),
+		cmocka_unit_test(test_gateway_defaults),
+		cmocka_unit_test(test_agent_defaults),
+		cmocka_unit_test(test_gateway_values),
+		cmocka_unit_test(test_agent_values),
+		cmocka_unit_test(test_load_files),
+		cmocka_unit_test(test_small_err),
+	};
+	struct CMUnitTest	*bad;
+	size_t			 i, n;
+	int			 rc;
+
+	n = sizeof(bad_configs) / sizeof(bad_configs[0]);
+	bad = calloc(n, sizeof(*bad));
+	if (bad == NULL)
+		return 1;
+	for (i = 0; i < n; i++) {
+		bad[i].name = bad_configs[i].name;
+		bad[i].test_func = check_bad;
+		bad[i].initial_state = (void *)(uintptr_t)&bad_configs[i];
+	}
+	rc = cmocka_run_group_tests_name("cfg", fixed, NULL, NULL);
+	rc |= _cmocka_run_group_tests("cfg_bad", bad, n, NULL, NULL);
+	free(bad);
+	return rc;
+}

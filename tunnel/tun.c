@@ -1,0 +1,1075 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * One tunnel connection: TLS 1.3 transport, the Ed25519 handshake bound
+ * to the TLS exporter, frame dispatch, keepalive, and the streams it
+ * carries.  Both daemons use it; the gateway opens streams, the agent
+ * accepts them.
+ *
+ * A stream relays between a local bufferevent (the visitor or the home
+ * backend) and the tunnel.  Each direction is credit-based: a sender may
+ * have at most the receiver's window in flight, and the receiver returns
+ * credit only once bytes have left its local socket buffer.  So a slow
+ * visitor stalls only its own stream and costs at most one window of
+ * memory at each end.
+ */
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <sodium.h>
+
+#include "log.h"
+#include "mono.h"
+#include "tun.h"
+
+#define TUN_OUT_HIGH	(1024 * 1024)	/* tunnel output that stops streams */
+#define TUN_OUT_LOW	(256 * 1024)	/* ... and resumes them */
+#define TUN_SHUTDOWN_MS	2000		/* bound on flushing a GOAWAY */
+#define TUN_AUTH_CTX	"porch-auth-v1"
+
+enum tun_state {
+	TUN_HANDSHAKE,		/* TLS handshake */
+	TUN_AUTH,		/* our HELLO sent, waiting for the peer's */
+	TUN_READY,
+	TUN_CLOSING,		/* GOAWAY queued, flushing */
+};
+
+#define TUN_S_LOCAL_EOF		0x01	/* local side sent EOF */
+#define TUN_S_FIN_SENT		0x02
+#define TUN_S_REMOTE_FIN	0x04
+#define TUN_S_SHUT_WR		0x08	/* local write side shut down */
+#define TUN_S_READING		0x10	/* EV_READ enabled on bev */
+#define TUN_S_WAITING		0x20	/* on the tunnel's waiting list */
+
+struct tun_stream {
+	struct tun		*tun;
+	uint32_t		 id;
+	struct tun_stream	*hnext;
+	TAILQ_ENTRY(tun_stream)	 entry;
+	TAILQ_ENTRY(tun_stream)	 wentry;
+	struct bufferevent	*bev;		/* local side, owned */
+	struct evbuffer_cb_entry *drain_cb;
+	struct evbuffer		*pending;	/* data before attach */
+	uint32_t		 send_credit;
+	uint64_t		 rx_total;	/* bytes the peer sent us */
+	uint64_t		 rx_allowed;	/* credit we granted in all */
+	uint32_t		 unacked;	/* delivered, not yet credited */
+	size_t			 skip;		/* local bytes not to credit */
+	uint64_t		 in, out;	/* local->tunnel, tunnel->local */
+	int			 flags;
+	uint64_t		 start_ms;
+	char			*label;
+	void			*udata;
+};
+
+TAILQ_HEAD(tun_stream_list, tun_stream);
+
+struct tun {
+	struct event_base	*base;
+	struct bufferevent	*bev;
+	struct event		*timer;
+	struct tun_params	 p;
+	char			*name;
+	char			*label;
+	const struct tun_ops	*ops;
+	void			*arg;
+	enum tun_state		 state;
+	int			 accepting;
+	int			 draining;	/* GOAWAY sent or received */
+	int			 closed;
+	int			 busy;		/* callbacks on the stack */
+	char			 peer_name[64];
+	uint8_t			 peer_key[KEY_PUB_LEN];
+	uint32_t		 peer_window;
+	uint8_t			 exporter[32];
+	uint64_t		 start_ms;
+	uint64_t		 last_rx_ms;
+	double			 rtt_ms;
+	uint32_t		 next_id;
+	unsigned		 nstreams;
+	struct tun_stream	**buckets;
+	size_t			 nbuckets;
+	struct tun_stream_list	 streams;
+	struct tun_stream_list	 waiting;
+};
+
+static void	tun_enter(struct tun *);
+static void	tun_leave(struct tun *);
+static void	tun_free(struct tun *);
+static void	tun_read_cb(struct bufferevent *, void *);
+static void	tun_write_cb(struct bufferevent *, void *);
+static void	tun_event_cb(struct bufferevent *, short, void *);
+static void	tun_timer_cb(evutil_socket_t, short, void *);
+static void	tun_connected(struct tun *);
+static void	tun_dispatch(struct tun *, const struct tun_frame *);
+static void	tun_recv_hello(struct tun *, const struct tun_frame *);
+static void	tun_recv_data(struct tun *, const uint8_t *, uint32_t,
+		    struct evbuffer *);
+static void	tun_recv_open(struct tun *, const struct tun_frame *);
+static void	tun_send(struct tun *, uint8_t, uint8_t, uint32_t,
+		    const void *, size_t);
+static void	tun_send_reason(struct tun *, int, uint32_t, uint32_t,
+		    const char *);
+static void	tun_protocol_error(struct tun *, const char *);
+static void	tun_sign_input(const struct tun *, uint8_t, uint8_t *);
+
+static struct tun_stream *tun_stream_new(struct tun *, uint32_t);
+static struct tun_stream *tun_stream_find(struct tun *, uint32_t);
+static void	tun_stream_free(struct tun_stream *, const char *);
+static int	tun_stream_pump(struct tun_stream *);
+static int	tun_stream_check_done(struct tun_stream *);
+static void	tun_stream_set_reading(struct tun_stream *, int);
+static void	tun_stream_read_cb(struct bufferevent *, void *);
+static void	tun_stream_write_cb(struct bufferevent *, void *);
+static void	tun_stream_event_cb(struct bufferevent *, short, void *);
+static void	tun_stream_drain_cb(struct evbuffer *,
+		    const struct evbuffer_cb_info *, void *);
+
+struct tun *
+tun_new(struct event_base *base, int fd, SSL *ssl, int accepting,
+    const struct tun_params *p, const struct tun_ops *ops, void *arg)
+{
+	struct tun	*t;
+	struct timeval	 tv;
+	size_t		 nb = 64;
+
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		goto fail;
+	t->base = base;
+	t->p = *p;
+	t->ops = ops;
+	t->arg = arg;
+	t->accepting = accepting;
+	t->state = TUN_HANDSHAKE;
+	t->rtt_ms = -1;
+	t->next_id = 1;
+	t->start_ms = t->last_rx_ms = mono_ms();
+	TAILQ_INIT(&t->streams);
+	TAILQ_INIT(&t->waiting);
+	while (nb < p->max_streams / 4 && nb < 4096)
+		nb *= 2;
+	t->nbuckets = nb;
+	if ((t->buckets = calloc(nb, sizeof(*t->buckets))) == NULL)
+		goto fail_t;
+	t->name = strdup(p->name ? p->name : "");
+	t->label = strdup(p->label ? p->label : "tun");
+	if (t->name == NULL || t->label == NULL)
+		goto fail_t;
+	t->p.name = t->name;
+	t->p.label = t->label;
+	t->bev = bufferevent_openssl_socket_new(base, fd, ssl,
+	    accepting ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_CONNECTING,
+	    BEV_OPT_CLOSE_ON_FREE);
+	if (t->bev == NULL)
+		goto fail_t;
+	/* The bufferevent owns fd and ssl from here on. */
+	fd = -1;
+	ssl = NULL;
+	bufferevent_openssl_set_allow_dirty_shutdown(t->bev, 1);
+	bufferevent_setcb(t->bev, tun_read_cb, tun_write_cb, tun_event_cb, t);
+	bufferevent_setwatermark(t->bev, EV_WRITE, TUN_OUT_LOW, 0);
+	bufferevent_enable(t->bev, EV_READ | EV_WRITE);
+	if ((t->timer = event_new(base, -1, EV_PERSIST, tun_timer_cb, t)) ==
+	    NULL)
+		goto fail_t;
+	tv.tv_sec = p->keepalive_ms / 1000;
+	tv.tv_usec = (p->keepalive_ms % 1000) * 1000;
+	event_add(t->timer, &tv);
+	return t;
+fail_t:
+	if (t->bev != NULL)
+		bufferevent_free(t->bev);
+	free(t->buckets);
+	free(t->name);
+	free(t->label);
+	free(t);
+fail:
+	if (ssl != NULL)
+		SSL_free(ssl);
+	if (fd != -1)
+		close(fd);
+	return NULL;
+}
+
+void
+tun_close(struct tun *t, const char *reason)
+{
+	struct tun_stream	*s;
+	char			 why[128];
+
+	if (t->closed)
+		return;
+	t->closed = 1;
+	snprintf(why, sizeof(why), "tunnel-lost (%s)", reason);
+	while ((s = TAILQ_FIRST(&t->streams)) != NULL)
+		tun_stream_free(s, why);
+	bufferevent_disable(t->bev, EV_READ | EV_WRITE);
+	event_del(t->timer);
+	if (t->ops->closed != NULL)
+		t->ops->closed(t, reason, t->arg);
+	if (t->busy == 0)
+		tun_free(t);
+}
+
+void
+tun_shutdown(struct tun *t, uint32_t code, const char *msg)
+{
+	struct timeval	tv = { TUN_SHUTDOWN_MS / 1000, 0 };
+
+	if (t->closed || t->state == TUN_CLOSING)
+		return;
+	if (t->state == TUN_HANDSHAKE) {
+		tun_close(t, msg);
+		return;
+	}
+	tun_send_reason(t, 1, code, t->next_id, msg);
+	t->state = TUN_CLOSING;
+	t->draining = 1;
+	/* Read nothing more; close when the GOAWAY is written or later. */
+	bufferevent_disable(t->bev, EV_READ);
+	bufferevent_setwatermark(t->bev, EV_WRITE, 0, 0);
+	event_del(t->timer);
+	event_add(t->timer, &tv);
+}
+
+int
+tun_send_claim(struct tun *t, uint8_t type, const struct tun_claim *c)
+{
+	uint8_t	buf[TUN_MAX_PAYLOAD];
+	size_t	n;
+
+	if (t->closed || t->state != TUN_READY)
+		return -1;
+	n = tun_claim_encode(c, type == TUN_CLAIM_RESULT, buf);
+	tun_send(t, type, 0, 0, buf, n);
+	return 0;
+}
+
+int
+tun_is_ready(const struct tun *t)
+{
+	return !t->closed && t->state == TUN_READY;
+}
+
+int
+tun_is_draining(const struct tun *t)
+{
+	return t->draining;
+}
+
+const uint8_t *
+tun_peer_key(const struct tun *t)
+{
+	return t->peer_key;
+}
+
+const char *
+tun_peer_name(const struct tun *t)
+{
+	return t->peer_name;
+}
+
+const char *
+tun_label(const struct tun *t)
+{
+	return t->label;
+}
+
+unsigned
+tun_stream_count(const struct tun *t)
+{
+	return t->nstreams;
+}
+
+double
+tun_rtt_ms(const struct tun *t)
+{
+	return t->rtt_ms;
+}
+
+void *
+tun_arg(const struct tun *t)
+{
+	return t->arg;
+}
+
+struct tun_stream *
+tun_stream_open(struct tun *t, const struct tun_open *o,
+    struct bufferevent *bev, const char *label, void *udata)
+{
+	struct tun_stream	*s;
+	uint8_t			 buf[TUN_MAX_PAYLOAD];
+	size_t			 n;
+	uint32_t		 id;
+
+	if (!tun_is_ready(t) || t->draining || t->nstreams >= t->p.max_streams)
+		goto fail;
+	/* Ids are never reused while in use; they wrap after 2^31. */
+	do {
+		id = t->next_id;
+		t->next_id = (t->next_id + 1) & 0x7fffffff;
+		if (t->next_id == 0)
+			t->next_id = 1;
+	} while (tun_stream_find(t, id) != NULL);
+	if ((s = tun_stream_new(t, id)) == NULL)
+		goto fail;
+	s->udata = udata;
+	if (label != NULL)
+		tun_stream_set_label(s, label);
+	n = tun_open_encode(o, buf);
+	tun_send(t, TUN_OPEN, 0, id, buf, n);
+	tun_stream_attach(s, bev);
+	return s;
+fail:
+	bufferevent_free(bev);
+	return NULL;
+}
+
+void
+tun_stream_attach(struct tun_stream *s, struct bufferevent *bev)
+{
+	struct evbuffer	*out = bufferevent_get_output(bev);
+	struct tun	*t = s->tun;
+
+	s->bev = bev;
+	/* Whatever the owner queued already (a PROXY header) is not tunnel
+	 * data and must not earn the peer credit when it drains. */
+	s->skip = evbuffer_get_length(out);
+	if (s->pending != NULL) {
+		evbuffer_add_buffer(out, s->pending);
+		evbuffer_free(s->pending);
+		s->pending = NULL;
+	}
+	s->drain_cb = evbuffer_add_cb(out, tun_stream_drain_cb, s);
+	bufferevent_setcb(bev, tun_stream_read_cb, tun_stream_write_cb,
+	    tun_stream_event_cb, s);
+	bufferevent_set_timeouts(bev, NULL, NULL);
+	bufferevent_enable(bev, EV_WRITE);
+	tun_enter(t);
+	if (tun_stream_pump(s) == 0 && (s->flags & TUN_S_REMOTE_FIN) &&
+	    evbuffer_get_length(out) == 0)
+		tun_stream_write_cb(bev, s);
+	tun_leave(t);
+}
+
+void
+tun_stream_reset(struct tun_stream *s, uint32_t code, const char *msg)
+{
+	char	why[TUN_MSG_MAX + 32];
+
+	tun_send_reason(s->tun, 0, code, s->id, msg);
+	snprintf(why, sizeof(why), "%s (%s)", tun_err_name(code), msg);
+	tun_stream_free(s, why);
+}
+
+void
+tun_stream_set_label(struct tun_stream *s, const char *label)
+{
+	char	*l;
+
+	if ((l = strdup(label)) == NULL)
+		return;
+	free(s->label);
+	s->label = l;
+}
+
+void
+tun_stream_set_udata(struct tun_stream *s, void *udata)
+{
+	s->udata = udata;
+}
+
+void *
+tun_stream_udata(const struct tun_stream *s)
+{
+	return s->udata;
+}
+
+uint32_t
+tun_stream_id(const struct tun_stream *s)
+{
+	return s->id;
+}
+
+/*
+ * Callbacks may close the tunnel; the final free waits until the
+ * outermost callback returns, so nobody touches freed memory.
+ */
+static void
+tun_enter(struct tun *t)
+{
+	t->busy++;
+}
+
+static void
+tun_leave(struct tun *t)
+{
+	if (--t->busy == 0 && t->closed)
+		tun_free(t);
+}
+
+static void
+tun_free(struct tun *t)
+{
+	event_free(t->timer);
+	bufferevent_free(t->bev);
+	free(t->buckets);
+	free(t->name);
+	free(t->label);
+	sodium_memzero(t->exporter, sizeof(t->exporter));
+	free(t);
+}
+
+static void
+tun_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct tun		*t = arg;
+	struct evbuffer		*in = bufferevent_get_input(bev);
+	struct tun_frame	 f;
+	const uint8_t		*hdr, *buf;
+	uint32_t		 plen;
+	size_t			 len;
+
+	tun_enter(t);
+	while (!t->closed && t->state != TUN_CLOSING) {
+		len = evbuffer_get_length(in);
+		if (len < TUN_HDR_LEN)
+			break;
+		hdr = evbuffer_pullup(in, TUN_HDR_LEN);
+		plen = ((uint32_t)hdr[0] << 16) | ((uint32_t)hdr[1] << 8) |
+		    hdr[2];
+		if (plen > TUN_MAX_PAYLOAD) {
+			tun_protocol_error(t, "frame larger than the maximum");
+			break;
+		}
+		if (len < TUN_HDR_LEN + plen)
+			break;
+		t->last_rx_ms = mono_ms();
+		if (hdr[3] == TUN_DATA && t->state == TUN_READY) {
+			/* Payload moves to the stream without a copy. */
+			tun_recv_data(t, hdr, plen, in);
+			continue;
+		}
+		buf = evbuffer_pullup(in, TUN_HDR_LEN + plen);
+		if (tun_frame_decode(buf, TUN_HDR_LEN + plen, &f) <= 0) {
+			tun_protocol_error(t, "undecodable frame");
+			break;
+		}
+		tun_dispatch(t, &f);
+		if (!t->closed)
+			evbuffer_drain(in, TUN_HDR_LEN + plen);
+	}
+	tun_leave(t);
+}
+
+static void
+tun_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct tun		*t = arg;
+	struct tun_stream	*s;
+
+	tun_enter(t);
+	if (t->state == TUN_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			tun_close(t, "shutdown");
+	} else {
+		/* The tunnel drained below the low mark: resume streams. */
+		while (!t->closed && (s = TAILQ_FIRST(&t->waiting)) != NULL) {
+			TAILQ_REMOVE(&t->waiting, s, wentry);
+			s->flags &= ~TUN_S_WAITING;
+			tun_stream_pump(s);
+			if (evbuffer_get_length(bufferevent_get_output(bev)) >=
+			    TUN_OUT_HIGH)
+				break;
+		}
+	}
+	tun_leave(t);
+}
+
+static void
+tun_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct tun	*t = arg;
+	char		 why[256];
+	unsigned long	 e;
+
+	tun_enter(t);
+	if (what & BEV_EVENT_CONNECTED) {
+		tun_connected(t);
+	} else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		if ((e = bufferevent_get_openssl_error(bev)) != 0) {
+			char ebuf[200];
+
+			ERR_error_string_n(e, ebuf, sizeof(ebuf));
+			snprintf(why, sizeof(why), "TLS error: %s", ebuf);
+		} else if (what & BEV_EVENT_EOF)
+			snprintf(why, sizeof(why), "connection closed by peer");
+		else
+			snprintf(why, sizeof(why), "%s",
+			    evutil_socket_error_to_string(
+			    EVUTIL_SOCKET_ERROR()));
+		if (t->state == TUN_HANDSHAKE) {
+			size_t l = strlen(why);
+
+			snprintf(why + l, sizeof(why) - l,
+			    " during TLS handshake");
+		}
+		tun_close(t, why);
+	}
+	tun_leave(t);
+}
+
+static void
+tun_timer_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct tun	*t = arg;
+	uint64_t	 now = mono_ms();
+	uint8_t		 ping[8];
+	char		 why[128];
+	int		 i;
+
+	(void)fd;
+	(void)ev;
+	tun_enter(t);
+	switch (t->state) {
+	case TUN_HANDSHAKE:
+	case TUN_AUTH:
+		if (now - t->start_ms >= t->p.handshake_ms)
+			tun_close(t, "handshake timeout");
+		break;
+	case TUN_READY:
+		if (now - t->last_rx_ms >= t->p.dead_peer_ms) {
+			snprintf(why, sizeof(why), "dead peer: nothing "
+			    "received for %llu ms",
+			    (unsigned long long)(now - t->last_rx_ms));
+			tun_close(t, why);
+			break;
+		}
+		for (i = 0; i < 8; i++)
+			ping[i] = (now >> (56 - 8 * i)) & 0xff;
+		tun_send(t, TUN_PING, 0, 0, ping, sizeof(ping));
+		break;
+	case TUN_CLOSING:
+		tun_close(t, "shutdown (flush timed out)");
+		break;
+	}
+	tun_leave(t);
+}
+
+/* TLS is up: check ALPN and send our HELLO bound to this session. */
+static void
+tun_connected(struct tun *t)
+{
+	SSL			*ssl = bufferevent_openssl_get_ssl(t->bev);
+	const unsigned char	*alpn;
+	unsigned int		 alpnlen;
+	struct tun_hello	 h;
+	uint8_t			 msg[sizeof(TUN_AUTH_CTX) + 1 + 32];
+	uint8_t			 buf[TUN_MAX_PAYLOAD];
+	size_t			 n;
+
+	SSL_get0_alpn_selected(ssl, &alpn, &alpnlen);
+	if (alpnlen != strlen(TUN_ALPN) ||
+	    memcmp(alpn, TUN_ALPN, alpnlen) != 0) {
+		tun_close(t, "peer does not speak porch/1 (ALPN)");
+		return;
+	}
+	if (SSL_export_keying_material(ssl, t->exporter, sizeof(t->exporter),
+	    TUN_EXPORTER_LABEL, strlen(TUN_EXPORTER_LABEL), NULL, 0, 0) != 1) {
+		tun_close(t, "TLS exporter failed");
+		return;
+	}
+	memset(&h, 0, sizeof(h));
+	h.version = TUN_VERSION;
+	h.role = t->p.role;
+	h.window = t->p.window;
+	memcpy(h.pub, t->p.key->pub, KEY_PUB_LEN);
+	tun_sign_input(t, t->p.role, msg);
+	crypto_sign_detached(h.sig, NULL, msg, sizeof(msg), t->p.key->sec);
+	snprintf(h.name, sizeof(h.name), "%s", t->name);
+	n = tun_hello_encode(&h, buf);
+	tun_send(t, TUN_HELLO, 0, 0, buf, n);
+	t->state = TUN_AUTH;
+	t->last_rx_ms = mono_ms();
+}
+
+/* What a HELLO signs: context, the signer's role and the exporter. */
+static void
+tun_sign_input(const struct tun *t, uint8_t role, uint8_t *msg)
+{
+	memcpy(msg, TUN_AUTH_CTX, sizeof(TUN_AUTH_CTX));
+	msg[sizeof(TUN_AUTH_CTX)] = role;
+	memcpy(msg + sizeof(TUN_AUTH_CTX) + 1, t->exporter, 32);
+}
+
+static void
+tun_dispatch(struct tun *t, const struct tun_frame *f)
+{
+	struct tun_stream	*s;
+	struct tun_reason	 r;
+	struct tun_claim	 c;
+	uint32_t		 incr;
+	char			 why[TUN_MSG_MAX + 64];
+
+	if (t->state == TUN_AUTH) {
+		if (f->type == TUN_GOAWAY && tun_reason_parse(f, 1, &r) == 0) {
+			snprintf(why, sizeof(why), "refused by peer: %s",
+			    r.msg);
+			tun_close(t, why);
+		} else if (f->type != TUN_HELLO)
+			tun_protocol_error(t, "expected HELLO");
+		else
+			tun_recv_hello(t, f);
+		return;
+	}
+	if (t->state != TUN_READY)
+		return;
+
+	switch (f->type) {
+	case TUN_HELLO:
+		tun_protocol_error(t, "second HELLO");
+		break;
+	case TUN_CLAIM:
+	case TUN_UNCLAIM:
+	case TUN_CLAIM_RESULT:
+		if (tun_claim_parse(f, f->type == TUN_CLAIM_RESULT, &c) == -1) {
+			tun_protocol_error(t, "malformed claim");
+			break;
+		}
+		if (t->ops->claim != NULL)
+			t->ops->claim(t, f->type, &c, t->arg);
+		break;
+	case TUN_OPEN:
+		tun_recv_open(t, f);
+		break;
+	case TUN_WINDOW:
+		if (tun_window_parse(f, &incr) == -1) {
+			tun_protocol_error(t, "malformed WINDOW");
+			break;
+		}
+		if ((s = tun_stream_find(t, f->stream)) == NULL)
+			break;		/* raced with a close */
+		if ((uint64_t)s->send_credit + incr > 0x7fffffff) {
+			tun_stream_reset(s, TUN_E_FLOW, "window overflow");
+			break;
+		}
+		s->send_credit += incr;
+		tun_stream_pump(s);
+		break;
+	case TUN_RESET:
+		if (tun_reason_parse(f, 0, &r) == -1) {
+			tun_protocol_error(t, "malformed RESET");
+			break;
+		}
+		if ((s = tun_stream_find(t, f->stream)) == NULL)
+			break;
+		snprintf(why, sizeof(why), "reset by peer: %s (%s)",
+		    tun_err_name(r.code), r.msg);
+		tun_stream_free(s, why);
+		break;
+	case TUN_PING:
+		if (f->len != 8) {
+			tun_protocol_error(t, "malformed PING");
+			break;
+		}
+		if (f->flags & TUN_F_ACK) {
+			uint64_t sent = 0;
+			int i;
+
+			for (i = 0; i < 8; i++)
+				sent = (sent << 8) | f->payload[i];
+			t->rtt_ms = (double)(mono_ms() - sent);
+		} else
+			tun_send(t, TUN_PING, TUN_F_ACK, 0, f->payload, 8);
+		break;
+	case TUN_GOAWAY:
+		if (tun_reason_parse(f, 1, &r) == -1) {
+			tun_protocol_error(t, "malformed GOAWAY");
+			break;
+		}
+		t->draining = 1;
+		if (t->ops->goaway != NULL)
+			t->ops->goaway(t, &r, t->arg);
+		break;
+	default:
+		/* Unknown frame types are ignored: room for extensions. */
+		break;
+	}
+}
+
+static void
+tun_recv_hello(struct tun *t, const struct tun_frame *f)
+{
+	struct tun_hello	h;
+	uint8_t			msg[sizeof(TUN_AUTH_CTX) + 1 + 32];
+	char			err[TUN_MSG_MAX];
+	uint8_t			want;
+
+	want = t->p.role == TUN_ROLE_AGENT ? TUN_ROLE_GATEWAY : TUN_ROLE_AGENT;
+	if (tun_hello_parse(f, &h) == -1) {
+		tun_protocol_error(t, "malformed HELLO");
+		return;
+	}
+	if (h.version != TUN_VERSION) {
+		snprintf(err, sizeof(err), "unsupported protocol version %u "
+		    "(this side speaks %u)", h.version, TUN_VERSION);
+		tun_shutdown(t, TUN_E_PROTOCOL, err);
+		return;
+	}
+	if (h.role != want) {
+		tun_shutdown(t, TUN_E_PROTOCOL, "unexpected peer role");
+		return;
+	}
+	if (h.window < 16384 || h.window > 0x7fffffff) {
+		tun_shutdown(t, TUN_E_PROTOCOL, "window out of range");
+		return;
+	}
+	tun_sign_input(t, h.role, msg);
+	if (crypto_sign_verify_detached(h.sig, msg, sizeof(msg), h.pub) != 0) {
+		tun_shutdown(t, TUN_E_AUTH,
+		    "identity signature does not verify");
+		return;
+	}
+	memcpy(t->peer_key, h.pub, KEY_PUB_LEN);
+	log_escape(t->peer_name, sizeof(t->peer_name), h.name,
+	    strlen(h.name));
+	t->peer_window = h.window;
+	/* Ready before the owner hears of it, so it may send claims. */
+	t->state = TUN_READY;
+	snprintf(err, sizeof(err), "not authorized");
+	if (t->ops->authed(t, &h, err, sizeof(err), t->arg) == -1 &&
+	    !t->closed)
+		tun_shutdown(t, TUN_E_AUTH, err);
+}
+
+static void
+tun_recv_open(struct tun *t, const struct tun_frame *f)
+{
+	struct tun_open		 o;
+	struct tun_stream	*s;
+
+	if (t->accepting) {
+		tun_protocol_error(t, "agents may not open streams");
+		return;
+	}
+	if (tun_open_parse(f, &o) == -1) {
+		tun_protocol_error(t, "malformed OPEN");
+		return;
+	}
+	if (tun_stream_find(t, f->stream) != NULL) {
+		tun_protocol_error(t, "OPEN for a stream id in use");
+		return;
+	}
+	if (t->nstreams >= t->p.max_streams) {
+		tun_send_reason(t, 0, TUN_E_LIMIT, f->stream,
+		    "too many streams");
+		return;
+	}
+	if ((s = tun_stream_new(t, f->stream)) == NULL) {
+		tun_send_reason(t, 0, TUN_E_INTERNAL, f->stream,
+		    "out of memory");
+		return;
+	}
+	if ((s->pending = evbuffer_new()) == NULL) {
+		tun_stream_reset(s, TUN_E_INTERNAL, "out of memory");
+		return;
+	}
+	t->ops->open(t, s, &o, t->arg);
+}
+
+static void
+tun_recv_data(struct tun *t, const uint8_t *hdr, uint32_t plen,
+    struct evbuffer *in)
+{
+	struct tun_stream	*s;
+	struct evbuffer		*dst;
+	uint32_t		 id;
+	uint8_t			 flags = hdr[4];
+
+	id = (((uint32_t)hdr[5] << 24) | ((uint32_t)hdr[6] << 16) |
+	    ((uint32_t)hdr[7] << 8) | hdr[8]) & 0x7fffffff;
+	evbuffer_drain(in, TUN_HDR_LEN);
+	if ((s = tun_stream_find(t, id)) == NULL) {
+		/* Frames in flight when we reset the stream. */
+		evbuffer_drain(in, plen);
+		return;
+	}
+	s->rx_total += plen;
+	if (s->rx_total > s->rx_allowed || (s->flags & TUN_S_REMOTE_FIN)) {
+		evbuffer_drain(in, plen);
+		tun_stream_reset(s, TUN_E_FLOW, (s->flags & TUN_S_REMOTE_FIN) ?
+		    "data after FIN" : "peer exceeded its window");
+		return;
+	}
+	dst = s->bev != NULL ? bufferevent_get_output(s->bev) : s->pending;
+	evbuffer_remove_buffer(in, dst, plen);
+	s->out += plen;
+	if (flags & TUN_F_FIN) {
+		s->flags |= TUN_S_REMOTE_FIN;
+		if (s->bev != NULL && evbuffer_get_length(dst) == 0)
+			tun_stream_write_cb(s->bev, s);
+	}
+}
+
+static void
+tun_send(struct tun *t, uint8_t type, uint8_t flags, uint32_t stream,
+    const void *payload, size_t len)
+{
+	struct evbuffer	*out = bufferevent_get_output(t->bev);
+	uint8_t		 hdr[TUN_HDR_LEN];
+
+	tun_frame_header(hdr, type, flags, stream, (uint32_t)len);
+	evbuffer_add(out, hdr, sizeof(hdr));
+	if (len > 0)
+		evbuffer_add(out, payload, len);
+}
+
+static void
+tun_send_reason(struct tun *t, int goaway, uint32_t code, uint32_t id,
+    const char *msg)
+{
+	struct tun_reason	r;
+	uint8_t			buf[TUN_MAX_PAYLOAD];
+	size_t			n;
+
+	if (t->closed || t->state == TUN_HANDSHAKE)
+		return;
+	memset(&r, 0, sizeof(r));
+	r.code = code;
+	r.last_stream = id;
+	snprintf(r.msg, sizeof(r.msg), "%s", msg);
+	n = tun_reason_encode(&r, goaway, buf);
+	tun_send(t, goaway ? TUN_GOAWAY : TUN_RESET, 0, goaway ? 0 : id, buf,
+	    n);
+}
+
+static void
+tun_protocol_error(struct tun *t, const char *what)
+{
+	char	why[128];
+
+	snprintf(why, sizeof(why), "protocol error: %s", what);
+	log_warnx("%s: %s", t->label, why);
+	tun_shutdown(t, TUN_E_PROTOCOL, why);
+}
+
+static struct tun_stream *
+tun_stream_new(struct tun *t, uint32_t id)
+{
+	struct tun_stream	*s;
+	size_t			 b = id & (t->nbuckets - 1);
+
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	s->tun = t;
+	s->id = id;
+	s->send_credit = t->peer_window;
+	s->rx_allowed = t->p.window;
+	s->start_ms = mono_ms();
+	s->hnext = t->buckets[b];
+	t->buckets[b] = s;
+	TAILQ_INSERT_TAIL(&t->streams, s, entry);
+	t->nstreams++;
+	return s;
+}
+
+static struct tun_stream *
+tun_stream_find(struct tun *t, uint32_t id)
+{
+	struct tun_stream	*s;
+
+	for (s = t->buckets[id & (t->nbuckets - 1)]; s != NULL; s = s->hnext)
+		if (s->id == id)
+			return s;
+	return NULL;
+}
+
+static void
+tun_stream_free(struct tun_stream *s, const char *reason)
+{
+	struct tun		*t = s->tun;
+	struct tun_stream	**pp;
+
+	log_info("%s stream=%u in=%llu out=%llu ms=%llu reason=%s",
+	    s->label != NULL ? s->label : t->label, s->id,
+	    (unsigned long long)s->in, (unsigned long long)s->out,
+	    (unsigned long long)(mono_ms() - s->start_ms), reason);
+	if (t->ops->stream_closed != NULL)
+		t->ops->stream_closed(t, s, reason, t->arg);
+	for (pp = &t->buckets[s->id & (t->nbuckets - 1)]; *pp != NULL;
+	    pp = &(*pp)->hnext) {
+		if (*pp == s) {
+			*pp = s->hnext;
+			break;
+		}
+	}
+	TAILQ_REMOVE(&t->streams, s, entry);
+	if (s->flags & TUN_S_WAITING)
+		TAILQ_REMOVE(&t->waiting, s, wentry);
+	if (s->bev != NULL) {
+		evbuffer_remove_cb_entry(bufferevent_get_output(s->bev),
+		    s->drain_cb);
+		bufferevent_free(s->bev);
+	}
+	if (s->pending != NULL)
+		evbuffer_free(s->pending);
+	free(s->label);
+	free(s);
+	t->nstreams--;
+}
+
+/*
+ * Move what the local side sent into DATA frames, as far as credit and
+ * the tunnel's own backlog allow.  Returns -1 if the stream was freed.
+ */
+static int
+tun_stream_pump(struct tun_stream *s)
+{
+	struct tun	*t = s->tun;
+	struct evbuffer	*in, *out = bufferevent_get_output(t->bev);
+	uint8_t		 hdr[TUN_HDR_LEN];
+	size_t		 len, n;
+
+	if (s->bev == NULL)
+		return 0;
+	in = bufferevent_get_input(s->bev);
+	while ((len = evbuffer_get_length(in)) > 0 && s->send_credit > 0) {
+		if (evbuffer_get_length(out) >= TUN_OUT_HIGH) {
+			if (!(s->flags & TUN_S_WAITING)) {
+				TAILQ_INSERT_TAIL(&t->waiting, s, wentry);
+				s->flags |= TUN_S_WAITING;
+			}
+			break;
+		}
+		n = len;
+		if (n > s->send_credit)
+			n = s->send_credit;
+		if (n > TUN_MAX_PAYLOAD)
+			n = TUN_MAX_PAYLOAD;
+		tun_frame_header(hdr, TUN_DATA, 0, s->id, (uint32_t)n);
+		evbuffer_add(out, hdr, sizeof(hdr));
+		evbuffer_remove_buffer(in, out, n);
+		s->send_credit -= n;
+		s->in += n;
+	}
+	len = evbuffer_get_length(in);
+	tun_stream_set_reading(s, len == 0 && !(s->flags & TUN_S_LOCAL_EOF));
+	if (len == 0 && (s->flags & TUN_S_LOCAL_EOF) &&
+	    !(s->flags & TUN_S_FIN_SENT)) {
+		tun_send(t, TUN_DATA, TUN_F_FIN, s->id, NULL, 0);
+		s->flags |= TUN_S_FIN_SENT;
+		return tun_stream_check_done(s);
+	}
+	return 0;
+}
+
+/* Both directions finished cleanly: the stream is done. */
+static int
+tun_stream_check_done(struct tun_stream *s)
+{
+	if ((s->flags & TUN_S_FIN_SENT) && (s->flags & TUN_S_SHUT_WR)) {
+		tun_stream_free(s, "eof");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+tun_stream_set_reading(struct tun_stream *s, int on)
+{
+	if (on && !(s->flags & TUN_S_READING)) {
+		bufferevent_enable(s->bev, EV_READ);
+		s->flags |= TUN_S_READING;
+	} else if (!on && (s->flags & TUN_S_READING)) {
+		bufferevent_disable(s->bev, EV_READ);
+		s->flags &= ~TUN_S_READING;
+	}
+}
+
+static void
+tun_stream_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct tun_stream	*s = arg;
+	struct tun		*t = s->tun;
+
+	(void)bev;
+	tun_enter(t);
+	tun_stream_pump(s);
+	tun_leave(t);
+}
+
+/* The local output buffer is empty: pass on a FIN we were holding. */
+static void
+tun_stream_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct tun_stream	*s = arg;
+	struct tun		*t = s->tun;
+
+	if (!(s->flags & TUN_S_REMOTE_FIN) || (s->flags & TUN_S_SHUT_WR))
+		return;
+	tun_enter(t);
+	shutdown(bufferevent_getfd(bev), SHUT_WR);
+	s->flags |= TUN_S_SHUT_WR;
+	tun_stream_check_done(s);
+	tun_leave(t);
+}
+
+static void
+tun_stream_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct tun_stream	*s = arg;
+	struct tun		*t = s->tun;
+	char			 why[128];
+
+	(void)bev;
+	tun_enter(t);
+	if (what & BEV_EVENT_EOF) {
+		s->flags |= TUN_S_LOCAL_EOF;
+		tun_stream_pump(s);
+	} else if (what & BEV_EVENT_ERROR) {
+		snprintf(why, sizeof(why), "local %s error: %s",
+		    (what & BEV_EVENT_READING) ? "read" : "write",
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		tun_stream_reset(s, TUN_E_CANCEL, why);
+	}
+	tun_leave(t);
+}
+
+/* Bytes left the local socket buffer: give the peer that much credit. */
+static void
+tun_stream_drain_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct tun_stream	*s = arg;
+	struct tun		*t = s->tun;
+	size_t			 n = info->n_deleted, k;
+	uint8_t			 incr[4];
+
+	(void)buf;
+	if (n == 0 || t->closed)
+		return;
+	if (s->skip > 0) {
+		k = n < s->skip ? n : s->skip;
+		s->skip -= k;
+		n -= k;
+	}
+	s->unacked += (uint32_t)n;
+	if (s->unacked < t->p.window / 4 || (s->flags & TUN_S_REMOTE_FIN))
+		return;
+	incr[0] = s->unacked >> 24;
+	incr[1] = (s->unacked >> 16) & 0xff;
+	incr[2] = (s->unacked >> 8) & 0xff;
+	incr[3] = s->unacked & 0xff;
+	tun_send(t, TUN_WINDOW, 0, s->id, incr, sizeof(incr));
+	s->rx_allowed += s->unacked;
+	s->unacked = 0;
+}
+

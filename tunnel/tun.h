@@ -1,0 +1,109 @@
+/* tun.h: one tunnel connection and its streams, used by both daemons. */
+#ifndef PORCH_TUN_H
+#define PORCH_TUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <openssl/ssl.h>
+
+#include "key.h"
+#include "tun_frame.h"
+
+struct tun;
+struct tun_stream;
+
+/*
+ * What the owner of a tunnel hears.  Every callback may call tun_close()
+ * or tun_stream_reset(); the tunnel checks for that before going on.
+ */
+struct tun_ops {
+	/* The peer proved its key.  Return 0 to admit it, -1 to refuse
+	 * (msg is sent to the peer in a GOAWAY and the tunnel closes). */
+	int	(*authed)(struct tun *, const struct tun_hello *, char *msg,
+		    size_t msglen, void *arg);
+	/* CLAIM, CLAIM_RESULT or UNCLAIM arrived (already parsed). */
+	void	(*claim)(struct tun *, uint8_t type, const struct tun_claim *,
+		    void *arg);
+	/* The peer opened a stream (agent side).  The owner must attach a
+	 * bufferevent or reset the stream, now or later. */
+	void	(*open)(struct tun *, struct tun_stream *,
+		    const struct tun_open *, void *arg);
+	/* The peer sent GOAWAY. */
+	void	(*goaway)(struct tun *, const struct tun_reason *, void *arg);
+	/* A stream is about to be freed; its udata is the owner's. */
+	void	(*stream_closed)(struct tun *, struct tun_stream *,
+		    const char *reason, void *arg);
+	/* The tunnel is closed; it is freed when this returns. */
+	void	(*closed)(struct tun *, const char *reason, void *arg);
+};
+
+struct tun_params {
+	enum tun_role		 role;		/* our role */
+	const struct key_pair	*key;		/* our identity; not copied */
+	uint32_t		 window;	/* credit we grant per stream */
+	unsigned		 keepalive_ms;
+	unsigned		 dead_peer_ms;
+	unsigned		 handshake_ms;
+	unsigned		 max_streams;
+	const char		*name;		/* our name, sent in HELLO */
+	const char		*label;		/* for log lines, e.g. gw=gw1 */
+};
+
+/*
+ * Start a tunnel over a connected socket (takes ownership of fd and ssl;
+ * accepting: 1 on the gateway).  params is copied except key.  Returns
+ * NULL on allocation failure after closing fd and freeing ssl.
+ */
+struct tun	*tun_new(struct event_base *, int fd, SSL *, int accepting,
+		    const struct tun_params *, const struct tun_ops *,
+		    void *arg);
+
+/* Close now: reset every stream, free, call ops->closed. */
+void		 tun_close(struct tun *, const char *reason);
+
+/* Send GOAWAY and close once the frame is out (bounded by a timer). */
+void		 tun_shutdown(struct tun *, uint32_t code, const char *msg);
+
+/* Send a control frame on stream 0.  Returns 0 or -1. */
+int		 tun_send_claim(struct tun *, uint8_t type,
+		    const struct tun_claim *);
+
+int		 tun_is_ready(const struct tun *);	/* authenticated */
+int		 tun_is_draining(const struct tun *);	/* GOAWAY seen/sent */
+const uint8_t	*tun_peer_key(const struct tun *);
+const char	*tun_peer_name(const struct tun *);
+const char	*tun_label(const struct tun *);
+unsigned	 tun_stream_count(const struct tun *);
+double		 tun_rtt_ms(const struct tun *);	/* last ping RTT, -1 */
+void		*tun_arg(const struct tun *);
+
+/*
+ * Open a stream to the peer (gateway side) and relay bev through it.
+ * Takes ownership of bev, whose input buffer may already hold bytes
+ * (the ClientHello or request head): they travel first.  label prefixes
+ * the stream's closing log line.  Returns NULL (bev freed) on failure.
+ */
+struct tun_stream *tun_stream_open(struct tun *, const struct tun_open *,
+		    struct bufferevent *bev, const char *label, void *udata);
+
+/* Agent side: relay an incoming stream through bev (ownership taken).
+ * Bytes that arrived before the attach are delivered first. */
+void		 tun_stream_attach(struct tun_stream *, struct bufferevent *);
+
+/* Reset a stream (the peer is told why) and free it. */
+void		 tun_stream_reset(struct tun_stream *, uint32_t code,
+		    const char *msg);
+
+void		 tun_stream_set_label(struct tun_stream *, const char *);
+void		 tun_stream_set_udata(struct tun_stream *, void *);
+void		*tun_stream_udata(const struct tun_stream *);
+uint32_t	 tun_stream_id(const struct tun_stream *);
+
+/* TLS contexts for the tunnel (tun_tls.c).  NULL on failure, err set. */
+SSL_CTX		*tun_tls_server_ctx(char *err, size_t errlen);
+SSL_CTX		*tun_tls_client_ctx(char *err, size_t errlen);
+
+#endif
