@@ -140,10 +140,10 @@ deps:
 	@sh tools/deps.sh
 
 demo: deps all
-	sh tools/demo.sh
+	bash tools/demo.sh
 
 bench: deps all
-	sh bench/run.sh
+	$(PYTHON) bench/bench.py
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -105,7 +105,7 @@ main(int argc, char *argv[])
 	signal(SIGPIPE, SIG_IGN);
 	if ((a.tls_ctx = tun_tls_client_ctx(err, sizeof(err))) == NULL)
 		fatalx("%s", err);
-	if ((a.base = event_base_new()) == NULL)
+	if ((a.base = tun_base_new()) == NULL)
 		fatalx("event_base_new failed");
 	if ((a.dns = agent_dns_new(a.base, err, sizeof(err))) == NULL)
 		fatalx("%s", err);

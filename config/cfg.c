@@ -405,6 +405,7 @@ doc_build(struct cfg_doc *d, yaml_parser_t *p, yaml_event_t *ev, int depth,
 	yaml_event_type_t	 endtype;
 	const yaml_char_t	*anchor, *tag;
 	const char		*v;
+	char			 q[CFG_ESC_MAX * 4 + 8];
 	size_t			 cap = 0;
 	int			 rc;
 
@@ -423,23 +424,29 @@ doc_build(struct cfg_doc *d, yaml_parser_t *p, yaml_event_t *ev, int depth,
 		tag = ev->data.mapping_start.tag;
 		break;
 	case YAML_ALIAS_EVENT:
+		v = (const char *)ev->data.alias.anchor;
 		return doc_error_at(d, ev->start_mark.line + 1,
 		    ev->start_mark.column + 1, "YAML alias not allowed: "
-		    "'*%.64s' (write the value out in full)",
-		    (const char *)ev->data.alias.anchor);
+		    "'*%s' (write the value out in full)",
+		    escape(q, sizeof(q), v, strlen(v)));
 	default:
 		return doc_error_at(d, ev->start_mark.line + 1,
 		    ev->start_mark.column + 1, "unexpected YAML structure");
 	}
-	if (anchor != NULL)
+	/* Tags may carry %-escaped bytes: quote both before printing. */
+	if (anchor != NULL) {
+		v = (const char *)anchor;
 		return doc_error_at(d, ev->start_mark.line + 1,
 		    ev->start_mark.column + 1, "YAML anchor not allowed: "
-		    "'&%.64s' (anchors and aliases are not supported; write "
-		    "values out in full)", (const char *)anchor);
-	if (tag != NULL)
+		    "'&%s' (anchors and aliases are not supported; write "
+		    "values out in full)", escape(q, sizeof(q), v, strlen(v)));
+	}
+	if (tag != NULL) {
+		v = (const char *)tag;
 		return doc_error_at(d, ev->start_mark.line + 1,
-		    ev->start_mark.column + 1, "YAML tag not allowed: "
-		    "'%.64s' (remove it)", (const char *)tag);
+		    ev->start_mark.column + 1, "YAML tag not allowed: '%s' "
+		    "(remove it)", escape(q, sizeof(q), v, strlen(v)));
+	}
 
 	if (ev->type == YAML_SCALAR_EVENT) {
 		n = node_new(CFG_NODE_SCALAR, &ev->start_mark);

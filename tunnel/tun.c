@@ -33,6 +33,9 @@
 #define TUN_OUT_HIGH	(1024 * 1024)	/* tunnel output that stops streams */
 #define TUN_OUT_LOW	(256 * 1024)	/* ... and resumes them */
 #define TUN_SHUTDOWN_MS	2000		/* bound on flushing a GOAWAY */
+#define TUN_DATA_CHUNK	(16384 - TUN_HDR_LEN)	/* one frame, one record */
+#define TUN_READ_MAX	(256 * 1024)	/* tunnel bytes per read callback */
+#define TUN_LOCAL_IO	(64 * 1024)	/* local socket bytes per syscall */
 #define TUN_AUTH_CTX	"porch-auth-v1"
 
 enum tun_state {
@@ -176,6 +179,10 @@ tun_new(struct event_base *base, int fd, SSL *ssl, int accepting,
 	bufferevent_openssl_set_allow_dirty_shutdown(t->bev, 1);
 	bufferevent_setcb(t->bev, tun_read_cb, tun_write_cb, tun_event_cb, t);
 	bufferevent_setwatermark(t->bev, EV_WRITE, TUN_OUT_LOW, 0);
+	/* Without a read mark the TLS layer reads 4 KiB at a time. */
+	bufferevent_setwatermark(t->bev, EV_READ, 0, TUN_READ_MAX);
+	bufferevent_set_max_single_read(t->bev, TUN_READ_MAX);
+	bufferevent_set_max_single_write(t->bev, TUN_READ_MAX);
 	bufferevent_enable(t->bev, EV_READ | EV_WRITE);
 	if ((t->timer = event_new(base, -1, EV_PERSIST, tun_timer_cb, t)) ==
 	    NULL)
@@ -352,6 +359,8 @@ tun_stream_attach(struct tun_stream *s, struct bufferevent *bev)
 	bufferevent_setcb(bev, tun_stream_read_cb, tun_stream_write_cb,
 	    tun_stream_event_cb, s);
 	bufferevent_set_timeouts(bev, NULL, NULL);
+	bufferevent_set_max_single_read(bev, TUN_LOCAL_IO);
+	bufferevent_set_max_single_write(bev, TUN_LOCAL_IO);
 	bufferevent_enable(bev, EV_WRITE);
 	tun_enter(t);
 	if (tun_stream_pump(s) == 0 && (s->flags & TUN_S_REMOTE_FIN) &&
@@ -397,6 +406,25 @@ uint32_t
 tun_stream_id(const struct tun_stream *s)
 {
 	return s->id;
+}
+
+struct event_base *
+tun_base_new(void)
+{
+	struct event_config	*ec;
+	struct event_base	*base;
+
+	if ((ec = event_config_new()) == NULL)
+		return NULL;
+	/*
+	 * Relaying toggles read and write interest on every buffer that
+	 * fills or drains; the changelist folds those toggles into one
+	 * epoll_ctl per descriptor per loop turn instead of one per toggle.
+	 */
+	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	return base;
 }
 
 /*
@@ -935,7 +963,7 @@ tun_stream_pump(struct tun_stream *s)
 {
 	struct tun	*t = s->tun;
 	struct evbuffer	*in, *out = bufferevent_get_output(t->bev);
-	uint8_t		 hdr[TUN_HDR_LEN];
+	struct evbuffer_iovec iov;
 	size_t		 len, n;
 
 	if (s->bev == NULL)
@@ -952,11 +980,19 @@ tun_stream_pump(struct tun_stream *s)
 		n = len;
 		if (n > s->send_credit)
 			n = s->send_credit;
-		if (n > TUN_MAX_PAYLOAD)
-			n = TUN_MAX_PAYLOAD;
-		tun_frame_header(hdr, TUN_DATA, 0, s->id, (uint32_t)n);
-		evbuffer_add(out, hdr, sizeof(hdr));
-		evbuffer_remove_buffer(in, out, n);
+		if (n > TUN_DATA_CHUNK)
+			n = TUN_DATA_CHUNK;
+		/*
+		 * Header and payload in one contiguous piece: the TLS layer
+		 * writes one record per piece, so a frame fills exactly one
+		 * full-size record instead of a 9-byte record and a split.
+		 */
+		if (evbuffer_reserve_space(out, TUN_HDR_LEN + n, &iov, 1) < 1)
+			break;
+		tun_frame_header(iov.iov_base, TUN_DATA, 0, s->id, (uint32_t)n);
+		evbuffer_remove(in, (uint8_t *)iov.iov_base + TUN_HDR_LEN, n);
+		iov.iov_len = TUN_HDR_LEN + n;
+		evbuffer_commit_space(out, &iov, 1);
 		s->send_credit -= n;
 		s->in += n;
 	}

@@ -102,6 +102,9 @@ void		 tun_stream_set_udata(struct tun_stream *, void *);
 void		*tun_stream_udata(const struct tun_stream *);
 uint32_t	 tun_stream_id(const struct tun_stream *);
 
+/* An event base for a relaying daemon (both daemons use one). */
+struct event_base *tun_base_new(void);
+
 /* TLS contexts for the tunnel (tun_tls.c).  NULL on failure, err set. */
 SSL_CTX		*tun_tls_server_ctx(char *err, size_t errlen);
 SSL_CTX		*tun_tls_client_ctx(char *err, size_t errlen);
