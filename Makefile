@@ -112,7 +112,7 @@ check: deps
 
 # Fuzz targets: libFuzzer with ASan+UBSan, built by clang.
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined $(INC) \
-	$(PKG_CFLAGS) -D_GNU_SOURCE -Wall -Wextra -Werror
+	$(PKG_CFLAGS) -D_GNU_SOURCE $(WARN)
 FUZZ_sni   := gateway/gw_sni.c lib/name.c
 FUZZ_http  := gateway/gw_http.c lib/name.c
 FUZZ_frame := tunnel/tun_frame.c lib/name.c

@@ -112,6 +112,7 @@ static void	tun_write_cb(struct bufferevent *, void *);
 static void	tun_event_cb(struct bufferevent *, short, void *);
 static void	tun_timer_cb(evutil_socket_t, short, void *);
 static void	tun_connected(struct tun *);
+static void	tun_send_hello(struct tun *);
 static void	tun_dispatch(struct tun *, const struct tun_frame *);
 static void	tun_recv_hello(struct tun *, const struct tun_frame *);
 static void	tun_recv_data(struct tun *, const uint8_t *, uint32_t,
@@ -218,6 +219,16 @@ tun_close(struct tun *t, const char *reason)
 	snprintf(why, sizeof(why), "tunnel-lost (%s)", reason);
 	while ((s = TAILQ_FIRST(&t->streams)) != NULL)
 		tun_stream_free(s, why);
+	/* A close_notify when nothing is queued, so the peer sees a clean
+	 * close rather than a truncated TLS stream; best effort. */
+	if (t->state != TUN_HANDSHAKE &&
+	    evbuffer_get_length(bufferevent_get_output(t->bev)) == 0) {
+		SSL *ssl = bufferevent_openssl_get_ssl(t->bev);
+
+		if (ssl != NULL && SSL_is_init_finished(ssl))
+			(void)SSL_shutdown(ssl);
+		ERR_clear_error();
+	}
 	bufferevent_disable(t->bev, EV_READ | EV_WRITE);
 	event_del(t->timer);
 	if (t->ops->closed != NULL)
@@ -481,7 +492,8 @@ tun_read_cb(struct bufferevent *bev, void *arg)
 		if (len < TUN_HDR_LEN + plen)
 			break;
 		t->last_rx_ms = mono_ms();
-		if (hdr[3] == TUN_DATA && t->state == TUN_READY) {
+		if (hdr[3] == TUN_DATA && t->state == TUN_READY &&
+		    (hdr[5] | hdr[6] | hdr[7] | hdr[8]) != 0) {
 			/* Payload moves to the stream without a copy. */
 			tun_recv_data(t, hdr, plen, in);
 			continue;
@@ -592,17 +604,18 @@ tun_timer_cb(evutil_socket_t fd, short ev, void *arg)
 	tun_leave(t);
 }
 
-/* TLS is up: check ALPN and send our HELLO bound to this session. */
+/*
+ * TLS is up: check ALPN and derive the exporter.  The dialing side (the
+ * agent) proves itself first; the accepting side answers with its own
+ * HELLO only once it has admitted the dialer, so a dialer that sees the
+ * answer knows it was accepted, and a refused one sees only GOAWAY.
+ */
 static void
 tun_connected(struct tun *t)
 {
 	SSL			*ssl = bufferevent_openssl_get_ssl(t->bev);
 	const unsigned char	*alpn;
 	unsigned int		 alpnlen;
-	struct tun_hello	 h;
-	uint8_t			 msg[sizeof(TUN_AUTH_CTX) + 1 + 32];
-	uint8_t			 buf[TUN_MAX_PAYLOAD];
-	size_t			 n;
 
 	SSL_get0_alpn_selected(ssl, &alpn, &alpnlen);
 	if (alpnlen != strlen(TUN_ALPN) ||
@@ -615,6 +628,21 @@ tun_connected(struct tun *t)
 		tun_close(t, "TLS exporter failed");
 		return;
 	}
+	t->state = TUN_AUTH;
+	t->last_rx_ms = mono_ms();
+	if (!t->accepting)
+		tun_send_hello(t);
+}
+
+/* Our HELLO: identity key and a signature bound to this TLS session. */
+static void
+tun_send_hello(struct tun *t)
+{
+	struct tun_hello	 h;
+	uint8_t			 msg[sizeof(TUN_AUTH_CTX) + 1 + 32];
+	uint8_t			 buf[TUN_MAX_PAYLOAD];
+	size_t			 n;
+
 	memset(&h, 0, sizeof(h));
 	h.version = TUN_VERSION;
 	h.role = t->p.role;
@@ -625,8 +653,6 @@ tun_connected(struct tun *t)
 	snprintf(h.name, sizeof(h.name), "%s", t->name);
 	n = tun_hello_encode(&h, buf);
 	tun_send(t, TUN_HELLO, 0, 0, buf, n);
-	t->state = TUN_AUTH;
-	t->last_rx_ms = mono_ms();
 }
 
 /* What a HELLO signs: context, the signer's role and the exporter. */
@@ -703,8 +729,12 @@ tun_dispatch(struct tun *t, const struct tun_frame *f)
 		    tun_err_name(r.code), r.msg);
 		tun_stream_free(s, why);
 		break;
+	case TUN_DATA:
+		/* Stream data arrives on the fast path; this is stream 0. */
+		tun_protocol_error(t, "DATA on stream 0");
+		break;
 	case TUN_PING:
-		if (f->len != 8) {
+		if (f->len != 8 || f->stream != 0) {
 			tun_protocol_error(t, "malformed PING");
 			break;
 		}
@@ -770,12 +800,17 @@ tun_recv_hello(struct tun *t, const struct tun_frame *f)
 	log_escape(t->peer_name, sizeof(t->peer_name), h.name,
 	    strlen(h.name));
 	t->peer_window = h.window;
-	/* Ready before the owner hears of it, so it may send claims. */
-	t->state = TUN_READY;
 	snprintf(err, sizeof(err), "not authorized");
-	if (t->ops->authed(t, &h, err, sizeof(err), t->arg) == -1 &&
-	    !t->closed)
-		tun_shutdown(t, TUN_E_AUTH, err);
+	/* READY first: the dialer's owner sends its claims from authed(). */
+	t->state = TUN_READY;
+	if (t->ops->authed(t, &h, err, sizeof(err), t->arg) == -1) {
+		if (!t->closed)
+			tun_shutdown(t, TUN_E_AUTH, err);
+		return;
+	}
+	/* Admitted: only now does the accepting side prove itself. */
+	if (t->accepting && !t->closed)
+		tun_send_hello(t);
 }
 
 static void

@@ -21,7 +21,8 @@ struct tun_stream;
  */
 struct tun_ops {
 	/* The peer proved its key.  Return 0 to admit it, -1 to refuse
-	 * (msg is sent to the peer in a GOAWAY and the tunnel closes). */
+	 * (msg is sent to the peer in a GOAWAY and the tunnel closes).  On
+	 * the accepting side it must not send frames: our HELLO follows it. */
 	int	(*authed)(struct tun *, const struct tun_hello *, char *msg,
 		    size_t msglen, void *arg);
 	/* CLAIM, CLAIM_RESULT or UNCLAIM arrived (already parsed). */

@@ -15,6 +15,8 @@ import socket
 import subprocess
 import time
 
+import ssl
+
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -392,6 +394,37 @@ def curl(url, host, port, ca=None, timeout=20, extra=(), out=None):
         argv += ["-o", out]
     argv += list(extra) + [url]
     return subprocess.run(argv, capture_output=True, text=out is None)
+
+
+def tls_visit(port, sni, timeout=5.0):
+    """A TLS visitor for sni on the gateway's TLS entry.  Returns "ok" when
+    the handshake completes, else the SSL error's reason (e.g.
+    "TLSV1_UNRECOGNIZED_NAME")."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        try:
+            with ctx.wrap_socket(s, server_hostname=sni):
+                return "ok"
+        except ssl.SSLError as e:
+            return e.reason or str(e)
+
+
+def http_status(port, host, path="/", timeout=5.0):
+    """Status line code of a plain HTTP/1.1 request to the HTTP entry."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
+                  f"Connection: close\r\n\r\n".encode())
+        data = b""
+        while b"\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    m = re.match(rb"HTTP/1\.[01] (\d{3}) ", data)
+    assert m, f"no HTTP status line from the gateway: {data[:200]!r}"
+    return int(m.group(1))
 
 
 @pytest.fixture
