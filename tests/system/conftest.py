@@ -12,10 +12,9 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
-
-import ssl
 
 import pytest
 

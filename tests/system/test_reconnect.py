@@ -4,8 +4,6 @@ agent that goes silent without closing anything (keepalive)."""
 
 import re
 import signal
-import socket
-import ssl
 
 from conftest import Agent, Gateway, Nginx, curl, http_status, tls_visit
 
