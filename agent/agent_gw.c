@@ -440,9 +440,8 @@ static void
 agent_gw_closed(struct tun *tun, const char *reason, void *arg)
 {
 	struct agent_gw	*g = arg;
-	char		 why[300];
+	char		 why[300], rtt[32];
 
-	(void)tun;
 	g->tun = NULL;
 	g->close_pending = 0;
 	if (g->state == AGENT_GW_STOPPED || g->a->stopping) {
@@ -450,8 +449,9 @@ agent_gw_closed(struct tun *tun, const char *reason, void *arg)
 		agent_check_stopped(g->a);
 		return;
 	}
-	snprintf(why, sizeof(why), "tunnel %s: %s", g->authed ? "lost" :
-	    "failed", reason);
+	snprintf(why, sizeof(why), "tunnel %s: %s (last %s)",
+	    g->authed ? "lost" : "failed", reason,
+	    tun_rtt_text(tun, rtt, sizeof(rtt)));
 	if (g->authed)
 		g->failures = 0;	/* it worked: come back quickly */
 	agent_gw_retry(g, why);

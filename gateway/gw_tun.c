@@ -247,12 +247,12 @@ static void
 gw_tun_closed(struct tun *tun, const char *reason, void *arg)
 {
 	struct gw_tun	*gt = arg;
+	char		 rtt[32];
 
-	(void)tun;
 	gw_route_remove_tun(gt->gw->routes, gt);
 	TAILQ_REMOVE(&gt->gw->tunnels, gt, entry);
-	log_info("tunnel from %s (agent %s) closed: %s", gt->peer, gt->name,
-	    reason);
+	log_info("tunnel from %s (agent %s) closed: %s (last %s)",
+	    gt->peer, gt->name, reason, tun_rtt_text(tun, rtt, sizeof(rtt)));
 	if (gt->gw->stopping && TAILQ_EMPTY(&gt->gw->tunnels))
 		event_base_loopexit(gt->gw->base, NULL);
 	free(gt);

@@ -5,5 +5,6 @@
 #include <stdint.h>
 
 uint64_t	mono_ms(void);
+uint64_t	mono_us(void);
 
 #endif

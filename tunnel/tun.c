@@ -313,6 +313,16 @@ tun_rtt_ms(const struct tun *t)
 	return t->rtt_ms;
 }
 
+const char *
+tun_rtt_text(const struct tun *t, char *buf, size_t len)
+{
+	if (t->rtt_ms < 0)
+		snprintf(buf, len, "rtt=none");
+	else
+		snprintf(buf, len, "rtt=%.3fms", t->rtt_ms);
+	return buf;
+}
+
 void *
 tun_arg(const struct tun *t)
 {
@@ -571,7 +581,7 @@ static void
 tun_timer_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct tun	*t = arg;
-	uint64_t	 now = mono_ms();
+	uint64_t	 now = mono_ms(), us;
 	uint8_t		 ping[8];
 	char		 why[128];
 	int		 i;
@@ -593,8 +603,10 @@ tun_timer_cb(evutil_socket_t fd, short ev, void *arg)
 			tun_close(t, why);
 			break;
 		}
+		/* Our own send time, echoed back, gives the RTT. */
+		us = mono_us();
 		for (i = 0; i < 8; i++)
-			ping[i] = (now >> (56 - 8 * i)) & 0xff;
+			ping[i] = (us >> (56 - 8 * i)) & 0xff;
 		tun_send(t, TUN_PING, 0, 0, ping, sizeof(ping));
 		break;
 	case TUN_CLOSING:
@@ -744,7 +756,8 @@ tun_dispatch(struct tun *t, const struct tun_frame *f)
 
 			for (i = 0; i < 8; i++)
 				sent = (sent << 8) | f->payload[i];
-			t->rtt_ms = (double)(mono_ms() - sent);
+			t->rtt_ms = (double)(mono_us() - sent) / 1000.0;
+			log_debug("%s: rtt %.3f ms", t->label, t->rtt_ms);
 		} else
 			tun_send(t, TUN_PING, TUN_F_ACK, 0, f->payload, 8);
 		break;

@@ -79,6 +79,8 @@ const char	*tun_peer_name(const struct tun *);
 const char	*tun_label(const struct tun *);
 unsigned	 tun_stream_count(const struct tun *);
 double		 tun_rtt_ms(const struct tun *);	/* last ping RTT, -1 */
+/* "rtt=0.214ms" or "rtt=none" for log lines; buf of 32 bytes. */
+const char	*tun_rtt_text(const struct tun *, char *buf, size_t);
 void		*tun_arg(const struct tun *);
 
 /*

@@ -28,11 +28,20 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
                    "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer")
 
 
+_ports_given = set()
+
+
 def free_port(family=socket.AF_INET, addr="127.0.0.1"):
-    """A port nobody listens on right now (the kernel picks it)."""
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((addr, 0))
-        return s.getsockname()[1]
+    """A port nobody listens on right now (the kernel picks it), and
+    never one this run handed out before: the kernel may offer a port
+    again as soon as the probing socket is closed."""
+    while True:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((addr, 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def wait_port(port, host="127.0.0.1", timeout=10.0):
@@ -220,8 +229,10 @@ def yaml_list(items):
 class Gateway:
     """porch-gateway on loopback with fresh ports and key."""
 
-    def __init__(self, procs, tmp, name="gw", extra=""):
+    def __init__(self, procs, tmp, name="gw", extra="", ipv6=False):
         self.procs = procs
+        # ipv6: also a TLS entry on [::1] (tls6_port)
+        self.tls6_port = free_port(socket.AF_INET6, "::1") if ipv6 else None
         self.dir = os.path.join(tmp, name)
         os.makedirs(self.dir, exist_ok=True)
         self.name = name
@@ -242,7 +253,8 @@ class Gateway:
         lines = [
             f"identity: {self.key_path}",
             "listen:",
-            f'  tls: ["127.0.0.1:{self.tls_port}"]',
+            f'  tls: ["127.0.0.1:{self.tls_port}"'
+            + (f', "[::1]:{self.tls6_port}"' if self.tls6_port else "") + "]",
             f'  http: ["127.0.0.1:{self.http_port}"]',
             f'  tunnel: ["127.0.0.1:{self.tunnel_port}"]',
         ]
@@ -254,9 +266,10 @@ class Gateway:
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
 
-    def start(self):
+    def start(self, args=()):
         self.write_config()
-        self.proc = self.procs.start(self.name, [GATEWAY, "-c", self.conf],
+        self.proc = self.procs.start(self.name,
+                                     [GATEWAY, "-c", self.conf, *args],
                                      daemon=True)
         self.proc.wait_log(r"porch-gateway started")
         return self.proc
