@@ -132,6 +132,8 @@ static int	tun_stream_pump(struct tun_stream *);
 static int	tun_stream_check_done(struct tun_stream *);
 static void	tun_stream_set_reading(struct tun_stream *, int);
 static void	tun_stream_read_cb(struct bufferevent *, void *);
+static void	tun_stream_read_more(struct tun_stream *,
+		    struct bufferevent *);
 static void	tun_stream_write_cb(struct bufferevent *, void *);
 static void	tun_stream_event_cb(struct bufferevent *, short, void *);
 static void	tun_stream_drain_cb(struct evbuffer *,
@@ -1084,10 +1086,45 @@ tun_stream_read_cb(struct bufferevent *bev, void *arg)
 	struct tun_stream	*s = arg;
 	struct tun		*t = s->tun;
 
-	(void)bev;
 	tun_enter(t);
+	tun_stream_read_more(s, bev);
 	tun_stream_pump(s);
 	tun_leave(t);
+}
+
+/*
+ * libevent 2.1 reads at most 4 KiB per wakeup (EVBUFFER_MAX_READ), which
+ * made every DATA frame and every tunnel TLS record 4 KiB long.  Take
+ * what else the socket already holds, up to the credit we could send.
+ * EOF and errors are left for libevent's next read to report.
+ */
+static void
+tun_stream_read_more(struct tun_stream *s, struct bufferevent *bev)
+{
+	struct evbuffer		*in = bufferevent_get_input(bev);
+	struct evbuffer_iovec	 iov;
+	size_t			 have = evbuffer_get_length(in), limit, want;
+	ssize_t			 r;
+
+	limit = s->send_credit < TUN_LOCAL_IO ? s->send_credit : TUN_LOCAL_IO;
+	if (have >= limit)
+		return;
+	/* Socket bufferevents keep their input's end frozen between reads. */
+	evbuffer_unfreeze(in, 0);
+	while (have < limit) {
+		want = limit - have;
+		if (evbuffer_reserve_space(in, (ev_ssize_t)want, &iov, 1) < 1)
+			break;
+		if (iov.iov_len > want)
+			iov.iov_len = want;
+		r = read(bufferevent_getfd(bev), iov.iov_base, iov.iov_len);
+		iov.iov_len = r > 0 ? (size_t)r : 0;
+		evbuffer_commit_space(in, &iov, 1);
+		if (r <= 0 || (size_t)r < want)
+			break;		/* the socket is drained (or EOF) */
+		have += (size_t)r;
+	}
+	evbuffer_freeze(in, 0);
 }
 
 /* The local output buffer is empty: pass on a FIN we were holding. */
@@ -1146,7 +1183,7 @@ tun_stream_drain_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 		n -= k;
 	}
 	s->unacked += (uint32_t)n;
-	if (s->unacked < t->p.window / 4 || (s->flags & TUN_S_REMOTE_FIN))
+	if (s->unacked < t->p.window / 8 || (s->flags & TUN_S_REMOTE_FIN))
 		return;
 	incr[0] = s->unacked >> 24;
 	incr[1] = (s->unacked >> 16) & 0xff;

@@ -6,7 +6,7 @@ import os
 import socket
 import ssl
 
-from conftest import curl
+from conftest import ASAN, curl
 
 
 def rss_kib(pid):
@@ -53,10 +53,13 @@ def test_slow_visitor_stalls_only_itself(stack, tmp_path):
     # The stalled download is held back by credit, not buffered: both
     # daemons grew by far less than the 200 MiB nginx is trying to send
     # (the bound is one window plus socket-sized buffers per stream).
+    # (Not under ASan: its allocator keeps freed memory in quarantine, so
+    # RSS there says nothing about what the daemons hold.)
     gw_growth = rss_kib(stack.gw.proc.pid) - gw_before
     ag_growth = rss_kib(stack.agent.proc.pid) - ag_before
-    assert gw_growth < 16 * 1024, f"gateway grew {gw_growth} KiB"
-    assert ag_growth < 16 * 1024, f"agent grew {ag_growth} KiB"
+    if not ASAN:
+        assert gw_growth < 16 * 1024, f"gateway grew {gw_growth} KiB"
+        assert ag_growth < 16 * 1024, f"agent grew {ag_growth} KiB"
 
     # And the stalled stream is intact: it resumes when the visitor reads.
     got = len(first)
