@@ -130,10 +130,13 @@ main(int argc, char *argv[])
 	event_base_dispatch(a.base);
 
 	a.stopping = 1;
+	a.exiting = 1;
+	/* Pending lookups are cancelled first: their callbacks name a
+	 * gateway, which must still exist then. */
+	agent_dns_free(a.dns);
 	for (i = 0; i < a.ngws; i++)
 		agent_gw_free(a.gws[i]);
 	free(a.gws);
-	agent_dns_free(a.dns);
 	event_free(a.sig_term);
 	event_free(a.sig_int);
 	event_free(a.sig_hup);
@@ -148,15 +151,16 @@ out:
 	return rc;
 }
 
+/* Stopping: end the loop once no gateway tunnel is open any more. */
 void
 agent_check_stopped(struct agent *a)
 {
 	size_t	i;
 
-	if (!a->stopping)
+	if (!a->stopping || a->exiting)
 		return;
 	for (i = 0; i < a->ngws; i++)
-		if (agent_gw_shutdown(a->gws[i]))
+		if (agent_gw_is_open(a->gws[i]))
 			return;
 	event_base_loopexit(a->base, NULL);
 }
@@ -166,6 +170,7 @@ agent_signal_cb(evutil_socket_t sig, short ev, void *arg)
 {
 	struct agent	*a = arg;
 	struct timeval	 tv = { 3, 0 };
+	size_t		 i;
 
 	(void)ev;
 	if (a->stopping)
@@ -177,8 +182,10 @@ agent_signal_cb(evutil_socket_t sig, short ev, void *arg)
 	}
 	log_info("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	a->stopping = 1;
-	/* Gateways hear GOAWAY first; the loop ends when all tunnels are
-	 * closed, or after a bound. */
+	/* Every gateway hears GOAWAY at once; the loop ends when all
+	 * tunnels are closed, or after a bound. */
+	for (i = 0; i < a->ngws; i++)
+		agent_gw_shutdown(a->gws[i]);
 	agent_check_stopped(a);
 	event_base_loopexit(a->base, &tv);
 }

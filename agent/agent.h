@@ -38,14 +38,16 @@ struct agent {
 	struct agent_gw		**gws;
 	size_t			 ngws;
 	struct event		*sig_term, *sig_int, *sig_hup;
-	int			 stopping;
+	int			 stopping;	/* SIGTERM: GOAWAY sent */
+	int			 exiting;	/* loop ended: freeing */
 };
 
 /* agent_gw.c: one gateway, its tunnel and its reconnect schedule. */
 struct agent_gw	*agent_gw_new(struct agent *, const struct cfg_remote *);
 void		 agent_gw_start(struct agent_gw *);
-/* Send GOAWAY; returns 1 if a tunnel is still open and will close. */
-int		 agent_gw_shutdown(struct agent_gw *);
+/* Stop reconnecting and send GOAWAY on the tunnel, if any. */
+void		 agent_gw_shutdown(struct agent_gw *);
+int		 agent_gw_is_open(const struct agent_gw *);
 void		 agent_gw_free(struct agent_gw *);
 
 /* agent_svc.c: streams from gateways to local backends. */

@@ -105,11 +105,9 @@ agent_gw_start(struct agent_gw *g)
 	agent_gw_connect(g);
 }
 
-int
+void
 agent_gw_shutdown(struct agent_gw *g)
 {
-	int	open = 0;
-
 	event_del(g->timer);
 	if (g->conn_ev != NULL) {
 		event_free(g->conn_ev);
@@ -119,12 +117,15 @@ agent_gw_shutdown(struct agent_gw *g)
 		close(g->fd);
 		g->fd = -1;
 	}
-	if (g->tun != NULL) {
-		tun_shutdown(g->tun, TUN_E_SHUTDOWN, "agent stopping");
-		open = g->tun != NULL;
-	}
 	g->state = AGENT_GW_STOPPED;
-	return open;
+	if (g->tun != NULL)
+		tun_shutdown(g->tun, TUN_E_SHUTDOWN, "agent stopping");
+}
+
+int
+agent_gw_is_open(const struct agent_gw *g)
+{
+	return g->tun != NULL;
 }
 
 void
@@ -151,7 +152,7 @@ agent_gw_connect(struct agent_gw *g)
 	char			err[128];
 	char			text[300];
 
-	if (g->state == AGENT_GW_STOPPED)
+	if (g->state == AGENT_GW_STOPPED || g->a->stopping)
 		return;
 	/* A numeric address needs no resolver. */
 	snprintf(text, sizeof(text), "%s", g->r->address);

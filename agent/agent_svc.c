@@ -136,10 +136,12 @@ agent_svc_open(struct agent *a, struct tun *tun, struct tun_stream *s,
 	bufferevent_set_timeouts(d->bev, NULL, &tv);
 	if (bufferevent_socket_connect(d->bev, (const struct sockaddr *)&be->ss,
 	    (int)be->sslen) == -1) {
+		int e = errno;
+
 		snprintf(msg, sizeof(msg), "backend %s: %s", be->text,
-		    strerror(errno));
+		    strerror(e));
 		log_warnx("%s", msg);
-		tun_stream_reset(s, errno == ECONNREFUSED ? TUN_E_REFUSED :
+		tun_stream_reset(s, e == ECONNREFUSED ? TUN_E_REFUSED :
 		    TUN_E_UNREACHABLE, msg);	/* frees d */
 	}
 }

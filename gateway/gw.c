@@ -125,8 +125,8 @@ main(int argc, char *argv[])
 
 	event_base_dispatch(gw.base);
 
+	gw_conn_close_all(&gw);		/* before the listeners they point to */
 	gw_listen_stop(&gw);
-	gw_conn_close_all(&gw);
 	gw_tun_close_all(&gw, "gateway stopped");
 	log_info("stopped");
 	event_free(gw.sig_term);
@@ -157,8 +157,8 @@ gw_signal_cb(evutil_socket_t sig, short ev, void *arg)
 	log_info("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 
 	gw->stopping = 1;
-	gw_listen_stop(gw);
 	gw_conn_close_all(gw);
+	gw_listen_stop(gw);
 	/* Agents hear GOAWAY and move on; the loop ends when the last
 	 * tunnel is closed, or after a bound. */
 	if (TAILQ_EMPTY(&gw->tunnels))

@@ -48,6 +48,7 @@ struct gw {
 	struct event		*accept_timer;	/* resumes accept after EMFILE */
 	int			 accept_paused;
 	unsigned		 nconns;	/* visitor connections open */
+	unsigned		 tun_pending;	/* tunnels not yet authenticated */
 	uint32_t		 next_conn_id;
 	struct event		*sig_term, *sig_int, *sig_hup;
 	int			 stopping;
@@ -74,9 +75,11 @@ struct tun *gw_tun_tun(const struct gw_tun *);
 /* gw_route.c: hostname -> agent tunnels that claimed it. */
 struct gw_route_table *gw_route_new(void);
 void	gw_route_free(struct gw_route_table *);
+/* 1: a new claim, 0: an existing one updated, -1: out of memory. */
 int	gw_route_add(struct gw_route_table *, const char *name, uint8_t kinds,
 	    struct gw_tun *);
-void	gw_route_remove(struct gw_route_table *, const char *name,
+/* 1 if the tunnel had claimed the name, else 0. */
+int	gw_route_remove(struct gw_route_table *, const char *name,
 	    struct gw_tun *);
 void	gw_route_remove_tun(struct gw_route_table *, struct gw_tun *);
 /* Exact name first, then the one-label wildcard "*.parent". */

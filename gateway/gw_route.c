@@ -78,8 +78,9 @@ gw_route_add(struct gw_route_table *rt, const char *name, uint8_t kinds,
 			return -1;
 		}
 		TAILQ_INIT(&r->claims);
-		r->next = rt->buckets[gw_route_hash(name)];
-		rt->buckets[gw_route_hash(name)] = r;
+		pp = &rt->buckets[gw_route_hash(name)];
+		r->next = *pp;
+		*pp = r;
 	}
 	TAILQ_FOREACH(c, &r->claims, entry) {
 		if (c->tun == t) {
@@ -87,26 +88,34 @@ gw_route_add(struct gw_route_table *rt, const char *name, uint8_t kinds,
 			return 0;
 		}
 	}
-	if ((c = calloc(1, sizeof(*c))) == NULL)
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		if (TAILQ_EMPTY(&r->claims)) {
+			*pp = r->next;
+			free(r->name);
+			free(r);
+		}
 		return -1;
+	}
 	c->tun = t;
 	c->kinds = kinds;
 	TAILQ_INSERT_TAIL(&r->claims, c, entry);
-	return 0;
+	return 1;
 }
 
-void
+int
 gw_route_remove(struct gw_route_table *rt, const char *name, struct gw_tun *t)
 {
 	struct gw_route		*r, **pp;
 	struct gw_route_claim	*c;
+	int			 found = 0;
 
 	if ((r = gw_route_find(rt, name, &pp)) == NULL)
-		return;
+		return 0;
 	TAILQ_FOREACH(c, &r->claims, entry) {
 		if (c->tun == t) {
 			TAILQ_REMOVE(&r->claims, c, entry);
 			free(c);
+			found = 1;
 			break;
 		}
 	}
@@ -115,6 +124,7 @@ gw_route_remove(struct gw_route_table *rt, const char *name, struct gw_tun *t)
 		free(r->name);
 		free(r);
 	}
+	return found;
 }
 
 void

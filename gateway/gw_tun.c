@@ -18,6 +18,7 @@
 #include "log.h"
 
 #define GW_TUN_MAX_CLAIMS	4096
+#define GW_TUN_MAX_PENDING	256	/* tunnels still proving a key */
 
 struct gw_tun {
 	struct gw		*gw;
@@ -25,6 +26,7 @@ struct gw_tun {
 	char			 name[64];	/* the grant's name */
 	char			 peer[64];	/* remote address */
 	unsigned		 nclaims;
+	int			 authed;
 	TAILQ_ENTRY(gw_tun)	 entry;
 };
 
@@ -58,6 +60,17 @@ gw_tun_accept(struct gw *gw, struct gw_listener *l, int fd,
 	char				 label[96];
 
 	(void)l;
+	/* Unauthenticated handshakes cost TLS work and descriptors; an
+	 * admitted agent needs only one, so a flood is cut off here. */
+	if (gw->tun_pending >= GW_TUN_MAX_PENDING) {
+		char peer[64];
+
+		log_warnx("tunnel from %s: refused, %u handshakes already in "
+		    "progress", addr_fmt(sa, peer, sizeof(peer)),
+		    gw->tun_pending);
+		close(fd);
+		return;
+	}
 	if ((gt = calloc(1, sizeof(*gt))) == NULL ||
 	    (ssl = SSL_new(gw->tun_ctx)) == NULL) {
 		free(gt);
@@ -80,9 +93,11 @@ gw_tun_accept(struct gw *gw, struct gw_listener *l, int fd,
 	p.label = label;
 	/* Linked before tun_new: its callbacks may fire from here on. */
 	TAILQ_INSERT_TAIL(&gw->tunnels, gt, entry);
+	gw->tun_pending++;
 	if ((gt->tun = tun_new(gw->base, fd, ssl, 1, &p, &gw_tun_ops, gt)) ==
 	    NULL) {
 		log_warnx("tunnel from %s: out of memory", gt->peer);
+		gw->tun_pending--;
 		TAILQ_REMOVE(&gw->tunnels, gt, entry);
 		free(gt);
 	}
@@ -151,6 +166,8 @@ gw_tun_authed(struct tun *tun, const struct tun_hello *h, char *msg,
 		return -1;
 	}
 	snprintf(gt->name, sizeof(gt->name), "%s", g->name);
+	gt->authed = 1;
+	gt->gw->tun_pending--;
 	/*
 	 * The same key again means the agent reconnected: its old session
 	 * is stale (it would time out eventually), so the names move to the
@@ -180,11 +197,13 @@ gw_tun_claim(struct tun *tun, uint8_t type, const struct tun_claim *c,
 	const struct cfg_grant	*g;
 	struct tun_claim	 r;
 	size_t			 i;
-	int			 ok = 0;
+	int			 ok = 0, added;
 
 	if (type == TUN_UNCLAIM) {
-		gw_route_remove(gt->gw->routes, c->name, gt);
-		log_info("agent %s withdrew %s", gt->name, c->name);
+		if (gw_route_remove(gt->gw->routes, c->name, gt) == 1) {
+			gt->nclaims--;
+			log_info("agent %s withdrew %s", gt->name, c->name);
+		}
 		return;
 	}
 	if (type != TUN_CLAIM)
@@ -207,11 +226,12 @@ gw_tun_claim(struct tun *tun, uint8_t type, const struct tun_claim *c,
 		    GW_TUN_MAX_CLAIMS);
 		log_warnx("agent %s claimed %s: refused, over %d claims",
 		    gt->name, c->name, GW_TUN_MAX_CLAIMS);
-	} else if (gw_route_add(gt->gw->routes, c->name, c->kinds, gt) == -1) {
+	} else if ((added = gw_route_add(gt->gw->routes, c->name, c->kinds,
+	    gt)) == -1) {
 		r.status = TUN_CLAIM_LIMIT;
 		snprintf(r.msg, sizeof(r.msg), "gateway out of memory");
 	} else {
-		gt->nclaims++;
+		gt->nclaims += added;
 		r.status = TUN_CLAIM_OK;
 		log_info("agent %s claimed %s (%s%s%s)", gt->name, c->name,
 		    (c->kinds & TUN_KIND_TLS) ? "tls" : "",
@@ -251,6 +271,8 @@ gw_tun_closed(struct tun *tun, const char *reason, void *arg)
 
 	gw_route_remove_tun(gt->gw->routes, gt);
 	TAILQ_REMOVE(&gt->gw->tunnels, gt, entry);
+	if (!gt->authed)
+		gt->gw->tun_pending--;
 	log_info("tunnel from %s (agent %s) closed: %s (last %s)",
 	    gt->peer, gt->name, reason, tun_rtt_text(tun, rtt, sizeof(rtt)));
 	if (gt->gw->stopping && TAILQ_EMPTY(&gt->gw->tunnels))

@@ -32,6 +32,7 @@
 
 #define TUN_OUT_HIGH	(1024 * 1024)	/* tunnel output that stops streams */
 #define TUN_OUT_LOW	(256 * 1024)	/* ... and resumes them */
+#define TUN_OUT_CAP	(4 * 1024 * 1024)	/* stop reading the peer */
 #define TUN_SHUTDOWN_MS	2000		/* bound on flushing a GOAWAY */
 #define TUN_DATA_CHUNK	(16384 - TUN_HDR_LEN)	/* one frame, one record */
 #define TUN_READ_MAX	(256 * 1024)	/* tunnel bytes per read callback */
@@ -78,7 +79,8 @@ TAILQ_HEAD(tun_stream_list, tun_stream);
 struct tun {
 	struct event_base	*base;
 	struct bufferevent	*bev;
-	struct event		*timer;
+	struct event		*timer;		/* keepalive, dead peer */
+	struct event		*hs_timer;	/* handshake deadline */
 	struct tun_params	 p;
 	char			*name;
 	char			*label;
@@ -89,6 +91,7 @@ struct tun {
 	int			 draining;	/* GOAWAY sent or received */
 	int			 closed;
 	int			 busy;		/* callbacks on the stack */
+	int			 read_paused;	/* our output is over the cap */
 	char			 peer_name[64];
 	uint8_t			 peer_key[KEY_PUB_LEN];
 	uint32_t		 peer_window;
@@ -111,6 +114,7 @@ static void	tun_read_cb(struct bufferevent *, void *);
 static void	tun_write_cb(struct bufferevent *, void *);
 static void	tun_event_cb(struct bufferevent *, short, void *);
 static void	tun_timer_cb(evutil_socket_t, short, void *);
+static void	tun_hs_timer_cb(evutil_socket_t, short, void *);
 static void	tun_connected(struct tun *);
 static void	tun_send_hello(struct tun *);
 static void	tun_dispatch(struct tun *, const struct tun_frame *);
@@ -127,12 +131,12 @@ static void	tun_sign_input(const struct tun *, uint8_t, uint8_t *);
 
 static struct tun_stream *tun_stream_new(struct tun *, uint32_t);
 static struct tun_stream *tun_stream_find(struct tun *, uint32_t);
-static void	tun_stream_free(struct tun_stream *, const char *);
+static void	tun_stream_free(struct tun_stream *, const char *, int);
 static int	tun_stream_pump(struct tun_stream *);
 static int	tun_stream_check_done(struct tun_stream *);
 static void	tun_stream_set_reading(struct tun_stream *, int);
 static void	tun_stream_read_cb(struct bufferevent *, void *);
-static void	tun_stream_read_more(struct tun_stream *,
+static int	tun_stream_read_more(struct tun_stream *,
 		    struct bufferevent *);
 static void	tun_stream_write_cb(struct bufferevent *, void *);
 static void	tun_stream_event_cb(struct bufferevent *, short, void *);
@@ -174,11 +178,11 @@ tun_new(struct event_base *base, int fd, SSL *ssl, int accepting,
 	t->bev = bufferevent_openssl_socket_new(base, fd, ssl,
 	    accepting ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_CONNECTING,
 	    BEV_OPT_CLOSE_ON_FREE);
+	/* libevent frees ssl even when it fails; fd stays ours then. */
+	ssl = NULL;
 	if (t->bev == NULL)
 		goto fail_t;
-	/* The bufferevent owns fd and ssl from here on. */
 	fd = -1;
-	ssl = NULL;
 	bufferevent_openssl_set_allow_dirty_shutdown(t->bev, 1);
 	bufferevent_setcb(t->bev, tun_read_cb, tun_write_cb, tun_event_cb, t);
 	bufferevent_setwatermark(t->bev, EV_WRITE, TUN_OUT_LOW, 0);
@@ -187,14 +191,22 @@ tun_new(struct event_base *base, int fd, SSL *ssl, int accepting,
 	bufferevent_set_max_single_read(t->bev, TUN_READ_MAX);
 	bufferevent_set_max_single_write(t->bev, TUN_READ_MAX);
 	bufferevent_enable(t->bev, EV_READ | EV_WRITE);
-	if ((t->timer = event_new(base, -1, EV_PERSIST, tun_timer_cb, t)) ==
-	    NULL)
+	t->timer = event_new(base, -1, EV_PERSIST, tun_timer_cb, t);
+	t->hs_timer = event_new(base, -1, 0, tun_hs_timer_cb, t);
+	if (t->timer == NULL || t->hs_timer == NULL)
 		goto fail_t;
 	tv.tv_sec = p->keepalive_ms / 1000;
 	tv.tv_usec = (p->keepalive_ms % 1000) * 1000;
 	event_add(t->timer, &tv);
+	tv.tv_sec = p->handshake_ms / 1000;
+	tv.tv_usec = (p->handshake_ms % 1000) * 1000;
+	event_add(t->hs_timer, &tv);
 	return t;
 fail_t:
+	if (t->timer != NULL)
+		event_free(t->timer);
+	if (t->hs_timer != NULL)
+		event_free(t->hs_timer);
 	if (t->bev != NULL)
 		bufferevent_free(t->bev);
 	free(t->buckets);
@@ -220,7 +232,7 @@ tun_close(struct tun *t, const char *reason)
 	t->closed = 1;
 	snprintf(why, sizeof(why), "tunnel-lost (%s)", reason);
 	while ((s = TAILQ_FIRST(&t->streams)) != NULL)
-		tun_stream_free(s, why);
+		tun_stream_free(s, why, 1);
 	/* A close_notify when nothing is queued, so the peer sees a clean
 	 * close rather than a truncated TLS stream; best effort. */
 	if (t->state != TUN_HANDSHAKE &&
@@ -233,6 +245,7 @@ tun_close(struct tun *t, const char *reason)
 	}
 	bufferevent_disable(t->bev, EV_READ | EV_WRITE);
 	event_del(t->timer);
+	event_del(t->hs_timer);
 	if (t->ops->closed != NULL)
 		t->ops->closed(t, reason, t->arg);
 	if (t->busy == 0)
@@ -384,6 +397,10 @@ tun_stream_attach(struct tun_stream *s, struct bufferevent *bev)
 	bufferevent_set_timeouts(bev, NULL, NULL);
 	bufferevent_set_max_single_read(bev, TUN_LOCAL_IO);
 	bufferevent_set_max_single_write(bev, TUN_LOCAL_IO);
+	/* Reading starts off; the pump turns it on while there is credit.
+	 * (The gateway hands over a socket that was being read.) */
+	bufferevent_disable(bev, EV_READ);
+	s->flags &= ~TUN_S_READING;
 	bufferevent_enable(bev, EV_WRITE);
 	tun_enter(t);
 	if (tun_stream_pump(s) == 0 && (s->flags & TUN_S_REMOTE_FIN) &&
@@ -399,7 +416,7 @@ tun_stream_reset(struct tun_stream *s, uint32_t code, const char *msg)
 
 	tun_send_reason(s->tun, 0, code, s->id, msg);
 	snprintf(why, sizeof(why), "%s (%s)", tun_err_name(code), msg);
-	tun_stream_free(s, why);
+	tun_stream_free(s, why, 1);
 }
 
 void
@@ -471,6 +488,7 @@ static void
 tun_free(struct tun *t)
 {
 	event_free(t->timer);
+	event_free(t->hs_timer);
 	bufferevent_free(t->bev);
 	free(t->buckets);
 	free(t->name);
@@ -491,6 +509,17 @@ tun_read_cb(struct bufferevent *bev, void *arg)
 
 	tun_enter(t);
 	while (!t->closed && t->state != TUN_CLOSING) {
+		/*
+		 * A peer that sends PINGs and claims but never reads our
+		 * answers would grow our output without end: stop reading it
+		 * until it takes some (stream data is bounded by credit).
+		 */
+		if (evbuffer_get_length(bufferevent_get_output(bev)) >
+		    TUN_OUT_CAP) {
+			bufferevent_disable(bev, EV_READ);
+			t->read_paused = 1;
+			break;
+		}
 		len = evbuffer_get_length(in);
 		if (len < TUN_HDR_LEN)
 			break;
@@ -533,6 +562,11 @@ tun_write_cb(struct bufferevent *bev, void *arg)
 		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 			tun_close(t, "shutdown");
 	} else {
+		if (t->read_paused) {
+			t->read_paused = 0;
+			bufferevent_enable(bev, EV_READ);
+			tun_read_cb(bev, t);	/* frames already buffered */
+		}
 		/* The tunnel drained below the low mark: resume streams. */
 		while (!t->closed && (s = TAILQ_FIRST(&t->waiting)) != NULL) {
 			TAILQ_REMOVE(&t->waiting, s, wentry);
@@ -552,6 +586,7 @@ tun_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct tun	*t = arg;
 	char		 why[256];
 	unsigned long	 e;
+	int		 err = EVUTIL_SOCKET_ERROR();
 
 	tun_enter(t);
 	if (what & BEV_EVENT_CONNECTED) {
@@ -566,8 +601,7 @@ tun_event_cb(struct bufferevent *bev, short what, void *arg)
 			snprintf(why, sizeof(why), "connection closed by peer");
 		else
 			snprintf(why, sizeof(why), "%s",
-			    evutil_socket_error_to_string(
-			    EVUTIL_SOCKET_ERROR()));
+			    evutil_socket_error_to_string(err));
 		if (t->state == TUN_HANDSHAKE) {
 			size_t l = strlen(why);
 
@@ -594,9 +628,7 @@ tun_timer_cb(evutil_socket_t fd, short ev, void *arg)
 	switch (t->state) {
 	case TUN_HANDSHAKE:
 	case TUN_AUTH:
-		if (now - t->start_ms >= t->p.handshake_ms)
-			tun_close(t, "handshake timeout");
-		break;
+		break;		/* tun_hs_timer_cb watches these */
 	case TUN_READY:
 		if (now - t->last_rx_ms >= t->p.dead_peer_ms) {
 			snprintf(why, sizeof(why), "dead peer: nothing "
@@ -615,6 +647,19 @@ tun_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		tun_close(t, "shutdown (flush timed out)");
 		break;
 	}
+	tun_leave(t);
+}
+
+static void
+tun_hs_timer_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct tun	*t = arg;
+
+	(void)fd;
+	(void)ev;
+	tun_enter(t);
+	if (t->state == TUN_HANDSHAKE || t->state == TUN_AUTH)
+		tun_close(t, "handshake timeout");
 	tun_leave(t);
 }
 
@@ -741,7 +786,7 @@ tun_dispatch(struct tun *t, const struct tun_frame *f)
 			break;
 		snprintf(why, sizeof(why), "reset by peer: %s (%s)",
 		    tun_err_name(r.code), r.msg);
-		tun_stream_free(s, why);
+		tun_stream_free(s, why, 1);
 		break;
 	case TUN_DATA:
 		/* Stream data arrives on the fast path; this is stream 0. */
@@ -970,8 +1015,13 @@ tun_stream_find(struct tun *t, uint32_t id)
 	return NULL;
 }
 
+/*
+ * The only exit of a stream.  abort: it did not end cleanly, so the
+ * local peer gets a TCP reset rather than a FIN that would make a cut-off
+ * response look complete.
+ */
 static void
-tun_stream_free(struct tun_stream *s, const char *reason)
+tun_stream_free(struct tun_stream *s, const char *reason, int abort)
 {
 	struct tun		*t = s->tun;
 	struct tun_stream	**pp;
@@ -993,6 +1043,12 @@ tun_stream_free(struct tun_stream *s, const char *reason)
 	if (s->flags & TUN_S_WAITING)
 		TAILQ_REMOVE(&t->waiting, s, wentry);
 	if (s->bev != NULL) {
+		if (abort && bufferevent_getfd(s->bev) != -1) {
+			struct linger l = { 1, 0 };
+
+			setsockopt(bufferevent_getfd(s->bev), SOL_SOCKET,
+			    SO_LINGER, &l, sizeof(l));
+		}
 		evbuffer_remove_cb_entry(bufferevent_get_output(s->bev),
 		    s->drain_cb);
 		bufferevent_free(s->bev);
@@ -1016,7 +1072,7 @@ tun_stream_pump(struct tun_stream *s)
 	struct evbuffer_iovec iov;
 	size_t		 len, n;
 
-	if (s->bev == NULL)
+	if (s->bev == NULL || t->state == TUN_CLOSING)
 		return 0;
 	in = bufferevent_get_input(s->bev);
 	while ((len = evbuffer_get_length(in)) > 0 && s->send_credit > 0) {
@@ -1062,7 +1118,7 @@ static int
 tun_stream_check_done(struct tun_stream *s)
 {
 	if ((s->flags & TUN_S_FIN_SENT) && (s->flags & TUN_S_SHUT_WR)) {
-		tun_stream_free(s, "eof");
+		tun_stream_free(s, "eof", 0);
 		return -1;
 	}
 	return 0;
@@ -1087,8 +1143,8 @@ tun_stream_read_cb(struct bufferevent *bev, void *arg)
 	struct tun		*t = s->tun;
 
 	tun_enter(t);
-	tun_stream_read_more(s, bev);
-	tun_stream_pump(s);
+	if (tun_stream_read_more(s, bev) == 0)
+		tun_stream_pump(s);
 	tun_leave(t);
 }
 
@@ -1096,19 +1152,21 @@ tun_stream_read_cb(struct bufferevent *bev, void *arg)
  * libevent 2.1 reads at most 4 KiB per wakeup (EVBUFFER_MAX_READ), which
  * made every DATA frame and every tunnel TLS record 4 KiB long.  Take
  * what else the socket already holds, up to the credit we could send.
- * EOF and errors are left for libevent's next read to report.
+ * Returns -1 if the stream was reset (and freed).
  */
-static void
+static int
 tun_stream_read_more(struct tun_stream *s, struct bufferevent *bev)
 {
 	struct evbuffer		*in = bufferevent_get_input(bev);
 	struct evbuffer_iovec	 iov;
 	size_t			 have = evbuffer_get_length(in), limit, want;
-	ssize_t			 r;
+	ssize_t			 r = 1;
+	int			 err = 0;
+	char			 why[128];
 
 	limit = s->send_credit < TUN_LOCAL_IO ? s->send_credit : TUN_LOCAL_IO;
 	if (have >= limit)
-		return;
+		return 0;
 	/* Socket bufferevents keep their input's end frozen between reads. */
 	evbuffer_unfreeze(in, 0);
 	while (have < limit) {
@@ -1118,13 +1176,25 @@ tun_stream_read_more(struct tun_stream *s, struct bufferevent *bev)
 		if (iov.iov_len > want)
 			iov.iov_len = want;
 		r = read(bufferevent_getfd(bev), iov.iov_base, iov.iov_len);
+		err = errno;
 		iov.iov_len = r > 0 ? (size_t)r : 0;
 		evbuffer_commit_space(in, &iov, 1);
 		if (r <= 0 || (size_t)r < want)
-			break;		/* the socket is drained (or EOF) */
+			break;		/* drained, EOF or error */
 		have += (size_t)r;
 	}
 	evbuffer_freeze(in, 0);
+	if (r == 0) {
+		/* EOF now; libevent would not see it again after an error. */
+		s->flags |= TUN_S_LOCAL_EOF;
+	} else if (r < 0 && err != EAGAIN && err != EWOULDBLOCK &&
+	    err != EINTR) {
+		snprintf(why, sizeof(why), "local read error: %s",
+		    strerror(err));
+		tun_stream_reset(s, TUN_E_CANCEL, why);
+		return -1;
+	}
+	return 0;
 }
 
 /* The local output buffer is empty: pass on a FIN we were holding. */
@@ -1149,6 +1219,7 @@ tun_stream_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct tun_stream	*s = arg;
 	struct tun		*t = s->tun;
 	char			 why[128];
+	int			 err = EVUTIL_SOCKET_ERROR();
 
 	(void)bev;
 	tun_enter(t);
@@ -1158,7 +1229,7 @@ tun_stream_event_cb(struct bufferevent *bev, short what, void *arg)
 	} else if (what & BEV_EVENT_ERROR) {
 		snprintf(why, sizeof(why), "local %s error: %s",
 		    (what & BEV_EVENT_READING) ? "read" : "write",
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		    evutil_socket_error_to_string(err));
 		tun_stream_reset(s, TUN_E_CANCEL, why);
 	}
 	tun_leave(t);
@@ -1175,7 +1246,7 @@ tun_stream_drain_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 	uint8_t			 incr[4];
 
 	(void)buf;
-	if (n == 0 || t->closed)
+	if (n == 0 || t->closed || t->state == TUN_CLOSING)
 		return;
 	if (s->skip > 0) {
 		k = n < s->skip ? n : s->skip;
