@@ -21,7 +21,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS	?= -O2 -g
 WARN	:= -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes \
 	   -Wshadow -Wpointer-arith -Wsign-compare -Wcast-qual
-INC	:= -Ilib -Iconfig -Itunnel -Igateway -Iagent
+INC	:= -Ilib -Iconfig -Itunnel -Igateway -Iagent -Ictl
 ALL_CFLAGS := -std=gnu11 $(CFLAGS) $(SANFLAGS) $(WARN) $(INC) $(PKG_CFLAGS) \
 	   -D_GNU_SOURCE -MMD -MP
 LDLIBS	:= $(PKG_LIBS)

@@ -14,6 +14,7 @@
 #include <event2/event.h>
 
 #include "agent.h"
+#include "dns.h"
 #include "log.h"
 
 static void	agent_usage(FILE *);
@@ -107,7 +108,7 @@ main(int argc, char *argv[])
 		fatalx("%s", err);
 	if ((a.base = tun_base_new()) == NULL)
 		fatalx("event_base_new failed");
-	if ((a.dns = agent_dns_new(a.base, err, sizeof(err))) == NULL)
+	if ((a.dns = dns_new(a.base, err, sizeof(err))) == NULL)
 		fatalx("%s", err);
 	a.ngws = a.cfg->ngateways;
 	if ((a.gws = calloc(a.ngws, sizeof(*a.gws))) == NULL)
@@ -124,6 +125,7 @@ main(int argc, char *argv[])
 	log_info("porch-agent %s started, key %s, %zu service(s), %zu "
 	    "gateway(s)", a.cfg->name, key_pub_text(a.key.pub, kt),
 	    a.nservices, a.ngws);
+	agent_svc_start(&a);
 	for (i = 0; i < a.ngws; i++)
 		agent_gw_start(a.gws[i]);
 
@@ -133,7 +135,8 @@ main(int argc, char *argv[])
 	a.exiting = 1;
 	/* Pending lookups are cancelled first: their callbacks name a
 	 * gateway, which must still exist then. */
-	agent_dns_free(a.dns);
+	dns_free(a.dns);
+	agent_svc_stop(&a);	/* health checkers: they call gateways */
 	for (i = 0; i < a.ngws; i++)
 		agent_gw_free(a.gws[i]);
 	free(a.gws);
@@ -169,7 +172,8 @@ static void
 agent_signal_cb(evutil_socket_t sig, short ev, void *arg)
 {
 	struct agent	*a = arg;
-	struct timeval	 tv = { 3, 0 };
+	struct timeval	 tv;
+	unsigned	 ms = a->cfg->drain_ms + 3000;
 	size_t		 i;
 
 	(void)ev;
@@ -187,5 +191,7 @@ agent_signal_cb(evutil_socket_t sig, short ev, void *arg)
 	for (i = 0; i < a->ngws; i++)
 		agent_gw_shutdown(a->gws[i]);
 	agent_check_stopped(a);
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
 	event_base_loopexit(a->base, &tv);
 }

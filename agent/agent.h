@@ -3,6 +3,7 @@
 #define PORCH_AGENT_H
 
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include <event2/event.h>
 #include <openssl/ssl.h>
@@ -12,7 +13,8 @@
 #include "tun.h"
 
 struct agent_gw;
-struct agent_dns;
+struct dns;
+struct agent_health;
 
 /* A backend address, resolved once at startup. */
 struct agent_backend {
@@ -25,6 +27,7 @@ struct agent_service {
 	const struct cfg_service *cfg;
 	struct agent_backend	 tls;		/* sslen 0: none */
 	struct agent_backend	 http;
+	struct agent_health	*health;	/* NULL: no checks, always up */
 };
 
 struct agent {
@@ -32,7 +35,7 @@ struct agent {
 	struct cfg_agent	*cfg;
 	struct key_pair		 key;
 	SSL_CTX			*tls_ctx;
-	struct agent_dns	*dns;
+	struct dns		*dns;
 	struct agent_service	*services;
 	size_t			 nservices;
 	struct agent_gw		**gws;
@@ -48,25 +51,64 @@ void		 agent_gw_start(struct agent_gw *);
 /* Stop reconnecting and send GOAWAY on the tunnel, if any. */
 void		 agent_gw_shutdown(struct agent_gw *);
 int		 agent_gw_is_open(const struct agent_gw *);
+/* Claim (up) or withdraw the service on this gateway's ready tunnel. */
+void		 agent_gw_announce(struct agent_gw *,
+		    const struct agent_service *, int up);
 void		 agent_gw_free(struct agent_gw *);
 
 /* agent_svc.c: streams from gateways to local backends. */
 int		 agent_svc_init(struct agent *, char *err, size_t errlen);
 void		 agent_svc_clear(struct agent *);
+/* Start the health checkers (once the event base and gateways exist);
+ * stop frees them and must run before the base is freed. */
+void		 agent_svc_start(struct agent *);
+void		 agent_svc_stop(struct agent *);
+/* Claimable: no health checks, or the last verdict was up. */
+int		 agent_svc_is_up(const struct agent_service *);
 void		 agent_svc_open(struct agent *, struct tun *,
 		    struct tun_stream *, const struct tun_open *);
 void		 agent_svc_stream_closed(struct tun_stream *);
 uint8_t		 agent_svc_kinds(const struct agent_service *);
+/* Fill a CLAIM for the service (kinds, priority, policy, name). */
+void		 agent_svc_claim(const struct agent_service *,
+		    struct tun_claim *);
 
-/* agent_dns.c: asynchronous name lookups through c-ares. */
-typedef void	(*agent_dns_cb)(int err, const struct sockaddr_storage *,
-		    const socklen_t *, size_t n, void *arg);
-struct agent_dns *agent_dns_new(struct event_base *, char *err, size_t);
-void		 agent_dns_free(struct agent_dns *);
-/* Resolve host:port; cb runs later, exactly once (err != 0: failed). */
-void		 agent_dns_lookup(struct agent_dns *, const char *host,
-		    unsigned port, agent_dns_cb, void *arg);
-const char	*agent_dns_strerror(int);
+/* agent_health.c: backend health checks, one checker per service. */
+enum agent_health_state {
+	AGENT_HEALTH_UNKNOWN = 0,	/* no probe has ended yet */
+	AGENT_HEALTH_UP,
+	AGENT_HEALTH_DOWN,
+};
+
+/* For a status page; result is valid until the next probe ends. */
+struct agent_health_info {
+	enum agent_health_state	 state;
+	enum cfg_check		 check;
+	int			 last_ok;	/* the last probe passed */
+	const char		*result;	/* last probe, or "" */
+	unsigned		 successes;	/* in a row */
+	unsigned		 failures;	/* in a row */
+	struct timeval		 last_probe;	/* wall clock; 0: never */
+	struct timeval		 last_success;
+	struct timeval		 last_failure;
+	struct timeval		 last_change;	/* last transition */
+};
+
+/* Runs after each transition was logged; it must not free the checker. */
+typedef void	(*agent_health_cb)(const struct agent_service *, int up,
+		    void *arg);
+/* A checker for svc (health.check != CFG_CHECK_NONE); NULL: no memory. */
+struct agent_health *agent_health_new(struct event_base *,
+		    const struct agent_service *, agent_health_cb, void *arg);
+/* Probe at once, then every interval. */
+void		 agent_health_start(struct agent_health *);
+/* Cancels the probe in flight: no callback runs afterwards. */
+void		 agent_health_free(struct agent_health *);
+enum agent_health_state agent_health_state(const struct agent_health *);
+const char	*agent_health_state_name(enum agent_health_state);
+void		 agent_health_info(const struct agent_health *,
+		    struct agent_health_info *);
+
 
 /* agent_proxy.c: PROXY protocol headers (pure). */
 #define AGENT_PROXY_MAX	232

@@ -37,6 +37,7 @@ static int	agent_svc_resolve(const char *, struct agent_backend *, char *,
 static const struct agent_service *agent_svc_find(struct agent *,
 		    const char *);
 static void	agent_svc_dial_cb(struct bufferevent *, short, void *);
+static void	agent_svc_health_cb(const struct agent_service *, int, void *);
 
 int
 agent_svc_init(struct agent *a, char *err, size_t errlen)
@@ -69,9 +70,57 @@ agent_svc_init(struct agent *a, char *err, size_t errlen)
 void
 agent_svc_clear(struct agent *a)
 {
+	agent_svc_stop(a);
 	free(a->services);
 	a->services = NULL;
 	a->nservices = 0;
+}
+
+void
+agent_svc_start(struct agent *a)
+{
+	struct agent_service	*svc;
+	size_t			 i;
+
+	for (i = 0; i < a->nservices; i++) {
+		svc = &a->services[i];
+		if (svc->cfg->health.check == CFG_CHECK_NONE)
+			continue;
+		svc->health = agent_health_new(a->base, svc,
+		    agent_svc_health_cb, a);
+		if (svc->health == NULL)
+			fatal("health checker for %s", svc->cfg->hostname);
+		agent_health_start(svc->health);
+	}
+}
+
+void
+agent_svc_stop(struct agent *a)
+{
+	size_t	i;
+
+	for (i = 0; i < a->nservices; i++) {
+		agent_health_free(a->services[i].health);
+		a->services[i].health = NULL;
+	}
+}
+
+int
+agent_svc_is_up(const struct agent_service *svc)
+{
+	return svc->health == NULL ||
+	    agent_health_state(svc->health) == AGENT_HEALTH_UP;
+}
+
+/* A backend came up or went down: tell every gateway. */
+static void
+agent_svc_health_cb(const struct agent_service *svc, int up, void *arg)
+{
+	struct agent	*a = arg;
+	size_t		 i;
+
+	for (i = 0; i < a->ngws; i++)
+		agent_gw_announce(a->gws[i], svc, up);
 }
 
 uint8_t
@@ -79,6 +128,17 @@ agent_svc_kinds(const struct agent_service *svc)
 {
 	return (svc->tls.sslen ? TUN_KIND_TLS : 0) |
 	    (svc->http.sslen ? TUN_KIND_HTTP : 0);
+}
+
+void
+agent_svc_claim(const struct agent_service *svc, struct tun_claim *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->kinds = agent_svc_kinds(svc);
+	c->priority = (uint8_t)svc->cfg->priority;
+	c->policy = svc->cfg->policy == CFG_POLICY_BALANCE ?
+	    TUN_POLICY_BALANCE : TUN_POLICY_FAILOVER;
+	snprintf(c->name, sizeof(c->name), "%s", svc->cfg->hostname);
 }
 
 void

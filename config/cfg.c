@@ -278,22 +278,6 @@ cfg_map_require(struct cfg_doc *d, const struct cfg_node *map,
 	    key, hint);
 }
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 int
 cfg_dup_find(const struct cfg_dup *ents, size_t n, size_t *first,
     size_t *dup)

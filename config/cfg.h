@@ -23,9 +23,21 @@ struct cfg_grant {
 	size_t		 npatterns;
 };
 
+/* Another gateway of the cluster, linked by a mutually pinned tunnel. */
+struct cfg_peer {
+	char		*name;
+	char		*address;	/* "host:port" of its tunnel listener */
+	char		*host;
+	unsigned	 port;
+	uint8_t		 key[KEY_PUB_LEN];
+};
+
 struct cfg_gateway {
 	char			*file;		/* config path, for messages */
 	char			*identity;	/* key file, absolute or relative to cwd */
+	char			*name;		/* own name: default the hostname
+						   (NULL here, caller fills) */
+	struct cfg_listen	*admin;		/* status/metrics, or NULL */
 	struct cfg_listen	*tls;		/* TLS passthrough entries */
 	size_t			 ntls;
 	struct cfg_listen	*http;		/* plain HTTP entries */
@@ -33,16 +45,22 @@ struct cfg_gateway {
 	struct cfg_listen	*tunnel;	/* agent tunnel listeners */
 	size_t			 ntunnel;
 	unsigned		 hello_timeout_ms;	/* default 5000 */
-	unsigned		 keepalive_ms;		/* default 2000 */
-	unsigned		 dead_peer_ms;		/* default 6000 */
+	unsigned		 keepalive_ms;		/* default 1000 */
+	unsigned		 dead_peer_ms;		/* default 4000 */
 	unsigned		 handshake_timeout_ms;	/* default 10000 */
 	size_t			 hello_max;		/* default 16384 */
 	size_t			 http_head_max;		/* default 8192 */
 	unsigned		 streams_per_tunnel;	/* default 4096 */
 	size_t			 stream_window;		/* default 256 KiB */
 	unsigned		 max_connections;	/* default 20000 */
+	unsigned		 drain_ms;		/* default 30000 */
+	unsigned		 announce_ms;		/* default 2000 */
+	unsigned		 retries;		/* default 2 (0..8) */
+	size_t			 replay_max;		/* default 64 KiB */
 	struct cfg_grant	*agents;
 	size_t			 nagents;
+	struct cfg_peer		*peers;
+	size_t			 npeers;
 };
 
 /* A gateway the agent keeps a tunnel to. */
@@ -52,6 +70,7 @@ struct cfg_remote {
 	char		*host;		/* split from address */
 	unsigned	 port;
 	uint8_t		 key[KEY_PUB_LEN];	/* pinned gateway key */
+	char		*server_name;	/* SNI to send; NULL: host if a name */
 };
 
 enum cfg_proxy_proto {
@@ -60,12 +79,37 @@ enum cfg_proxy_proto {
 	CFG_PROXY_V2,
 };
 
+enum cfg_policy {
+	CFG_POLICY_FAILOVER = 0,	/* lowest priority value wins */
+	CFG_POLICY_BALANCE,		/* fewest active streams */
+};
+
+enum cfg_check {
+	CFG_CHECK_NONE = 0,	/* no health section: always up */
+	CFG_CHECK_TCP,		/* connect to every configured backend */
+	CFG_CHECK_TLS,		/* TLS handshake with the tls backend */
+	CFG_CHECK_HTTP,		/* GET path from the http backend */
+};
+
+struct cfg_health {
+	enum cfg_check	 check;
+	unsigned	 interval_ms;	/* default 2000 */
+	unsigned	 timeout_ms;	/* default 1000, < interval */
+	unsigned	 rise;		/* successes to come up, default 2 */
+	unsigned	 fall;		/* failures to go down, default 2 */
+	char		*path;		/* http: default "/" */
+	unsigned	 expect;	/* http: status, default 200 */
+};
+
 /* A hostname the agent publishes, and where each entry kind goes. */
 struct cfg_service {
 	char			*hostname;	/* normalized, may be "*.x" */
 	char			*tls_backend;	/* "host:port" or NULL */
 	char			*http_backend;	/* "host:port" or NULL */
 	enum cfg_proxy_proto	 proxy_protocol;
+	unsigned		 priority;	/* 1..255, default 100 */
+	enum cfg_policy		 policy;
+	struct cfg_health	 health;
 };
 
 struct cfg_agent {
@@ -78,10 +122,12 @@ struct cfg_agent {
 	size_t			 nservices;
 	unsigned		 reconnect_min_ms;	/* default 500 */
 	unsigned		 reconnect_max_ms;	/* default 30000 */
-	unsigned		 keepalive_ms;		/* default 2000 */
-	unsigned		 dead_peer_ms;		/* default 6000 */
+	unsigned		 keepalive_ms;		/* default 1000 */
+	unsigned		 dead_peer_ms;		/* default 4000 */
 	unsigned		 connect_timeout_ms;	/* default 5000 */
+	unsigned		 drain_ms;		/* default 10000 */
 	size_t			 stream_window;		/* default 256 KiB */
+	struct cfg_listen	*admin;			/* status, or NULL */
 };
 
 /*

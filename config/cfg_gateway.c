@@ -1,35 +1,50 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * The porch-gateway schema: identity, listeners, timeouts, limits and the
- * agents it admits with the hostnames each may claim.  Walks the tree
- * built by cfg.c and fills a struct cfg_gateway, or reports the first
- * error with its position.
+ * The porch-gateway schema: identity and own name, listeners (the admin
+ * one included), timeouts, limits, the agents it admits with the
+ * hostnames each may claim, and the peer gateways of its cluster.  Walks
+ * the tree built by cfg.c and fills a struct cfg_gateway, or reports the
+ * first error with its position.
  */
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "addr.h"
 #include "cfg.h"
 #include "cfg_tree.h"
 #include "xmalloc.h"
 
 static const char *const gw_top_keys[] = {
-	"identity", "listen", "timeouts", "limits", "agents", NULL
+	"identity", "name", "admin", "listen", "timeouts", "limits", "agents",
+	"peers", NULL
 };
 static const char *const gw_listen_keys[] = {
 	"tls", "http", "tunnel", NULL
 };
 static const char *const gw_timeout_keys[] = {
-	"hello", "handshake", "keepalive", "dead_peer", NULL
+	"hello", "handshake", "keepalive", "dead_peer", "drain", "announce",
+	NULL
 };
 static const char *const gw_limit_keys[] = {
 	"hello_bytes", "http_head_bytes", "streams_per_tunnel",
-	"stream_window", "max_connections", NULL
+	"stream_window", "max_connections", "retries", "replay_bytes", NULL
 };
 static const char *const gw_agent_keys[] = {
 	"name", "key", "hostnames", NULL
+};
+static const char *const gw_peer_keys[] = {
+	"name", "address", "key", NULL
+};
+
+/* Host (at most 255 bytes, as cfg_hostport splits it), ':' and port. */
+#define PEER_ADDR_MAX	(255 + 1 + 5 + 1)
+
+/* One bound address for the duplicate check, in file order. */
+struct gw_bind {
+	const struct cfg_listen	*l;
+	const struct cfg_node	*n;
+	const char		*what;
 };
 
 static struct cfg_gateway *gw_parse(const char *, const char *, size_t,
@@ -41,6 +56,7 @@ static int	 gw_listen_list(struct cfg_doc *, struct cfg_node *,
 		    const char *, struct cfg_listen **, size_t *);
 static int	 gw_listen_dups(struct cfg_doc *, struct cfg_gateway *,
 		    struct cfg_node *);
+static int	 gw_bind_cmp(const void *, const void *);
 static int	 gw_timeouts(struct cfg_doc *, struct cfg_gateway *,
 		    struct cfg_node *);
 static int	 gw_limits(struct cfg_doc *, struct cfg_gateway *,
@@ -51,7 +67,17 @@ static int	 gw_agent(struct cfg_doc *, struct cfg_grant *,
 		    struct cfg_node *, size_t);
 static int	 gw_agent_dups(struct cfg_doc *, struct cfg_gateway *,
 		    struct cfg_node *);
-static void	 gw_listen_free(struct cfg_listen *, size_t);
+static int	 gw_peers(struct cfg_doc *, struct cfg_gateway *,
+		    struct cfg_node *);
+static int	 gw_peer(struct cfg_doc *, struct cfg_peer *,
+		    struct cfg_node *, size_t);
+static int	 gw_peer_dups(struct cfg_doc *, struct cfg_gateway *,
+		    struct cfg_node *);
+static int	 gw_peer_agents(struct cfg_doc *, struct cfg_gateway *,
+		    struct cfg_node *);
+static int	 gw_dups(struct cfg_doc *, struct cfg_node *,
+		    struct cfg_dup *, size_t, const char *, const char *,
+		    const char *, const char *);
 
 struct cfg_gateway *
 cfg_gateway_load(const char *path, char *err, size_t errlen)
@@ -83,9 +109,11 @@ cfg_gateway_free(struct cfg_gateway *gw)
 		return;
 	free(gw->file);
 	free(gw->identity);
-	gw_listen_free(gw->tls, gw->ntls);
-	gw_listen_free(gw->http, gw->nhttp);
-	gw_listen_free(gw->tunnel, gw->ntunnel);
+	free(gw->name);
+	cfg_listen_free(gw->admin, gw->admin != NULL ? 1 : 0);
+	cfg_listen_free(gw->tls, gw->ntls);
+	cfg_listen_free(gw->http, gw->nhttp);
+	cfg_listen_free(gw->tunnel, gw->ntunnel);
 	for (i = 0; i < gw->nagents; i++) {
 		free(gw->agents[i].name);
 		for (j = 0; j < gw->agents[i].npatterns; j++)
@@ -93,6 +121,12 @@ cfg_gateway_free(struct cfg_gateway *gw)
 		free(gw->agents[i].patterns);
 	}
 	free(gw->agents);
+	for (i = 0; i < gw->npeers; i++) {
+		free(gw->peers[i].name);
+		free(gw->peers[i].address);
+		free(gw->peers[i].host);
+	}
+	free(gw->peers);
 	free(gw);
 }
 
@@ -110,19 +144,32 @@ gw_parse(const char *name, const char *text, size_t len, const char *base,
 	gw = xcalloc(1, sizeof(*gw));
 	gw->file = xstrdup(d.file);
 	gw->hello_timeout_ms = 5000;
-	gw->keepalive_ms = 2000;
-	gw->dead_peer_ms = 6000;
+	gw->keepalive_ms = 1000;
+	gw->dead_peer_ms = 4000;
 	gw->handshake_timeout_ms = 10000;
 	gw->hello_max = 16384;
 	gw->http_head_max = 8192;
 	gw->streams_per_tunnel = 4096;
 	gw->stream_window = 256 * CFG_KIB;
 	gw->max_connections = 20000;
+	gw->drain_ms = 30000;
+	gw->announce_ms = 2000;
+	gw->retries = 2;
+	gw->replay_max = 64 * CFG_KIB;
 
 	if (gw_top(&d) == -1 ||
 	    cfg_identity(&d, d.root, base, "add 'identity: gateway.key', the "
 	    "key file made by 'porchctl keygen'", &gw->identity) == -1)
 		goto fail;
+	if ((n = cfg_map_get(d.root, "name")) != NULL &&
+	    cfg_server_name(&d, n, "name", &gw->name) == -1)
+		goto fail;
+	if ((n = cfg_map_get(d.root, "admin")) != NULL) {
+		gw->admin = xcalloc(1, sizeof(*gw->admin));
+		if (cfg_listen_addr(&d, n, "admin", "'127.0.0.1:9900' or "
+		    "'[::1]:9900'", gw->admin) == -1)
+			goto fail;
+	}
 	if (cfg_map_require(&d, d.root, "top level", "listen", "add a listen "
 	    "section with tunnel and tls or http addresses", &n) == -1 ||
 	    gw_listen(&d, gw, n) == -1)
@@ -135,6 +182,9 @@ gw_parse(const char *name, const char *text, size_t len, const char *base,
 		goto fail;
 	if ((n = cfg_map_get(d.root, "agents")) != NULL &&
 	    gw_agents(&d, gw, n) == -1)
+		goto fail;
+	if ((n = cfg_map_get(d.root, "peers")) != NULL &&
+	    gw_peers(&d, gw, n) == -1)
 		goto fail;
 	cfg_doc_clear(&d);
 	return gw;
@@ -157,8 +207,8 @@ gw_top(struct cfg_doc *d)
 		    strcmp(k->str, "gateways") == 0)
 			return cfg_bad(d, k, "top level", "unknown key",
 			    "this looks like a porch-agent config; "
-			    "porch-gateway takes identity, listen, timeouts, "
-			    "limits, agents");
+			    "porch-gateway takes identity, name, admin, "
+			    "listen, timeouts, limits, agents, peers");
 	}
 	return cfg_map_keys(d, d->root, "top level", gw_top_keys);
 }
@@ -195,11 +245,7 @@ static int
 gw_listen_list(struct cfg_doc *d, struct cfg_node *n, const char *what,
     struct cfg_listen **out, size_t *nout)
 {
-	struct cfg_listen	*l;
-	struct cfg_node		*it;
-	const char		*s;
-	char			 e[128];
-	size_t			 i, cnt;
+	size_t	i, cnt;
 
 	if (cfg_expect_list(d, n, what) == -1)
 		return -1;
@@ -207,22 +253,18 @@ gw_listen_list(struct cfg_doc *d, struct cfg_node *n, const char *what,
 		return 0;
 	*out = xcalloc(cnt, sizeof(**out));
 	for (i = 0; i < cnt; i++) {
-		it = cfg_list_item(n, i);
-		if (cfg_string(d, it, what, &s) == -1)
+		if (cfg_listen_addr(d, cfg_list_item(n, i), what,
+		    "'0.0.0.0:443' or '[::]:443'", &(*out)[i]) == -1)
 			return -1;
-		l = &(*out)[i];
-		if (addr_parse_numeric(s, &l->ss, &l->sslen, e,
-		    sizeof(e)) == -1)
-			return cfg_bad(d, it, what, "bad address", "%s; listen "
-			    "addresses are numeric ip:port, e.g. '0.0.0.0:443' "
-			    "or '[::]:443'", e);
-		l->text = xstrdup(s);
 		(*nout)++;
 	}
 	return 0;
 }
 
-/* Each socket address may be bound once, whatever list it is in. */
+/*
+ * Each socket address may be bound once, whatever list it is in, the
+ * admin address included.  The later one in the file is reported.
+ */
 static int
 gw_listen_dups(struct cfg_doc *d, struct cfg_gateway *gw,
     struct cfg_node *map)
@@ -231,30 +273,54 @@ gw_listen_dups(struct cfg_doc *d, struct cfg_gateway *gw,
 	size_t			 counts[3] = { gw->ntls, gw->nhttp,
 				    gw->ntunnel };
 	const char		*keys[3] = { "tls", "http", "tunnel" };
+	struct gw_bind		*b;
 	struct cfg_dup		*ents;
-	struct cfg_node		**nodes;
 	size_t			 i, j, cnt = 0, first, dup;
 	int			 rc = 0;
 
-	ents = xcalloc(gw->ntls + gw->nhttp + gw->ntunnel, sizeof(*ents));
-	nodes = xcalloc(gw->ntls + gw->nhttp + gw->ntunnel, sizeof(*nodes));
+	b = xcalloc(gw->ntls + gw->nhttp + gw->ntunnel + 1, sizeof(*b));
 	for (i = 0; i < 3; i++) {
 		for (j = 0; j < counts[i]; j++) {
-			nodes[cnt] = cfg_list_item(cfg_map_get(map, keys[i]),
-			    j);
-			ents[cnt].key = &lists[i][j].ss;
-			ents[cnt].len = lists[i][j].sslen;
-			ents[cnt].order = cnt;
+			b[cnt].l = &lists[i][j];
+			b[cnt].n = cfg_list_item(cfg_map_get(map, keys[i]), j);
+			b[cnt].what = "listen";
 			cnt++;
 		}
 	}
+	if (gw->admin != NULL) {
+		b[cnt].l = gw->admin;
+		b[cnt].n = cfg_map_get(d->root, "admin");
+		b[cnt].what = "admin";
+		cnt++;
+	}
+	qsort(b, cnt, sizeof(*b), gw_bind_cmp);
+	ents = xcalloc(cnt, sizeof(*ents));
+	for (i = 0; i < cnt; i++) {
+		ents[i].key = &b[i].l->ss;
+		ents[i].len = b[i].l->sslen;
+		ents[i].order = i;
+	}
 	if (cfg_dup_find(ents, cnt, &first, &dup))
-		rc = cfg_bad(d, nodes[dup], "listen", "duplicate address",
+		rc = cfg_bad(d, b[dup].n, b[dup].what, "duplicate address",
 		    "first at line %u; bind each address once",
-		    nodes[first]->line);
+		    b[first].n->line);
 	free(ents);
-	free(nodes);
+	free(b);
 	return rc;
+}
+
+/* File order: by line, then column. */
+static int
+gw_bind_cmp(const void *a, const void *b)
+{
+	const struct cfg_node	*x = ((const struct gw_bind *)a)->n;
+	const struct cfg_node	*y = ((const struct gw_bind *)b)->n;
+
+	if (x->line != y->line)
+		return x->line < y->line ? -1 : 1;
+	if (x->col != y->col)
+		return x->col < y->col ? -1 : 1;
+	return 0;
 }
 
 static int
@@ -281,6 +347,15 @@ gw_timeouts(struct cfg_doc *d, struct cfg_gateway *gw, struct cfg_node *map)
 	if ((dp = cfg_map_get(map, "dead_peer")) != NULL &&
 	    cfg_duration(d, dp, "timeouts.dead_peer", CFG_MS_MIN, CFG_MS_MAX,
 	    &gw->dead_peer_ms) == -1)
+		return -1;
+	/* 0 closes visitors at once on stop. */
+	if ((n = cfg_map_get(map, "drain")) != NULL &&
+	    cfg_duration(d, n, "timeouts.drain", 0, CFG_MS_MAX,
+	    &gw->drain_ms) == -1)
+		return -1;
+	if ((n = cfg_map_get(map, "announce")) != NULL &&
+	    cfg_duration(d, n, "timeouts.announce", 100, 60 * 1000,
+	    &gw->announce_ms) == -1)
 		return -1;
 	if (gw->dead_peer_ms > gw->keepalive_ms)
 		return 0;
@@ -322,6 +397,13 @@ gw_limits(struct cfg_doc *d, struct cfg_gateway *gw, struct cfg_node *map)
 	if ((n = cfg_map_get(map, "max_connections")) != NULL &&
 	    cfg_uint(d, n, "limits.max_connections", 1, 1000000,
 	    &gw->max_connections) == -1)
+		return -1;
+	if ((n = cfg_map_get(map, "retries")) != NULL &&
+	    cfg_uint(d, n, "limits.retries", 0, 8, &gw->retries) == -1)
+		return -1;
+	if ((n = cfg_map_get(map, "replay_bytes")) != NULL &&
+	    cfg_size(d, n, "limits.replay_bytes", 0, CFG_MIB,
+	    &gw->replay_max) == -1)
 		return -1;
 	return 0;
 }
@@ -402,9 +484,8 @@ static int
 gw_agent_dups(struct cfg_doc *d, struct cfg_gateway *gw, struct cfg_node *seq)
 {
 	struct cfg_dup	*ents;
-	char		 what[64];
-	size_t		 i, first, dup;
-	int		 found;
+	size_t		 i;
+	int		 rc;
 
 	ents = xcalloc(gw->nagents, sizeof(*ents));
 	for (i = 0; i < gw->nagents; i++) {
@@ -412,35 +493,158 @@ gw_agent_dups(struct cfg_doc *d, struct cfg_gateway *gw, struct cfg_node *seq)
 		ents[i].len = strlen(gw->agents[i].name);
 		ents[i].order = i;
 	}
-	if ((found = cfg_dup_find(ents, gw->nagents, &first, &dup)) != 0) {
-		free(ents);
-		snprintf(what, sizeof(what), "agents[%zu].name", dup);
-		return cfg_bad(d, cfg_map_get(seq->kids[dup], "name"),
-		    what, "duplicate agent name", "first at line %u; "
-		    "give each agent its own name",
-		    cfg_map_get(seq->kids[first], "name")->line);
-	}
-	for (i = 0; i < gw->nagents; i++) {
+	rc = gw_dups(d, seq, ents, gw->nagents, "agents", "name",
+	    "duplicate agent name", "give each agent its own name");
+	for (i = 0; rc == 0 && i < gw->nagents; i++) {
 		ents[i].key = gw->agents[i].key;
 		ents[i].len = sizeof(gw->agents[i].key);
 	}
-	found = cfg_dup_find(ents, gw->nagents, &first, &dup);
+	if (rc == 0)
+		rc = gw_dups(d, seq, ents, gw->nagents, "agents", "key",
+		    "duplicate agent key", "each agent needs its own key, made "
+		    "by 'porchctl keygen'");
 	free(ents);
-	if (!found)
-		return 0;
-	snprintf(what, sizeof(what), "agents[%zu].key", dup);
-	return cfg_bad(d, cfg_map_get(seq->kids[dup], "key"), what,
-	    "duplicate agent key", "first at line %u; each agent needs its "
-	    "own key, made by 'porchctl keygen'",
-	    cfg_map_get(seq->kids[first], "key")->line);
+	return rc;
 }
 
-static void
-gw_listen_free(struct cfg_listen *l, size_t n)
+static int
+gw_peers(struct cfg_doc *d, struct cfg_gateway *gw, struct cfg_node *seq)
 {
 	size_t	i;
 
-	for (i = 0; i < n; i++)
-		free(l[i].text);
-	free(l);
+	if (cfg_expect_seq(d, seq, "peers") == -1)
+		return -1;
+	if (seq->nkids == 0)
+		return 0;
+	gw->peers = xcalloc(seq->nkids, sizeof(*gw->peers));
+	for (i = 0; i < seq->nkids; i++) {
+		gw->npeers++;
+		if (gw_peer(d, &gw->peers[i], seq->kids[i], i) == -1)
+			return -1;
+	}
+	if (gw_peer_dups(d, gw, seq) == -1)
+		return -1;
+	return gw_peer_agents(d, gw, seq);
+}
+
+static int
+gw_peer(struct cfg_doc *d, struct cfg_peer *p, struct cfg_node *map,
+    size_t idx)
+{
+	struct cfg_node	*n;
+	char		 what[64], f[80];
+
+	snprintf(what, sizeof(what), "peers[%zu]", idx);
+	if (cfg_expect_map(d, map, what) == -1 ||
+	    cfg_map_keys(d, map, what, gw_peer_keys) == -1)
+		return -1;
+	snprintf(f, sizeof(f), "%s.name", what);
+	if (cfg_map_require(d, map, what, "name", "add 'name: gw2'",
+	    &n) == -1 || cfg_label(d, n, f, &p->name) == -1)
+		return -1;
+	snprintf(f, sizeof(f), "%s.address", what);
+	if (cfg_map_require(d, map, what, "address", "add the peer's tunnel "
+	    "address, e.g. 'address: gw2.example.net:7443'", &n) == -1 ||
+	    cfg_hostport(d, n, f, &p->host, &p->port) == -1)
+		return -1;
+	p->address = xstrdup(n->str);
+	snprintf(f, sizeof(f), "%s.key", what);
+	if (cfg_map_require(d, map, what, "key", "pin the peer's public key "
+	    "as printed by 'porchctl pubkey' on that gateway", &n) == -1 ||
+	    cfg_pubkey(d, n, f, p->key) == -1)
+		return -1;
+	return 0;
+}
+
+/*
+ * Peer names, keys and addresses must each be unique; addresses compare
+ * as host (case-insensitive) and port.
+ */
+static int
+gw_peer_dups(struct cfg_doc *d, struct cfg_gateway *gw, struct cfg_node *seq)
+{
+	struct cfg_dup	*ents;
+	char		(*addrs)[PEER_ADDR_MAX];
+	size_t		 i, j;
+	int		 rc;
+
+	ents = xcalloc(gw->npeers, sizeof(*ents));
+	for (i = 0; i < gw->npeers; i++) {
+		ents[i].key = gw->peers[i].name;
+		ents[i].len = strlen(gw->peers[i].name);
+		ents[i].order = i;
+	}
+	rc = gw_dups(d, seq, ents, gw->npeers, "peers", "name",
+	    "duplicate peer name", "give each peer its own name");
+	for (i = 0; rc == 0 && i < gw->npeers; i++) {
+		ents[i].key = gw->peers[i].key;
+		ents[i].len = sizeof(gw->peers[i].key);
+	}
+	if (rc == 0)
+		rc = gw_dups(d, seq, ents, gw->npeers, "peers", "key",
+		    "duplicate peer key", "each gateway has its own key; "
+		    "copy it from 'porchctl pubkey' on that gateway");
+	addrs = xcalloc(gw->npeers, sizeof(*addrs));
+	for (i = 0; rc == 0 && i < gw->npeers; i++) {
+		snprintf(addrs[i], sizeof(addrs[i]), "%s:%u",
+		    gw->peers[i].host, gw->peers[i].port);
+		for (j = 0; addrs[i][j] != '\0'; j++)
+			if (addrs[i][j] >= 'A' && addrs[i][j] <= 'Z')
+				addrs[i][j] += 'a' - 'A';
+		ents[i].key = addrs[i];
+		ents[i].len = j;
+	}
+	if (rc == 0)
+		rc = gw_dups(d, seq, ents, gw->npeers, "peers", "address",
+		    "duplicate peer address", "each peer is another gateway, "
+		    "with its own tunnel address");
+	free(addrs);
+	free(ents);
+	return rc;
+}
+
+/* A key admits either an agent or a peer gateway, never both. */
+static int
+gw_peer_agents(struct cfg_doc *d, struct cfg_gateway *gw,
+    struct cfg_node *seq)
+{
+	struct cfg_node	*agents;
+	char		 f[80];
+	size_t		 i, j;
+
+	agents = cfg_map_get(d->root, "agents");
+	for (i = 0; i < gw->npeers; i++) {
+		for (j = 0; j < gw->nagents; j++) {
+			if (memcmp(gw->peers[i].key, gw->agents[j].key,
+			    sizeof(gw->peers[i].key)) != 0)
+				continue;
+			snprintf(f, sizeof(f), "peers[%zu].key", i);
+			return cfg_bad(d, cfg_map_get(seq->kids[i], "key"), f,
+			    "also an agent's key", "agent '%s' at line %u has "
+			    "it; a key is either an agent or a peer",
+			    gw->agents[j].name,
+			    cfg_map_get(agents->kids[j], "key")->line);
+		}
+	}
+	return 0;
+}
+
+/*
+ * ents[i] came from key in seq->kids[i]; report the first repeat as
+ * "list[i].key: problem: 'value' (first at line N; hint)".
+ */
+static int
+gw_dups(struct cfg_doc *d, struct cfg_node *seq, struct cfg_dup *ents,
+    size_t n, const char *list, const char *key, const char *problem,
+    const char *hint)
+{
+	char	f[80];
+	size_t	first, dup;
+
+	if (!cfg_dup_find(ents, n, &first, &dup))
+		return 0;
+	snprintf(f, sizeof(f), "%s[%zu].%s", list, dup, key);
+	return cfg_bad(d, cfg_map_get(seq->kids[dup], key), f, problem,
+	    "first at line %u; %s", cfg_map_get(seq->kids[first], key)->line,
+	    hint);
 }

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct cfg_listen;
+
 enum cfg_node_type {
 	CFG_NODE_SCALAR,
 	CFG_NODE_SEQ,
@@ -104,8 +106,19 @@ int		 cfg_pubkey(struct cfg_doc *, const struct cfg_node *,
 		    const char *what, uint8_t *);
 int		 cfg_hostname(struct cfg_doc *, const struct cfg_node *,
 		    const char *what, char **);
+int		 cfg_server_name(struct cfg_doc *, const struct cfg_node *,
+		    const char *what, char **);
 int		 cfg_hostport(struct cfg_doc *, const struct cfg_node *,
 		    const char *what, char **host, unsigned *port);
+
+/*
+ * One numeric listen address ("0.0.0.0:443", "[::]:443") into l, whose
+ * text the caller frees (cfg_listen_free frees an array of them).
+ * example ends the hint: "'0.0.0.0:443' or '[::]:443'".
+ */
+int		 cfg_listen_addr(struct cfg_doc *, const struct cfg_node *,
+		    const char *what, const char *example, struct cfg_listen *);
+void		 cfg_listen_free(struct cfg_listen *, size_t);
 
 /*
  * The required "identity" key of map: a key file path, resolved against

@@ -2,17 +2,19 @@
 /*
  * Typed values from the config tree: type checks, strings, numbers,
  * durations ("500ms", "5s", "2m", "1h"), sizes (bytes, KiB, MiB), names,
- * public keys and host:port addresses.  Each getter either fills its
- * result or writes an error that quotes the value and says what to write
- * instead.  Nothing here logs.
+ * public keys, host:port addresses and numeric listen addresses.  Each
+ * getter either fills its result or writes an error that quotes the value
+ * and says what to write instead.  Nothing here logs.
  */
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "addr.h"
+#include "cfg.h"
 #include "cfg_tree.h"
 #include "key.h"
 #include "name.h"
@@ -23,6 +25,7 @@ static int	 type_error(struct cfg_doc *, const struct cfg_node *,
 		    const char *, const char *, const char *);
 static int	 parse_number(const char *, unsigned long long *,
 		    const char **);
+static int	 all_digits(const char *);
 
 int
 cfg_expect_map(struct cfg_doc *d, const struct cfg_node *n, const char *what)
@@ -229,6 +232,32 @@ cfg_hostname(struct cfg_doc *d, const struct cfg_node *n, const char *what,
 	return 0;
 }
 
+/*
+ * A name sent or matched as TLS SNI: a hostname without wildcard, and
+ * not an IP address, which SNI cannot carry.
+ */
+int
+cfg_server_name(struct cfg_doc *d, const struct cfg_node *n, const char *what,
+    char **out)
+{
+	char		 buf[NAME_MAX_LEN + 1];
+	const char	*s = NULL, *last;
+
+	if (cfg_string(d, n, what, &s) == -1)
+		return -1;
+	if (name_normalize(s, n->len, buf, 0) == -1)
+		return cfg_bad(d, n, what, "bad hostname",
+		    "dot-separated labels of letters, digits and '-', "
+		    "no wildcard, e.g. 'gw1.example.net'");
+	last = strrchr(buf, '.');
+	if (all_digits(last != NULL ? last + 1 : buf))
+		return cfg_bad(d, n, what, "not a hostname",
+		    "an IP address cannot be sent as TLS SNI; write the "
+		    "gateway's DNS name, e.g. 'gw1.example.net'");
+	*out = xstrdup(buf);
+	return 0;
+}
+
 int
 cfg_hostport(struct cfg_doc *d, const struct cfg_node *n, const char *what,
     char **hostp, unsigned *port)
@@ -253,13 +282,39 @@ cfg_hostport(struct cfg_doc *d, const struct cfg_node *n, const char *what,
 		last = strrchr(host, '.');
 		last = last != NULL ? last + 1 : host;
 		if (name_normalize(host, strlen(host), norm, 0) == -1 ||
-		    strspn(last, "0123456789") == strlen(last))
+		    all_digits(last))
 			return cfg_bad(d, n, what, "bad address",
 			    "the host is neither an IP address nor a hostname");
 	}
 	if (hostp != NULL)
 		*hostp = xstrdup(host);
 	return 0;
+}
+
+int
+cfg_listen_addr(struct cfg_doc *d, const struct cfg_node *n, const char *what,
+    const char *example, struct cfg_listen *l)
+{
+	const char	*s = NULL;
+	char		 e[128];
+
+	if (cfg_string(d, n, what, &s) == -1)
+		return -1;
+	if (addr_parse_numeric(s, &l->ss, &l->sslen, e, sizeof(e)) == -1)
+		return cfg_bad(d, n, what, "bad address", "%s; listen "
+		    "addresses are numeric ip:port, e.g. %s", e, example);
+	l->text = xstrdup(s);
+	return 0;
+}
+
+void
+cfg_listen_free(struct cfg_listen *l, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		free(l[i].text);
+	free(l);
 }
 
 int
@@ -342,4 +397,11 @@ parse_number(const char *s, unsigned long long *v, const char **end)
 			*v = *v * 10 + (s[i] - '0');
 	*end = s + i;
 	return i == 0 ? -1 : 0;
+}
+
+/* A label of digits only is the tail of an IPv4 address, never a TLD. */
+static int
+all_digits(const char *s)
+{
+	return strspn(s, "0123456789") == strlen(s);
 }

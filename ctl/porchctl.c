@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * porchctl: the operator's tool.  For now it makes identity keys and
- * prints their public half, which operators paste into each other's
- * configs (the gateway admits agent keys, the agent pins gateway keys).
+ * porchctl: the operator's tool.  It makes identity keys and prints their
+ * public half, which operators paste into each other's configs (the
+ * gateway admits agent keys, the agent pins gateway keys), and shows a
+ * gateway's status.
  */
 
 #include <stdio.h>
 #include <string.h>
 
+#include "ctl.h"
 #include "key.h"
 
 static int	ctl_keygen(const char *);
@@ -21,6 +23,10 @@ ctl_usage(FILE *f)
 	    "usage: porchctl keygen FILE   write a new Ed25519 identity to FILE\n"
 	    "                              (mode 0600) and print its public key\n"
 	    "       porchctl pubkey FILE   print the public key of FILE\n"
+	    "       porchctl status ADDR [--json]\n"
+	    "                              show a gateway's agents, routes and\n"
+	    "                              replicas from its admin address\n"
+	    "                              (the 'admin:' of its config)\n"
 	    "\n"
 	    "The public key looks like ed25519:BASE64 and goes under\n"
 	    "'agents:' in a gateway config (for an agent key) or under\n"
@@ -39,6 +45,9 @@ main(int argc, char *argv[])
 		return ctl_keygen(argv[2]);
 	if (argc == 3 && strcmp(argv[1], "pubkey") == 0)
 		return ctl_pubkey(argv[2]);
+	if ((argc == 3 || (argc == 4 && strcmp(argv[3], "--json") == 0)) &&
+	    strcmp(argv[1], "status") == 0)
+		return ctl_status(argv[2], argc == 4);
 	ctl_usage(stderr);
 	return 2;
 }

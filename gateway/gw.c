@@ -16,11 +16,15 @@
 
 #include <event2/event.h>
 
+#include "dns.h"
 #include "gw.h"
 #include "log.h"
+#include "mono.h"
 
 static void	gw_usage(FILE *);
 static void	gw_signal_cb(evutil_socket_t, short, void *);
+static void	gw_set_name(struct gw *);
+static void	gw_stop_check_cb(evutil_socket_t, short, void *);
 
 static void
 gw_usage(FILE *f)
@@ -89,6 +93,7 @@ main(int argc, char *argv[])
 		cfg_gateway_free(gw.cfg);
 		return 1;
 	}
+	gw_set_name(&gw);
 	if (test) {
 		char kt[KEY_TEXT_LEN];
 
@@ -107,7 +112,12 @@ main(int argc, char *argv[])
 	if ((gw.routes = gw_route_new()) == NULL)
 		fatalx("out of memory");
 	gw.next_conn_id = (uint32_t)getpid() << 12;
-	if (gw_listen_start(&gw, err, sizeof(err)) == -1)
+	gw.start_ms = mono_ms();
+	if ((gw.dns = dns_new(gw.base, err, sizeof(err))) == NULL)
+		fatalx("%s", err);
+	if (gw_listen_start(&gw, err, sizeof(err)) == -1 ||
+	    gw_admin_start(&gw, err, sizeof(err)) == -1 ||
+	    gw_peer_start(&gw, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	gw.sig_term = evsignal_new(gw.base, SIGTERM, gw_signal_cb, &gw);
 	gw.sig_int = evsignal_new(gw.base, SIGINT, gw_signal_cb, &gw);
@@ -127,8 +137,13 @@ main(int argc, char *argv[])
 
 	gw_conn_close_all(&gw);		/* before the listeners they point to */
 	gw_listen_stop(&gw);
+	gw_admin_stop(&gw);
+	dns_free(gw.dns);		/* pending lookups dropped first */
+	gw_peer_stop(&gw);
 	gw_tun_close_all(&gw, "gateway stopped");
 	log_info("stopped");
+	if (gw.stop_timer != NULL)
+		event_free(gw.stop_timer);
 	event_free(gw.sig_term);
 	event_free(gw.sig_int);
 	event_free(gw.sig_hup);
@@ -140,11 +155,40 @@ main(int argc, char *argv[])
 	return 0;
 }
 
+/* Draining: done once no agent tunnel and no peer stream is left. */
+static void
+gw_stop_check_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct gw	*gw = arg;
+
+	(void)fd;
+	(void)ev;
+	if (TAILQ_EMPTY(&gw->tunnels) && gw_peer_streams(gw) == 0)
+		event_base_loopexit(gw->base, NULL);
+}
+
+/* Our name: from the config, else the machine's hostname. */
+static void
+gw_set_name(struct gw *gw)
+{
+	char	host[256];
+
+	if (gw->cfg->name != NULL) {
+		snprintf(gw->name, sizeof(gw->name), "%s", gw->cfg->name);
+		return;
+	}
+	if (gethostname(host, sizeof(host)) == -1 ||
+	    name_normalize(host, strnlen(host, sizeof(host)), gw->name,
+	    0) == -1)
+		snprintf(gw->name, sizeof(gw->name), "porch-gateway");
+}
+
 static void
 gw_signal_cb(evutil_socket_t sig, short ev, void *arg)
 {
 	struct gw	*gw = arg;
-	struct timeval	 tv = { 3, 0 };
+	struct timeval	 tv;
+	unsigned	 ms = gw->cfg->drain_ms + 3000;
 
 	(void)ev;
 	if (gw->stopping)
@@ -159,12 +203,21 @@ gw_signal_cb(evutil_socket_t sig, short ev, void *arg)
 	gw->stopping = 1;
 	gw_conn_close_all(gw);
 	gw_listen_stop(gw);
-	/* Agents hear GOAWAY and move on; the loop ends when the last
-	 * tunnel is closed, or after a bound. */
-	if (TAILQ_EMPTY(&gw->tunnels))
-		event_base_loopexit(gw->base, NULL);
-	else {
-		gw_tun_shutdown_all(gw, "gateway stopping");
-		event_base_loopexit(gw->base, &tv);
+	/* Agents and peers hear GOAWAY; open streams get drain_ms to
+	 * finish; the loop ends when nothing is left, or after a bound. */
+	log_info("draining %u visitor connection(s) for at most %u ms",
+	    gw->nconns, gw->cfg->drain_ms);
+	gw_peer_drain(gw);
+	gw_tun_drain_all(gw, "gateway stopping");
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	event_base_loopexit(gw->base, &tv);
+	gw->stop_timer = event_new(gw->base, -1, EV_PERSIST,
+	    gw_stop_check_cb, gw);
+	if (gw->stop_timer != NULL) {
+		tv.tv_sec = 0;
+		tv.tv_usec = 100000;
+		event_add(gw->stop_timer, &tv);
+		event_active(gw->stop_timer, EV_TIMEOUT, 0);
 	}
 }

@@ -35,11 +35,30 @@ TAILQ_HEAD(gw_conn_list, gw_conn);
 TAILQ_HEAD(gw_listener_list, gw_listener);
 
 struct gw_route_table;
+struct gw_peers;
+struct evhttp;
+struct dns;
+
+/* Counters for /metrics; they only grow. */
+struct gw_stats {
+	uint64_t	visitors;	/* accepted on the entries */
+	uint64_t	routed;		/* handed to a replica */
+	uint64_t	replays;	/* replayed to another replica */
+	uint64_t	replay_failed;	/* no replica left to replay to */
+	uint64_t	to_peers;	/* visitors sent on to a peer */
+	uint64_t	from_peers;	/* visitors a peer sent us */
+	uint64_t	tunnels;	/* agent tunnels authenticated */
+	uint64_t	tunnels_refused;
+	uint64_t	claims_refused;
+	uint64_t	bytes_in;	/* visitor to agent, closed streams */
+	uint64_t	bytes_out;
+};
 
 struct gw {
 	struct event_base	*base;
 	struct cfg_gateway	*cfg;
 	struct key_pair		 key;
+	char			 name[NAME_MAX_LEN + 1];	/* our own */
 	SSL_CTX			*tun_ctx;
 	struct gw_listener_list	 listeners;
 	struct gw_tun_list	 tunnels;
@@ -50,8 +69,15 @@ struct gw {
 	unsigned		 nconns;	/* visitor connections open */
 	unsigned		 tun_pending;	/* tunnels not yet authenticated */
 	uint32_t		 next_conn_id;
+	uint64_t		 next_tun_id;
 	struct event		*sig_term, *sig_int, *sig_hup;
+	struct event		*stop_timer;	/* drain: done yet? */
 	int			 stopping;
+	struct evhttp		*admin;		/* status and metrics, or NULL */
+	struct dns		*dns;
+	struct gw_peers		*peers;
+	struct gw_stats		 stats;
+	uint64_t		 start_ms;
 };
 
 /* gw_listen.c */
@@ -67,23 +93,76 @@ void	gw_conn_close_all(struct gw *);
 /* gw_tun.c: agent tunnels. */
 void	gw_tun_accept(struct gw *, struct gw_listener *, int fd,
 	    const struct sockaddr *);
+/* Takes bev, whose input holds a ClientHello for us with ALPN porch/1. */
+void	gw_tun_accept_over(struct gw *, struct bufferevent *,
+	    const struct sockaddr *);
 void	gw_tun_close_all(struct gw *, const char *reason);
-void	gw_tun_shutdown_all(struct gw *, const char *reason);
+void	gw_tun_drain_all(struct gw *, const char *reason);
 const char *gw_tun_name(const struct gw_tun *);
 struct tun *gw_tun_tun(const struct gw_tun *);
+uint64_t gw_tun_id(const struct gw_tun *);	/* unique for the process */
+struct json_t *gw_tun_status(struct gw *);	/* every agent tunnel */
+
+/* gw_fwd.c: a routed visitor, its replica, and replays to the next. */
+struct gw_fwd;
+/* Takes bev (input: the bytes read so far) if a replica took it: 0.
+ * -1: no replica; bev is still the caller's. */
+int	gw_fwd_start(struct gw *, struct bufferevent *, const struct tun_open *,
+	    uint32_t conn_id);
+/* A stream opened by a peer: relay it to a local replica, or reset it. */
+void	gw_fwd_from_peer(struct gw *, struct tun_stream *,
+	    const struct tun_open *, const char *peer);
+int	gw_fwd_retry(struct gw_fwd *, struct bufferevent *, const char *why);
+/* A stream whose udata is this gw_fwd closed (for good). */
+void	gw_fwd_stream_closed(struct gw_fwd *, struct tun_stream *,
+	    const char *reason);
+
+/* gw_peer.c: links to the other gateways of the cluster. */
+int	gw_peer_start(struct gw *, char *err, size_t errlen);
+void	gw_peer_stop(struct gw *);
+void	gw_peer_drain(struct gw *);
+int	gw_peer_adopt(struct gw *, struct tun *, const struct tun_hello *,
+	    char *msg, size_t msglen);
+struct tun *gw_peer_lookup(struct gw *, const char *name, uint8_t kind,
+	    const uint64_t *skip, size_t nskip, const char **peer_name,
+	    uint64_t *id);
+void	gw_peer_routes_changed(struct gw *);
+unsigned gw_peer_streams(struct gw *);
+struct json_t *gw_peer_status(struct gw *);
+
+/* gw_admin.c: the status and metrics listener. */
+int	gw_admin_start(struct gw *, char *err, size_t errlen);
+void	gw_admin_stop(struct gw *);
+
+/* gw_conn.c: visitors refused before routing, by result, for metrics. */
+struct gw_conn_result {
+	const char	*name;
+	uint64_t	 count;
+};
+const struct gw_conn_result *gw_conn_results(size_t *n);
 
 /* gw_route.c: hostname -> agent tunnels that claimed it. */
 struct gw_route_table *gw_route_new(void);
 void	gw_route_free(struct gw_route_table *);
 /* 1: a new claim, 0: an existing one updated, -1: out of memory. */
-int	gw_route_add(struct gw_route_table *, const char *name, uint8_t kinds,
-	    struct gw_tun *);
+int	gw_route_add(struct gw_route_table *, const char *name,
+	    const struct tun_claim *, struct gw_tun *);
 /* 1 if the tunnel had claimed the name, else 0. */
 int	gw_route_remove(struct gw_route_table *, const char *name,
 	    struct gw_tun *);
 void	gw_route_remove_tun(struct gw_route_table *, struct gw_tun *);
-/* Exact name first, then the one-label wildcard "*.parent". */
+/*
+ * The replica for a visitor: exact name first, then the one-label
+ * wildcard "*.parent"; among the usable claims (ready, not draining, not
+ * in skip) the route's policy picks.  NULL: none.
+ */
 struct gw_tun *gw_route_lookup(struct gw_route_table *, const char *name,
-	    uint8_t kind);
+	    uint8_t kind, const uint64_t *skip, size_t nskip);
+/* Each name with a usable local claim, and the union of its kinds. */
+void	gw_route_foreach(struct gw_route_table *,
+	    void (*)(const char *name, uint8_t kinds, void *), void *);
+/* Every route, its replicas and why each is used or not (jansson). */
+struct json_t;
+struct json_t *gw_route_status(struct gw_route_table *);
 
 #endif

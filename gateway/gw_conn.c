@@ -46,6 +46,15 @@ static const uint8_t gw_alert_unrecognized_name[] =
 static const uint8_t gw_alert_decode_error[] =
     { 0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x32 };
 
+/* Every result a visitor can end with before it is routed. */
+static struct gw_conn_result gw_conn_result_tab[] = {
+	{ "no-route", 0 }, { "no-sni", 0 }, { "malformed-hello", 0 },
+	{ "hello-too-big", 0 }, { "hello-timeout", 0 },
+	{ "malformed-request", 0 }, { "head-too-big", 0 },
+	{ "closed-before-hello", 0 }, { "error-before-hello", 0 },
+	{ "gateway-stopped", 0 }, { "out-of-memory", 0 },
+};
+
 static void	gw_conn_free(struct gw_conn *, int);
 static void	gw_conn_read_cb(struct bufferevent *, void *);
 static void	gw_conn_write_cb(struct bufferevent *, void *);
@@ -54,6 +63,8 @@ static void	gw_conn_timer_cb(evutil_socket_t, short, void *);
 static void	gw_conn_read_tls(struct gw_conn *, const uint8_t *, size_t);
 static void	gw_conn_read_http(struct gw_conn *, const uint8_t *, size_t);
 static void	gw_conn_route(struct gw_conn *, uint8_t);
+static int	gw_conn_is_agent(struct gw_conn *,
+		    const struct gw_sni_hello *);
 static void	gw_conn_reply(struct gw_conn *, const char *, const void *,
 		    size_t);
 static void	gw_conn_http_reply(struct gw_conn *, const char *, int,
@@ -91,6 +102,7 @@ gw_conn_accept(struct gw *gw, struct gw_listener *l, int fd,
 		return;
 	}
 	gw->nconns++;
+	gw->stats.visitors++;
 	TAILQ_INSERT_TAIL(&gw->conns, c, entry);
 	cap = l->entry == GW_ENTRY_TLS ? gw->cfg->hello_max :
 	    gw->cfg->http_head_max;
@@ -102,6 +114,13 @@ gw_conn_accept(struct gw *gw, struct gw_listener *l, int fd,
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
 	event_add(c->timer, &tv);
+}
+
+const struct gw_conn_result *
+gw_conn_results(size_t *n)
+{
+	*n = sizeof(gw_conn_result_tab) / sizeof(gw_conn_result_tab[0]);
+	return gw_conn_result_tab;
 }
 
 void
@@ -121,6 +140,14 @@ gw_conn_free(struct gw_conn *c, int counted)
 {
 	char	peer[64];
 
+	if (c->result != NULL) {
+		size_t	i;
+
+		for (i = 0; i < sizeof(gw_conn_result_tab) /
+		    sizeof(gw_conn_result_tab[0]); i++)
+			if (strcmp(gw_conn_result_tab[i].name, c->result) == 0)
+				gw_conn_result_tab[i].count++;
+	}
 	if (c->result != NULL)
 		log_info("conn=%06x entry=%s peer=%s sni=%s result=%s ms=%llu",
 		    c->id, c->l->entry == GW_ENTRY_TLS ? "tls" : "http",
@@ -173,6 +200,17 @@ gw_conn_read_tls(struct gw_conn *c, const uint8_t *buf, size_t len)
 			return;
 		}
 		snprintf(c->name, sizeof(c->name), "%s", h.name);
+		if (gw_conn_is_agent(c, &h)) {
+			/* An agent behind a port-443-only firewall: this is
+			 * a tunnel, and its TLS ends here. */
+			bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+			gw_tun_accept_over(c->gw, c->bev,
+			    (struct sockaddr *)&c->peer);
+			c->bev = NULL;
+			c->result = NULL;
+			gw_conn_free(c, 1);
+			return;
+		}
 		gw_conn_route(c, TUN_KIND_TLS);
 		break;
 	case GW_SNI_NEED_MORE:
@@ -219,19 +257,38 @@ gw_conn_read_http(struct gw_conn *c, const uint8_t *buf, size_t len)
 	}
 }
 
+/* ALPN porch/1 for the gateway's own name: an agent, not a visitor. */
+static int
+gw_conn_is_agent(struct gw_conn *c, const struct gw_sni_hello *h)
+{
+	size_t	i;
+
+	if (strcmp(h->name, c->gw->name) != 0)
+		return 0;
+	for (i = 0; i < h->nalpn; i++)
+		if (strcmp(h->alpn[i], TUN_ALPN) == 0)
+			return 1;
+	return 0;
+}
+
 /* Hand the visitor to the agent that claimed the name. */
 static void
 gw_conn_route(struct gw_conn *c, uint8_t kind)
 {
-	struct gw		*gw = c->gw;
-	struct gw_tun		*t;
 	struct tun_open		 o;
 	struct sockaddr_storage	 local;
 	socklen_t		 llen = sizeof(local);
-	struct bufferevent	*bev;
-	char			 label[NAME_MAX_LEN + 160], peer[64];
 
-	if ((t = gw_route_lookup(gw->routes, c->name, kind)) == NULL) {
+	memset(&o, 0, sizeof(o));
+	o.kind = kind;
+	snprintf(o.name, sizeof(o.name), "%s", c->name);
+	tun_addr_from_sa(&o.src, (struct sockaddr *)&c->peer);
+	if (getsockname(bufferevent_getfd(c->bev), (struct sockaddr *)&local,
+	    &llen) == 0)
+		tun_addr_from_sa(&o.dst, (struct sockaddr *)&local);
+	/* A replica's stream takes the socket and the bytes read so far. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+	if (gw_fwd_start(c->gw, c->bev, &o, c->id) == -1) {
 		if (kind == TUN_KIND_TLS)
 			gw_conn_reply(c, "no-route",
 			    gw_alert_unrecognized_name,
@@ -241,26 +298,8 @@ gw_conn_route(struct gw_conn *c, uint8_t kind)
 			    "No service is published under this name here.");
 		return;
 	}
-	memset(&o, 0, sizeof(o));
-	o.kind = kind;
-	snprintf(o.name, sizeof(o.name), "%s", c->name);
-	tun_addr_from_sa(&o.src, (struct sockaddr *)&c->peer);
-	if (getsockname(bufferevent_getfd(c->bev), (struct sockaddr *)&local,
-	    &llen) == 0)
-		tun_addr_from_sa(&o.dst, (struct sockaddr *)&local);
-	snprintf(label, sizeof(label), "conn=%06x entry=%s peer=%s sni=%s "
-	    "agent=%s", c->id, kind == TUN_KIND_TLS ? "tls" : "http",
-	    addr_fmt((struct sockaddr *)&c->peer, peer, sizeof(peer)),
-	    c->name, gw_tun_name(t));
-	/* The stream takes the socket and the bytes read so far. */
-	bev = c->bev;
 	c->bev = NULL;
-	bufferevent_setwatermark(bev, EV_READ, 0, 0);
-	if (tun_stream_open(gw_tun_tun(t), &o, bev, label, gw) == NULL) {
-		c->result = "stream-open-failed";
-		gw_conn_free(c, 1);
-		return;
-	}
+	c->gw->stats.routed++;
 	c->result = NULL;	/* the stream logs the rest of its life */
 	gw_conn_free(c, 0);
 }

@@ -18,6 +18,7 @@
 #include "addr.h"
 #include "gw.h"
 #include "log.h"
+#include "sock.h"
 
 static int	gw_listen_one(struct gw *, const struct cfg_listen *,
 		    enum gw_entry, char *, size_t);
@@ -82,33 +83,10 @@ gw_listen_one(struct gw *gw, const struct cfg_listen *cl, enum gw_entry entry,
     char *err, size_t errlen)
 {
 	struct gw_listener	*l;
-	int			 fd, on = 1;
+	int			 fd;
 
-	fd = socket(cl->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0);
-	if (fd == -1) {
-		snprintf(err, errlen, "listen %s: socket: %s", cl->text,
-		    strerror(errno));
+	if ((fd = sock_listen(&cl->ss, cl->sslen, cl->text, err, errlen)) == -1)
 		return -1;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-	if (cl->ss.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
-	if (bind(fd, (const struct sockaddr *)&cl->ss, cl->sslen) == -1) {
-		snprintf(err, errlen, "listen %s: bind: %s%s", cl->text,
-		    strerror(errno), errno == EADDRINUSE ?
-		    " (is another porch-gateway or web server running?)" :
-		    errno == EACCES ? " (ports below 1024 need "
-		    "CAP_NET_BIND_SERVICE)" : "");
-		close(fd);
-		return -1;
-	}
-	if (listen(fd, 1024) == -1) {
-		snprintf(err, errlen, "listen %s: %s", cl->text,
-		    strerror(errno));
-		close(fd);
-		return -1;
-	}
 	l = calloc(1, sizeof(*l));
 	if (l == NULL) {
 		close(fd);

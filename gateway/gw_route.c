@@ -2,13 +2,18 @@
 /*
  * The route table: which agent tunnels claimed which hostnames, for
  * which entry kinds.  Routes belong to live tunnels and vanish with them.
- * A name may have several claimants (replicas); lookup takes the first
- * that is ready and not draining.
+ * A name may have several claimants (replicas).  The route's policy is
+ * that of its most preferred claim: failover takes the usable claim with
+ * the lowest priority value (the earliest on a tie), balance the one
+ * whose tunnel carries the fewest streams (a random one on a tie).
  */
 
 #include <sys/queue.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
+#include <sodium.h>
 
 #include "gw.h"
 
@@ -17,6 +22,9 @@
 struct gw_route_claim {
 	struct gw_tun			*tun;
 	uint8_t				 kinds;
+	uint8_t				 priority;
+	uint8_t				 policy;
+	uint64_t			 seq;		/* claim order */
 	TAILQ_ENTRY(gw_route_claim)	 entry;
 };
 
@@ -28,9 +36,17 @@ struct gw_route {
 
 struct gw_route_table {
 	struct gw_route	*buckets[GW_ROUTE_BUCKETS];
+	uint64_t	 next_seq;
 };
 
 static unsigned		 gw_route_hash(const char *);
+static uint8_t		 gw_route_policy(struct gw_route *);
+static int		 gw_route_usable(struct gw_route_claim *, uint8_t,
+			    const uint64_t *, size_t);
+static struct gw_route_claim *gw_route_failover(struct gw_route *, uint8_t,
+			    const uint64_t *, size_t);
+static struct gw_route_claim *gw_route_balance(struct gw_route *, uint8_t,
+			    const uint64_t *, size_t);
 static struct gw_route	*gw_route_find(struct gw_route_table *, const char *,
 			    struct gw_route ***);
 
@@ -64,8 +80,8 @@ gw_route_free(struct gw_route_table *rt)
 }
 
 int
-gw_route_add(struct gw_route_table *rt, const char *name, uint8_t kinds,
-    struct gw_tun *t)
+gw_route_add(struct gw_route_table *rt, const char *name,
+    const struct tun_claim *cl, struct gw_tun *t)
 {
 	struct gw_route		*r, **pp;
 	struct gw_route_claim	*c;
@@ -84,7 +100,9 @@ gw_route_add(struct gw_route_table *rt, const char *name, uint8_t kinds,
 	}
 	TAILQ_FOREACH(c, &r->claims, entry) {
 		if (c->tun == t) {
-			c->kinds = kinds;	/* a repeated claim updates */
+			c->kinds = cl->kinds;	/* a repeated claim updates */
+			c->priority = cl->priority;
+			c->policy = cl->policy;
 			return 0;
 		}
 	}
@@ -97,7 +115,10 @@ gw_route_add(struct gw_route_table *rt, const char *name, uint8_t kinds,
 		return -1;
 	}
 	c->tun = t;
-	c->kinds = kinds;
+	c->kinds = cl->kinds;
+	c->priority = cl->priority;
+	c->policy = cl->policy;
+	c->seq = rt->next_seq++;
 	TAILQ_INSERT_TAIL(&r->claims, c, entry);
 	return 1;
 }
@@ -155,10 +176,11 @@ gw_route_remove_tun(struct gw_route_table *rt, struct gw_tun *t)
 }
 
 struct gw_tun *
-gw_route_lookup(struct gw_route_table *rt, const char *name, uint8_t kind)
+gw_route_lookup(struct gw_route_table *rt, const char *name, uint8_t kind,
+    const uint64_t *skip, size_t nskip)
 {
 	struct gw_route		*r, **pp;
-	struct gw_route_claim	*c;
+	struct gw_route_claim	*best;
 	const char		*dot;
 	char			 wild[NAME_MAX_LEN + 3];
 	int			 pass;
@@ -173,15 +195,78 @@ gw_route_lookup(struct gw_route_table *rt, const char *name, uint8_t kind)
 		}
 		if ((r = gw_route_find(rt, name, &pp)) == NULL)
 			continue;
-		TAILQ_FOREACH(c, &r->claims, entry) {
-			struct tun *tun = gw_tun_tun(c->tun);
-
-			if ((c->kinds & kind) && tun_is_ready(tun) &&
-			    !tun_is_draining(tun))
-				return c->tun;
-		}
+		if (gw_route_policy(r) == TUN_POLICY_BALANCE)
+			best = gw_route_balance(r, kind, skip, nskip);
+		else
+			best = gw_route_failover(r, kind, skip, nskip);
+		if (best != NULL)
+			return best->tun;
 	}
 	return NULL;
+}
+
+/* The policy of the most preferred claim (lowest priority, earliest). */
+static uint8_t
+gw_route_policy(struct gw_route *r)
+{
+	struct gw_route_claim	*c, *best = NULL;
+
+	TAILQ_FOREACH(c, &r->claims, entry)
+		if (best == NULL || c->priority < best->priority)
+			best = c;
+	return best != NULL ? best->policy : TUN_POLICY_FAILOVER;
+}
+
+static int
+gw_route_usable(struct gw_route_claim *c, uint8_t kind, const uint64_t *skip,
+    size_t nskip)
+{
+	struct tun	*tun = gw_tun_tun(c->tun);
+	size_t		 i;
+
+	if (!(c->kinds & kind) || !tun_is_ready(tun) || tun_is_draining(tun))
+		return 0;
+	for (i = 0; i < nskip; i++)
+		if (skip[i] == gw_tun_id(c->tun))
+			return 0;
+	return 1;
+}
+
+static struct gw_route_claim *
+gw_route_failover(struct gw_route *r, uint8_t kind, const uint64_t *skip,
+    size_t nskip)
+{
+	struct gw_route_claim	*c, *best = NULL;
+
+	/* Claims are kept in claim order, so '<' keeps the earliest. */
+	TAILQ_FOREACH(c, &r->claims, entry)
+		if (gw_route_usable(c, kind, skip, nskip) &&
+		    (best == NULL || c->priority < best->priority))
+			best = c;
+	return best;
+}
+
+static struct gw_route_claim *
+gw_route_balance(struct gw_route *r, uint8_t kind, const uint64_t *skip,
+    size_t nskip)
+{
+	struct gw_route_claim	*c, *best = NULL;
+	unsigned		 load, best_load = 0, ties = 0;
+
+	TAILQ_FOREACH(c, &r->claims, entry) {
+		if (!gw_route_usable(c, kind, skip, nskip))
+			continue;
+		load = tun_stream_count(gw_tun_tun(c->tun));
+		if (best == NULL || load < best_load) {
+			best = c;
+			best_load = load;
+			ties = 1;
+		} else if (load == best_load &&
+		    randombytes_uniform(++ties) == 0) {
+			best = c;	/* each tie equally likely */
+		}
+	}
+	return best;
 }
 
 /* FNV-1a: names are already validated, short and lower-case. */
@@ -209,4 +294,97 @@ gw_route_find(struct gw_route_table *rt, const char *name,
 		}
 	}
 	return NULL;
+}
+
+/*
+ * Every route with its replicas, and for each replica whether a visitor
+ * arriving now could be sent there and why not.
+ */
+json_t *
+gw_route_status(struct gw_route_table *rt)
+{
+	struct gw_route		*r;
+	struct gw_route_claim	*c, *tls, *http, *pick;
+	json_t			*routes, *o, *reps, *rep;
+	struct tun		*tun;
+	const char		*state, *why;
+	char			 buf[160];
+	uint8_t			 policy;
+	size_t			 i;
+
+	if ((routes = json_array()) == NULL)
+		return NULL;
+	for (i = 0; i < GW_ROUTE_BUCKETS; i++) {
+		for (r = rt->buckets[i]; r != NULL; r = r->next) {
+			policy = gw_route_policy(r);
+			/* The replicas a visitor of each kind gets now. */
+			tls = gw_route_failover(r, TUN_KIND_TLS, NULL, 0);
+			http = gw_route_failover(r, TUN_KIND_HTTP, NULL, 0);
+			pick = tls != NULL ? tls : http;
+			reps = json_array();
+			TAILQ_FOREACH(c, &r->claims, entry) {
+				tun = gw_tun_tun(c->tun);
+				state = "standby";
+				why = buf;
+				if (!tun_is_ready(tun)) {
+					state = "unavailable";
+					why = "tunnel not ready";
+				} else if (tun_is_draining(tun)) {
+					state = "unavailable";
+					why = "agent draining (GOAWAY)";
+				} else if (policy == TUN_POLICY_BALANCE) {
+					state = "active";
+					why = "balance: fewest streams wins";
+				} else if (c == tls || c == http) {
+					state = "active";
+					why = "failover: most preferred";
+				} else if (pick != NULL) {
+					snprintf(buf, sizeof(buf), "failover: "
+					    "priority %u behind %s (priority "
+					    "%u)", c->priority,
+					    gw_tun_name(pick->tun),
+					    pick->priority);
+				} else
+					why = "";
+				rep = json_pack("{s:s, s:i, s:s, s:s, s:s, s:i}",
+				    "agent", gw_tun_name(c->tun),
+				    "priority", (json_int_t)c->priority,
+				    "kinds", c->kinds == (TUN_KIND_TLS |
+				    TUN_KIND_HTTP) ? "tls+http" :
+				    (c->kinds & TUN_KIND_TLS) ? "tls" : "http",
+				    "state", state, "why", why,
+				    "streams",
+				    (json_int_t)tun_stream_count(tun));
+				if (rep != NULL)
+					json_array_append_new(reps, rep);
+			}
+			o = json_pack("{s:s, s:s, s:o}", "name", r->name,
+			    "policy", policy == TUN_POLICY_BALANCE ?
+			    "balance" : "failover", "replicas", reps);
+			if (o != NULL)
+				json_array_append_new(routes, o);
+		}
+	}
+	return routes;
+}
+
+void
+gw_route_foreach(struct gw_route_table *rt,
+    void (*cb)(const char *, uint8_t, void *), void *arg)
+{
+	struct gw_route		*r;
+	struct gw_route_claim	*c;
+	uint8_t			 kinds;
+	size_t			 i;
+
+	for (i = 0; i < GW_ROUTE_BUCKETS; i++) {
+		for (r = rt->buckets[i]; r != NULL; r = r->next) {
+			kinds = 0;
+			TAILQ_FOREACH(c, &r->claims, entry)
+				if (gw_route_usable(c, c->kinds, NULL, 0))
+					kinds |= c->kinds;
+			if (kinds != 0)
+				cb(r->name, kinds, arg);
+		}
+	}
 }

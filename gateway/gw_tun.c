@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <sodium.h>
 
 #include "addr.h"
@@ -25,6 +26,7 @@ struct gw_tun {
 	struct tun		*tun;
 	char			 name[64];	/* the grant's name */
 	char			 peer[64];	/* remote address */
+	uint64_t		 id;
 	unsigned		 nclaims;
 	int			 authed;
 	TAILQ_ENTRY(gw_tun)	 entry;
@@ -38,7 +40,11 @@ static void	gw_tun_goaway(struct tun *, const struct tun_reason *, void *);
 static void	gw_tun_stream_closed(struct tun *, struct tun_stream *,
 		    const char *, void *);
 static void	gw_tun_closed(struct tun *, const char *, void *);
+static int	gw_tun_stream_retry(struct tun *, struct tun_stream *,
+		    struct bufferevent *, const char *, void *);
 static const struct cfg_grant *gw_tun_grant(struct gw *, const uint8_t *);
+static void	gw_tun_start(struct gw *, int, struct bufferevent *,
+		    const struct sockaddr *);
 
 static const struct tun_ops gw_tun_ops = {
 	.authed = gw_tun_authed,
@@ -46,6 +52,7 @@ static const struct tun_ops gw_tun_ops = {
 	.open = NULL,
 	.goaway = gw_tun_goaway,
 	.stream_closed = gw_tun_stream_closed,
+	.stream_retry = gw_tun_stream_retry,
 	.closed = gw_tun_closed,
 };
 
@@ -53,34 +60,46 @@ void
 gw_tun_accept(struct gw *gw, struct gw_listener *l, int fd,
     const struct sockaddr *sa)
 {
-	const struct cfg_gateway	*cfg = gw->cfg;
-	struct gw_tun			*gt;
-	struct tun_params		 p;
-	SSL				*ssl;
-	char				 label[96];
-
 	(void)l;
+	gw_tun_start(gw, fd, NULL, sa);
+}
+
+/* An agent that came in on the TLS entry (ALPN porch/1, our name). */
+void
+gw_tun_accept_over(struct gw *gw, struct bufferevent *bev,
+    const struct sockaddr *sa)
+{
+	gw_tun_start(gw, -1, bev, sa);
+}
+
+/* Takes fd, or bev when fd is -1. */
+static void
+gw_tun_start(struct gw *gw, int fd, struct bufferevent *bev,
+    const struct sockaddr *sa)
+{
+	const struct cfg_gateway	*cfg = gw->cfg;
+	struct gw_tun			*gt = NULL;
+	struct tun_params		 p;
+	SSL				*ssl = NULL;
+	char				 label[96], peer[64];
+
 	/* Unauthenticated handshakes cost TLS work and descriptors; an
 	 * admitted agent needs only one, so a flood is cut off here. */
 	if (gw->tun_pending >= GW_TUN_MAX_PENDING) {
-		char peer[64];
-
 		log_warnx("tunnel from %s: refused, %u handshakes already in "
 		    "progress", addr_fmt(sa, peer, sizeof(peer)),
 		    gw->tun_pending);
-		close(fd);
-		return;
+		goto fail;
 	}
 	if ((gt = calloc(1, sizeof(*gt))) == NULL ||
-	    (ssl = SSL_new(gw->tun_ctx)) == NULL) {
-		free(gt);
-		close(fd);
-		return;
-	}
+	    (ssl = SSL_new(gw->tun_ctx)) == NULL)
+		goto fail;
 	gt->gw = gw;
+	gt->id = ++gw->next_tun_id;
 	addr_fmt(sa, gt->peer, sizeof(gt->peer));
 	snprintf(gt->name, sizeof(gt->name), "?");
-	snprintf(label, sizeof(label), "tunnel peer=%s", gt->peer);
+	snprintf(label, sizeof(label), "tunnel peer=%s%s", gt->peer,
+	    bev != NULL ? " via=tls-entry" : "");
 	memset(&p, 0, sizeof(p));
 	p.role = TUN_ROLE_GATEWAY;
 	p.key = &gw->key;
@@ -89,18 +108,31 @@ gw_tun_accept(struct gw *gw, struct gw_listener *l, int fd,
 	p.dead_peer_ms = cfg->dead_peer_ms;
 	p.handshake_ms = cfg->handshake_timeout_ms;
 	p.max_streams = cfg->streams_per_tunnel;
-	p.name = "porch-gateway";
+	p.name = gw->name;
 	p.label = label;
 	/* Linked before tun_new: its callbacks may fire from here on. */
 	TAILQ_INSERT_TAIL(&gw->tunnels, gt, entry);
 	gw->tun_pending++;
-	if ((gt->tun = tun_new(gw->base, fd, ssl, 1, &p, &gw_tun_ops, gt)) ==
-	    NULL) {
+	if (bev != NULL)
+		gt->tun = tun_new_over(gw->base, bev, ssl, &p, &gw_tun_ops, gt);
+	else
+		gt->tun = tun_new(gw->base, fd, ssl, 1, &p, &gw_tun_ops, gt);
+	if (gt->tun == NULL) {
+		/* tun_new* freed what it was given. */
 		log_warnx("tunnel from %s: out of memory", gt->peer);
 		gw->tun_pending--;
 		TAILQ_REMOVE(&gw->tunnels, gt, entry);
 		free(gt);
 	}
+	return;
+fail:
+	free(gt);
+	if (ssl != NULL)
+		SSL_free(ssl);
+	if (bev != NULL)
+		bufferevent_free(bev);
+	else
+		close(fd);
 }
 
 void
@@ -112,15 +144,18 @@ gw_tun_close_all(struct gw *gw, const char *reason)
 		tun_close(gt->tun, reason);	/* frees gt via closed */
 }
 
-/* Tell every agent we are leaving (GOAWAY) and close once it is out. */
+/*
+ * Tell every agent we are leaving (GOAWAY): no new streams, open ones
+ * finish within drain_ms, then each tunnel closes.
+ */
 void
-gw_tun_shutdown_all(struct gw *gw, const char *reason)
+gw_tun_drain_all(struct gw *gw, const char *reason)
 {
 	struct gw_tun	*gt, *next;
 
 	for (gt = TAILQ_FIRST(&gw->tunnels); gt != NULL; gt = next) {
 		next = TAILQ_NEXT(gt, entry);
-		tun_shutdown(gt->tun, TUN_E_SHUTDOWN, reason);
+		tun_drain(gt->tun, reason, gw->cfg->drain_ms);
 	}
 }
 
@@ -134,6 +169,12 @@ struct tun *
 gw_tun_tun(const struct gw_tun *gt)
 {
 	return gt->tun;
+}
+
+uint64_t
+gw_tun_id(const struct gw_tun *gt)
+{
+	return gt->id;
 }
 
 static const struct cfg_grant *
@@ -157,15 +198,26 @@ gw_tun_authed(struct tun *tun, const struct tun_hello *h, char *msg,
 	char				 kt[KEY_TEXT_LEN];
 
 	key_pub_text(h->pub, kt);
+	if (h->role == TUN_ROLE_PEER) {
+		/* Another gateway of the cluster: gw_peer owns it now. */
+		if (gw_peer_adopt(gt->gw, tun, h, msg, msglen) == -1)
+			return -1;
+		gt->gw->tun_pending--;
+		TAILQ_REMOVE(&gt->gw->tunnels, gt, entry);
+		free(gt);
+		return 0;
+	}
 	if ((g = gw_tun_grant(gt->gw, h->pub)) == NULL) {
 		log_warnx("tunnel from %s (%s): agent key %s is not admitted; "
 		    "add it under 'agents:' in %s to let it in", gt->peer,
 		    tun_peer_name(tun), kt, gt->gw->cfg->file);
 		snprintf(msg, msglen, "agent key %s is not admitted by this "
 		    "gateway", kt);
+		gt->gw->stats.tunnels_refused++;
 		return -1;
 	}
 	snprintf(gt->name, sizeof(gt->name), "%s", g->name);
+	gt->gw->stats.tunnels++;
 	gt->authed = 1;
 	gt->gw->tun_pending--;
 	/*
@@ -202,6 +254,7 @@ gw_tun_claim(struct tun *tun, uint8_t type, const struct tun_claim *c,
 	if (type == TUN_UNCLAIM) {
 		if (gw_route_remove(gt->gw->routes, c->name, gt) == 1) {
 			gt->nclaims--;
+			gw_peer_routes_changed(gt->gw);
 			log_info("agent %s withdrew %s", gt->name, c->name);
 		}
 		return;
@@ -214,6 +267,7 @@ gw_tun_claim(struct tun *tun, uint8_t type, const struct tun_claim *c,
 		for (i = 0; i < g->npatterns && !ok; i++)
 			ok = name_pattern_covers(g->patterns[i], c->name);
 	if (!ok) {
+		gt->gw->stats.claims_refused++;
 		r.status = TUN_CLAIM_DENIED;
 		snprintf(r.msg, sizeof(r.msg), "agent %s is not authorized "
 		    "for this hostname on this gateway", gt->name);
@@ -226,17 +280,19 @@ gw_tun_claim(struct tun *tun, uint8_t type, const struct tun_claim *c,
 		    GW_TUN_MAX_CLAIMS);
 		log_warnx("agent %s claimed %s: refused, over %d claims",
 		    gt->name, c->name, GW_TUN_MAX_CLAIMS);
-	} else if ((added = gw_route_add(gt->gw->routes, c->name, c->kinds,
+	} else if ((added = gw_route_add(gt->gw->routes, c->name, c,
 	    gt)) == -1) {
 		r.status = TUN_CLAIM_LIMIT;
 		snprintf(r.msg, sizeof(r.msg), "gateway out of memory");
 	} else {
 		gt->nclaims += added;
+		gw_peer_routes_changed(gt->gw);
 		r.status = TUN_CLAIM_OK;
-		log_info("agent %s claimed %s (%s%s%s)", gt->name, c->name,
-		    (c->kinds & TUN_KIND_TLS) ? "tls" : "",
+		log_info("agent %s claimed %s (%s%s%s, priority %u, %s)",
+		    gt->name, c->name, (c->kinds & TUN_KIND_TLS) ? "tls" : "",
 		    c->kinds == (TUN_KIND_TLS | TUN_KIND_HTTP) ? "+" : "",
-		    (c->kinds & TUN_KIND_HTTP) ? "http" : "");
+		    (c->kinds & TUN_KIND_HTTP) ? "http" : "", c->priority,
+		    c->policy == TUN_POLICY_BALANCE ? "balance" : "failover");
 	}
 	tun_send_claim(tun, TUN_CLAIM_RESULT, &r);
 }
@@ -249,6 +305,7 @@ gw_tun_goaway(struct tun *tun, const struct tun_reason *r, void *arg)
 	(void)tun;
 	/* tun marks itself draining: lookups skip it from now on. */
 	log_info("agent %s is going away: %s", gt->name, r->msg);
+	gw_peer_routes_changed(gt->gw);
 }
 
 static void
@@ -256,11 +313,22 @@ gw_tun_stream_closed(struct tun *tun, struct tun_stream *s,
     const char *reason, void *arg)
 {
 	struct gw_tun	*gt = arg;
+	uint64_t	 in, out;
 
 	(void)tun;
-	(void)s;
-	(void)reason;
-	gw_listen_conn_closed(gt->gw);
+	tun_stream_bytes(s, &in, &out);
+	gt->gw->stats.bytes_in += in;
+	gt->gw->stats.bytes_out += out;
+	gw_fwd_stream_closed(tun_stream_udata(s), s, reason);
+}
+
+static int
+gw_tun_stream_retry(struct tun *tun, struct tun_stream *s,
+    struct bufferevent *bev, const char *reason, void *arg)
+{
+	(void)tun;
+	(void)arg;
+	return gw_fwd_retry(tun_stream_udata(s), bev, reason);
 }
 
 static void
@@ -270,12 +338,39 @@ gw_tun_closed(struct tun *tun, const char *reason, void *arg)
 	char		 rtt[32];
 
 	gw_route_remove_tun(gt->gw->routes, gt);
+	if (gt->nclaims > 0)
+		gw_peer_routes_changed(gt->gw);
 	TAILQ_REMOVE(&gt->gw->tunnels, gt, entry);
 	if (!gt->authed)
 		gt->gw->tun_pending--;
 	log_info("tunnel from %s (agent %s) closed: %s (last %s)",
 	    gt->peer, gt->name, reason, tun_rtt_text(tun, rtt, sizeof(rtt)));
-	if (gt->gw->stopping && TAILQ_EMPTY(&gt->gw->tunnels))
-		event_base_loopexit(gt->gw->base, NULL);
 	free(gt);
+}
+
+/* One entry per agent tunnel, for the status page. */
+json_t *
+gw_tun_status(struct gw *gw)
+{
+	struct gw_tun	*gt;
+	json_t		*a, *o;
+	char		 kt[KEY_TEXT_LEN];
+	double		 rtt;
+
+	if ((a = json_array()) == NULL)
+		return NULL;
+	TAILQ_FOREACH(gt, &gw->tunnels, entry) {
+		rtt = tun_rtt_ms(gt->tun);
+		o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:o}",
+		    "agent", gt->name, "peer", gt->peer,
+		    "key", gt->authed ? key_pub_text(tun_peer_key(gt->tun), kt) :
+		    "", "state", !gt->authed ? "handshake" :
+		    tun_is_draining(gt->tun) ? "draining" : "ready",
+		    "streams", (json_int_t)tun_stream_count(gt->tun),
+		    "claims", (json_int_t)gt->nclaims,
+		    "rtt_ms", rtt < 0 ? json_null() : json_real(rtt));
+		if (o != NULL)
+			json_array_append_new(a, o);
+	}
+	return a;
 }

@@ -46,6 +46,18 @@ enum tun_state {
 	TUN_CLOSING,		/* GOAWAY queued, flushing */
 };
 
+/* How a stream ends, for tun_stream_free. */
+enum tun_end {
+	TUN_END_CLEAN,		/* both FINs: the local side gets a FIN */
+	TUN_END_ABORT,		/* reset: the local side gets a TCP reset */
+	TUN_END_RETRY,		/* as ABORT, but the owner may replay it */
+};
+
+/* RESET codes after which a stream may be replayed elsewhere. */
+#define TUN_RETRYABLE(c)	((c) == TUN_E_REFUSED || \
+	(c) == TUN_E_UNREACHABLE || (c) == TUN_E_NO_SERVICE || \
+	(c) == TUN_E_LIMIT || (c) == TUN_E_SHUTDOWN)
+
 #define TUN_S_LOCAL_EOF		0x01	/* local side sent EOF */
 #define TUN_S_FIN_SENT		0x02
 #define TUN_S_REMOTE_FIN	0x04
@@ -62,6 +74,8 @@ struct tun_stream {
 	struct bufferevent	*bev;		/* local side, owned */
 	struct evbuffer_cb_entry *drain_cb;
 	struct evbuffer		*pending;	/* data before attach */
+	struct evbuffer		*replay;	/* sent, until a byte returns */
+	size_t			 replay_max;
 	uint32_t		 send_credit;
 	uint64_t		 rx_total;	/* bytes the peer sent us */
 	uint64_t		 rx_allowed;	/* credit we granted in all */
@@ -81,6 +95,7 @@ struct tun {
 	struct bufferevent	*bev;
 	struct event		*timer;		/* keepalive, dead peer */
 	struct event		*hs_timer;	/* handshake deadline */
+	struct event		*drain_timer;	/* drain deadline, or drained */
 	struct tun_params	 p;
 	char			*name;
 	char			*label;
@@ -89,6 +104,7 @@ struct tun {
 	enum tun_state		 state;
 	int			 accepting;
 	int			 draining;	/* GOAWAY sent or received */
+	int			 drain_sent;	/* we sent a draining GOAWAY */
 	int			 closed;
 	int			 busy;		/* callbacks on the stack */
 	int			 read_paused;	/* our output is over the cap */
@@ -107,6 +123,9 @@ struct tun {
 	struct tun_stream_list	 waiting;
 };
 
+static struct tun *tun_new_common(struct event_base *, int,
+		    struct bufferevent *, SSL *, int, const struct tun_params *,
+		    const struct tun_ops *, void *);
 static void	tun_enter(struct tun *);
 static void	tun_leave(struct tun *);
 static void	tun_free(struct tun *);
@@ -115,6 +134,8 @@ static void	tun_write_cb(struct bufferevent *, void *);
 static void	tun_event_cb(struct bufferevent *, short, void *);
 static void	tun_timer_cb(evutil_socket_t, short, void *);
 static void	tun_hs_timer_cb(evutil_socket_t, short, void *);
+static void	tun_drain_timer_cb(evutil_socket_t, short, void *);
+static void	tun_flush_close(struct tun *);
 static void	tun_connected(struct tun *);
 static void	tun_send_hello(struct tun *);
 static void	tun_dispatch(struct tun *, const struct tun_frame *);
@@ -131,7 +152,8 @@ static void	tun_sign_input(const struct tun *, uint8_t, uint8_t *);
 
 static struct tun_stream *tun_stream_new(struct tun *, uint32_t);
 static struct tun_stream *tun_stream_find(struct tun *, uint32_t);
-static void	tun_stream_free(struct tun_stream *, const char *, int);
+static void	tun_stream_free(struct tun_stream *, const char *, enum tun_end);
+static int	tun_stream_retry(struct tun_stream *, const char *);
 static int	tun_stream_pump(struct tun_stream *);
 static int	tun_stream_check_done(struct tun_stream *);
 static void	tun_stream_set_reading(struct tun_stream *, int);
@@ -147,6 +169,22 @@ struct tun *
 tun_new(struct event_base *base, int fd, SSL *ssl, int accepting,
     const struct tun_params *p, const struct tun_ops *ops, void *arg)
 {
+	return tun_new_common(base, fd, NULL, ssl, accepting, p, ops, arg);
+}
+
+struct tun *
+tun_new_over(struct event_base *base, struct bufferevent *under, SSL *ssl,
+    const struct tun_params *p, const struct tun_ops *ops, void *arg)
+{
+	return tun_new_common(base, -1, under, ssl, 1, p, ops, arg);
+}
+
+/* Over a socket (fd) or over a bufferevent already read from (under). */
+static struct tun *
+tun_new_common(struct event_base *base, int fd, struct bufferevent *under,
+    SSL *ssl, int accepting, const struct tun_params *p,
+    const struct tun_ops *ops, void *arg)
+{
 	struct tun	*t;
 	struct timeval	 tv;
 	size_t		 nb = 64;
@@ -160,7 +198,9 @@ tun_new(struct event_base *base, int fd, SSL *ssl, int accepting,
 	t->accepting = accepting;
 	t->state = TUN_HANDSHAKE;
 	t->rtt_ms = -1;
-	t->next_id = 1;
+	/* Dialers open odd stream ids, acceptors even (peer links open
+	 * streams both ways; on agent tunnels only the gateway does). */
+	t->next_id = accepting ? 2 : 1;
 	t->start_ms = t->last_rx_ms = mono_ms();
 	TAILQ_INIT(&t->streams);
 	TAILQ_INIT(&t->waiting);
@@ -175,9 +215,14 @@ tun_new(struct event_base *base, int fd, SSL *ssl, int accepting,
 		goto fail_t;
 	t->p.name = t->name;
 	t->p.label = t->label;
-	t->bev = bufferevent_openssl_socket_new(base, fd, ssl,
-	    accepting ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_CONNECTING,
-	    BEV_OPT_CLOSE_ON_FREE);
+	if (under != NULL) {
+		t->bev = bufferevent_openssl_filter_new(base, under, ssl,
+		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+		under = NULL;	/* libevent's now, even when it failed */
+	} else
+		t->bev = bufferevent_openssl_socket_new(base, fd, ssl,
+		    accepting ? BUFFEREVENT_SSL_ACCEPTING :
+		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
 	/* libevent frees ssl even when it fails; fd stays ours then. */
 	ssl = NULL;
 	if (t->bev == NULL)
@@ -193,7 +238,8 @@ tun_new(struct event_base *base, int fd, SSL *ssl, int accepting,
 	bufferevent_enable(t->bev, EV_READ | EV_WRITE);
 	t->timer = event_new(base, -1, EV_PERSIST, tun_timer_cb, t);
 	t->hs_timer = event_new(base, -1, 0, tun_hs_timer_cb, t);
-	if (t->timer == NULL || t->hs_timer == NULL)
+	t->drain_timer = event_new(base, -1, 0, tun_drain_timer_cb, t);
+	if (t->timer == NULL || t->hs_timer == NULL || t->drain_timer == NULL)
 		goto fail_t;
 	tv.tv_sec = p->keepalive_ms / 1000;
 	tv.tv_usec = (p->keepalive_ms % 1000) * 1000;
@@ -201,12 +247,20 @@ tun_new(struct event_base *base, int fd, SSL *ssl, int accepting,
 	tv.tv_sec = p->handshake_ms / 1000;
 	tv.tv_usec = (p->handshake_ms % 1000) * 1000;
 	event_add(t->hs_timer, &tv);
+	if (bufferevent_get_underlying(t->bev) != NULL) {
+		/* The ClientHello is already in the underlying input: nothing
+		 * new will arrive to wake the TLS layer, so wake it now. */
+		bufferevent_trigger(bufferevent_get_underlying(t->bev), EV_READ,
+		    BEV_TRIG_IGNORE_WATERMARKS);
+	}
 	return t;
 fail_t:
 	if (t->timer != NULL)
 		event_free(t->timer);
 	if (t->hs_timer != NULL)
 		event_free(t->hs_timer);
+	if (t->drain_timer != NULL)
+		event_free(t->drain_timer);
 	if (t->bev != NULL)
 		bufferevent_free(t->bev);
 	free(t->buckets);
@@ -218,6 +272,8 @@ fail:
 		SSL_free(ssl);
 	if (fd != -1)
 		close(fd);
+	if (under != NULL)
+		bufferevent_free(under);
 	return NULL;
 }
 
@@ -232,7 +288,7 @@ tun_close(struct tun *t, const char *reason)
 	t->closed = 1;
 	snprintf(why, sizeof(why), "tunnel-lost (%s)", reason);
 	while ((s = TAILQ_FIRST(&t->streams)) != NULL)
-		tun_stream_free(s, why, 1);
+		tun_stream_free(s, why, TUN_END_RETRY);
 	/* A close_notify when nothing is queued, so the peer sees a clean
 	 * close rather than a truncated TLS stream; best effort. */
 	if (t->state != TUN_HANDSHAKE &&
@@ -246,6 +302,7 @@ tun_close(struct tun *t, const char *reason)
 	bufferevent_disable(t->bev, EV_READ | EV_WRITE);
 	event_del(t->timer);
 	event_del(t->hs_timer);
+	event_del(t->drain_timer);
 	if (t->ops->closed != NULL)
 		t->ops->closed(t, reason, t->arg);
 	if (t->busy == 0)
@@ -255,8 +312,6 @@ tun_close(struct tun *t, const char *reason)
 void
 tun_shutdown(struct tun *t, uint32_t code, const char *msg)
 {
-	struct timeval	tv = { TUN_SHUTDOWN_MS / 1000, 0 };
-
 	if (t->closed || t->state == TUN_CLOSING)
 		return;
 	if (t->state == TUN_HANDSHAKE) {
@@ -264,13 +319,63 @@ tun_shutdown(struct tun *t, uint32_t code, const char *msg)
 		return;
 	}
 	tun_send_reason(t, 1, code, t->next_id, msg);
+	tun_flush_close(t);
+}
+
+/* Read nothing more; close when the output is written, or later. */
+static void
+tun_flush_close(struct tun *t)
+{
+	struct timeval	tv = { TUN_SHUTDOWN_MS / 1000, 0 };
+
 	t->state = TUN_CLOSING;
 	t->draining = 1;
-	/* Read nothing more; close when the GOAWAY is written or later. */
 	bufferevent_disable(t->bev, EV_READ);
 	bufferevent_setwatermark(t->bev, EV_WRITE, 0, 0);
 	event_del(t->timer);
 	event_add(t->timer, &tv);
+	if (evbuffer_get_length(bufferevent_get_output(t->bev)) == 0)
+		event_active(t->timer, EV_TIMEOUT, 0);	/* nothing to wait for */
+}
+
+void
+tun_drain(struct tun *t, const char *msg, unsigned ms)
+{
+	struct timeval	tv;
+
+	if (t->closed || t->state == TUN_CLOSING || t->drain_sent)
+		return;
+	if (t->state != TUN_READY) {
+		tun_close(t, msg);
+		return;
+	}
+	tun_send_reason(t, 1, TUN_E_SHUTDOWN, t->next_id, msg);
+	t->draining = 1;
+	t->drain_sent = 1;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	event_add(t->drain_timer, &tv);
+	if (t->nstreams == 0)
+		event_active(t->drain_timer, EV_TIMEOUT, 0);
+}
+
+static void
+tun_drain_timer_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct tun	*t = arg;
+	char		 why[64];
+
+	(void)fd;
+	(void)ev;
+	tun_enter(t);
+	if (t->nstreams == 0)
+		tun_flush_close(t);
+	else {
+		snprintf(why, sizeof(why), "drain time over, %u stream(s) cut",
+		    t->nstreams);
+		tun_close(t, why);
+	}
+	tun_leave(t);
 }
 
 int
@@ -284,6 +389,29 @@ tun_send_claim(struct tun *t, uint8_t type, const struct tun_claim *c)
 	n = tun_claim_encode(c, type == TUN_CLAIM_RESULT, buf);
 	tun_send(t, type, 0, 0, buf, n);
 	return 0;
+}
+
+void
+tun_set_ops(struct tun *t, const struct tun_ops *ops, void *arg)
+{
+	t->ops = ops;
+	t->arg = arg;
+}
+
+int
+tun_send_frame(struct tun *t, uint8_t type, uint8_t flags,
+    const void *payload, size_t len)
+{
+	if (t->closed || t->state != TUN_READY || len > TUN_MAX_PAYLOAD)
+		return -1;
+	tun_send(t, type, flags, 0, payload, len);
+	return 0;
+}
+
+enum tun_role
+tun_role(const struct tun *t)
+{
+	return t->p.role;
 }
 
 int
@@ -346,24 +474,33 @@ tun_arg(const struct tun *t)
 
 struct tun_stream *
 tun_stream_open(struct tun *t, const struct tun_open *o,
-    struct bufferevent *bev, const char *label, void *udata)
+    struct bufferevent *bev, const char *label, void *udata,
+    size_t replay_max)
 {
 	struct tun_stream	*s;
+	struct evbuffer		*replay = NULL;
 	uint8_t			 buf[TUN_MAX_PAYLOAD];
 	size_t			 n;
 	uint32_t		 id;
 
 	if (!tun_is_ready(t) || t->draining || t->nstreams >= t->p.max_streams)
-		goto fail;
+		return NULL;
 	/* Ids are never reused while in use; they wrap after 2^31. */
 	do {
 		id = t->next_id;
-		t->next_id = (t->next_id + 1) & 0x7fffffff;
-		if (t->next_id == 0)
-			t->next_id = 1;
+		t->next_id = (t->next_id + 2) & 0x7fffffff;
+		if (t->next_id < 3)
+			t->next_id = t->accepting ? 2 : 1;
 	} while (tun_stream_find(t, id) != NULL);
-	if ((s = tun_stream_new(t, id)) == NULL)
-		goto fail;
+	if (replay_max > 0 && (replay = evbuffer_new()) == NULL)
+		return NULL;
+	if ((s = tun_stream_new(t, id)) == NULL) {
+		if (replay != NULL)
+			evbuffer_free(replay);
+		return NULL;
+	}
+	s->replay = replay;
+	s->replay_max = replay_max;
 	s->udata = udata;
 	if (label != NULL)
 		tun_stream_set_label(s, label);
@@ -371,9 +508,6 @@ tun_stream_open(struct tun *t, const struct tun_open *o,
 	tun_send(t, TUN_OPEN, 0, id, buf, n);
 	tun_stream_attach(s, bev);
 	return s;
-fail:
-	bufferevent_free(bev);
-	return NULL;
 }
 
 void
@@ -416,7 +550,7 @@ tun_stream_reset(struct tun_stream *s, uint32_t code, const char *msg)
 
 	tun_send_reason(s->tun, 0, code, s->id, msg);
 	snprintf(why, sizeof(why), "%s (%s)", tun_err_name(code), msg);
-	tun_stream_free(s, why, 1);
+	tun_stream_free(s, why, TUN_END_ABORT);
 }
 
 void
@@ -446,6 +580,13 @@ uint32_t
 tun_stream_id(const struct tun_stream *s)
 {
 	return s->id;
+}
+
+void
+tun_stream_bytes(const struct tun_stream *s, uint64_t *in, uint64_t *out)
+{
+	*in = s->in;
+	*out = s->out;
 }
 
 struct event_base *
@@ -489,6 +630,7 @@ tun_free(struct tun *t)
 {
 	event_free(t->timer);
 	event_free(t->hs_timer);
+	event_free(t->drain_timer);
 	bufferevent_free(t->bev);
 	free(t->buckets);
 	free(t->name);
@@ -644,7 +786,8 @@ tun_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		tun_send(t, TUN_PING, 0, 0, ping, sizeof(ping));
 		break;
 	case TUN_CLOSING:
-		tun_close(t, "shutdown (flush timed out)");
+		tun_close(t, evbuffer_get_length(bufferevent_get_output(
+		    t->bev)) == 0 ? "shutdown" : "shutdown (flush timed out)");
 		break;
 	}
 	tun_leave(t);
@@ -786,7 +929,8 @@ tun_dispatch(struct tun *t, const struct tun_frame *f)
 			break;
 		snprintf(why, sizeof(why), "reset by peer: %s (%s)",
 		    tun_err_name(r.code), r.msg);
-		tun_stream_free(s, why, 1);
+		tun_stream_free(s, why, TUN_RETRYABLE(r.code) ? TUN_END_RETRY :
+		    TUN_END_ABORT);
 		break;
 	case TUN_DATA:
 		/* Stream data arrives on the fast path; this is stream 0. */
@@ -818,7 +962,9 @@ tun_dispatch(struct tun *t, const struct tun_frame *f)
 			t->ops->goaway(t, &r, t->arg);
 		break;
 	default:
-		/* Unknown frame types are ignored: room for extensions. */
+		/* Others go to the owner, or are ignored: room to grow. */
+		if (f->type >= TUN_ANNOUNCE && t->ops->frame != NULL)
+			t->ops->frame(t, f, t->arg);
 		break;
 	}
 }
@@ -831,11 +977,16 @@ tun_recv_hello(struct tun *t, const struct tun_frame *f)
 	char			err[TUN_MSG_MAX];
 	uint8_t			want;
 
-	want = t->p.role == TUN_ROLE_AGENT ? TUN_ROLE_GATEWAY : TUN_ROLE_AGENT;
 	if (tun_hello_parse(f, &h) == -1) {
 		tun_protocol_error(t, "malformed HELLO");
 		return;
 	}
+	/* The acceptor learns here whether an agent or a peer gateway
+	 * dialed it, and answers in the matching role. */
+	if (t->accepting && h.role == TUN_ROLE_PEER)
+		t->p.role = TUN_ROLE_PEER;
+	want = t->p.role == TUN_ROLE_PEER ? TUN_ROLE_PEER :
+	    t->p.role == TUN_ROLE_AGENT ? TUN_ROLE_GATEWAY : TUN_ROLE_AGENT;
 	if (h.version != TUN_VERSION) {
 		snprintf(err, sizeof(err), "unsupported protocol version %u "
 		    "(this side speaks %u)", h.version, TUN_VERSION);
@@ -879,8 +1030,12 @@ tun_recv_open(struct tun *t, const struct tun_frame *f)
 	struct tun_open		 o;
 	struct tun_stream	*s;
 
-	if (t->accepting) {
+	if (t->p.role == TUN_ROLE_GATEWAY) {
 		tun_protocol_error(t, "agents may not open streams");
+		return;
+	}
+	if ((f->stream & 1) != (t->accepting ? 1u : 0u)) {
+		tun_protocol_error(t, "OPEN with the other side's stream id");
 		return;
 	}
 	if (tun_open_parse(f, &o) == -1) {
@@ -894,6 +1049,12 @@ tun_recv_open(struct tun *t, const struct tun_frame *f)
 	if (t->nstreams >= t->p.max_streams) {
 		tun_send_reason(t, 0, TUN_E_LIMIT, f->stream,
 		    "too many streams");
+		return;
+	}
+	if (t->drain_sent) {
+		/* Raced with our GOAWAY: the gateway replays it elsewhere. */
+		tun_send_reason(t, 0, TUN_E_SHUTDOWN, f->stream,
+		    "agent is draining");
 		return;
 	}
 	if ((s = tun_stream_new(t, f->stream)) == NULL) {
@@ -935,6 +1096,10 @@ tun_recv_data(struct tun *t, const uint8_t *hdr, uint32_t plen,
 	dst = s->bev != NULL ? bufferevent_get_output(s->bev) : s->pending;
 	evbuffer_remove_buffer(in, dst, plen);
 	s->out += plen;
+	if (plen > 0 && s->replay != NULL) {
+		evbuffer_free(s->replay);	/* committed to this replica */
+		s->replay = NULL;
+	}
 	if (flags & TUN_F_FIN) {
 		s->flags |= TUN_S_REMOTE_FIN;
 		if (s->bev != NULL && evbuffer_get_length(dst) == 0)
@@ -1021,16 +1186,19 @@ tun_stream_find(struct tun *t, uint32_t id)
  * response look complete.
  */
 static void
-tun_stream_free(struct tun_stream *s, const char *reason, int abort)
+tun_stream_free(struct tun_stream *s, const char *reason, enum tun_end end)
 {
 	struct tun		*t = s->tun;
 	struct tun_stream	**pp;
+	int			 moved;
 
-	log_info("%s stream=%u in=%llu out=%llu ms=%llu reason=%s",
+	moved = end == TUN_END_RETRY && tun_stream_retry(s, reason) == 0;
+	log_info("%s stream=%u in=%llu out=%llu ms=%llu reason=%s%s",
 	    s->label != NULL ? s->label : t->label, s->id,
 	    (unsigned long long)s->in, (unsigned long long)s->out,
-	    (unsigned long long)(mono_ms() - s->start_ms), reason);
-	if (t->ops->stream_closed != NULL)
+	    (unsigned long long)(mono_ms() - s->start_ms), reason,
+	    moved ? " (replayed elsewhere)" : "");
+	if (!moved && t->ops->stream_closed != NULL)
 		t->ops->stream_closed(t, s, reason, t->arg);
 	for (pp = &t->buckets[s->id & (t->nbuckets - 1)]; *pp != NULL;
 	    pp = &(*pp)->hnext) {
@@ -1043,21 +1211,57 @@ tun_stream_free(struct tun_stream *s, const char *reason, int abort)
 	if (s->flags & TUN_S_WAITING)
 		TAILQ_REMOVE(&t->waiting, s, wentry);
 	if (s->bev != NULL) {
-		if (abort && bufferevent_getfd(s->bev) != -1) {
+		if (end != TUN_END_CLEAN && bufferevent_getfd(s->bev) != -1) {
 			struct linger l = { 1, 0 };
 
 			setsockopt(bufferevent_getfd(s->bev), SOL_SOCKET,
 			    SO_LINGER, &l, sizeof(l));
 		}
-		evbuffer_remove_cb_entry(bufferevent_get_output(s->bev),
-		    s->drain_cb);
+		if (s->drain_cb != NULL)
+			evbuffer_remove_cb_entry(
+			    bufferevent_get_output(s->bev), s->drain_cb);
 		bufferevent_free(s->bev);
 	}
 	if (s->pending != NULL)
 		evbuffer_free(s->pending);
+	if (s->replay != NULL)
+		evbuffer_free(s->replay);
 	free(s->label);
 	free(s);
 	t->nstreams--;
+	/* A draining tunnel closes once its last stream is done. */
+	if (t->drain_sent && t->nstreams == 0 && !t->closed)
+		event_active(t->drain_timer, EV_TIMEOUT, 0);
+}
+
+/*
+ * Nothing came back yet and we still hold every byte we sent: give the
+ * local connection back to the owner, sent bytes first, to try another
+ * replica.  Returns 0 if the owner took it.
+ */
+static int
+tun_stream_retry(struct tun_stream *s, const char *reason)
+{
+	struct tun		*t = s->tun;
+	struct bufferevent	*bev = s->bev;
+
+	if (bev == NULL || s->replay == NULL || s->out > 0 ||
+	    (s->flags & TUN_S_LOCAL_EOF) || t->ops->stream_retry == NULL)
+		return -1;
+	evbuffer_remove_cb_entry(bufferevent_get_output(bev), s->drain_cb);
+	s->drain_cb = NULL;
+	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	bufferevent_disable(bev, EV_READ);
+	if (evbuffer_prepend_buffer(bufferevent_get_input(bev),
+	    s->replay) == -1 ||
+	    t->ops->stream_retry(t, s, bev, reason, t->arg) == -1) {
+		/* Not taken: the stream frees it as usual. */
+		s->drain_cb = evbuffer_add_cb(bufferevent_get_output(bev),
+		    tun_stream_drain_cb, s);
+		return -1;
+	}
+	s->bev = NULL;
+	return 0;
 }
 
 /*
@@ -1097,6 +1301,16 @@ tun_stream_pump(struct tun_stream *s)
 			break;
 		tun_frame_header(iov.iov_base, TUN_DATA, 0, s->id, (uint32_t)n);
 		evbuffer_remove(in, (uint8_t *)iov.iov_base + TUN_HDR_LEN, n);
+		if (s->replay != NULL) {
+			/* Kept until a byte comes back; past the cap the
+			 * stream can no longer be replayed. */
+			if (evbuffer_get_length(s->replay) + n > s->replay_max ||
+			    evbuffer_add(s->replay, (uint8_t *)iov.iov_base +
+			    TUN_HDR_LEN, n) == -1) {
+				evbuffer_free(s->replay);
+				s->replay = NULL;
+			}
+		}
 		iov.iov_len = TUN_HDR_LEN + n;
 		evbuffer_commit_space(out, &iov, 1);
 		s->send_credit -= n;
@@ -1118,7 +1332,7 @@ static int
 tun_stream_check_done(struct tun_stream *s)
 {
 	if ((s->flags & TUN_S_FIN_SENT) && (s->flags & TUN_S_SHUT_WR)) {
-		tun_stream_free(s, "eof", 0);
+		tun_stream_free(s, "eof", TUN_END_CLEAN);
 		return -1;
 	}
 	return 0;
@@ -1165,7 +1379,7 @@ tun_stream_read_more(struct tun_stream *s, struct bufferevent *bev)
 	char			 why[128];
 
 	limit = s->send_credit < TUN_LOCAL_IO ? s->send_credit : TUN_LOCAL_IO;
-	if (have >= limit)
+	if (have >= limit || bufferevent_getfd(bev) < 0)
 		return 0;
 	/* Socket bufferevents keep their input's end frozen between reads. */
 	evbuffer_unfreeze(in, 0);
@@ -1207,7 +1421,10 @@ tun_stream_write_cb(struct bufferevent *bev, void *arg)
 	if (!(s->flags & TUN_S_REMOTE_FIN) || (s->flags & TUN_S_SHUT_WR))
 		return;
 	tun_enter(t);
-	shutdown(bufferevent_getfd(bev), SHUT_WR);
+	if (bufferevent_getfd(bev) >= 0)
+		shutdown(bufferevent_getfd(bev), SHUT_WR);
+	else	/* a bufferevent pair (peer relay): EOF to the partner */
+		bufferevent_flush(bev, EV_WRITE, BEV_FINISHED);
 	s->flags |= TUN_S_SHUT_WR;
 	tun_stream_check_done(s);
 	tun_leave(t);

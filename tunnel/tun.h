@@ -37,8 +37,17 @@ struct tun_ops {
 	/* A stream is about to be freed; its udata is the owner's. */
 	void	(*stream_closed)(struct tun *, struct tun_stream *,
 		    const char *reason, void *arg);
+	/* A replayable stream failed before any byte came back (reset or
+	 * tunnel lost).  bev's input holds every byte it sent, then what
+	 * came after.  Return 0 to take bev (stream_closed is then not
+	 * called for this stream), -1 to let the stream close it. */
+	int	(*stream_retry)(struct tun *, struct tun_stream *,
+		    struct bufferevent *bev, const char *reason, void *arg);
 	/* The tunnel is closed; it is freed when this returns. */
 	void	(*closed)(struct tun *, const char *reason, void *arg);
+	/* A frame of a type the tunnel does not handle (ANNOUNCE, and
+	 * types above it) arrived; may be NULL. */
+	void	(*frame)(struct tun *, const struct tun_frame *, void *arg);
 };
 
 struct tun_params {
@@ -62,15 +71,37 @@ struct tun	*tun_new(struct event_base *, int fd, SSL *, int accepting,
 		    const struct tun_params *, const struct tun_ops *,
 		    void *arg);
 
+/*
+ * The same, accepting, over a bufferevent that already read the peer's
+ * ClientHello (the gateway's TLS entry, for agents that can only reach
+ * port 443).  Takes ownership of under and ssl.
+ */
+struct tun	*tun_new_over(struct event_base *, struct bufferevent *under,
+		    SSL *, const struct tun_params *, const struct tun_ops *,
+		    void *arg);
+
 /* Close now: reset every stream, free, call ops->closed. */
 void		 tun_close(struct tun *, const char *reason);
 
 /* Send GOAWAY and close once the frame is out (bounded by a timer). */
 void		 tun_shutdown(struct tun *, uint32_t code, const char *msg);
 
+/*
+ * Send GOAWAY and let open streams finish: no new streams either way,
+ * close when the last one ends or after ms (then cutting the rest).
+ */
+void		 tun_drain(struct tun *, const char *msg, unsigned ms);
+
 /* Send a control frame on stream 0.  Returns 0 or -1. */
 int		 tun_send_claim(struct tun *, uint8_t type,
 		    const struct tun_claim *);
+
+/* Hand the tunnel to another owner (from inside authed, typically). */
+void		 tun_set_ops(struct tun *, const struct tun_ops *, void *arg);
+/* Send a frame on stream 0 (ANNOUNCE).  Returns 0 or -1. */
+int		 tun_send_frame(struct tun *, uint8_t type, uint8_t flags,
+		    const void *, size_t len);
+enum tun_role	 tun_role(const struct tun *);	/* ours, once authed */
 
 int		 tun_is_ready(const struct tun *);	/* authenticated */
 int		 tun_is_draining(const struct tun *);	/* GOAWAY seen/sent */
@@ -87,10 +118,14 @@ void		*tun_arg(const struct tun *);
  * Open a stream to the peer (gateway side) and relay bev through it.
  * Takes ownership of bev, whose input buffer may already hold bytes
  * (the ClientHello or request head): they travel first.  label prefixes
- * the stream's closing log line.  Returns NULL (bev freed) on failure.
+ * the stream's closing log line.  replay_max > 0 keeps a copy of what is
+ * sent until the first byte comes back (up to that many bytes), so that
+ * ops->stream_retry can replay it elsewhere.  Returns NULL on failure,
+ * with bev left to the caller.
  */
 struct tun_stream *tun_stream_open(struct tun *, const struct tun_open *,
-		    struct bufferevent *bev, const char *label, void *udata);
+		    struct bufferevent *bev, const char *label, void *udata,
+		    size_t replay_max);
 
 /* Agent side: relay an incoming stream through bev (ownership taken).
  * Bytes that arrived before the attach are delivered first. */
@@ -104,6 +139,9 @@ void		 tun_stream_set_label(struct tun_stream *, const char *);
 void		 tun_stream_set_udata(struct tun_stream *, void *);
 void		*tun_stream_udata(const struct tun_stream *);
 uint32_t	 tun_stream_id(const struct tun_stream *);
+/* Bytes local->tunnel (in) and tunnel->local (out) so far. */
+void		 tun_stream_bytes(const struct tun_stream *, uint64_t *in,
+		    uint64_t *out);
 
 /* An event base for a relaying daemon (both daemons use one). */
 struct event_base *tun_base_new(void);

@@ -132,6 +132,10 @@ tun_claim_encode(const struct tun_claim *c, int result, uint8_t *out)
 	size_t	n = 0, nl = strlen(c->name), ml;
 
 	out[n++] = result ? c->status : c->kinds;
+	if (!result) {
+		out[n++] = c->priority;
+		out[n++] = c->policy;
+	}
 	out[n++] = (uint8_t)nl;
 	memcpy(out + n, c->name, nl);
 	n += nl;
@@ -155,14 +159,20 @@ tun_claim_parse(const struct tun_frame *f, int result, struct tun_claim *c)
 	if (result ? f->type != TUN_CLAIM_RESULT :
 	    (f->type != TUN_CLAIM && f->type != TUN_UNCLAIM))
 		return -1;
+	c->priority = c->policy = 0;
 	if (result) {
 		c->status = *p++;
 		c->kinds = 0;
 	} else {
+		if (f->len < 4)
+			return -1;
 		c->kinds = *p++;
+		c->priority = *p++;
+		c->policy = *p++;
 		c->status = 0;
 		if (f->type == TUN_CLAIM &&
-		    (c->kinds == 0 || (c->kinds & ~(TUN_KIND_TLS|TUN_KIND_HTTP))))
+		    (c->kinds == 0 || (c->kinds & ~(TUN_KIND_TLS|TUN_KIND_HTTP)) ||
+		    c->priority == 0 || c->policy > TUN_POLICY_BALANCE))
 			return -1;
 	}
 	/*
@@ -229,6 +239,54 @@ tun_reason_parse(const struct tun_frame *f, int goaway, struct tun_reason *r)
 	return 0;
 }
 
+size_t
+tun_announce_begin(uint8_t *out, uint32_t ttl_ms)
+{
+	put32(out, ttl_ms);
+	return 4;
+}
+
+size_t
+tun_announce_add(uint8_t *out, size_t len, const char *name, uint8_t kinds)
+{
+	size_t	nl = strlen(name);
+
+	if (nl == 0 || nl > NAME_MAX_LEN || len + 2 + nl > TUN_MAX_PAYLOAD)
+		return 0;
+	out[len] = kinds;
+	out[len + 1] = (uint8_t)nl;
+	memcpy(out + len + 2, name, nl);
+	return len + 2 + nl;
+}
+
+int
+tun_announce_parse(const struct tun_frame *f, uint32_t *ttl_ms, size_t *off,
+    struct tun_claim *c)
+{
+	const uint8_t	*p, *end = f->payload + f->len;
+	char		 raw[256];
+
+	if (f->type != TUN_ANNOUNCE || f->stream != 0 || f->len < 4)
+		return -1;
+	*ttl_ms = get32(f->payload);
+	if (*off < 4)
+		*off = 4;
+	if (*off >= f->len)
+		return 0;
+	p = f->payload + *off;
+	memset(c, 0, sizeof(*c));
+	c->kinds = *p++;
+	if (c->kinds & ~(TUN_KIND_TLS | TUN_KIND_HTTP))
+		return -1;
+	if (get_string(&p, end, 0, raw, sizeof(raw)) == -1)
+		return -1;
+	if (name_normalize(raw, strlen(raw), c->name, 1) == -1 ||
+	    strcmp(raw, c->name) != 0)
+		return -1;
+	*off = (size_t)(p - f->payload);
+	return 1;
+}
+
 int
 tun_window_parse(const struct tun_frame *f, uint32_t *incr)
 {
@@ -283,7 +341,8 @@ const char *
 tun_type_name(uint8_t t)
 {
 	static const char *names[] = { "?", "HELLO", "CLAIM", "CLAIM_RESULT",
-	    "UNCLAIM", "OPEN", "DATA", "WINDOW", "RESET", "PING", "GOAWAY" };
+	    "UNCLAIM", "OPEN", "DATA", "WINDOW", "RESET", "PING", "GOAWAY",
+	    "ANNOUNCE" };
 
 	return t < sizeof(names) / sizeof(names[0]) ? names[t] : "unknown";
 }

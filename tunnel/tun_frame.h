@@ -28,6 +28,7 @@ enum tun_type {
 	TUN_RESET = 8,
 	TUN_PING = 9,
 	TUN_GOAWAY = 10,
+	TUN_ANNOUNCE = 11,	/* peer links: names this gateway serves */
 };
 
 #define TUN_F_FIN	0x01	/* DATA: sender will send no more */
@@ -36,6 +37,7 @@ enum tun_type {
 enum tun_role {
 	TUN_ROLE_AGENT = 1,
 	TUN_ROLE_GATEWAY = 2,
+	TUN_ROLE_PEER = 3,	/* gateway to gateway */
 };
 
 enum tun_kind {			/* entry kinds, also a CLAIM bitmask */
@@ -94,8 +96,15 @@ struct tun_open {
 	char		 name[NAME_MAX_LEN + 1];
 };
 
+enum tun_policy {		/* how a gateway picks among replicas */
+	TUN_POLICY_FAILOVER = 0,	/* lowest priority value */
+	TUN_POLICY_BALANCE = 1,		/* fewest active streams */
+};
+
 struct tun_claim {
 	uint8_t		 kinds;		/* CLAIM: TUN_KIND_* bits */
+	uint8_t		 priority;	/* CLAIM: 1..255, lower preferred */
+	uint8_t		 policy;	/* CLAIM: enum tun_policy */
 	uint8_t		 status;	/* CLAIM_RESULT only */
 	char		 name[NAME_MAX_LEN + 1];
 	char		 msg[TUN_MSG_MAX + 1];	/* CLAIM_RESULT only */
@@ -133,6 +142,19 @@ int	tun_claim_parse(const struct tun_frame *, int result, struct tun_claim *);
 size_t	tun_reason_encode(const struct tun_reason *, int goaway, uint8_t *out);
 int	tun_reason_parse(const struct tun_frame *, int goaway, struct tun_reason *);
 int	tun_window_parse(const struct tun_frame *, uint32_t *incr);
+
+/*
+ * ANNOUNCE (stream 0): u32 ttl_ms, then entries of u8 kinds, u8 name
+ * length, name; kinds 0 withdraws the name.  Build one with _begin and
+ * _add (returns the new length, or 0 when the entry does not fit);
+ * read it with _parse, which fills the next entry and returns 1, or 0 at
+ * the end, or -1 if malformed (then the whole frame is).
+ */
+size_t	tun_announce_begin(uint8_t *out, uint32_t ttl_ms);
+size_t	tun_announce_add(uint8_t *out, size_t len, const char *name,
+	    uint8_t kinds);
+int	tun_announce_parse(const struct tun_frame *, uint32_t *ttl_ms,
+	    size_t *off, struct tun_claim *);
 
 /* Convert socket addresses for OPEN and back (unknown family: 0). */
 void	tun_addr_from_sa(struct tun_addr *, const struct sockaddr *);

@@ -21,6 +21,7 @@ static void	check_open(const struct tun_frame *);
 static void	check_claim(const struct tun_frame *, int);
 static void	check_reason(const struct tun_frame *, int);
 static void	check_window(const struct tun_frame *);
+static void	check_announce(const struct tun_frame *);
 static void	check_addr(const struct tun_addr *);
 static void	reframe(struct tun_frame *, const struct tun_frame *,
 		    const uint8_t *, size_t);
@@ -30,6 +31,35 @@ static void	same_addr(const struct tun_addr *, const struct tun_addr *);
 
 /* Encoders may write up to a full payload; keep slack to catch more. */
 static uint8_t	enc1[TUN_MAX_PAYLOAD * 2], enc2[TUN_MAX_PAYLOAD * 2];
+
+/* Entries that parse rebuild into the same bytes. */
+static void
+check_announce(const struct tun_frame *f)
+{
+	struct tun_claim	c;
+	struct tun_frame	g;
+	uint32_t		ttl, ttl2;
+	size_t			off = 0, off2 = 0, n;
+	int			r;
+
+	n = tun_announce_begin(enc1, 0);
+	while ((r = tun_announce_parse(f, &ttl, &off, &c)) == 1) {
+		CHECK(off <= f->len);
+		n = tun_announce_add(enc1, n, c.name, c.kinds);
+		CHECK(n != 0);
+	}
+	if (r == -1)
+		return;
+	tun_announce_begin(enc1, ttl);
+	CHECK(n == (f->len < 4 ? 4 : f->len));
+	CHECK(memcmp(enc1, f->payload, n) == 0);
+	g = *f;
+	g.payload = enc1;
+	g.len = (uint32_t)n;
+	while (tun_announce_parse(&g, &ttl2, &off2, &c) == 1)
+		;
+	CHECK(ttl2 == ttl && off2 == n);
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -50,6 +80,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_reason(&f, 0);
 		check_reason(&f, 1);
 		check_window(&f);
+		check_announce(&f);
 		CHECK(tun_type_name(f.type) != NULL);
 		data += n;
 		size -= (size_t)n;
@@ -146,6 +177,7 @@ check_claim(const struct tun_frame *f, int result)
 	reframe(&g, f, enc1, n1);
 	CHECK(tun_claim_parse(&g, result, &b) == 0);
 	CHECK(a.kinds == b.kinds && a.status == b.status);
+	CHECK(a.priority == b.priority && a.policy == b.policy);
 	CHECK(strcmp(a.name, b.name) == 0);
 	CHECK(strcmp(a.msg, b.msg) == 0);
 	n2 = tun_claim_encode(&b, result, enc2);

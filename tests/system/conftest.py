@@ -242,12 +242,17 @@ class Gateway:
         self.http_port = free_port()
         self.tunnel_port = free_port()
         self.agents = []
+        self.peers = []     # (name, tunnel port, key)
         self.extra = extra
         self.conf = os.path.join(self.dir, "gateway.yaml")
         self.proc = None
 
     def admit(self, agent, hostnames):
         self.agents.append((agent.name, agent.pub, hostnames))
+
+    def peer(self, other):
+        """List another Gateway as a peer of this one (do both)."""
+        self.peers.append((other.name, other.tunnel_port, other.pub))
 
     def write_config(self):
         lines = [
@@ -259,6 +264,13 @@ class Gateway:
             f'  tunnel: ["127.0.0.1:{self.tunnel_port}"]',
         ]
         lines.append(self.extra)
+        lines.append(f"name: {self.name}.example.test")
+        if self.peers:
+            lines.append("peers:")
+            for name, port, key in self.peers:
+                lines += [f"  - name: {name}",
+                          f'    address: "127.0.0.1:{port}"',
+                          f'    key: "{key}"']
         lines.append("agents:" if self.agents else "agents: []")
         for name, pub, hosts in self.agents:
             lines += [f"  - name: {name}", f'    key: "{pub}"',
@@ -287,23 +299,38 @@ class Agent:
         self.pub = keygen(self.key_path)
         self.gateways = []
         self.services = []
+        self.health = {}    # hostname -> health section (dict or YAML)
+        self.replica = {}   # hostname -> (priority, policy)
         self.extra = extra
         self.conf = os.path.join(self.dir, "agent.yaml")
         self.proc = None
 
-    def use(self, gw, key=None):
-        self.gateways.append((gw.name, f"127.0.0.1:{gw.tunnel_port}",
-                              key or gw.pub))
+    def use(self, gw, key=None, port=None, server_name=None):
+        """port: dial another port of gw (its TLS entry, say) instead of
+        its tunnel listener; server_name: the SNI to send."""
+        self.gateways.append((gw.name,
+                              f"127.0.0.1:{port or gw.tunnel_port}",
+                              key or gw.pub, server_name))
 
-    def serve(self, hostname, tls=None, http=None, proxy=None):
+    def serve(self, hostname, tls=None, http=None, proxy=None, health=None,
+              priority=None, policy=None):
+        """health: the service's health section, as a dict (e.g.
+        {"check": "tcp", "interval": "200ms"}) or a flow-style YAML
+        string ("{ check: tcp }")."""
         self.services.append((hostname, tls, http, proxy))
+        if health:
+            self.health[hostname] = health
+        if priority is not None or policy is not None:
+            self.replica[hostname] = (priority, policy)
 
     def write_config(self):
         lines = [f"identity: {self.key_path}", f"name: {self.name}",
                  "reconnect: { min: 100ms, max: 1s }", "gateways:"]
-        for name, addr, key in self.gateways:
+        for name, addr, key, sni in self.gateways:
             lines += [f"  - name: {name}", f'    address: "{addr}"',
                       f'    key: "{key}"']
+            if sni:
+                lines.append(f"    server_name: {sni}")
         lines.append(self.extra)
         lines.append("services:")
         for host, tls, http, proxy in self.services:
@@ -314,6 +341,17 @@ class Agent:
                 lines.append(f'    http: "{http}"')
             if proxy:
                 lines.append(f"    proxy_protocol: {proxy}")
+            prio, policy = self.replica.get(host, (None, None))
+            if prio is not None:
+                lines.append(f"    priority: {prio}")
+            if policy is not None:
+                lines.append(f"    policy: {policy}")
+            health = self.health.get(host)
+            if isinstance(health, dict):
+                health = "{ " + ", ".join(f"{k}: {v}" for k, v in
+                                          health.items()) + " }"
+            if health:
+                lines.append(f"    health: {health}")
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
 
@@ -322,7 +360,7 @@ class Agent:
         self.proc = self.procs.start(self.name, [AGENT, "-c", self.conf],
                                      daemon=True)
         if wait_serving:
-            for gw, _, _ in self.gateways:
+            for gw, _, _, _ in self.gateways:
                 for host, _, _, _ in self.services:
                     self.proc.wait_log(
                         rf"gateway {re.escape(gw)}: serving "
@@ -361,13 +399,16 @@ http {{
 class Nginx:
     """A real nginx serving files from root over TLS and plain HTTP."""
 
-    def __init__(self, procs, tmp, ca, name, tag=None):
+    def __init__(self, procs, tmp, ca, name, tag=None, tls_port=None,
+                 http_port=None):
+        """tls_port/http_port: fixed ports (e.g. a restarted backend
+        taking over the ports of a stopped one); default fresh ones."""
         self.dir = os.path.join(tmp, f"nginx-{name}-{tag or 'x'}")
         self.root = os.path.join(self.dir, "root")
         os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
         os.makedirs(self.root, exist_ok=True)
-        self.tls_port = free_port()
-        self.http_port = free_port()
+        self.tls_port = tls_port or free_port()
+        self.http_port = http_port or free_port()
         self.name = name
         self.tag = tag or name
         self.crt, self.key = ca.leaf(name)

@@ -149,7 +149,7 @@ def broken_cases():
     edited text.  needle None: the first top-level key."""
     return [
         ("gateway", "unknown-key",
-         lambda t: t.replace("  keepalive: 2s", "  keepalve: 2s", 1),
+         lambda t: t.replace("  keepalive: 1s", "  keepalve: 1s", 1),
          "keepalve", 1, "keepalve", "unknown key"),
         ("gateway", "bad-address",
          lambda t: t.replace('"127.0.0.1:8080"', '"127.0.0.1:80800"', 1),
@@ -166,7 +166,7 @@ def broken_cases():
                              "identity: gateway: key", 1),
          ": key", 1, None, "YAML syntax error"),
         ("agent", "unknown-key",
-         lambda t: t.replace("  dead_peer: 6s", "  dead_per: 6s", 1),
+         lambda t: t.replace("  dead_peer: 4s", "  dead_per: 4s", 1),
          "dead_per", 1, "dead_per", "unknown key"),
         ("agent", "bad-address",
          lambda t: t.replace('"127.0.0.1:9443"', '"127.0.0.1:94430"', 1),

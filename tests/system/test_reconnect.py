@@ -95,7 +95,7 @@ def test_killed_agent_routes_removed_and_name_taken_back(procs, tmp_path,
     gw.proc.set_mark()
     assert ag.proc.stop(signal.SIGKILL) == -signal.SIGKILL
     # The kernel closes the socket: the gateway sees EOF at once, well
-    # before keepalive (2s) or dead_peer (6s) could matter.
+    # before keepalive (1s) or dead_peer (4s) could matter.
     m = gw.proc.wait_log(r"tunnel from 127\.0\.0\.1:\d+ \(agent agent\) "
                          r"closed: (.*)", timeout=1.5)
     assert "dead peer" not in m.group(1), m.group(0)
@@ -135,7 +135,7 @@ def test_reconnect_lease_replaces_stale_session(procs, tmp_path, ca):
         gw.proc.wait_log(r"\(agent agent\) closed: replaced by a new "
                          r"session")
         gw.proc.wait_log(rf"agent agent claimed {re.escape(HOST)} ")
-        # At once: no waiting for dead_peer (6s) on the stale session;
+        # At once: no waiting for dead_peer (4s) on the stale session;
         # a visitor routed to the stopped agent would time out here.
         assert whoami(gw, timeout=3) == f"new-home http {HOST}\n"
         assert_serves(gw, ca, tag="new-home", timeout=3)

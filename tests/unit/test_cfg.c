@@ -2,8 +2,9 @@
 /*
  * The config loader against the shipped examples, a table of broken
  * configs (each must name the right line:column and say what is wrong),
- * the defaults, typed values, and file loading with relative identity
- * paths.  Every bad config is its own cmocka test, named after its case.
+ * the defaults, typed values (replicas, health checks, peers and admin
+ * listeners included), and file loading with relative identity paths.
+ * Every bad config is its own cmocka test, named after its case.
  */
 
 #include <sys/stat.h>
@@ -48,6 +49,18 @@
 	"  - name: " name "\n" \
 	"    key: \"" key "\"\n" \
 	"    hostnames: " hosts "\n"
+
+/* Three lines: name, address, key (its value at column 10). */
+#define GW_PEER(name, addr, key) \
+	"  - name: " name "\n" \
+	"    address: " addr "\n" \
+	"    key: \"" key "\"\n"
+
+/* Health path lengths: "/" A64 A64 A64 A62 is 255 bytes. */
+#define A31	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define A62	A31 A31
+#define A64	A31 A31 "aa"
+#define PATH255	"/" A64 A64 A64 A62
 
 enum schema { GW, AG };
 
@@ -96,11 +109,11 @@ static const struct bad bad_configs[] = {
 
 	/* Gateway: keys and types. */
 	{ "gw_unknown_top", GW, GW_BASE "lisen: x\n", "5:1",
-	    "unknown key: 'lisen' (allowed: identity, listen, timeouts, "
-	    "limits, agents)" },
+	    "unknown key: 'lisen' (allowed: identity, name, admin, listen, "
+	    "timeouts, limits, agents, peers)" },
 	{ "gw_unknown_timeout", GW, GW_BASE "timeouts:\n  helo: 5s\n", "6:3",
 	    "timeouts: unknown key: 'helo' (allowed: hello, handshake, "
-	    "keepalive, dead_peer)" },
+	    "keepalive, dead_peer, drain, announce)" },
 	{ "gw_agent_config", GW, "identity: k\nservices: []\n", "2:1",
 	    "looks like a porch-agent config" },
 	{ "gw_timeouts_scalar", GW, GW_BASE "timeouts: 5s\n", "5:11",
@@ -171,7 +184,10 @@ static const struct bad bad_configs[] = {
 	    "  dead_peer: 3s\n", "7:14",
 	    "timeouts.dead_peer: must be longer than keepalive: '3s'" },
 	{ "gw_keepalive_default", GW, GW_BASE "timeouts:\n"
-	    "  keepalive: 10s\n", "6:14", "dead_peer is 6s by default" },
+	    "  keepalive: 10s\n", "6:14", "dead_peer is 4s by default" },
+	{ "gw_keepalive_default_eq", GW, GW_BASE "timeouts:\n"
+	    "  keepalive: 4s\n", "6:14",
+	    "timeouts.keepalive: not below dead_peer: '4s'" },
 	{ "gw_size_unit", GW, GW_BASE "limits:\n  stream_window: 256KB\n",
 	    "6:18", "limits.stream_window: bad size: '256KB'" },
 	{ "gw_window_small", GW, GW_BASE "limits:\n  stream_window: 8KiB\n",
@@ -186,6 +202,144 @@ static const struct bad bad_configs[] = {
 	    "6:20", "out of range" },
 	{ "gw_limits_seq", GW, GW_BASE "limits:\n  - 1\n", "6:3",
 	    "limits: expected a mapping, got a sequence" },
+	{ "gw_unknown_limit", GW, GW_BASE "limits:\n  retry: 1\n", "6:3",
+	    "allowed: hello_bytes, http_head_bytes, streams_per_tunnel, "
+	    "stream_window, max_connections, retries, replay_bytes)" },
+
+	/* Gateway: drain, announce, retries, replay. */
+	{ "gw_drain_long", GW, GW_BASE "timeouts:\n  drain: 61m\n", "6:10",
+	    "timeouts.drain: out of range: '61m' (must be between 0ms and "
+	    "1h)" },
+	{ "gw_drain_bare_zero", GW, GW_BASE "timeouts:\n  drain: 0\n",
+	    "6:10", "timeouts.drain: bad duration: '0' (add a unit" },
+	{ "gw_drain_null", GW, GW_BASE "timeouts:\n  drain:\n", "6:9",
+	    "timeouts.drain: expected a duration, got nothing" },
+	{ "gw_announce_short", GW, GW_BASE "timeouts:\n  announce: 99ms\n",
+	    "6:13", "timeouts.announce: out of range: '99ms' (must be between "
+	    "100ms and 1m)" },
+	{ "gw_announce_long", GW, GW_BASE "timeouts: {announce: 61s}\n",
+	    "5:22", "timeouts.announce: out of range: '61s'" },
+	{ "gw_announce_zero", GW, GW_BASE "timeouts: {announce: 0s}\n",
+	    "5:22", "out of range" },
+	{ "gw_retries_high", GW, GW_BASE "limits:\n  retries: 9\n", "6:12",
+	    "limits.retries: out of range: '9' (must be between 0 and 8)" },
+	{ "gw_retries_negative", GW, GW_BASE "limits:\n  retries: -1\n",
+	    "6:12", "limits.retries: not a whole number: '-1'" },
+	{ "gw_retries_unit", GW, GW_BASE "limits:\n  retries: 2x\n",
+	    "6:12", "not a whole number" },
+	{ "gw_replay_big", GW, GW_BASE "limits:\n  replay_bytes: 2MiB\n",
+	    "6:17", "limits.replay_bytes: out of range: '2MiB' (must be "
+	    "between 0 and 1MiB)" },
+	{ "gw_replay_over", GW, GW_BASE "limits:\n  replay_bytes: 1048577\n",
+	    "6:17", "out of range" },
+	{ "gw_replay_unit", GW, GW_BASE "limits:\n  replay_bytes: 64K\n",
+	    "6:17", "limits.replay_bytes: bad size: '64K'" },
+
+	/* Gateway: own name and admin address. */
+	{ "gw_name_wildcard", GW, GW_BASE "name: \"*.example.net\"\n",
+	    "5:7", "name: bad hostname: '*.example.net' (dot-separated labels "
+	    "of letters, digits and '-', no wildcard" },
+	{ "gw_name_space", GW, GW_BASE "name: \"gw 1.example.net\"\n", "5:7",
+	    "name: bad hostname: 'gw 1.example.net'" },
+	{ "gw_name_ip", GW, GW_BASE "name: 192.0.2.1\n", "5:7",
+	    "name: not a hostname: '192.0.2.1' (an IP address cannot be sent "
+	    "as TLS SNI" },
+	{ "gw_name_v6", GW, GW_BASE "name: \"::1\"\n", "5:7",
+	    "name: bad hostname: '::1'" },
+	{ "gw_name_long_label", GW, GW_BASE "name: " A64 ".example\n", "5:7",
+	    "bad hostname" },
+	{ "gw_name_list", GW, GW_BASE "name: [gw1.example.net]\n", "5:7",
+	    "name: expected a string, got a sequence" },
+	{ "gw_name_empty", GW, GW_BASE "name: \"\"\n", "5:7",
+	    "name: empty string" },
+	{ "gw_admin_hostname", GW, GW_BASE "admin: \"localhost:9900\"\n",
+	    "5:8", "admin: bad address: 'localhost:9900' (not a numeric IPv4 "
+	    "address; listen addresses are numeric ip:port, e.g. "
+	    "'127.0.0.1:9900' or '[::1]:9900')" },
+	{ "gw_admin_no_port", GW, GW_BASE "admin: 127.0.0.1\n", "5:8",
+	    "admin: bad address: '127.0.0.1' (missing :port" },
+	{ "gw_admin_list", GW, GW_BASE "admin: [\"127.0.0.1:9900\"]\n",
+	    "5:8", "admin: expected a string, got a sequence" },
+	{ "gw_admin_null", GW, GW_BASE "admin: ~\n", "5:8",
+	    "admin: expected a string, got nothing" },
+	{ "gw_admin_dup", GW, GW_BASE "admin: 127.0.0.1:7443\n", "5:8",
+	    "admin: duplicate address: '127.0.0.1:7443' (first at line 4; "
+	    "bind each address once)" },
+	{ "gw_admin_dup_before", GW, "identity: k\nadmin: \"[::1]:8080\"\n"
+	    "listen:\n  http: \"[::1]:8080\"\n  tunnel: 127.0.0.1:7443\n",
+	    "4:9", "listen: duplicate address: '[::1]:8080' (first at line 2" },
+	{ "gw_listen_dup_file_order", GW, "identity: k\nlisten:\n"
+	    "  tunnel: \"127.0.0.1:1\"\n  tls: [\"127.0.0.1:1\"]\n", "4:9",
+	    "listen: duplicate address: '127.0.0.1:1' (first at line 3" },
+
+	/* Gateway: peers. */
+	{ "gw_peers_map", GW, GW_BASE "peers: {gw2: x}\n", "5:8",
+	    "peers: expected a sequence, got a mapping" },
+	{ "gw_peer_scalar", GW, GW_BASE "peers:\n  - gw2\n", "6:5",
+	    "peers[0]: expected a mapping, got a string: 'gw2'" },
+	{ "gw_peer_no_name", GW, GW_BASE "peers:\n"
+	    "  - address: gw2.example.net:7443\n    key: " GWK "\n", "6:5",
+	    "peers[0]: missing required key: 'name' (add 'name: gw2')" },
+	{ "gw_peer_no_address", GW, GW_BASE "peers:\n  - name: gw2\n"
+	    "    key: " GWK "\n", "6:5",
+	    "peers[0]: missing required key: 'address'" },
+	{ "gw_peer_no_key", GW, GW_BASE "peers:\n  - name: gw2\n"
+	    "    address: gw2.example.net:7443\n", "6:5",
+	    "peers[0]: missing required key: 'key' (pin the peer's public "
+	    "key" },
+	{ "gw_peer_unknown", GW, GW_BASE "peers:\n"
+	    GW_PEER("gw2", "gw2.example.net:7443", GWK) "    hostnames: [a]\n",
+	    "9:5", "peers[0]: unknown key: 'hostnames' (allowed: name, "
+	    "address, key)" },
+	{ "gw_peer_bad_name", GW, GW_BASE "peers:\n"
+	    GW_PEER("\"gw/2\"", "gw2.example.net:7443", GWK), "6:11",
+	    "peers[0].name: bad name: 'gw/2'" },
+	{ "gw_peer_no_port", GW, GW_BASE "peers:\n"
+	    GW_PEER("gw2", "gw2.example.net", GWK), "7:14",
+	    "peers[0].address: bad address: 'gw2.example.net' (missing :port" },
+	{ "gw_peer_bad_host", GW, GW_BASE "peers:\n"
+	    GW_PEER("gw2", "\"gw 2:7443\"", GWK), "7:14",
+	    "peers[0].address: bad address: 'gw 2:7443' (the host is neither" },
+	{ "gw_peer_bad_ip", GW, GW_BASE "peers:\n"
+	    GW_PEER("gw2", "10.0.0.256:7443", GWK), "7:14",
+	    "peers[0].address: bad address" },
+	{ "gw_peer_bad_key", GW, GW_BASE "peers:\n"
+	    GW_PEER("gw2", "gw2.example.net:7443", "ed25519:AAAA"), "8:10",
+	    "peers[0].key: bad public key: 'ed25519:AAAA'" },
+	{ "gw_peer_dup_name", GW, GW_BASE "peers:\n"
+	    GW_PEER("gw2", "gw2.example.net:7443", GWK)
+	    GW_PEER("gw2", "gw3.example.net:7443", ZEROK), "9:11",
+	    "peers[1].name: duplicate peer name: 'gw2' (first at line 6; "
+	    "give each peer its own name)" },
+	{ "gw_peer_dup_key", GW, GW_BASE "peers:\n"
+	    GW_PEER("gw2", "gw2.example.net:7443", GWK)
+	    GW_PEER("gw3", "gw3.example.net:7443", GWK), "11:10",
+	    "peers[1].key: duplicate peer key: '" GWK "' (first at line 8" },
+	{ "gw_peer_dup_address", GW, GW_BASE "peers:\n"
+	    GW_PEER("gw2", "gw2.example.net:7443", GWK)
+	    GW_PEER("gw3", "GW2.Example.net:7443", ZEROK), "10:14",
+	    "peers[1].address: duplicate peer address: 'GW2.Example.net:7443' "
+	    "(first at line 7" },
+	{ "gw_peer_dup_v6", GW, GW_BASE "peers:\n"
+	    GW_PEER("gw2", "\"[2001:DB8::1]:7443\"", GWK)
+	    GW_PEER("gw3", "\"[2001:db8::1]:7443\"", ZEROK), "10:14",
+	    "duplicate peer address" },
+	{ "gw_peer_is_agent", GW, GW_BASE "agents:\n"
+	    GW_AGENT("home", AGK, "[x.example]") "peers:\n"
+	    GW_PEER("gw2", "gw2.example.net:7443", GWK)
+	    GW_PEER("gw3", "gw3.example.net:7443", AGK), "15:10",
+	    "peers[1].key: also an agent's key: '" AGK "' (agent 'home' at "
+	    "line 7 has it; a key is either an agent or a peer)" },
+	{ "gw_peer_is_agent_above", GW, GW_BASE "peers:\n"
+	    GW_PEER("gw2", "gw2.example.net:7443", AGK) "agents:\n"
+	    GW_AGENT("a", ZEROK, "[x.example]") GW_AGENT("b", AGK,
+	    "[y.example]"), "8:10",
+	    "agent 'b' at line 14 has it; a key is either an agent or a peer" },
+	{ "gw_peer_dup_name_first", GW, GW_BASE "peers:\n"
+	    GW_PEER("gw2", "gw2.example.net:7443", AGK)
+	    GW_PEER("gw2", "gw3.example.net:7443", AGK) "agents:\n"
+	    GW_AGENT("a", AGK, "[x.example]"), "9:11",
+	    "duplicate peer name" },
 
 	/* Gateway: agents. */
 	{ "gw_agent_no_key", GW, GW_BASE "agents:\n  - name: a\n"
@@ -245,8 +399,8 @@ static const struct bad bad_configs[] = {
 	{ "ag_gateway_config", AG, "identity: a\nlisten: {}\n", "2:1",
 	    "looks like a porch-gateway config" },
 	{ "ag_unknown_top", AG, AG_BASE "servics: []\n", "9:1",
-	    "allowed: identity, name, gateways, reconnect, timeouts, limits, "
-	    "services" },
+	    "allowed: identity, name, admin, gateways, reconnect, timeouts, "
+	    "limits, services)" },
 	{ "ag_bad_name", AG, "name: \"my host\"\n" AG_BASE, "1:7",
 	    "name: bad name: 'my host'" },
 	{ "ag_gw_no_port", AG, "identity: a\ngateways:\n"
@@ -291,7 +445,8 @@ static const struct bad bad_configs[] = {
 	    "services[0].proxy_protocol: unknown PROXY protocol version: 'v3' "
 	    "(use off, v1 or v2)" },
 	{ "ag_service_unknown", AG, AG_BASE "    backend: 127.0.0.1:1\n",
-	    "9:5", "allowed: hostname, tls, http, proxy_protocol" },
+	    "9:5", "allowed: hostname, tls, http, proxy_protocol, priority, "
+	    "policy, health)" },
 	{ "ag_reconnect_order", AG, AG_BASE "reconnect: {min: 1m, max: 30s}\n",
 	    "9:18", "reconnect.min: above reconnect.max: '1m' (max is 30s" },
 	{ "ag_reconnect_max_low", AG, AG_BASE "reconnect: {max: 100ms}\n",
@@ -304,6 +459,180 @@ static const struct bad bad_configs[] = {
 	    "9:25", "bad size: '1GiB'" },
 	{ "ag_limits_unknown", AG, AG_BASE "limits: {hello_bytes: 1}\n",
 	    "9:10", "allowed: stream_window" },
+	{ "ag_timeouts_unknown", AG, AG_BASE "timeouts: {drian: 1s}\n",
+	    "9:12", "timeouts: unknown key: 'drian' (allowed: keepalive, "
+	    "dead_peer, connect, drain)" },
+	{ "ag_keepalive_default", AG, AG_BASE "timeouts:\n  keepalive: 4s\n",
+	    "10:14", "timeouts.keepalive: not below dead_peer: '4s' "
+	    "(dead_peer is 4s by default" },
+
+	/* Agent: admin, server_name, drain. */
+	{ "ag_admin_hostname", AG, "admin: localhost:9901\n" AG_BASE, "1:8",
+	    "admin: bad address: 'localhost:9901' (not a numeric IPv4 "
+	    "address; listen addresses are numeric ip:port, e.g. "
+	    "'127.0.0.1:9901' or '[::1]:9901')" },
+	{ "ag_admin_v6_brackets", AG, "admin: \"::1:9901\"\n" AG_BASE, "1:8",
+	    "must be written as [address]:port" },
+	{ "ag_admin_map", AG, AG_BASE "admin: {port: 9901}\n", "9:8",
+	    "admin: expected a string, got a mapping" },
+	{ "ag_server_name_wildcard", AG, "identity: a\ngateways:\n"
+	    "  - name: gw1\n    address: gw1.example.net:7443\n"
+	    "    key: " GWK "\n    server_name: \"*.example.net\"\n", "6:18",
+	    "gateways[0].server_name: bad hostname: '*.example.net'" },
+	{ "ag_server_name_ip", AG, "identity: a\ngateways:\n"
+	    "  - name: gw1\n    address: gw1.example.net:7443\n"
+	    "    key: " GWK "\n    server_name: 203.0.113.9\n", "6:18",
+	    "gateways[0].server_name: not a hostname: '203.0.113.9' (an IP "
+	    "address cannot be sent as TLS SNI" },
+	{ "ag_server_name_port", AG, "identity: a\ngateways:\n"
+	    "  - {name: gw1, address: \"gw1.example.net:443\", key: \"" GWK
+	    "\", server_name: \"gw1.example.net:443\"}\n", "3:123",
+	    "gateways[0].server_name: bad hostname: 'gw1.example.net:443'" },
+	{ "ag_server_name_null", AG, "identity: a\ngateways:\n"
+	    "  - name: gw1\n    address: gw1.example.net:7443\n"
+	    "    key: " GWK "\n    server_name:\n", "6:17",
+	    "gateways[0].server_name: expected a string, got nothing" },
+	{ "ag_gw_unknown", AG, "identity: a\ngateways:\n"
+	    "  - name: gw1\n    address: gw1.example.net:7443\n"
+	    "    key: " GWK "\n    sni: gw1.example.net\n", "6:5",
+	    "gateways[0]: unknown key: 'sni' (allowed: name, address, key, "
+	    "server_name)" },
+	{ "ag_drain_long", AG, AG_BASE "timeouts: {drain: 2h}\n", "9:19",
+	    "timeouts.drain: out of range: '2h' (must be between 0ms and 1h)" },
+	{ "ag_drain_bad", AG, AG_BASE "timeouts: {drain: never}\n", "9:19",
+	    "timeouts.drain: bad duration: 'never'" },
+
+	/* Agent: priority and policy. */
+	{ "ag_priority_zero", AG, AG_BASE "    priority: 0\n", "9:15",
+	    "services[0].priority: out of range: '0' (must be between 1 and "
+	    "255)" },
+	{ "ag_priority_high", AG, AG_BASE "    priority: 256\n", "9:15",
+	    "services[0].priority: out of range: '256'" },
+	{ "ag_priority_word", AG, AG_BASE "    priority: high\n", "9:15",
+	    "services[0].priority: not a whole number: 'high'" },
+	{ "ag_priority_list", AG, AG_BASE "    priority: [1]\n", "9:15",
+	    "services[0].priority: expected a number, got a sequence" },
+	{ "ag_policy_unknown", AG, AG_BASE "    policy: round-robin\n",
+	    "9:13", "services[0].policy: unknown policy: 'round-robin' (use "
+	    "failover (lowest priority first) or balance)" },
+	{ "ag_policy_case", AG, AG_BASE "    policy: Balance\n", "9:13",
+	    "unknown policy: 'Balance'" },
+	{ "ag_policy_null", AG, AG_BASE "    policy:\n", "9:12",
+	    "services[0].policy: expected a string, got nothing" },
+
+	/* Agent: health checks. */
+	{ "ag_health_scalar", AG, AG_BASE "    health: tcp\n", "9:13",
+	    "services[0].health: expected a mapping, got a string: 'tcp'" },
+	{ "ag_health_null", AG, AG_BASE "    health:\n", "9:12",
+	    "services[0].health: expected a mapping, got nothing" },
+	{ "ag_health_no_check", AG, AG_BASE "    health:\n"
+	    "      interval: 5s\n", "10:7",
+	    "services[0].health: missing required key: 'check' (add 'check: "
+	    "tcp', 'check: tls' or 'check: http')" },
+	{ "ag_health_empty_map", AG, AG_BASE "    health: {}\n", "9:13",
+	    "missing required key: 'check'" },
+	{ "ag_health_unknown", AG, AG_BASE "    health:\n      check: tcp\n"
+	    "      retries: 3\n", "11:7",
+	    "services[0].health: unknown key: 'retries' (allowed: check, "
+	    "interval, timeout, rise, fall, path, expect)" },
+	{ "ag_health_bad_check", AG, AG_BASE "    health: {check: udp}\n",
+	    "9:21", "services[0].health.check: unknown check: 'udp' (use tcp "
+	    "(connect), tls (TLS handshake) or http (GET a path))" },
+	{ "ag_health_check_none", AG, AG_BASE "    health: {check: none}\n",
+	    "9:21", "unknown check: 'none'" },
+	{ "ag_health_check_case", AG, AG_BASE "    health: {check: TCP}\n",
+	    "9:21", "unknown check: 'TCP'" },
+	{ "ag_health_check_empty", AG, AG_BASE "    health: {check: \"\"}\n",
+	    "9:21", "services[0].health.check: empty string" },
+	{ "ag_health_tls_no_backend", AG, AG_BASE
+	    "  - hostname: b.example.test\n    http: 127.0.0.1:9080\n"
+	    "    health: {check: tls}\n", "11:21",
+	    "services[1].health.check: no tls backend: 'tls' (a tls check "
+	    "handshakes with the service's tls backend; add one or use "
+	    "check: tcp)" },
+	{ "ag_health_http_no_backend", AG, AG_BASE
+	    "    health: {check: http}\n", "9:21",
+	    "services[0].health.check: no http backend: 'http' (an http "
+	    "check asks the service's http backend" },
+	{ "ag_health_interval_short", AG, AG_BASE
+	    "    health: {check: tcp, interval: 99ms, timeout: 50ms}\n",
+	    "9:36", "services[0].health.interval: out of range: '99ms' (must "
+	    "be between 100ms and 1h)" },
+	{ "ag_health_interval_long", AG, AG_BASE
+	    "    health: {check: tcp, interval: 61m}\n", "9:36",
+	    "out of range: '61m'" },
+	{ "ag_health_interval_bare", AG, AG_BASE
+	    "    health: {check: tcp, interval: 2}\n", "9:36",
+	    "services[0].health.interval: bad duration: '2' (add a unit" },
+	{ "ag_health_timeout_eq", AG, AG_BASE
+	    "    health: {check: tcp, interval: 1s, timeout: 1s}\n", "9:49",
+	    "services[0].health.timeout: not below interval: '1s' (interval "
+	    "is 1s; a check must end before the next one starts)" },
+	{ "ag_health_timeout_long", AG, AG_BASE
+	    "    health: {check: tcp, timeout: 3s}\n", "9:35",
+	    "services[0].health.timeout: not below interval: '3s' (interval "
+	    "is 2s" },
+	{ "ag_health_interval_default_timeout", AG, AG_BASE
+	    "    health: {check: tcp, interval: 500ms}\n", "9:36",
+	    "services[0].health.interval: not above timeout: '500ms' "
+	    "(timeout is 1s by default; lengthen interval or set a shorter "
+	    "timeout)" },
+	{ "ag_health_timeout_zero", AG, AG_BASE
+	    "    health: {check: tcp, timeout: 0ms}\n", "9:35",
+	    "services[0].health.timeout: out of range: '0ms' (must be between "
+	    "1ms and 1h)" },
+	{ "ag_health_rise_zero", AG, AG_BASE
+	    "    health: {check: tcp, rise: 0}\n", "9:32",
+	    "services[0].health.rise: out of range: '0' (must be between 1 "
+	    "and 100)" },
+	{ "ag_health_fall_high", AG, AG_BASE
+	    "    health: {check: tcp, fall: 101}\n", "9:32",
+	    "services[0].health.fall: out of range: '101'" },
+	{ "ag_health_fall_word", AG, AG_BASE
+	    "    health: {check: tcp, fall: two}\n", "9:32",
+	    "services[0].health.fall: not a whole number: 'two'" },
+	{ "ag_health_path_tcp", AG, AG_BASE
+	    "    health: {check: tcp, path: /healthz}\n", "9:32",
+	    "services[0].health.path: only for check: http: '/healthz' (this "
+	    "check is tcp; remove path or use check: http)" },
+	{ "ag_health_expect_tls", AG, AG_BASE
+	    "    health:\n      check: tls\n      expect: 204\n", "11:15",
+	    "services[0].health.expect: only for check: http: '204' (this "
+	    "check is tls; remove expect or use check: http)" },
+	{ "ag_health_path_relative", AG, AG_BASE "    http: 127.0.0.1:9080\n"
+	    "    health:\n      check: http\n      path: healthz\n", "12:13",
+	    "services[0].health.path: bad path: 'healthz' (must start with "
+	    "'/', e.g. '/healthz')" },
+	{ "ag_health_path_url", AG, AG_BASE "    http: 127.0.0.1:9080\n"
+	    "    health:\n      check: http\n"
+	    "      path: http://app.example.test/\n", "12:13",
+	    "bad path: 'http://app.example.test/' (must start with '/'" },
+	{ "ag_health_path_space", AG, AG_BASE "    http: 127.0.0.1:9080\n"
+	    "    health:\n      check: http\n      path: \"/a b\"\n", "12:13",
+	    "services[0].health.path: bad path: '/a b' (printable ASCII "
+	    "without spaces; percent-encode the rest, e.g. '%20')" },
+	{ "ag_health_path_tab", AG, AG_BASE "    http: 127.0.0.1:9080\n"
+	    "    health:\n      check: http\n      path: \"/a\\tb\"\n",
+	    "12:13", "bad path: '/a\\x09b' (printable ASCII" },
+	{ "ag_health_path_utf8", AG, AG_BASE "    http: 127.0.0.1:9080\n"
+	    "    health:\n      check: http\n      path: \"/caf\xc3\xa9\"\n",
+	    "12:13", "services[0].health.path: bad path" },
+	{ "ag_health_path_long", AG, AG_BASE "    http: 127.0.0.1:9080\n"
+	    "    health:\n      check: http\n      path: " PATH255 "a\n",
+	    "12:13", "(at most 255 bytes)" },
+	{ "ag_health_path_null", AG, AG_BASE "    http: 127.0.0.1:9080\n"
+	    "    health:\n      check: http\n      path:\n", "12:12",
+	    "services[0].health.path: expected a string, got nothing" },
+	{ "ag_health_expect_low", AG, AG_BASE "    http: 127.0.0.1:9080\n"
+	    "    health: {check: http, expect: 99}\n", "10:35",
+	    "services[0].health.expect: out of range: '99' (must be between "
+	    "100 and 599)" },
+	{ "ag_health_expect_high", AG, AG_BASE "    http: 127.0.0.1:9080\n"
+	    "    health: {check: http, expect: 600}\n", "10:35",
+	    "out of range: '600'" },
+	{ "ag_health_expect_text", AG, AG_BASE "    http: 127.0.0.1:9080\n"
+	    "    health: {check: http, expect: OK}\n", "10:35",
+	    "services[0].health.expect: not a whole number: 'OK'" },
 };
 
 static void
@@ -400,6 +729,16 @@ test_example_gateway(void **state)
 	assert_string_equal(gw->agents[0].patterns[0], "app.example.test");
 	assert_string_equal(gw->agents[0].patterns[1], "*.example.test");
 	assert_int_equal(gw->stream_window, 256 * 1024);
+	/* New keys: the demo is one gateway, so name, admin, peers unset. */
+	assert_null(gw->name);
+	assert_null(gw->admin);
+	assert_int_equal(gw->npeers, 0);
+	assert_int_equal(gw->keepalive_ms, 1000);
+	assert_int_equal(gw->dead_peer_ms, 4000);
+	assert_int_equal(gw->drain_ms, 30000);
+	assert_int_equal(gw->announce_ms, 2000);
+	assert_int_equal(gw->retries, 2);
+	assert_int_equal(gw->replay_max, 64 * 1024);
 	cfg_gateway_free(gw);
 }
 
@@ -426,6 +765,14 @@ test_example_agent(void **state)
 	assert_string_equal(a->services[0].tls_backend, "127.0.0.1:9443");
 	assert_string_equal(a->services[0].http_backend, "127.0.0.1:9080");
 	assert_int_equal(a->services[0].proxy_protocol, CFG_PROXY_OFF);
+	assert_null(a->admin);
+	assert_null(a->gateways[0].server_name);
+	assert_int_equal(a->keepalive_ms, 1000);
+	assert_int_equal(a->dead_peer_ms, 4000);
+	assert_int_equal(a->drain_ms, 10000);
+	assert_int_equal(a->services[0].priority, 100);
+	assert_int_equal(a->services[0].policy, CFG_POLICY_FAILOVER);
+	assert_int_equal(a->services[0].health.check, CFG_CHECK_NONE);
 	cfg_agent_free(a);
 }
 
@@ -443,21 +790,43 @@ test_gateway_defaults(void **state)
 	assert_null(gw->http);
 	assert_int_equal(gw->ntunnel, 1);
 	assert_int_equal(gw->hello_timeout_ms, 5000);
-	assert_int_equal(gw->keepalive_ms, 2000);
-	assert_int_equal(gw->dead_peer_ms, 6000);
+	assert_int_equal(gw->keepalive_ms, 1000);
+	assert_int_equal(gw->dead_peer_ms, 4000);
 	assert_int_equal(gw->handshake_timeout_ms, 10000);
 	assert_int_equal(gw->hello_max, 16384);
 	assert_int_equal(gw->http_head_max, 8192);
 	assert_int_equal(gw->streams_per_tunnel, 4096);
 	assert_int_equal(gw->stream_window, 256 * 1024);
 	assert_int_equal(gw->max_connections, 20000);
+	assert_int_equal(gw->drain_ms, 30000);
+	assert_int_equal(gw->announce_ms, 2000);
+	assert_int_equal(gw->retries, 2);
+	assert_int_equal(gw->replay_max, 64 * 1024);
 	assert_int_equal(gw->nagents, 0);
 	assert_null(gw->agents);
+	assert_null(gw->name);		/* the daemon fills it in */
+	assert_null(gw->admin);
+	assert_int_equal(gw->npeers, 0);
+	assert_null(gw->peers);
 	cfg_gateway_free(gw);
 
 	/* An empty agents list is allowed: nobody may connect. */
 	gw = gw_ok(GW_BASE "agents: []\n");
 	assert_int_equal(gw->nagents, 0);
+	cfg_gateway_free(gw);
+
+	/* So is an empty peers list: a gateway on its own. */
+	gw = gw_ok(GW_BASE "peers: []\n");
+	assert_int_equal(gw->npeers, 0);
+	assert_null(gw->peers);
+	cfg_gateway_free(gw);
+
+	/* keepalive just below the default dead_peer, and the reverse. */
+	gw = gw_ok(GW_BASE "timeouts: {keepalive: 3999ms}\n");
+	assert_int_equal(gw->dead_peer_ms, 4000);
+	cfg_gateway_free(gw);
+	gw = gw_ok(GW_BASE "timeouts: {dead_peer: 1001ms}\n");
+	assert_int_equal(gw->keepalive_ms, 1000);
 	cfg_gateway_free(gw);
 }
 
@@ -472,15 +841,33 @@ test_agent_defaults(void **state)
 	assert_null(a->name);
 	assert_int_equal(a->reconnect_min_ms, 500);
 	assert_int_equal(a->reconnect_max_ms, 30000);
-	assert_int_equal(a->keepalive_ms, 2000);
-	assert_int_equal(a->dead_peer_ms, 6000);
+	assert_int_equal(a->keepalive_ms, 1000);
+	assert_int_equal(a->dead_peer_ms, 4000);
 	assert_int_equal(a->connect_timeout_ms, 5000);
+	assert_int_equal(a->drain_ms, 10000);
 	assert_int_equal(a->stream_window, 256 * 1024);
+	assert_null(a->admin);
 	assert_string_equal(a->gateways[0].address, "gw1.example.net:7443");
 	assert_string_equal(a->gateways[0].host, "gw1.example.net");
 	assert_int_equal(a->gateways[0].port, 7443);
+	assert_null(a->gateways[0].server_name);
 	assert_null(a->services[0].http_backend);
 	assert_int_equal(a->services[0].proxy_protocol, CFG_PROXY_OFF);
+	assert_int_equal(a->services[0].priority, 100);
+	assert_int_equal(a->services[0].policy, CFG_POLICY_FAILOVER);
+	/* No health section: always up, every other field zero. */
+	assert_int_equal(a->services[0].health.check, CFG_CHECK_NONE);
+	assert_int_equal(a->services[0].health.interval_ms, 0);
+	assert_int_equal(a->services[0].health.timeout_ms, 0);
+	assert_int_equal(a->services[0].health.rise, 0);
+	assert_int_equal(a->services[0].health.fall, 0);
+	assert_null(a->services[0].health.path);
+	assert_int_equal(a->services[0].health.expect, 0);
+	cfg_agent_free(a);
+
+	/* keepalive just below the default dead_peer. */
+	a = agent_ok(AG_BASE "timeouts: {keepalive: 3999ms}\n");
+	assert_int_equal(a->dead_peer_ms, 4000);
 	cfg_agent_free(a);
 }
 
@@ -580,6 +967,176 @@ test_agent_values(void **state)
 	assert_string_equal(a->services[1].hostname, "app.alice.example");
 	assert_string_equal(a->services[1].tls_backend, "[::1]:8443");
 	assert_int_equal(a->services[1].proxy_protocol, CFG_PROXY_V2);
+	cfg_agent_free(a);
+}
+
+static void
+test_gateway_cluster(void **state)
+{
+	struct cfg_gateway	*gw;
+	struct sockaddr_in6	*sin6;
+	uint8_t			 zero[32];
+
+	(void)state;
+	gw = gw_ok(GW_BASE
+	    "name: GW1.Example.NET.\n"
+	    "admin: \"[::1]:9900\"\n"
+	    "timeouts: {drain: 0s, announce: 100ms}\n"
+	    "limits: {retries: 8, replay_bytes: 1MiB}\n"
+	    "agents:\n"
+	    GW_AGENT("gw2", AGK, "[x.example]")
+	    "peers:\n"
+	    /* A peer may share an agent's name: they are different lists. */
+	    GW_PEER("gw2", "GW2.example.net:7443", GWK)
+	    GW_PEER("gw3_b", "\"[2001:db8::3]:443\"", ZEROK)
+	    /* Same host, another port: another gateway. */
+	    GW_PEER("gw4", "gw2.example.net:7444",
+	    "ed25519:AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="));
+	assert_string_equal(gw->name, "gw1.example.net");
+	assert_non_null(gw->admin);
+	assert_string_equal(gw->admin->text, "[::1]:9900");
+	assert_int_equal(gw->admin->ss.ss_family, AF_INET6);
+	sin6 = (struct sockaddr_in6 *)&gw->admin->ss;
+	assert_int_equal(ntohs(sin6->sin6_port), 9900);
+	assert_int_equal(gw->admin->sslen, sizeof(struct sockaddr_in6));
+	assert_int_equal(gw->drain_ms, 0);
+	assert_int_equal(gw->announce_ms, 100);
+	assert_int_equal(gw->retries, 8);
+	assert_int_equal(gw->replay_max, 1024 * 1024);
+	assert_int_equal(gw->npeers, 3);
+	assert_string_equal(gw->peers[0].name, "gw2");
+	assert_string_equal(gw->peers[0].address, "GW2.example.net:7443");
+	assert_string_equal(gw->peers[0].host, "GW2.example.net");
+	assert_int_equal(gw->peers[0].port, 7443);
+	assert_int_equal(gw->peers[0].key[0], 0xb5);	/* "tW..." */
+	assert_string_equal(gw->peers[1].name, "gw3_b");
+	assert_string_equal(gw->peers[1].address, "[2001:db8::3]:443");
+	assert_string_equal(gw->peers[1].host, "2001:db8::3");
+	assert_int_equal(gw->peers[1].port, 443);
+	memset(zero, 0, sizeof(zero));
+	assert_memory_equal(gw->peers[1].key, zero, sizeof(zero));
+	assert_int_equal(gw->peers[2].port, 7444);
+	assert_int_equal(gw->peers[2].key[0], 0x01);
+	cfg_gateway_free(gw);
+
+	/* The other ends of the ranges; a name may be one label. */
+	gw = gw_ok(GW_BASE
+	    "name: gateway\n"
+	    "admin: 127.0.0.1:9900\n"
+	    "timeouts: {drain: 1h, announce: 1m}\n"
+	    "limits: {retries: 0, replay_bytes: 0}\n"
+	    "peers:\n"
+	    GW_PEER("p", "192.0.2.1:7443", AGK));
+	assert_string_equal(gw->name, "gateway");
+	assert_int_equal(gw->admin->ss.ss_family, AF_INET);
+	assert_int_equal(gw->drain_ms, 3600000);
+	assert_int_equal(gw->announce_ms, 60000);
+	assert_int_equal(gw->retries, 0);
+	assert_int_equal(gw->replay_max, 0);
+	assert_int_equal(gw->npeers, 1);
+	assert_string_equal(gw->peers[0].host, "192.0.2.1");
+	cfg_gateway_free(gw);
+}
+
+static void
+test_agent_replicas(void **state)
+{
+	struct cfg_agent	*a;
+	struct cfg_health	*h;
+
+	(void)state;
+	a = agent_ok("identity: agent.key\n"
+	    "admin: 127.0.0.1:9901\n"
+	    "gateways:\n"
+	    "  - name: gw1\n"
+	    "    address: 192.0.2.1:443\n"
+	    "    key: " GWK "\n"
+	    "    server_name: GW1.Example.net.\n"
+	    "  - name: gw2\n"
+	    "    address: gw2.example.net:7443\n"
+	    "    key: " ZEROK "\n"
+	    "timeouts: {drain: 0ms}\n"
+	    "services:\n"
+	    "  - hostname: a.example\n"
+	    "    tls: 127.0.0.1:1\n"
+	    "    http: 127.0.0.1:2\n"
+	    "    priority: 1\n"
+	    "    policy: balance\n"
+	    "    health: {check: tcp}\n"
+	    "  - hostname: b.example\n"
+	    "    http: 127.0.0.1:2\n"
+	    "    priority: 255\n"
+	    "    policy: failover\n"
+	    "    health: {check: http}\n"
+	    "  - hostname: c.example\n"
+	    "    tls: 127.0.0.1:1\n"
+	    "    health:\n"
+	    "      check: tls\n"
+	    "      interval: 1h\n"
+	    "      timeout: 59m\n"
+	    "      rise: 1\n"
+	    "      fall: 100\n"
+	    "  - hostname: d.example\n"
+	    "    http: 127.0.0.1:2\n"
+	    "    health:\n"
+	    "      fall: 3\n"
+	    "      expect: 599\n"
+	    "      path: /healthz?full=1&x=%20\n"
+	    "      check: http\n"
+	    "      interval: 100ms\n"
+	    "      timeout: 99ms\n"
+	    "  - hostname: e.example\n"
+	    "    http: 127.0.0.1:2\n"
+	    "    health: {check: http, expect: 100, path: \"" PATH255 "\"}\n");
+	assert_non_null(a->admin);
+	assert_string_equal(a->admin->text, "127.0.0.1:9901");
+	assert_int_equal(a->admin->ss.ss_family, AF_INET);
+	assert_string_equal(a->gateways[0].server_name, "gw1.example.net");
+	assert_null(a->gateways[1].server_name);
+	assert_int_equal(a->drain_ms, 0);
+	assert_int_equal(a->nservices, 5);
+
+	assert_int_equal(a->services[0].priority, 1);
+	assert_int_equal(a->services[0].policy, CFG_POLICY_BALANCE);
+	h = &a->services[0].health;
+	assert_int_equal(h->check, CFG_CHECK_TCP);
+	assert_int_equal(h->interval_ms, 2000);
+	assert_int_equal(h->timeout_ms, 1000);
+	assert_int_equal(h->rise, 2);
+	assert_int_equal(h->fall, 2);
+	assert_null(h->path);		/* path and expect: http only */
+	assert_int_equal(h->expect, 0);
+
+	assert_int_equal(a->services[1].priority, 255);
+	assert_int_equal(a->services[1].policy, CFG_POLICY_FAILOVER);
+	h = &a->services[1].health;
+	assert_int_equal(h->check, CFG_CHECK_HTTP);
+	assert_int_equal(h->interval_ms, 2000);
+	assert_int_equal(h->timeout_ms, 1000);
+	assert_string_equal(h->path, "/");
+	assert_int_equal(h->expect, 200);
+
+	assert_int_equal(a->services[2].priority, 100);
+	h = &a->services[2].health;
+	assert_int_equal(h->check, CFG_CHECK_TLS);
+	assert_int_equal(h->interval_ms, 3600000);
+	assert_int_equal(h->timeout_ms, 59 * 60000);
+	assert_int_equal(h->rise, 1);
+	assert_int_equal(h->fall, 100);
+	assert_null(h->path);
+
+	h = &a->services[3].health;
+	assert_int_equal(h->check, CFG_CHECK_HTTP);
+	assert_int_equal(h->interval_ms, 100);
+	assert_int_equal(h->timeout_ms, 99);
+	assert_int_equal(h->rise, 2);
+	assert_int_equal(h->fall, 3);
+	assert_string_equal(h->path, "/healthz?full=1&x=%20");
+	assert_int_equal(h->expect, 599);
+
+	h = &a->services[4].health;
+	assert_int_equal(strlen(h->path), 255);
+	assert_int_equal(h->expect, 100);
 	cfg_agent_free(a);
 }
 
@@ -690,6 +1247,8 @@ main(void)
 		cmocka_unit_test(test_agent_defaults),
 		cmocka_unit_test(test_gateway_values),
 		cmocka_unit_test(test_agent_values),
+		cmocka_unit_test(test_gateway_cluster),
+		cmocka_unit_test(test_agent_replicas),
 		cmocka_unit_test(test_load_files),
 		cmocka_unit_test(test_small_err),
 	};

@@ -64,6 +64,8 @@ static void	test_window(void **);
 static void	test_window_malformed(void **);
 static void	test_addr_sockaddr(void **);
 static void	test_names(void **);
+static void	test_announce_roundtrip(void **);
+static void	test_announce_malformed(void **);
 
 static void
 test_header_layout(void **state)
@@ -469,17 +471,23 @@ test_claim_roundtrip(void **state)
 	for (i = 0; i < sizeof(tab) / sizeof(tab[0]); i++) {
 		memset(&c, 0, sizeof(c));
 		c.kinds = tab[i].kinds;
+		c.priority = (uint8_t)(1 + 50 * i);
+		c.policy = i % 2 ? TUN_POLICY_BALANCE : TUN_POLICY_FAILOVER;
 		c.status = 9;		/* not sent in a CLAIM */
 		snprintf(c.name, sizeof(c.name), "%s", tab[i].name);
 		snprintf(c.msg, sizeof(c.msg), "not sent either");
 		n = tun_claim_encode(&c, 0, buf);
-		assert_int_equal(n, 2 + strlen(tab[i].name));
+		assert_int_equal(n, 4 + strlen(tab[i].name));
 		assert_int_equal(buf[0], tab[i].kinds);
-		assert_int_equal(buf[1], strlen(tab[i].name));
+		assert_int_equal(buf[1], c.priority);
+		assert_int_equal(buf[2], c.policy);
+		assert_int_equal(buf[3], strlen(tab[i].name));
 		frame_init(&f, tab[i].type, 0, buf, n);
 		memset(&d, 0xee, sizeof(d));
 		assert_int_equal(tun_claim_parse(&f, 0, &d), 0);
 		assert_int_equal(d.kinds, c.kinds);
+		assert_int_equal(d.priority, c.priority);
+		assert_int_equal(d.policy, c.policy);
 		assert_int_equal(d.status, 0);
 		assert_string_equal(d.name, c.name);
 		assert_string_equal(d.msg, "");
@@ -558,16 +566,20 @@ test_claim_malformed(void **state)
 		{ "type CLAIM_RESULT", TUN_CLAIM_RESULT, -1, -1, -1, 0 },
 		{ "empty", -1, -1, 0, -1, 0 },
 		{ "kinds only", -1, -1, 1, -1, 0 },
+		{ "no name length", -1, -1, 3, -1, 0 },
 		{ "kinds 0", -1, -1, -1, 0, 0 },
 		{ "kinds 4", -1, -1, -1, 0, 4 },
 		{ "kinds 7", -1, -1, -1, 0, 7 },
 		{ "kinds 0x81", -1, -1, -1, 0, 0x81 },
-		{ "name length 0", -1, -1, -1, 1, 0 },
-		{ "name past end", -1, -1, -1, 1, 12 },
-		{ "name NUL", -1, -1, -1, 3, 0 },
-		{ "name DEL", -1, -1, -1, 3, 0x7f },
-		{ "name upper", -1, -1, -1, 2, 'A' },
-		{ "name space", -1, -1, -1, 3, ' ' },
+		{ "priority 0", -1, -1, -1, 1, 0 },
+		{ "policy 2", -1, -1, -1, 2, 2 },
+		{ "policy 0xff", -1, -1, -1, 2, 0xff },
+		{ "name length 0", -1, -1, -1, 3, 0 },
+		{ "name past end", -1, -1, -1, 3, 12 },
+		{ "name NUL", -1, -1, -1, 5, 0 },
+		{ "name DEL", -1, -1, -1, 5, 0x7f },
+		{ "name upper", -1, -1, -1, 4, 'A' },
+		{ "name space", -1, -1, -1, 5, ' ' },
 	};
 	static const struct mutation	 result[] = {
 		{ "stream 2", -1, 2, -1, -1, 0 },
@@ -594,6 +606,7 @@ test_claim_malformed(void **state)
 	for (i = 0; i < sizeof(claim) / sizeof(claim[0]); i++) {
 		memset(&c, 0, sizeof(c));
 		c.kinds = TUN_KIND_TLS;
+		c.priority = 100;
 		snprintf(c.name, sizeof(c.name), "a.example");
 		n = tun_claim_encode(&c, 0, buf);
 		apply(&claim[i], buf, n, &f, TUN_CLAIM, 0);
@@ -626,7 +639,9 @@ test_claim_bad_names(void **state)
 		for (i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]);
 		    i++) {
 			buf[0] = TUN_KIND_TLS;
-			n = 1 + put_name(buf + 1, bad_names[i]);
+			buf[1] = 100;		/* priority */
+			buf[2] = TUN_POLICY_FAILOVER;
+			n = 3 + put_name(buf + 3, bad_names[i]);
 			frame_init(&f, types[j], 0, buf, n);
 			if (tun_claim_parse(&f, 0, &c) != -1)
 				fail_msg("%s accepted name '%s'",
@@ -887,6 +902,93 @@ test_addr_sockaddr(void **state)
 }
 
 static void
+test_announce_roundtrip(void **state)
+{
+	static const struct {
+		const char	*name;
+		uint8_t		 kinds;
+	} tab[] = {
+		{ "app.example.test", TUN_KIND_TLS | TUN_KIND_HTTP },
+		{ "*.w.example.test", TUN_KIND_TLS },
+		{ "gone.example.test", 0 },	/* withdrawn */
+	};
+	uint8_t			 buf[TUN_MAX_PAYLOAD];
+	char			 big[NAME_MAX_LEN + 1];
+	struct tun_claim	 c;
+	struct tun_frame	 f;
+	uint32_t		 ttl;
+	size_t			 i, n, off = 0, count = 0;
+
+	(void)state;
+	n = tun_announce_begin(buf, 6000);
+	for (i = 0; i < sizeof(tab) / sizeof(tab[0]); i++)
+		assert_int_not_equal(n = tun_announce_add(buf, n, tab[i].name,
+		    tab[i].kinds), 0);
+	frame_init(&f, TUN_ANNOUNCE, 0, buf, n);
+	while (tun_announce_parse(&f, &ttl, &off, &c) == 1) {
+		assert_int_equal(ttl, 6000);
+		assert_string_equal(c.name, tab[count].name);
+		assert_int_equal(c.kinds, tab[count].kinds);
+		count++;
+	}
+	assert_int_equal(count, 3);
+	assert_int_equal(off, n);
+
+	/* Entries stop fitting at the payload limit, never past it. */
+	memset(big, 'a', 63);
+	big[63] = '\0';
+	n = tun_announce_begin(buf, 1);
+	for (i = 0; ; i++) {
+		size_t m = tun_announce_add(buf, n, big, TUN_KIND_TLS);
+
+		if (m == 0)
+			break;
+		n = m;
+	}
+	assert_true(n <= TUN_MAX_PAYLOAD && n + 2 + 63 > TUN_MAX_PAYLOAD);
+	assert_int_equal(i, (TUN_MAX_PAYLOAD - 4) / 65);
+}
+
+static void
+test_announce_malformed(void **state)
+{
+	static const struct {
+		const char	*what;
+		uint8_t		 bytes[16];
+		size_t		 len;
+	} tab[] = {
+		{ "short ttl", { 0, 0, 1 }, 3 },
+		{ "kinds 4", { 0, 0, 0, 1, 4, 1, 'a' }, 7 },
+		{ "name length 0", { 0, 0, 0, 1, 1, 0 }, 6 },
+		{ "name past end", { 0, 0, 0, 1, 1, 5, 'a' }, 7 },
+		{ "upper case", { 0, 0, 0, 1, 1, 1, 'A' }, 7 },
+		{ "no length", { 0, 0, 0, 1, 1 }, 5 },
+	};
+	struct tun_claim	c;
+	struct tun_frame	f;
+	uint32_t		ttl;
+	size_t			i, off;
+	int			r;
+
+	(void)state;
+	for (i = 0; i < sizeof(tab) / sizeof(tab[0]); i++) {
+		frame_init(&f, TUN_ANNOUNCE, 0, tab[i].bytes, tab[i].len);
+		off = 0;
+		while ((r = tun_announce_parse(&f, &ttl, &off, &c)) == 1)
+			;
+		if (r != -1)
+			fail_msg("ANNOUNCE accepted: %s", tab[i].what);
+	}
+	/* Wrong stream or type. */
+	frame_init(&f, TUN_ANNOUNCE, 3, tab[0].bytes, 4);
+	off = 0;
+	assert_int_equal(tun_announce_parse(&f, &ttl, &off, &c), -1);
+	frame_init(&f, TUN_CLAIM, 0, tab[0].bytes, 4);
+	off = 0;
+	assert_int_equal(tun_announce_parse(&f, &ttl, &off, &c), -1);
+}
+
+static void
 test_names(void **state)
 {
 	(void)state;
@@ -894,7 +996,8 @@ test_names(void **state)
 	assert_string_equal(tun_type_name(TUN_CLAIM_RESULT), "CLAIM_RESULT");
 	assert_string_equal(tun_type_name(TUN_GOAWAY), "GOAWAY");
 	assert_string_equal(tun_type_name(0), "?");
-	assert_string_equal(tun_type_name(11), "unknown");
+	assert_string_equal(tun_type_name(TUN_ANNOUNCE), "ANNOUNCE");
+	assert_string_equal(tun_type_name(12), "unknown");
 	assert_string_equal(tun_type_name(255), "unknown");
 	assert_string_equal(tun_err_name(TUN_E_NONE), "none");
 	assert_string_equal(tun_err_name(TUN_E_FLOW), "flow-control");
@@ -995,6 +1098,8 @@ main(void)
 		cmocka_unit_test(test_window_malformed),
 		cmocka_unit_test(test_addr_sockaddr),
 		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_announce_roundtrip),
+		cmocka_unit_test(test_announce_malformed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * Asynchronous name lookups for gateway addresses, through c-ares on the
- * agent's event loop: c-ares tells us which sockets to watch, libevent
- * watches them, and one timer drives c-ares's retransmissions.
+ * Asynchronous name lookups (gateway and peer addresses), through c-ares
+ * on the daemon's event loop: c-ares tells us which sockets to watch,
+ * libevent watches them, and one timer drives c-ares's retransmissions.
  */
 
 #include <netinet/in.h>
@@ -12,42 +12,44 @@
 
 #include <ares.h>
 
-#include "agent.h"
+#include "dns.h"
 #include "log.h"
 
-#define AGENT_DNS_MAX_FDS	16
-#define AGENT_DNS_MAX_ADDRS	8
+#define DNS_MAX_FDS	16
+#define DNS_MAX_ADDRS	8
 
-struct agent_dns_fd {
+struct dns_fd {
 	ares_socket_t	 fd;
 	struct event	*ev;
 	short		 what;
 };
 
-struct agent_dns {
+struct dns {
 	struct event_base	*base;
 	ares_channel		 channel;
 	struct event		*timer;
-	struct agent_dns_fd	 fds[AGENT_DNS_MAX_FDS];
+	struct dns_fd	 fds[DNS_MAX_FDS];
 	int			 library;	/* ares_library_init done */
 };
 
-struct agent_dns_query {
-	struct agent_dns	*dns;
-	agent_dns_cb		 cb;
-	void			*arg;
+struct dns_query {
+	struct dns	*dns;
+	dns_cb		 cb;		/* NULL once cancelled */
+	void		*arg;
+	int		 starting;	/* inside ares_getaddrinfo */
+	int		 done;
 };
 
-static void	agent_dns_sock_state_cb(void *, ares_socket_t, int, int);
-static void	agent_dns_event_cb(evutil_socket_t, short, void *);
-static void	agent_dns_timer_cb(evutil_socket_t, short, void *);
-static void	agent_dns_reschedule(struct agent_dns *);
-static void	agent_dns_result_cb(void *, int, int, struct ares_addrinfo *);
+static void	dns_sock_state_cb(void *, ares_socket_t, int, int);
+static void	dns_event_cb(evutil_socket_t, short, void *);
+static void	dns_timer_cb(evutil_socket_t, short, void *);
+static void	dns_reschedule(struct dns *);
+static void	dns_result_cb(void *, int, int, struct ares_addrinfo *);
 
-struct agent_dns *
-agent_dns_new(struct event_base *base, char *err, size_t errlen)
+struct dns *
+dns_new(struct event_base *base, char *err, size_t errlen)
 {
-	struct agent_dns	*d;
+	struct dns	*d;
 	struct ares_options	 opts;
 	int			 rc, i;
 
@@ -56,13 +58,13 @@ agent_dns_new(struct event_base *base, char *err, size_t errlen)
 		return NULL;
 	}
 	d->base = base;
-	for (i = 0; i < AGENT_DNS_MAX_FDS; i++)
+	for (i = 0; i < DNS_MAX_FDS; i++)
 		d->fds[i].fd = ARES_SOCKET_BAD;
 	if ((rc = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS)
 		goto fail;
 	d->library = 1;
 	memset(&opts, 0, sizeof(opts));
-	opts.sock_state_cb = agent_dns_sock_state_cb;
+	opts.sock_state_cb = dns_sock_state_cb;
 	opts.sock_state_cb_data = d;
 	opts.timeout = 2000;
 	opts.tries = 3;
@@ -70,7 +72,7 @@ agent_dns_new(struct event_base *base, char *err, size_t errlen)
 	    ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
 	if (rc != ARES_SUCCESS)
 		goto fail;
-	if ((d->timer = event_new(base, -1, 0, agent_dns_timer_cb, d)) == NULL) {
+	if ((d->timer = event_new(base, -1, 0, dns_timer_cb, d)) == NULL) {
 		ares_destroy(d->channel);
 		rc = ARES_ENOMEM;
 		goto fail;
@@ -85,7 +87,7 @@ fail:
 }
 
 void
-agent_dns_free(struct agent_dns *d)
+dns_free(struct dns *d)
 {
 	int	i;
 
@@ -93,7 +95,7 @@ agent_dns_free(struct agent_dns *d)
 		return;
 	/* Pending callbacks run now with ARES_EDESTRUCTION. */
 	ares_destroy(d->channel);
-	for (i = 0; i < AGENT_DNS_MAX_FDS; i++)
+	for (i = 0; i < DNS_MAX_FDS; i++)
 		if (d->fds[i].ev != NULL)
 			event_free(d->fds[i].ev);
 	event_free(d->timer);
@@ -101,17 +103,17 @@ agent_dns_free(struct agent_dns *d)
 	free(d);
 }
 
-void
-agent_dns_lookup(struct agent_dns *d, const char *host, unsigned port,
-    agent_dns_cb cb, void *arg)
+struct dns_query *
+dns_lookup(struct dns *d, const char *host, unsigned port,
+    dns_cb cb, void *arg)
 {
-	struct agent_dns_query		*q;
+	struct dns_query		*q;
 	struct ares_addrinfo_hints	 hints;
 	char				 service[8];
 
 	if ((q = calloc(1, sizeof(*q))) == NULL) {
 		cb(ARES_ENOMEM, NULL, NULL, 0, arg);
-		return;
+		return NULL;
 	}
 	q->dns = d;
 	q->cb = cb;
@@ -121,30 +123,45 @@ agent_dns_lookup(struct agent_dns *d, const char *host, unsigned port,
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = ARES_AI_NUMERICSERV;
 	snprintf(service, sizeof(service), "%u", port);
+	/* c-ares may answer at once (/etc/hosts): then no handle. */
+	q->starting = 1;
 	ares_getaddrinfo(d->channel, host, service, &hints,
-	    agent_dns_result_cb, q);
-	agent_dns_reschedule(d);
+	    dns_result_cb, q);
+	q->starting = 0;
+	dns_reschedule(d);
+	if (q->done) {
+		free(q);
+		return NULL;
+	}
+	return q;
+}
+
+void
+dns_cancel(struct dns_query *q)
+{
+	if (q != NULL)
+		q->cb = NULL;	/* freed when c-ares reports it */
 }
 
 const char *
-agent_dns_strerror(int err)
+dns_strerror(int err)
 {
 	return ares_strerror(err);
 }
 
 static void
-agent_dns_result_cb(void *arg, int status, int timeouts,
+dns_result_cb(void *arg, int status, int timeouts,
     struct ares_addrinfo *ai)
 {
-	struct agent_dns_query		*q = arg;
+	struct dns_query		*q = arg;
 	struct ares_addrinfo_node	*n;
-	struct sockaddr_storage		 ss[AGENT_DNS_MAX_ADDRS];
-	socklen_t			 lens[AGENT_DNS_MAX_ADDRS];
+	struct sockaddr_storage		 ss[DNS_MAX_ADDRS];
+	socklen_t			 lens[DNS_MAX_ADDRS];
 	size_t				 cnt = 0;
 
 	(void)timeouts;
 	if (status == ARES_SUCCESS && ai != NULL) {
-		for (n = ai->nodes; n != NULL && cnt < AGENT_DNS_MAX_ADDRS;
+		for (n = ai->nodes; n != NULL && cnt < DNS_MAX_ADDRS;
 		    n = n->ai_next) {
 			if ((size_t)n->ai_addrlen > sizeof(ss[0]))
 				continue;
@@ -157,20 +174,26 @@ agent_dns_result_cb(void *arg, int status, int timeouts,
 	}
 	if (ai != NULL)
 		ares_freeaddrinfo(ai);
-	q->cb(status, ss, lens, status == ARES_SUCCESS ? cnt : 0, q->arg);
-	free(q);
+	/* At teardown (ARES_EDESTRUCTION) the owners may be gone already. */
+	if (q->cb != NULL && status != ARES_EDESTRUCTION)
+		q->cb(status, ss, lens, status == ARES_SUCCESS ? cnt : 0,
+		    q->arg);
+	if (q->starting)
+		q->done = 1;
+	else
+		free(q);
 }
 
 static void
-agent_dns_sock_state_cb(void *arg, ares_socket_t fd, int readable,
+dns_sock_state_cb(void *arg, ares_socket_t fd, int readable,
     int writable)
 {
-	struct agent_dns	*d = arg;
-	struct agent_dns_fd	*slot = NULL, *free_slot = NULL;
+	struct dns	*d = arg;
+	struct dns_fd	*slot = NULL, *free_slot = NULL;
 	short			 what;
 	int			 i;
 
-	for (i = 0; i < AGENT_DNS_MAX_FDS; i++) {
+	for (i = 0; i < DNS_MAX_FDS; i++) {
 		if (d->fds[i].fd == fd)
 			slot = &d->fds[i];
 		else if (d->fds[i].fd == ARES_SOCKET_BAD && free_slot == NULL)
@@ -194,7 +217,7 @@ agent_dns_sock_state_cb(void *arg, ares_socket_t fd, int readable,
 	slot->fd = fd;
 	slot->what = what;
 	slot->ev = event_new(d->base, fd, what | EV_PERSIST,
-	    agent_dns_event_cb, d);
+	    dns_event_cb, d);
 	if (slot->ev == NULL || event_add(slot->ev, NULL) == -1) {
 		log_warnx("dns: cannot watch resolver socket");
 		if (slot->ev != NULL)
@@ -205,30 +228,30 @@ agent_dns_sock_state_cb(void *arg, ares_socket_t fd, int readable,
 }
 
 static void
-agent_dns_event_cb(evutil_socket_t fd, short what, void *arg)
+dns_event_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct agent_dns	*d = arg;
+	struct dns	*d = arg;
 
 	ares_process_fd(d->channel,
 	    (what & EV_READ) ? fd : ARES_SOCKET_BAD,
 	    (what & EV_WRITE) ? fd : ARES_SOCKET_BAD);
-	agent_dns_reschedule(d);
+	dns_reschedule(d);
 }
 
 static void
-agent_dns_timer_cb(evutil_socket_t fd, short what, void *arg)
+dns_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct agent_dns	*d = arg;
+	struct dns	*d = arg;
 
 	(void)fd;
 	(void)what;
 	ares_process_fd(d->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
-	agent_dns_reschedule(d);
+	dns_reschedule(d);
 }
 
 /* Wake up when c-ares next wants to retransmit or give up. */
 static void
-agent_dns_reschedule(struct agent_dns *d)
+dns_reschedule(struct dns *d)
 {
 	struct timeval	 tv, *tvp;
 

@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * porchctl status: fetch a gateway's /status from its admin listener and
+ * print it for people: agents, then every route with its replicas and
+ * why each one is or is not in use.  A plain HTTP/1.0 GET over loopback
+ * with a deadline; --json prints the document as it came.
+ */
+
+#include <sys/socket.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "addr.h"
+#include "ctl.h"
+
+#define CTL_STATUS_MAX		(4 * 1024 * 1024)
+#define CTL_STATUS_TIMEOUT_MS	5000
+
+static char	*ctl_fetch(const char *, char *, size_t);
+static void	 ctl_print(json_t *);
+
+int
+ctl_status(const char *addr, int raw)
+{
+	char	 err[256], *body;
+	json_t	*doc;
+
+	if ((body = ctl_fetch(addr, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "porchctl: %s\n", err);
+		return 1;
+	}
+	if (raw) {
+		fputs(body, stdout);
+		free(body);
+		return 0;
+	}
+	doc = json_loads(body, 0, NULL);
+	free(body);
+	if (doc == NULL) {
+		fprintf(stderr, "porchctl: %s did not answer with JSON (is it "
+		    "a porch admin address?)\n", addr);
+		return 1;
+	}
+	ctl_print(doc);
+	json_decref(doc);
+	return 0;
+}
+
+/* GET /status; returns the body (NUL-terminated, caller frees). */
+static char *
+ctl_fetch(const char *addr, char *err, size_t errlen)
+{
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	struct pollfd		 pfd;
+	char			 why[128], *buf = NULL, *body;
+	size_t			 len = 0, cap = 0;
+	ssize_t			 n;
+	int			 fd;
+
+	if (addr_parse_numeric(addr, &ss, &sslen, why, sizeof(why)) == -1) {
+		snprintf(err, errlen, "admin address '%s': %s (for example "
+		    "127.0.0.1:9900)", addr, why);
+		return NULL;
+	}
+	if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
+	    connect(fd, (struct sockaddr *)&ss, sslen) == -1) {
+		snprintf(err, errlen, "connect %s: %s (is 'admin:' set in the "
+		    "gateway config, and the gateway running?)", addr,
+		    strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return NULL;
+	}
+	dprintf(fd, "GET /status HTTP/1.0\r\nHost: %s\r\n\r\n", addr);
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	for (;;) {
+		if (poll(&pfd, 1, CTL_STATUS_TIMEOUT_MS) != 1) {
+			snprintf(err, errlen, "%s: no answer in time", addr);
+			goto fail;
+		}
+		if (len + 65536 + 1 > cap) {
+			char *nb;
+
+			cap = cap ? cap * 2 : 131072;
+			if (cap > CTL_STATUS_MAX || (nb = realloc(buf, cap)) ==
+			    NULL) {
+				snprintf(err, errlen, "%s: answer too large",
+				    addr);
+				goto fail;
+			}
+			buf = nb;
+		}
+		if ((n = read(fd, buf + len, 65536)) < 0) {
+			snprintf(err, errlen, "%s: %s", addr, strerror(errno));
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	if (buf == NULL)
+		goto empty;
+	buf[len] = '\0';
+	if (strncmp(buf, "HTTP/1.", 7) != 0 || strncmp(buf + 8, " 200", 4)) {
+		snprintf(err, errlen, "%s answered: %.60s", addr, buf);
+		free(buf);
+		return NULL;
+	}
+	if ((body = strstr(buf, "\r\n\r\n")) == NULL)
+		goto empty;
+	memmove(buf, body + 4, strlen(body + 4) + 1);
+	return buf;
+empty:
+	free(buf);
+	snprintf(err, errlen, "%s: empty answer", addr);
+	return NULL;
+fail:
+	free(buf);
+	close(fd);
+	return NULL;
+}
+
+static const char *
+str(json_t *o, const char *key)
+{
+	const char	*s = json_string_value(json_object_get(o, key));
+
+	return s != NULL ? s : "-";
+}
+
+static void
+ctl_print(json_t *doc)
+{
+	json_t		*g = json_object_get(doc, "gateway"), *v, *r, *rep;
+	size_t		 i, j;
+
+	printf("gateway %s (%s)%s\n  up %llds, %lld visitor connection(s), "
+	    "%lld tunnel handshake(s) pending\n", str(g, "name"),
+	    str(g, "key"),
+	    json_is_true(json_object_get(g, "draining")) ? ", DRAINING" : "",
+	    (long long)json_integer_value(json_object_get(g, "uptime_s")),
+	    (long long)json_integer_value(json_object_get(g, "connections")),
+	    (long long)json_integer_value(json_object_get(g,
+	    "tunnels_pending")));
+	printf("\nagents:\n");
+	json_array_foreach(json_object_get(doc, "agents"), i, v) {
+		json_t	*rtt = json_object_get(v, "rtt_ms");
+		char	 rt[32];
+
+		if (json_is_number(rtt))
+			snprintf(rt, sizeof(rt), "%.3f ms",
+			    json_number_value(rtt));
+		else
+			snprintf(rt, sizeof(rt), "-");
+		printf("  %-20s %-10s %-22s streams %-5lld claims %-4lld "
+		    "rtt %s\n", str(v, "agent"), str(v, "state"),
+		    str(v, "peer"),
+		    (long long)json_integer_value(json_object_get(v,
+		    "streams")),
+		    (long long)json_integer_value(json_object_get(v,
+		    "claims")), rt);
+	}
+	printf("\nroutes:\n");
+	json_array_foreach(json_object_get(doc, "routes"), i, r) {
+		printf("  %s (%s)\n", str(r, "name"), str(r, "policy"));
+		json_array_foreach(json_object_get(r, "replicas"), j, rep)
+			printf("    %-20s priority %-3lld %-8s %-11s streams "
+			    "%-5lld %s\n", str(rep, "agent"),
+			    (long long)json_integer_value(json_object_get(rep,
+			    "priority")), str(rep, "kinds"),
+			    str(rep, "state"),
+			    (long long)json_integer_value(json_object_get(rep,
+			    "streams")), str(rep, "why"));
+	}
+}

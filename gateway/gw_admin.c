@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * The admin listener: GET /status (JSON: the gateway, its agents, every
+ * route and why each replica is used or not) and GET /metrics
+ * (Prometheus text).  Read-only; meant for loopback.  Served by
+ * libevent's evhttp with a request timeout and size limits.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <jansson.h>
+
+#include "gw.h"
+#include "log.h"
+#include "mono.h"
+#include "sock.h"
+
+static void	gw_admin_cb(struct evhttp_request *, void *);
+static void	gw_admin_status(struct gw *, struct evbuffer *);
+static void	gw_admin_metrics(struct gw *, struct evbuffer *);
+
+int
+gw_admin_start(struct gw *gw, char *err, size_t errlen)
+{
+	const struct cfg_listen	*cl = gw->cfg->admin;
+	int			 fd;
+
+	if (cl == NULL)
+		return 0;
+	if ((fd = sock_listen(&cl->ss, cl->sslen, cl->text, err, errlen)) == -1)
+		return -1;
+	if ((gw->admin = evhttp_new(gw->base)) == NULL ||
+	    evhttp_accept_socket_with_handle(gw->admin, fd) == NULL) {
+		snprintf(err, errlen, "admin %s: cannot serve HTTP", cl->text);
+		close(fd);
+		return -1;
+	}
+	evhttp_set_timeout(gw->admin, 5);
+	evhttp_set_max_headers_size(gw->admin, 8192);
+	evhttp_set_max_body_size(gw->admin, 0);
+	evhttp_set_allowed_methods(gw->admin, EVHTTP_REQ_GET);
+	evhttp_set_gencb(gw->admin, gw_admin_cb, gw);
+	log_info("admin: status and metrics on http://%s/", cl->text);
+	return 0;
+}
+
+void
+gw_admin_stop(struct gw *gw)
+{
+	if (gw->admin != NULL) {
+		evhttp_free(gw->admin);
+		gw->admin = NULL;
+	}
+}
+
+static void
+gw_admin_cb(struct evhttp_request *req, void *arg)
+{
+	struct gw	*gw = arg;
+	struct evbuffer	*out;
+	const char	*uri = evhttp_request_get_uri(req);
+
+	if ((out = evbuffer_new()) == NULL) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	if (strcmp(uri, "/status") == 0) {
+		gw_admin_status(gw, out);
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Content-Type", "application/json");
+	} else if (strcmp(uri, "/metrics") == 0) {
+		gw_admin_metrics(gw, out);
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Content-Type", "text/plain; version=0.0.4");
+	} else {
+		evbuffer_free(out);
+		evhttp_send_error(req, 404, "try /status or /metrics");
+		return;
+	}
+	evhttp_send_reply(req, 200, "OK", out);
+	evbuffer_free(out);
+}
+
+static void
+gw_admin_status(struct gw *gw, struct evbuffer *out)
+{
+	json_t	*o;
+	char	*text, kt[KEY_TEXT_LEN];
+
+	o = json_pack("{s:{s:s, s:s, s:I, s:i, s:i, s:b}, s:o, s:o}",
+	    "gateway", "name", gw->name, "key", key_pub_text(gw->key.pub, kt),
+	    "uptime_s", (json_int_t)((mono_ms() - gw->start_ms) / 1000),
+	    "connections", (json_int_t)gw->nconns,
+	    "tunnels_pending", (json_int_t)gw->tun_pending,
+	    "draining", gw->stopping,
+	    "agents", gw_tun_status(gw),
+	    "routes", gw_route_status(gw->routes));
+	if (o == NULL || (text = json_dumps(o, JSON_INDENT(2) |
+	    JSON_SORT_KEYS)) == NULL) {
+		evbuffer_add_printf(out, "{\"error\": \"out of memory\"}\n");
+		json_decref(o);
+		return;
+	}
+	evbuffer_add_printf(out, "%s\n", text);
+	free(text);
+	json_decref(o);
+}
+
+static void
+gw_admin_metrics(struct gw *gw, struct evbuffer *out)
+{
+	const struct gw_conn_result	*res;
+	const struct gw_stats		*st = &gw->stats;
+	size_t				 i, n;
+
+#define COUNTER(name, help, v)						\
+	evbuffer_add_printf(out, "# HELP porch_gateway_" name " " help "\n" \
+	    "# TYPE porch_gateway_" name " counter\n"			\
+	    "porch_gateway_" name " %llu\n", (unsigned long long)(v))
+#define GAUGE(name, help, v)						\
+	evbuffer_add_printf(out, "# HELP porch_gateway_" name " " help "\n" \
+	    "# TYPE porch_gateway_" name " gauge\n"			\
+	    "porch_gateway_" name " %llu\n", (unsigned long long)(v))
+
+	GAUGE("connections", "Visitor connections open.", gw->nconns);
+	GAUGE("tunnels_pending", "Tunnels still authenticating.",
+	    gw->tun_pending);
+	COUNTER("visitors_total", "Visitor connections accepted.",
+	    st->visitors);
+	COUNTER("routed_total", "Visitors handed to a replica.", st->routed);
+	COUNTER("replays_total", "Visitors replayed to another replica.",
+	    st->replays);
+	COUNTER("replay_failed_total", "Failed visitors with no replica "
+	    "left.", st->replay_failed);
+	COUNTER("tunnels_total", "Agent tunnels authenticated.",
+	    st->tunnels);
+	COUNTER("tunnels_refused_total", "Tunnels refused (key not "
+	    "admitted).", st->tunnels_refused);
+	COUNTER("claims_refused_total", "Hostname claims refused.",
+	    st->claims_refused);
+	COUNTER("bytes_in_total", "Bytes from visitors, closed streams.",
+	    st->bytes_in);
+	COUNTER("bytes_out_total", "Bytes to visitors, closed streams.",
+	    st->bytes_out);
+	evbuffer_add_printf(out, "# HELP porch_gateway_rejected_total "
+	    "Visitors closed before routing, by result.\n"
+	    "# TYPE porch_gateway_rejected_total counter\n");
+	res = gw_conn_results(&n);
+	for (i = 0; i < n; i++)
+		evbuffer_add_printf(out, "porch_gateway_rejected_total"
+		    "{result=\"%s\"} %llu\n", res[i].name,
+		    (unsigned long long)res[i].count);
+#undef COUNTER
+#undef GAUGE
+}

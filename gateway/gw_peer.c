@@ -1,0 +1,620 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * Links to the other gateways of the cluster.  Each pair of peers keeps
+ * one mutually pinned tunnel (role peer): the gateway whose key sorts
+ * lower dials, the other accepts.  Over it each side announces, as soft
+ * state, the names it can serve through its own agents, and opens
+ * streams for visitors that have no local agent.  A stream that arrives
+ * from a peer goes to a local agent only, never on to another peer, so a
+ * visitor crosses at most one peer hop and never loops.
+ */
+
+#include <sys/queue.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <jansson.h>
+#include <sodium.h>
+
+#include "dial.h"
+#include "gw.h"
+#include "log.h"
+#include "mono.h"
+
+#define GW_PEER_BUCKETS		256
+#define GW_PEER_MAX_NAMES	65536	/* learned from all peers */
+#define TUN_F_START		0x01	/* ANNOUNCE: first of a full set */
+#define TUN_F_END		0x02	/* ANNOUNCE: last of a full set */
+
+struct gw_peer {
+	struct gw		*gw;
+	char			 name[64];
+	uint8_t			 key[KEY_PUB_LEN];
+	uint64_t		 id;		/* in the gw_tun id space */
+	struct tun		*tun;		/* the link, NULL when down */
+	struct dial		*dial;		/* we dial (our key is lower) */
+	int			 authed;
+	uint64_t		 gen;		/* of the full set being read */
+	unsigned		 nnames;
+	TAILQ_ENTRY(gw_peer)	 entry;
+};
+
+/* A name a peer said it can serve, until expires. */
+struct gw_peer_name {
+	char			 name[NAME_MAX_LEN + 1];
+	struct gw_peer		*peer;
+	uint8_t			 kinds;
+	uint64_t		 expires;	/* mono ms */
+	uint64_t		 gen;
+	struct gw_peer_name	*next;		/* hash chain */
+};
+
+struct gw_peers {
+	TAILQ_HEAD(, gw_peer)	 list;
+	struct gw_peer_name	*buckets[GW_PEER_BUCKETS];
+	unsigned		 nnames;
+	struct event		*timer;		/* announce and expire */
+	SSL_CTX			*client_ctx;
+};
+
+static void	gw_peer_dialed(int, const char *, void *);
+static void	gw_peer_link(struct gw_peer *, struct tun *);
+static void	gw_peer_timer_cb(evutil_socket_t, short, void *);
+static void	gw_peer_announce(struct gw_peer *);
+static void	gw_peer_forget(struct gw_peers *, struct gw_peer *, uint64_t);
+static unsigned	gw_peer_hash(const char *);
+static struct gw_peer *gw_peer_by_key(struct gw *, const uint8_t *);
+
+static int	gw_peer_authed(struct tun *, const struct tun_hello *, char *,
+		    size_t, void *);
+static void	gw_peer_frame(struct tun *, const struct tun_frame *, void *);
+static void	gw_peer_open(struct tun *, struct tun_stream *,
+		    const struct tun_open *, void *);
+static void	gw_peer_goaway(struct tun *, const struct tun_reason *,
+		    void *);
+static void	gw_peer_stream_closed(struct tun *, struct tun_stream *,
+		    const char *, void *);
+static int	gw_peer_stream_retry(struct tun *, struct tun_stream *,
+		    struct bufferevent *, const char *, void *);
+static void	gw_peer_closed(struct tun *, const char *, void *);
+
+static const struct tun_ops gw_peer_ops = {
+	.authed = gw_peer_authed,
+	.claim = NULL,
+	.open = gw_peer_open,
+	.goaway = gw_peer_goaway,
+	.stream_closed = gw_peer_stream_closed,
+	.stream_retry = gw_peer_stream_retry,
+	.closed = gw_peer_closed,
+	.frame = gw_peer_frame,
+};
+
+int
+gw_peer_start(struct gw *gw, char *err, size_t errlen)
+{
+	const struct cfg_gateway	*cfg = gw->cfg;
+	struct gw_peers			*ps;
+	struct gw_peer			*p;
+	struct dial_params		 dp;
+	struct timeval			 tv;
+	char				 label[96];
+	size_t				 i;
+
+	if ((ps = calloc(1, sizeof(*ps))) == NULL)
+		goto oom;
+	gw->peers = ps;
+	TAILQ_INIT(&ps->list);
+	if (cfg->npeers == 0)
+		return 0;
+	if ((ps->client_ctx = tun_tls_client_ctx(err, errlen)) == NULL)
+		return -1;
+	for (i = 0; i < cfg->npeers; i++) {
+		if (memcmp(cfg->peers[i].key, gw->key.pub, KEY_PUB_LEN) == 0) {
+			snprintf(err, errlen, "peer %s has this gateway's own "
+			    "key; list the other gateways under 'peers:'",
+			    cfg->peers[i].name);
+			return -1;
+		}
+		if ((p = calloc(1, sizeof(*p))) == NULL)
+			goto oom;
+		p->gw = gw;
+		p->id = ++gw->next_tun_id;
+		snprintf(p->name, sizeof(p->name), "%s", cfg->peers[i].name);
+		memcpy(p->key, cfg->peers[i].key, KEY_PUB_LEN);
+		TAILQ_INSERT_TAIL(&ps->list, p, entry);
+		/* One link per pair: the lower key dials. */
+		if (memcmp(gw->key.pub, p->key, KEY_PUB_LEN) < 0) {
+			snprintf(label, sizeof(label), "peer %s", p->name);
+			memset(&dp, 0, sizeof(dp));
+			dp.host = cfg->peers[i].host;
+			dp.port = cfg->peers[i].port;
+			dp.connect_ms = 5000;
+			dp.min_ms = 200;
+			dp.max_ms = 10000;
+			dp.label = label;
+			if ((p->dial = dial_new(gw->base, gw->dns, &dp,
+			    gw_peer_dialed, p)) == NULL)
+				goto oom;
+			dial_start(p->dial);
+		}
+	}
+	if ((ps->timer = event_new(gw->base, -1, EV_PERSIST, gw_peer_timer_cb,
+	    gw)) == NULL)
+		goto oom;
+	tv.tv_sec = cfg->announce_ms / 1000;
+	tv.tv_usec = (cfg->announce_ms % 1000) * 1000;
+	event_add(ps->timer, &tv);
+	return 0;
+oom:
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
+void
+gw_peer_stop(struct gw *gw)
+{
+	struct gw_peers	*ps = gw->peers;
+	struct gw_peer	*p;
+
+	if (ps == NULL)
+		return;
+	while ((p = TAILQ_FIRST(&ps->list)) != NULL) {
+		if (p->tun != NULL)
+			tun_close(p->tun, "gateway stopped");	/* unlinks */
+		dial_free(p->dial);
+		gw_peer_forget(ps, p, 0);
+		TAILQ_REMOVE(&ps->list, p, entry);
+		free(p);
+	}
+	if (ps->timer != NULL)
+		event_free(ps->timer);
+	SSL_CTX_free(ps->client_ctx);
+	free(ps);
+	gw->peers = NULL;
+}
+
+/* Draining: peers stop sending us visitors; our streams may finish. */
+void
+gw_peer_drain(struct gw *gw)
+{
+	struct gw_peer	*p;
+
+	if (gw->peers == NULL)
+		return;
+	TAILQ_FOREACH(p, &gw->peers->list, entry) {
+		if (p->dial != NULL)
+			dial_stop(p->dial);
+		if (p->tun != NULL)
+			tun_drain(p->tun, "gateway stopping",
+			    gw->cfg->drain_ms);
+	}
+}
+
+/*
+ * A tunnel that authenticated with the peer role on our tunnel
+ * listener: take it if the key is a listed peer.  0: taken.
+ */
+int
+gw_peer_adopt(struct gw *gw, struct tun *tun, const struct tun_hello *h,
+    char *msg, size_t msglen)
+{
+	struct gw_peer	*p;
+	char		 kt[KEY_TEXT_LEN];
+
+	if ((p = gw_peer_by_key(gw, h->pub)) == NULL) {
+		log_warnx("peer link from %s: key %s is not one of our "
+		    "'peers:'; refusing it", tun_peer_name(tun),
+		    key_pub_text(h->pub, kt));
+		snprintf(msg, msglen, "gateway key %s is not a peer of this "
+		    "gateway", kt);
+		return -1;
+	}
+	tun_set_ops(tun, &gw_peer_ops, p);
+	gw_peer_link(p, tun);
+	return 0;
+}
+
+/* The peer that claims a visitor's name, if any (one hop only). */
+struct tun *
+gw_peer_lookup(struct gw *gw, const char *name, uint8_t kind,
+    const uint64_t *skip, size_t nskip, const char **peer_name,
+    uint64_t *id)
+{
+	struct gw_peer_name	*n, *best = NULL;
+	const char		*dot;
+	char			 wild[NAME_MAX_LEN + 3];
+	uint64_t		 now = mono_ms();
+	double			 rtt, best_rtt = 0;
+	size_t			 i;
+	int			 pass, skipped;
+
+	if (gw->peers == NULL || gw->stopping)
+		return NULL;
+	for (pass = 0; pass < 2 && best == NULL; pass++) {
+		if (pass == 1) {
+			if ((dot = strchr(name, '.')) == NULL)
+				break;
+			snprintf(wild, sizeof(wild), "*%s", dot);
+			name = wild;
+		}
+		for (n = gw->peers->buckets[gw_peer_hash(name)]; n != NULL;
+		    n = n->next) {
+			if (strcmp(n->name, name) != 0 || !(n->kinds & kind) ||
+			    n->expires < now || n->peer->tun == NULL ||
+			    !tun_is_ready(n->peer->tun) ||
+			    tun_is_draining(n->peer->tun))
+				continue;
+			for (skipped = 0, i = 0; i < nskip; i++)
+				skipped |= skip[i] == n->peer->id;
+			if (skipped)
+				continue;
+			/* The nearest peer: lowest keepalive RTT. */
+			rtt = tun_rtt_ms(n->peer->tun);
+			if (best == NULL || (rtt >= 0 && rtt < best_rtt)) {
+				best = n;
+				best_rtt = rtt >= 0 ? rtt : 1e9;
+			}
+		}
+	}
+	if (best == NULL)
+		return NULL;
+	*peer_name = best->peer->name;
+	*id = best->peer->id;
+	return best->peer->tun;
+}
+
+/* Streams on peer links (both ways), for the end of a drain. */
+unsigned
+gw_peer_streams(struct gw *gw)
+{
+	struct gw_peer	*p;
+	unsigned	 n = 0;
+
+	if (gw->peers == NULL)
+		return 0;
+	TAILQ_FOREACH(p, &gw->peers->list, entry)
+		if (p->tun != NULL)
+			n += tun_stream_count(p->tun);
+	return n;
+}
+
+/* Local routes changed: tell the peers now rather than at the next tick. */
+void
+gw_peer_routes_changed(struct gw *gw)
+{
+	if (gw->peers != NULL && gw->peers->timer != NULL)
+		event_active(gw->peers->timer, EV_TIMEOUT, 0);
+}
+
+json_t *
+gw_peer_status(struct gw *gw)
+{
+	struct gw_peer	*p;
+	json_t		*a, *o;
+	double		 rtt;
+
+	if ((a = json_array()) == NULL)
+		return NULL;
+	if (gw->peers == NULL)
+		return a;
+	TAILQ_FOREACH(p, &gw->peers->list, entry) {
+		rtt = p->tun != NULL ? tun_rtt_ms(p->tun) : -1;
+		o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:o}",
+		    "peer", p->name, "link", p->dial != NULL ? "dial" : "accept",
+		    "state", p->tun == NULL ? "down" : !p->authed ?
+		    "handshake" : tun_is_draining(p->tun) ? "draining" : "up",
+		    "names", (json_int_t)p->nnames,
+		    "streams", (json_int_t)(p->tun != NULL ?
+		    tun_stream_count(p->tun) : 0),
+		    "rtt_ms", rtt < 0 ? json_null() : json_real(rtt));
+		if (o != NULL)
+			json_array_append_new(a, o);
+	}
+	return a;
+}
+
+static struct gw_peer *
+gw_peer_by_key(struct gw *gw, const uint8_t *key)
+{
+	struct gw_peer	*p;
+
+	if (gw->peers == NULL)
+		return NULL;
+	TAILQ_FOREACH(p, &gw->peers->list, entry)
+		if (sodium_memcmp(p->key, key, KEY_PUB_LEN) == 0)
+			return p;
+	return NULL;
+}
+
+static void
+gw_peer_dialed(int fd, const char *addr, void *arg)
+{
+	struct gw_peer			*p = arg;
+	struct gw			*gw = p->gw;
+	const struct cfg_gateway	*cfg = gw->cfg;
+	struct tun_params		 tp;
+	struct tun			*tun;
+	char				 label[128];
+	SSL				*ssl;
+
+	if ((ssl = SSL_new(gw->peers->client_ctx)) == NULL) {
+		close(fd);
+		dial_later(p->dial, "TLS setup failed");
+		return;
+	}
+	snprintf(label, sizeof(label), "peer=%s addr=%s", p->name, addr);
+	memset(&tp, 0, sizeof(tp));
+	tp.role = TUN_ROLE_PEER;
+	tp.key = &gw->key;
+	tp.window = (uint32_t)cfg->stream_window;
+	tp.keepalive_ms = cfg->keepalive_ms;
+	tp.dead_peer_ms = cfg->dead_peer_ms;
+	tp.handshake_ms = cfg->handshake_timeout_ms;
+	tp.max_streams = cfg->streams_per_tunnel;
+	tp.name = gw->name;
+	tp.label = label;
+	if ((tun = tun_new(gw->base, fd, ssl, 0, &tp, &gw_peer_ops, p)) ==
+	    NULL) {
+		dial_later(p->dial, "out of memory");
+		return;
+	}
+	/* The link counts once the peer's HELLO verifies (authed). */
+	if (p->tun != NULL && p->tun != tun)
+		tun_close(p->tun, "replaced by a new link");
+	p->tun = tun;
+	p->authed = 0;
+}
+
+/* An accepted link took over from whatever link we had. */
+static void
+gw_peer_link(struct gw_peer *p, struct tun *tun)
+{
+	if (p->tun != NULL && p->tun != tun) {
+		log_info("peer %s: new link replaces the old one", p->name);
+		tun_close(p->tun, "replaced by a new link");
+	}
+	p->tun = tun;
+	p->authed = 1;
+	log_info("peer %s: link up (%s)", p->name, tun_label(tun));
+	gw_peer_announce(p);
+}
+
+static int
+gw_peer_authed(struct tun *tun, const struct tun_hello *h, char *msg,
+    size_t msglen, void *arg)
+{
+	struct gw_peer	*p = arg;
+	char		 got[KEY_TEXT_LEN], want[KEY_TEXT_LEN];
+
+	if (sodium_memcmp(h->pub, p->key, KEY_PUB_LEN) != 0) {
+		log_warnx("peer %s presented key %s, but the config pins %s; "
+		    "refusing the link", p->name, key_pub_text(h->pub, got),
+		    key_pub_text(p->key, want));
+		snprintf(msg, msglen, "peer key does not match the pinned "
+		    "key");
+		return -1;
+	}
+	dial_reset(p->dial);
+	gw_peer_link(p, tun);
+	return 0;
+}
+
+static void
+gw_peer_frame(struct tun *tun, const struct tun_frame *f, void *arg)
+{
+	struct gw_peer		*p = arg;
+	struct gw_peers		*ps = p->gw->peers;
+	struct gw_peer_name	*n;
+	struct tun_claim	 c;
+	uint32_t		 ttl;
+	uint64_t		 now = mono_ms();
+	size_t			 off = 0;
+	unsigned		 h;
+	int			 r;
+
+	(void)tun;
+	if (f->type != TUN_ANNOUNCE)
+		return;
+	if (f->flags & TUN_F_START)
+		p->gen++;
+	while ((r = tun_announce_parse(f, &ttl, &off, &c)) == 1) {
+		h = gw_peer_hash(c.name);
+		for (n = ps->buckets[h]; n != NULL; n = n->next)
+			if (n->peer == p && strcmp(n->name, c.name) == 0)
+				break;
+		if (n == NULL) {
+			if (c.kinds == 0 || ps->nnames >= GW_PEER_MAX_NAMES ||
+			    (n = calloc(1, sizeof(*n))) == NULL)
+				continue;
+			snprintf(n->name, sizeof(n->name), "%s", c.name);
+			n->peer = p;
+			n->next = ps->buckets[h];
+			ps->buckets[h] = n;
+			ps->nnames++;
+			p->nnames++;
+		}
+		n->kinds = c.kinds;
+		n->gen = p->gen;
+		/* Soft state: gone unless announced again in time. */
+		n->expires = c.kinds != 0 ? now + ttl : 0;
+	}
+	if (r == -1) {
+		log_warnx("peer %s: malformed ANNOUNCE", p->name);
+		return;
+	}
+	/* The end of a full set: what it did not list is withdrawn. */
+	if (f->flags & TUN_F_END)
+		gw_peer_forget(ps, p, p->gen);
+}
+
+/* A visitor forwarded by a peer: to a local agent only. */
+static void
+gw_peer_open(struct tun *tun, struct tun_stream *s, const struct tun_open *o,
+    void *arg)
+{
+	struct gw_peer	*p = arg;
+
+	(void)tun;
+	gw_fwd_from_peer(p->gw, s, o, p->name);
+}
+
+static void
+gw_peer_goaway(struct tun *tun, const struct tun_reason *r, void *arg)
+{
+	struct gw_peer	*p = arg;
+
+	(void)tun;
+	log_info("peer %s is going away: %s", p->name, r->msg);
+}
+
+static void
+gw_peer_stream_closed(struct tun *tun, struct tun_stream *s,
+    const char *reason, void *arg)
+{
+	(void)tun;
+	(void)arg;
+	gw_fwd_stream_closed(tun_stream_udata(s), s, reason);
+}
+
+static int
+gw_peer_stream_retry(struct tun *tun, struct tun_stream *s,
+    struct bufferevent *bev, const char *reason, void *arg)
+{
+	(void)tun;
+	(void)arg;
+	return gw_fwd_retry(tun_stream_udata(s), bev, reason);
+}
+
+static void
+gw_peer_closed(struct tun *tun, const char *reason, void *arg)
+{
+	struct gw_peer	*p = arg;
+	char		 why[300], rtt[32];
+
+	if (p->tun != tun)
+		return;		/* an older link, already replaced */
+	p->tun = NULL;
+	gw_peer_forget(p->gw->peers, p, UINT64_MAX);
+	snprintf(why, sizeof(why), "link %s: %s (last %s)", p->authed ?
+	    "lost" : "failed", reason, tun_rtt_text(tun, rtt, sizeof(rtt)));
+	p->authed = 0;
+	if (p->dial != NULL && !p->gw->stopping)
+		dial_later(p->dial, why);
+	else
+		log_info("peer %s: %s", p->name, why);
+}
+
+/* Drop names of p older than gen (all of them: UINT64_MAX; 0: all). */
+static void
+gw_peer_forget(struct gw_peers *ps, struct gw_peer *p, uint64_t gen)
+{
+	struct gw_peer_name	**pp, *n;
+	size_t			  i;
+
+	for (i = 0; i < GW_PEER_BUCKETS; i++) {
+		pp = &ps->buckets[i];
+		while ((n = *pp) != NULL) {
+			if (n->peer == p && (gen == 0 || gen == UINT64_MAX ||
+			    n->gen < gen)) {
+				*pp = n->next;
+				ps->nnames--;
+				p->nnames--;
+				free(n);
+			} else
+				pp = &n->next;
+		}
+	}
+}
+
+static void
+gw_peer_timer_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct gw		*gw = arg;
+	struct gw_peer		*p;
+	struct gw_peer_name	**pp, *n;
+	uint64_t		 now = mono_ms();
+	size_t			 i;
+
+	(void)fd;
+	(void)ev;
+	TAILQ_FOREACH(p, &gw->peers->list, entry)
+		if (p->tun != NULL && p->authed)
+			gw_peer_announce(p);
+	/* Expire what peers stopped announcing. */
+	for (i = 0; i < GW_PEER_BUCKETS; i++) {
+		pp = &gw->peers->buckets[i];
+		while ((n = *pp) != NULL) {
+			if (n->expires < now) {
+				*pp = n->next;
+				gw->peers->nnames--;
+				n->peer->nnames--;
+				free(n);
+			} else
+				pp = &n->next;
+		}
+	}
+}
+
+struct gw_peer_ann {
+	struct gw_peer	*p;
+	uint8_t		 buf[TUN_MAX_PAYLOAD];
+	size_t		 len;
+	uint32_t	 ttl;
+	int		 first;
+};
+
+static void
+gw_peer_ann_flush(struct gw_peer_ann *a, int last)
+{
+	uint8_t	flags = (a->first ? TUN_F_START : 0) | (last ? TUN_F_END : 0);
+
+	tun_send_frame(a->p->tun, TUN_ANNOUNCE, flags, a->buf, a->len);
+	a->first = 0;
+	a->len = tun_announce_begin(a->buf, a->ttl);
+}
+
+static void
+gw_peer_ann_add(const char *name, uint8_t kinds, void *arg)
+{
+	struct gw_peer_ann	*a = arg;
+	size_t			 n;
+
+	if ((n = tun_announce_add(a->buf, a->len, name, kinds)) == 0) {
+		gw_peer_ann_flush(a, 0);
+		n = tun_announce_add(a->buf, a->len, name, kinds);
+	}
+	a->len = n;
+}
+
+/* The full set of names our local agents serve, in as many frames. */
+static void
+gw_peer_announce(struct gw_peer *p)
+{
+	struct gw_peer_ann	*a;
+
+	if (p->tun == NULL || !tun_is_ready(p->tun) || p->gw->stopping)
+		return;
+	if ((a = calloc(1, sizeof(*a))) == NULL)
+		return;
+	a->p = p;
+	a->ttl = 3 * p->gw->cfg->announce_ms;
+	a->first = 1;
+	a->len = tun_announce_begin(a->buf, a->ttl);
+	gw_route_foreach(p->gw->routes, gw_peer_ann_add, a);
+	gw_peer_ann_flush(a, 1);
+	free(a);
+}
+
+static unsigned
+gw_peer_hash(const char *s)
+{
+	unsigned	h = 2166136261u;
+
+	while (*s != '\0')
+		h = (h ^ (unsigned char)*s++) * 16777619u;
+	return h % GW_PEER_BUCKETS;
+}
