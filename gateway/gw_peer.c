@@ -380,7 +380,8 @@ gw_peer_link(struct gw_peer *p, struct tun *tun)
 	p->tun = tun;
 	p->authed = 1;
 	log_info("peer %s: link up (%s)", p->name, tun_label(tun));
-	gw_peer_announce(p);
+	/* Soon, not now: an accepted link still owes the peer its HELLO. */
+	gw_peer_routes_changed(p->gw);
 }
 
 static int

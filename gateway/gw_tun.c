@@ -236,8 +236,9 @@ gw_tun_authed(struct tun *tun, const struct tun_hello *h, char *msg,
 			next = TAILQ_FIRST(&gt->gw->tunnels);
 		}
 	}
-	log_info("tunnel from %s: agent %s (%s) authenticated", gt->peer,
-	    g->name, kt);
+	log_info("tunnel from %s%s: agent %s (%s) authenticated", gt->peer,
+	    strstr(tun_label(tun), "via=tls-entry") != NULL ?
+	    " (on the TLS entry)" : "", g->name, kt);
 	return 0;
 }
 

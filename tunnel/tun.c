@@ -834,6 +834,11 @@ tun_connected(struct tun *t)
 	t->last_rx_ms = mono_ms();
 	if (!t->accepting)
 		tun_send_hello(t);
+	/* Over a filter, what arrived with the client's Finished (its
+	 * HELLO) is already buffered below us: nothing will wake us for it. */
+	if (bufferevent_get_underlying(t->bev) != NULL)
+		bufferevent_trigger(bufferevent_get_underlying(t->bev),
+		    EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
 /* Our HELLO: identity key and a signature bound to this TLS session. */
