@@ -25,6 +25,7 @@ static void	gw_usage(FILE *);
 static void	gw_signal_cb(evutil_socket_t, short, void *);
 static void	gw_set_name(struct gw *);
 static void	gw_stop_check_cb(evutil_socket_t, short, void *);
+static void	gw_reload(struct gw *);
 
 static void
 gw_usage(FILE *f)
@@ -112,6 +113,7 @@ main(int argc, char *argv[])
 	if ((gw.routes = gw_route_new()) == NULL)
 		fatalx("out of memory");
 	gw.next_conn_id = (uint32_t)getpid() << 12;
+	gw.conf_path = conf;
 	gw.start_ms = mono_ms();
 	if ((gw.dns = dns_new(gw.base, err, sizeof(err))) == NULL)
 		fatalx("%s", err);
@@ -155,6 +157,46 @@ main(int argc, char *argv[])
 	return 0;
 }
 
+/*
+ * SIGHUP: load the config again; on any error keep running on the old
+ * one.  Agents, routes, replicas, peers, listeners and limits change;
+ * established connections stay.  Nothing keeps a pointer into the old
+ * config, so it is freed at once.
+ */
+static void
+gw_reload(struct gw *gw)
+{
+	struct cfg_gateway	*ncfg, *old = gw->cfg;
+	char			 err[1024];
+	int			 admin_moved;
+
+	if ((ncfg = cfg_gateway_load(gw->conf_path, err, sizeof(err))) ==
+	    NULL) {
+		log_warnx("reload failed, keeping the running configuration: "
+		    "%s", err);
+		return;
+	}
+	if (strcmp(ncfg->identity, old->identity) != 0)
+		log_warnx("reload: a new identity takes a restart; keeping "
+		    "the running key");
+	admin_moved = (ncfg->admin == NULL) != (old->admin == NULL) ||
+	    (ncfg->admin != NULL && strcmp(ncfg->admin->text,
+	    old->admin->text) != 0);
+	if (admin_moved)
+		gw_admin_stop(gw);
+	gw->cfg = ncfg;
+	gw_set_name(gw);
+	gw_listen_reload(gw);
+	gw_tun_reauthorize(gw);
+	gw_peer_reload(gw);
+	if (admin_moved && gw_admin_start(gw, err, sizeof(err)) == -1)
+		log_warnx("reload: %s", err);
+	cfg_gateway_free(old);
+	gw_peer_routes_changed(gw);
+	log_info("reloaded %s: %zu agent(s) admitted, %zu peer(s)",
+	    gw->conf_path, ncfg->nagents, ncfg->npeers);
+}
+
 /* Draining: done once no agent tunnel and no peer stream is left. */
 static void
 gw_stop_check_cb(evutil_socket_t fd, short ev, void *arg)
@@ -194,8 +236,7 @@ gw_signal_cb(evutil_socket_t sig, short ev, void *arg)
 	if (gw->stopping)
 		return;
 	if (sig == SIGHUP) {
-		log_warnx("SIGHUP: configuration reload is not implemented "
-		    "yet; restart porch-gateway to apply changes");
+		gw_reload(gw);
 		return;
 	}
 	log_info("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");

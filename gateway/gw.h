@@ -78,12 +78,14 @@ struct gw {
 	struct gw_peers		*peers;
 	struct gw_stats		 stats;
 	uint64_t		 start_ms;
+	const char		*conf_path;
 };
 
 /* gw_listen.c */
 int	gw_listen_start(struct gw *, char *err, size_t errlen);
 void	gw_listen_stop(struct gw *);
 void	gw_listen_conn_closed(struct gw *);	/* a visitor went away */
+void	gw_listen_reload(struct gw *);
 
 /* gw_conn.c: one visitor connection until it is routed. */
 void	gw_conn_accept(struct gw *, struct gw_listener *, int fd,
@@ -98,6 +100,8 @@ void	gw_tun_accept_over(struct gw *, struct bufferevent *,
 	    const struct sockaddr *);
 void	gw_tun_close_all(struct gw *, const char *reason);
 void	gw_tun_drain_all(struct gw *, const char *reason);
+/* After a reload: drop agents no longer admitted, claims not covered. */
+void	gw_tun_reauthorize(struct gw *);
 const char *gw_tun_name(const struct gw_tun *);
 struct tun *gw_tun_tun(const struct gw_tun *);
 uint64_t gw_tun_id(const struct gw_tun *);	/* unique for the process */
@@ -119,6 +123,7 @@ void	gw_fwd_stream_closed(struct gw_fwd *, struct tun_stream *,
 
 /* gw_peer.c: links to the other gateways of the cluster. */
 int	gw_peer_start(struct gw *, char *err, size_t errlen);
+void	gw_peer_reload(struct gw *);
 void	gw_peer_stop(struct gw *);
 void	gw_peer_drain(struct gw *);
 int	gw_peer_adopt(struct gw *, struct tun *, const struct tun_hello *,
@@ -147,6 +152,10 @@ void	gw_route_free(struct gw_route_table *);
 /* 1: a new claim, 0: an existing one updated, -1: out of memory. */
 int	gw_route_add(struct gw_route_table *, const char *name,
 	    const struct tun_claim *, struct gw_tun *);
+/* Remove t's claims that no pattern of g covers; cb hears each name. */
+unsigned gw_route_revoke(struct gw_route_table *, struct gw_tun *,
+	    const struct cfg_grant *, void (*cb)(const char *, void *),
+	    void *);
 /* 1 if the tunnel had claimed the name, else 0. */
 int	gw_route_remove(struct gw_route_table *, const char *name,
 	    struct gw_tun *);

@@ -70,6 +70,56 @@ gw_listen_stop(struct gw *gw)
 	}
 }
 
+/*
+ * After a reload: close the listeners the new config no longer has, open
+ * the ones it adds, leave the rest (and every connection) alone.
+ */
+void
+gw_listen_reload(struct gw *gw)
+{
+	const struct cfg_gateway	*cfg = gw->cfg;
+	struct gw_listener		*l, *next;
+	char				 err[256];
+	size_t				 i, k;
+	const struct {
+		enum gw_entry		 entry;
+		const struct cfg_listen	*v;
+		size_t			 n;
+	} lists[] = {
+		{ GW_ENTRY_TLS, cfg->tls, cfg->ntls },
+		{ GW_ENTRY_HTTP, cfg->http, cfg->nhttp },
+		{ GW_ENTRY_TUNNEL, cfg->tunnel, cfg->ntunnel },
+	};
+
+	for (l = TAILQ_FIRST(&gw->listeners); l != NULL; l = next) {
+		next = TAILQ_NEXT(l, entry_link);
+		for (k = 0; k < 3; k++) {
+			if (lists[k].entry != l->entry)
+				continue;
+			for (i = 0; i < lists[k].n; i++)
+				if (strcmp(lists[k].v[i].text, l->text) == 0)
+					break;
+			if (i == lists[k].n) {
+				log_info("no longer listening on %s", l->text);
+				TAILQ_REMOVE(&gw->listeners, l, entry_link);
+				evconnlistener_free(l->lev);
+				free(l);
+			}
+		}
+	}
+	for (k = 0; k < 3; k++) {
+		for (i = 0; i < lists[k].n; i++) {
+			TAILQ_FOREACH(l, &gw->listeners, entry_link)
+				if (l->entry == lists[k].entry &&
+				    strcmp(l->text, lists[k].v[i].text) == 0)
+					break;
+			if (l == NULL && gw_listen_one(gw, &lists[k].v[i],
+			    lists[k].entry, err, sizeof(err)) == -1)
+				log_warnx("reload: %s", err);
+		}
+	}
+}
+
 void
 gw_listen_conn_closed(struct gw *gw)
 {

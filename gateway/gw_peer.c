@@ -27,8 +27,6 @@
 
 #define GW_PEER_BUCKETS		256
 #define GW_PEER_MAX_NAMES	65536	/* learned from all peers */
-#define TUN_F_START		0x01	/* ANNOUNCE: first of a full set */
-#define TUN_F_END		0x02	/* ANNOUNCE: last of a full set */
 
 struct gw_peer {
 	struct gw		*gw;
@@ -61,6 +59,12 @@ struct gw_peers {
 	SSL_CTX			*client_ctx;
 };
 
+static int	gw_peer_add(struct gw *, const struct cfg_peer *, char *,
+		    size_t);
+static void	gw_peer_remove(struct gw *, struct gw_peer *);
+static void	gw_peer_orphan_closed(struct tun *, const char *, void *);
+static void	gw_peer_orphan_stream_closed(struct tun *,
+		    struct tun_stream *, const char *, void *);
 static void	gw_peer_dialed(int, const char *, void *);
 static void	gw_peer_link(struct gw_peer *, struct tun *);
 static void	gw_peer_timer_cb(evutil_socket_t, short, void *);
@@ -93,65 +97,139 @@ static const struct tun_ops gw_peer_ops = {
 	.frame = gw_peer_frame,
 };
 
+/* A link whose peer is gone: its streams still end through gw_fwd. */
+static const struct tun_ops gw_peer_orphan_ops = {
+	.stream_closed = gw_peer_orphan_stream_closed,
+	.closed = gw_peer_orphan_closed,
+};
+
 int
 gw_peer_start(struct gw *gw, char *err, size_t errlen)
 {
 	const struct cfg_gateway	*cfg = gw->cfg;
 	struct gw_peers			*ps;
-	struct gw_peer			*p;
-	struct dial_params		 dp;
-	struct timeval			 tv;
-	char				 label[96];
 	size_t				 i;
 
-	if ((ps = calloc(1, sizeof(*ps))) == NULL)
-		goto oom;
+	if ((ps = calloc(1, sizeof(*ps))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	gw->peers = ps;
 	TAILQ_INIT(&ps->list);
-	if (cfg->npeers == 0)
-		return 0;
-	if ((ps->client_ctx = tun_tls_client_ctx(err, errlen)) == NULL)
-		return -1;
-	for (i = 0; i < cfg->npeers; i++) {
-		if (memcmp(cfg->peers[i].key, gw->key.pub, KEY_PUB_LEN) == 0) {
-			snprintf(err, errlen, "peer %s has this gateway's own "
-			    "key; list the other gateways under 'peers:'",
-			    cfg->peers[i].name);
+	for (i = 0; i < cfg->npeers; i++)
+		if (gw_peer_add(gw, &cfg->peers[i], err, errlen) == -1)
 			return -1;
+	return 0;
+}
+
+/*
+ * After a reload: peers are matched by key.  Gone ones lose their link
+ * and their names; new ones are added; a moved dialer dials the new
+ * address; links to the others stay up.
+ */
+void
+gw_peer_reload(struct gw *gw)
+{
+	const struct cfg_gateway	*cfg = gw->cfg;
+	struct gw_peer			*p, *next;
+	char				 err[256];
+	size_t				 i;
+
+	for (p = TAILQ_FIRST(&gw->peers->list); p != NULL; p = next) {
+		next = TAILQ_NEXT(p, entry);
+		for (i = 0; i < cfg->npeers; i++)
+			if (memcmp(cfg->peers[i].key, p->key, KEY_PUB_LEN) == 0)
+				break;
+		if (i < cfg->npeers && (p->dial == NULL ||
+		    (strcmp(cfg->peers[i].host, dial_host(p->dial)) == 0 &&
+		    cfg->peers[i].port == dial_port(p->dial)))) {
+			snprintf(p->name, sizeof(p->name), "%s",
+			    cfg->peers[i].name);
+			continue;	/* unchanged */
 		}
-		if ((p = calloc(1, sizeof(*p))) == NULL)
-			goto oom;
-		p->gw = gw;
-		p->id = ++gw->next_tun_id;
-		snprintf(p->name, sizeof(p->name), "%s", cfg->peers[i].name);
-		memcpy(p->key, cfg->peers[i].key, KEY_PUB_LEN);
-		TAILQ_INSERT_TAIL(&ps->list, p, entry);
-		/* One link per pair: the lower key dials. */
-		if (memcmp(gw->key.pub, p->key, KEY_PUB_LEN) < 0) {
-			snprintf(label, sizeof(label), "peer %s", p->name);
-			memset(&dp, 0, sizeof(dp));
-			dp.host = cfg->peers[i].host;
-			dp.port = cfg->peers[i].port;
-			dp.connect_ms = 5000;
-			dp.min_ms = 200;
-			dp.max_ms = 10000;
-			dp.label = label;
-			if ((p->dial = dial_new(gw->base, gw->dns, &dp,
-			    gw_peer_dialed, p)) == NULL)
-				goto oom;
-			dial_start(p->dial);
-		}
+		log_info("reload: peer %s %s", p->name, i < cfg->npeers ?
+		    "moved; dialing its new address" : "removed");
+		gw_peer_remove(gw, p);
 	}
-	if ((ps->timer = event_new(gw->base, -1, EV_PERSIST, gw_peer_timer_cb,
-	    gw)) == NULL)
+	for (i = 0; i < cfg->npeers; i++)
+		if (gw_peer_by_key(gw, cfg->peers[i].key) == NULL &&
+		    gw_peer_add(gw, &cfg->peers[i], err, sizeof(err)) == -1)
+			log_warnx("reload: peer %s: %s", cfg->peers[i].name,
+			    err);
+}
+
+static int
+gw_peer_add(struct gw *gw, const struct cfg_peer *cp, char *err,
+    size_t errlen)
+{
+	struct gw_peers		*ps = gw->peers;
+	struct gw_peer		*p;
+	struct dial_params	 dp;
+	struct timeval		 tv;
+	char			 label[96];
+
+	if (memcmp(cp->key, gw->key.pub, KEY_PUB_LEN) == 0) {
+		snprintf(err, errlen, "peer %s has this gateway's own key; "
+		    "list the other gateways under 'peers:'", cp->name);
+		return -1;
+	}
+	if (ps->client_ctx == NULL &&
+	    (ps->client_ctx = tun_tls_client_ctx(err, errlen)) == NULL)
+		return -1;
+	if (ps->timer == NULL) {
+		if ((ps->timer = event_new(gw->base, -1, EV_PERSIST,
+		    gw_peer_timer_cb, gw)) == NULL)
+			goto oom;
+		tv.tv_sec = gw->cfg->announce_ms / 1000;
+		tv.tv_usec = (gw->cfg->announce_ms % 1000) * 1000;
+		event_add(ps->timer, &tv);
+	}
+	if ((p = calloc(1, sizeof(*p))) == NULL)
 		goto oom;
-	tv.tv_sec = cfg->announce_ms / 1000;
-	tv.tv_usec = (cfg->announce_ms % 1000) * 1000;
-	event_add(ps->timer, &tv);
+	p->gw = gw;
+	p->id = ++gw->next_tun_id;
+	snprintf(p->name, sizeof(p->name), "%s", cp->name);
+	memcpy(p->key, cp->key, KEY_PUB_LEN);
+	TAILQ_INSERT_TAIL(&ps->list, p, entry);
+	/* One link per pair: the lower key dials. */
+	if (memcmp(gw->key.pub, p->key, KEY_PUB_LEN) < 0) {
+		snprintf(label, sizeof(label), "peer %s", p->name);
+		memset(&dp, 0, sizeof(dp));
+		dp.host = cp->host;
+		dp.port = cp->port;
+		dp.connect_ms = 5000;
+		dp.min_ms = 200;
+		dp.max_ms = 10000;
+		dp.label = label;
+		if ((p->dial = dial_new(gw->base, gw->dns, &dp, gw_peer_dialed,
+		    p)) == NULL)
+			goto oom;
+		dial_start(p->dial);
+	}
 	return 0;
 oom:
 	snprintf(err, errlen, "out of memory");
 	return -1;
+}
+
+/* Close the link, forget the names, free. */
+static void
+gw_peer_remove(struct gw *gw, struct gw_peer *p)
+{
+	struct gw_peers	*ps = gw->peers;
+
+	TAILQ_REMOVE(&ps->list, p, entry);
+	if (p->tun != NULL) {
+		struct tun *tun = p->tun;
+
+		/* The link's callbacks must not find p any more. */
+		p->tun = NULL;
+		tun_set_ops(tun, &gw_peer_orphan_ops, NULL);
+		tun_close(tun, "peer removed from the configuration");
+	}
+	dial_free(p->dial);
+	gw_peer_forget(ps, p, 0);
+	free(p);
 }
 
 void
@@ -162,14 +240,8 @@ gw_peer_stop(struct gw *gw)
 
 	if (ps == NULL)
 		return;
-	while ((p = TAILQ_FIRST(&ps->list)) != NULL) {
-		if (p->tun != NULL)
-			tun_close(p->tun, "gateway stopped");	/* unlinks */
-		dial_free(p->dial);
-		gw_peer_forget(ps, p, 0);
-		TAILQ_REMOVE(&ps->list, p, entry);
-		free(p);
-	}
+	while ((p = TAILQ_FIRST(&ps->list)) != NULL)
+		gw_peer_remove(gw, p);
 	if (ps->timer != NULL)
 		event_free(ps->timer);
 	SSL_CTX_free(ps->client_ctx);
@@ -608,6 +680,23 @@ gw_peer_announce(struct gw_peer *p)
 	gw_route_foreach(p->gw->routes, gw_peer_ann_add, a);
 	gw_peer_ann_flush(a, 1);
 	free(a);
+}
+
+static void
+gw_peer_orphan_closed(struct tun *tun, const char *reason, void *arg)
+{
+	(void)tun;
+	(void)reason;
+	(void)arg;
+}
+
+static void
+gw_peer_orphan_stream_closed(struct tun *tun, struct tun_stream *s,
+    const char *reason, void *arg)
+{
+	(void)tun;
+	(void)arg;
+	gw_fwd_stream_closed(tun_stream_udata(s), s, reason);
 }
 
 static unsigned

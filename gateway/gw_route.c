@@ -388,3 +388,39 @@ gw_route_foreach(struct gw_route_table *rt,
 		}
 	}
 }
+
+unsigned
+gw_route_revoke(struct gw_route_table *rt, struct gw_tun *t,
+    const struct cfg_grant *g, void (*cb)(const char *, void *), void *arg)
+{
+	struct gw_route		*r, **pp;
+	struct gw_route_claim	*c, *cn;
+	unsigned		 n = 0;
+	size_t			 i, k;
+	int			 ok;
+
+	for (i = 0; i < GW_ROUTE_BUCKETS; i++) {
+		pp = &rt->buckets[i];
+		while ((r = *pp) != NULL) {
+			for (ok = 0, k = 0; k < g->npatterns && !ok; k++)
+				ok = name_pattern_covers(g->patterns[k],
+				    r->name);
+			for (c = TAILQ_FIRST(&r->claims); c != NULL; c = cn) {
+				cn = TAILQ_NEXT(c, entry);
+				if (c->tun != t || ok)
+					continue;
+				cb(r->name, arg);
+				TAILQ_REMOVE(&r->claims, c, entry);
+				free(c);
+				n++;
+			}
+			if (TAILQ_EMPTY(&r->claims)) {
+				*pp = r->next;
+				free(r->name);
+				free(r);
+			} else
+				pp = &r->next;
+		}
+	}
+	return n;
+}

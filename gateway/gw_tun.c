@@ -375,3 +375,45 @@ gw_tun_status(struct gw *gw)
 	}
 	return a;
 }
+
+static void
+gw_tun_revoked(const char *name, void *arg)
+{
+	struct gw_tun		*gt = arg;
+	struct tun_claim	 r;
+
+	log_warnx("reload: agent %s may no longer claim %s; route removed",
+	    gt->name, name);
+	memset(&r, 0, sizeof(r));
+	r.status = TUN_CLAIM_DENIED;
+	snprintf(r.name, sizeof(r.name), "%s", name);
+	snprintf(r.msg, sizeof(r.msg), "no longer authorized for this "
+	    "hostname on this gateway (configuration reloaded)");
+	tun_send_claim(gt->tun, TUN_CLAIM_RESULT, &r);
+}
+
+void
+gw_tun_reauthorize(struct gw *gw)
+{
+	struct gw_tun		*gt, *next;
+	const struct cfg_grant	*g;
+	unsigned		 n;
+
+	for (gt = TAILQ_FIRST(&gw->tunnels); gt != NULL; gt = next) {
+		next = TAILQ_NEXT(gt, entry);
+		if (!gt->authed)
+			continue;
+		if ((g = gw_tun_grant(gw, tun_peer_key(gt->tun))) == NULL) {
+			log_warnx("reload: agent %s is no longer admitted; "
+			    "closing its tunnel", gt->name);
+			tun_shutdown(gt->tun, TUN_E_AUTH, "agent key no longer "
+			    "admitted by this gateway");
+			continue;
+		}
+		snprintf(gt->name, sizeof(gt->name), "%s", g->name);
+		n = gw_route_revoke(gw->routes, gt, g, gw_tun_revoked, gt);
+		gt->nclaims -= n;
+		if (n > 0)
+			gw_peer_routes_changed(gw);
+	}
+}

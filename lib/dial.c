@@ -152,6 +152,18 @@ dial_reset(struct dial *d)
 	d->failures = 0;
 }
 
+const char *
+dial_host(const struct dial *d)
+{
+	return d->host;
+}
+
+unsigned
+dial_port(const struct dial *d)
+{
+	return d->p.port;
+}
+
 void
 dial_stop(struct dial *d)
 {

@@ -33,6 +33,8 @@ void		 dial_start(struct dial *);
 void		 dial_later(struct dial *, const char *why);
 /* It worked: the next failure starts from min_ms again. */
 void		 dial_reset(struct dial *);
+const char	*dial_host(const struct dial *);
+unsigned	 dial_port(const struct dial *);
 /* Stop: no attempt runs or is scheduled until dial_start. */
 void		 dial_stop(struct dial *);
 

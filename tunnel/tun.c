@@ -34,6 +34,7 @@
 #define TUN_OUT_LOW	(256 * 1024)	/* ... and resumes them */
 #define TUN_OUT_CAP	(4 * 1024 * 1024)	/* stop reading the peer */
 #define TUN_SHUTDOWN_MS	2000		/* bound on flushing a GOAWAY */
+#define TUN_TICK_MS	250		/* keepalive and dead-peer checks */
 #define TUN_DATA_CHUNK	(16384 - TUN_HDR_LEN)	/* one frame, one record */
 #define TUN_READ_MAX	(256 * 1024)	/* tunnel bytes per read callback */
 #define TUN_LOCAL_IO	(64 * 1024)	/* local socket bytes per syscall */
@@ -114,6 +115,7 @@ struct tun {
 	uint8_t			 exporter[32];
 	uint64_t		 start_ms;
 	uint64_t		 last_rx_ms;
+	uint64_t		 last_ping_ms;
 	double			 rtt_ms;
 	uint32_t		 next_id;
 	unsigned		 nstreams;
@@ -241,8 +243,11 @@ tun_new_common(struct event_base *base, int fd, struct bufferevent *under,
 	t->drain_timer = event_new(base, -1, 0, tun_drain_timer_cb, t);
 	if (t->timer == NULL || t->hs_timer == NULL || t->drain_timer == NULL)
 		goto fail_t;
-	tv.tv_sec = p->keepalive_ms / 1000;
-	tv.tv_usec = (p->keepalive_ms % 1000) * 1000;
+	/* Tick finer than the keepalive, so a dead peer is declared close
+	 * to dead_peer_ms rather than up to a keepalive later. */
+	tv.tv_sec = 0;
+	tv.tv_usec = (p->keepalive_ms < TUN_TICK_MS ? p->keepalive_ms :
+	    TUN_TICK_MS) * 1000;
 	event_add(t->timer, &tv);
 	tv.tv_sec = p->handshake_ms / 1000;
 	tv.tv_usec = (p->handshake_ms % 1000) * 1000;
@@ -779,6 +784,9 @@ tun_timer_cb(evutil_socket_t fd, short ev, void *arg)
 			tun_close(t, why);
 			break;
 		}
+		if (now - t->last_ping_ms < t->p.keepalive_ms)
+			break;
+		t->last_ping_ms = now;
 		/* Our own send time, echoed back, gives the RTT. */
 		us = mono_us();
 		for (i = 0; i < 8; i++)

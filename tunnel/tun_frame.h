@@ -33,6 +33,8 @@ enum tun_type {
 
 #define TUN_F_FIN	0x01	/* DATA: sender will send no more */
 #define TUN_F_ACK	0x01	/* PING: this is the answer */
+#define TUN_F_START	0x01	/* ANNOUNCE: first frame of a full set */
+#define TUN_F_END	0x02	/* ANNOUNCE: last frame of a full set */
 
 enum tun_role {
 	TUN_ROLE_AGENT = 1,

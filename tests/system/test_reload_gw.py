@@ -1,0 +1,130 @@
+"""SIGHUP on the gateway: agents, claims, listeners and peers change while
+established connections carry on."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import time
+
+from conftest import (Agent, Gateway, Nginx, curl, free_port, http_status,
+                      tls_visit)
+
+HOST = "app.example.test"
+
+
+def test_reload_keeps_transfers_and_applies_changes(procs, tmp_path, ca):
+    gw = Gateway(procs, str(tmp_path))
+    a1 = Agent(procs, str(tmp_path), name="a1")
+    a2 = Agent(procs, str(tmp_path), name="a2")
+    n1 = Nginx(procs, str(tmp_path), ca, HOST)
+    n2 = Nginx(procs, str(tmp_path), ca, "two.example.test")
+    gw.admit(a1, [HOST, "extra.example.test"])
+    a1.use(gw)
+    a1.serve(HOST, tls=n1.tls, http=n1.http)
+    a1.serve("extra.example.test", http=n1.http)
+    a2.use(gw)
+    a2.serve("two.example.test", tls=n2.tls)
+    gw.start()
+    a1.start()
+    a2.start(wait_serving=False)
+    a2.proc.wait_log(r"refused by peer: agent key .* is not admitted")
+
+    # A transfer in flight across the reload.
+    h = hashlib.sha256()
+    with open(os.path.join(n1.root, "big.bin"), "wb") as f:
+        for _ in range(20):
+            chunk = os.urandom(1 << 20)
+            h.update(chunk)
+            f.write(chunk)
+    out = str(tmp_path / "got.bin")
+    dl = subprocess.Popen(
+        ["curl", "-sS", "--max-time", "60", "--limit-rate", "8M",
+         "--cacert", ca.crt, "--resolve", f"{HOST}:{gw.tls_port}:127.0.0.1",
+         "-o", out, f"https://{HOST}:{gw.tls_port}/big.bin"],
+        stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.monotonic()
+        while (not os.path.exists(out) or os.path.getsize(out) < 1 << 20) \
+                and time.monotonic() - t0 < 20:
+            time.sleep(0.02)
+
+        # Reload: admit a2, take extra.example.test away from a1, and
+        # move the HTTP entry to a new port.
+        old_http = gw.http_port
+        gw.http_port = free_port()
+        gw.agents = [("a1", a1.pub, [HOST]),
+                     ("a2", a2.pub, ["two.example.test"])]
+        gw.proc.set_mark()
+        gw.write_config()
+        gw.proc.send_signal(signal.SIGHUP)
+        gw.proc.wait_log(r"reloaded .*: 2 agent\(s\) admitted")
+        gw.proc.wait_log(r"may no longer claim extra\.example\.test")
+        a1.proc.wait_log(r"refused hostname extra\.example\.test: no "
+                         r"longer authorized")
+        # a2 gets in on its next try.
+        a2.proc.wait_log(r"gateway gw: serving two\.example\.test",
+                         timeout=15)
+        r = curl(f"https://two.example.test:{gw.tls_port}/",
+                 "two.example.test", gw.tls_port, ca=ca.crt)
+        assert r.returncode == 0 and "two.example.test" in r.stdout
+        assert http_status(gw.http_port, "extra.example.test") == 404
+        assert http_status(gw.http_port, HOST) == 200
+        try:
+            http_status(old_http, HOST)
+            assert False, "the old HTTP port still answers"
+        except ConnectionRefusedError:
+            pass
+        assert dl.wait(60) == 0, dl.stderr.read()
+    finally:
+        if dl.poll() is None:
+            dl.kill()
+    with open(out, "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == h.hexdigest()
+    # a1's tunnel was never dropped.
+    assert a1.proc.count(r"tunnel lost") == 0
+
+
+def test_broken_reload_keeps_running(procs, tmp_path, ca):
+    gw = Gateway(procs, str(tmp_path))
+    ag = Agent(procs, str(tmp_path))
+    ng = Nginx(procs, str(tmp_path), ca, HOST)
+    gw.admit(ag, [HOST])
+    ag.use(gw)
+    ag.serve(HOST, tls=ng.tls)
+    gw.start()
+    ag.start()
+    with open(gw.conf, "a") as f:
+        f.write("bogus_key: 1\n")
+    gw.proc.send_signal(signal.SIGHUP)
+    gw.proc.wait_log(r"reload failed, keeping the running configuration: "
+                     r".*gateway\.yaml:\d+:\d+: .*bogus_key")
+    assert tls_visit(gw.tls_port, HOST) == "ok"
+
+
+def test_reload_adds_a_peer(procs, tmp_path, ca):
+    g0 = Gateway(procs, str(tmp_path), name="g0",
+                 extra="timeouts:\n  announce: 200ms")
+    g1 = Gateway(procs, str(tmp_path), name="g1",
+                 extra="timeouts:\n  announce: 200ms")
+    ag = Agent(procs, str(tmp_path))
+    ng = Nginx(procs, str(tmp_path), ca, HOST)
+    g0.admit(ag, [HOST])
+    ag.use(g0)
+    ag.serve(HOST, tls=ng.tls)
+    g0.start()
+    g1.start()
+    ag.start()
+    assert tls_visit(g1.tls_port, HOST) == "TLSV1_UNRECOGNIZED_NAME"
+    for a, b in ((g0, g1), (g1, g0)):
+        a.peer(b)
+        a.write_config()
+        a.proc.send_signal(signal.SIGHUP)
+        a.proc.wait_log(r"reloaded .* 1 peer\(s\)", since_mark=False)
+    g1.proc.wait_log(r"peer g0: link up", since_mark=False, timeout=15)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 5:
+        if tls_visit(g1.tls_port, HOST) == "ok":
+            break
+    r = curl(f"https://{HOST}:{g1.tls_port}/", HOST, g1.tls_port, ca=ca.crt)
+    assert r.returncode == 0 and r.stdout == f"hello from {HOST}\n", r.stderr
