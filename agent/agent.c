@@ -2,7 +2,8 @@
 /*
  * porch-agent: keeps a tunnel open to every configured gateway, claims
  * the services of its config on each, and relays the visitors' streams
- * to the local backends.  This file holds main, options and signals.
+ * to the local backends.  This file holds main, options and signals,
+ * and the SIGHUP reload that moves the running agent onto a new config.
  */
 
 #include <signal.h>
@@ -18,7 +19,16 @@
 #include "log.h"
 
 static void	agent_usage(FILE *);
+static int	agent_set_name(struct cfg_agent *);
 static void	agent_signal_cb(evutil_socket_t, short, void *);
+static void	agent_reload(struct agent *);
+static void	agent_reload_identity(struct agent *,
+		    const struct cfg_agent *);
+static int	agent_has_gw(const struct agent *,
+		    const struct agent_gw *);
+static struct agent_gw **agent_reload_gws(struct agent *);
+static void	agent_reload_gws_apply(struct agent *, struct agent_gw **,
+		    size_t, struct agent_reload_count *);
 
 static void
 agent_usage(FILE *f)
@@ -34,13 +44,15 @@ agent_usage(FILE *f)
 	    "  -v       verbose (debug) logging\n"
 	    "  -h       this help\n"
 	    "\n"
-	    "Signals: SIGTERM/SIGINT stop (gateways get GOAWAY).\n");
+	    "Signals: SIGTERM/SIGINT stop (gateways get GOAWAY); SIGHUP\n"
+	    "reloads the configuration, keeping established connections.\n");
 }
 
 int
 main(int argc, char *argv[])
 {
 	struct agent	 a;
+	struct agent_gw	*g;
 	const char	*conf = NULL;
 	char		 err[1024], kt[KEY_TEXT_LEN];
 	int		 ch, test = 0, verbose = 0, rc = 1;
@@ -75,6 +87,7 @@ main(int argc, char *argv[])
 	log_setverbose(verbose);
 
 	memset(&a, 0, sizeof(a));
+	TAILQ_INIT(&a.retired);
 	if ((a.cfg = cfg_agent_load(conf, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "porch-agent: %s\n", err);
 		return 1;
@@ -87,14 +100,9 @@ main(int argc, char *argv[])
 		fprintf(stderr, "porch-agent: %s: %s\n", conf, err);
 		goto out;
 	}
-	if (a.cfg->name == NULL) {
-		char host[64];
-
-		if (gethostname(host, sizeof(host)) == 0)
-			host[sizeof(host) - 1] = '\0';
-		else
-			snprintf(host, sizeof(host), "agent");
-		a.cfg->name = strdup(host);
+	if (agent_set_name(a.cfg) == -1) {
+		fprintf(stderr, "porch-agent: out of memory\n");
+		goto out;
 	}
 	if (test) {
 		printf("configuration OK (agent key %s)\n",
@@ -140,6 +148,8 @@ main(int argc, char *argv[])
 	for (i = 0; i < a.ngws; i++)
 		agent_gw_free(a.gws[i]);
 	free(a.gws);
+	while ((g = TAILQ_FIRST(&a.retired)) != NULL)
+		agent_gw_free(g);
 	event_free(a.sig_term);
 	event_free(a.sig_int);
 	event_free(a.sig_hup);
@@ -154,6 +164,21 @@ out:
 	return rc;
 }
 
+/* The name for logs and HELLO: the config's, else the hostname. */
+static int
+agent_set_name(struct cfg_agent *cfg)
+{
+	char	host[64];
+
+	if (cfg->name != NULL)
+		return 0;
+	if (gethostname(host, sizeof(host)) == 0)
+		host[sizeof(host) - 1] = '\0';
+	else
+		snprintf(host, sizeof(host), "agent");
+	return (cfg->name = strdup(host)) == NULL ? -1 : 0;
+}
+
 /* Stopping: end the loop once no gateway tunnel is open any more. */
 void
 agent_check_stopped(struct agent *a)
@@ -165,6 +190,8 @@ agent_check_stopped(struct agent *a)
 	for (i = 0; i < a->ngws; i++)
 		if (agent_gw_is_open(a->gws[i]))
 			return;
+	if (!TAILQ_EMPTY(&a->retired))
+		return;		/* dropped by a reload, still draining */
 	event_base_loopexit(a->base, NULL);
 }
 
@@ -180,8 +207,7 @@ agent_signal_cb(evutil_socket_t sig, short ev, void *arg)
 	if (a->stopping)
 		return;
 	if (sig == SIGHUP) {
-		log_warnx("SIGHUP: configuration reload is not implemented "
-		    "yet; restart porch-agent to apply changes");
+		agent_reload(a);
 		return;
 	}
 	log_info("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -194,4 +220,173 @@ agent_signal_cb(evutil_socket_t sig, short ev, void *arg)
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
 	event_base_loopexit(a->base, &tv);
+}
+
+/*
+ * SIGHUP: load the config file again and move onto it.  Everything that
+ * can fail (the loader, backend lookups, allocations) runs first, so a
+ * failure changes nothing.  Then services and gateways are matched by
+ * name against the running ones; what is unchanged keeps running
+ * untouched, and nothing points into the old config after the swap, so
+ * it is freed at once.  Tunnels and streams already open keep their
+ * parameters; the new timeouts and limits apply to new ones.
+ */
+static void
+agent_reload(struct agent *a)
+{
+	struct cfg_agent		*ncfg, *old = a->cfg;
+	struct agent_svc_reload		*sr;
+	struct agent_gw			**gws;
+	struct agent_reload_count	 sc, gc;
+	char				 err[1024];
+
+	if ((ncfg = cfg_agent_load(old->file, err, sizeof(err))) == NULL) {
+		log_warnx("reload failed, keeping the running configuration: "
+		    "%s", err);
+		return;
+	}
+	if (agent_set_name(ncfg) == -1) {
+		log_warnx("reload failed, keeping the running configuration: "
+		    "%s: out of memory", ncfg->file);
+		cfg_agent_free(ncfg);
+		return;
+	}
+	if ((sr = agent_svc_reload_prepare(a, ncfg, err, sizeof(err))) ==
+	    NULL) {
+		log_warnx("reload failed, keeping the running configuration: "
+		    "%s: %s", ncfg->file, err);
+		cfg_agent_free(ncfg);
+		return;
+	}
+	/* New gateways dial with the new timeouts. */
+	a->cfg = ncfg;
+	if ((gws = agent_reload_gws(a)) == NULL) {
+		a->cfg = old;
+		log_warnx("reload failed, keeping the running configuration: "
+		    "%s: out of memory", ncfg->file);
+		agent_svc_reload_abort(sr);
+		cfg_agent_free(ncfg);
+		return;
+	}
+	agent_reload_identity(a, ncfg);
+	agent_svc_reload_apply(a, sr, &sc);
+	agent_reload_gws_apply(a, gws, ncfg->ngateways, &gc);
+	cfg_agent_free(old);
+	log_info("reloaded %s: %zu services (+%zu -%zu ~%zu), %zu gateways "
+	    "(+%zu -%zu ~%zu)", ncfg->file, a->nservices, sc.added,
+	    sc.removed, sc.changed, a->ngws, gc.added, gc.removed, gc.changed);
+}
+
+/* The running key stays: tunnels are authenticated with it. */
+static void
+agent_reload_identity(struct agent *a, const struct cfg_agent *ncfg)
+{
+	struct key_pair	 k;
+	char		 err[512], kt[KEY_TEXT_LEN];
+
+	if (key_load(ncfg->identity, &k, err, sizeof(err)) == -1)
+		log_warnx("reload: identity: %s; keeping the running key %s",
+		    err, key_pub_text(a->key.pub, kt));
+	else if (memcmp(k.pub, a->key.pub, KEY_PUB_LEN) != 0)
+		log_warnx("reload: identity %s holds another key, which takes "
+		    "a restart; keeping the running key %s", ncfg->identity,
+		    key_pub_text(a->key.pub, kt));
+	key_clear(&k);
+}
+
+/* g is one of a->gws. */
+static int
+agent_has_gw(const struct agent *a, const struct agent_gw *g)
+{
+	size_t	i;
+
+	for (i = 0; i < a->ngws; i++)
+		if (a->gws[i] == g)
+			return 1;
+	return 0;
+}
+
+/*
+ * The gateways of a->cfg (the new config), in its order: a running one
+ * whose entry is unchanged, else a new one, not yet started.  NULL if
+ * out of memory, with nothing changed.
+ */
+static struct agent_gw **
+agent_reload_gws(struct agent *a)
+{
+	const struct cfg_agent	*cfg = a->cfg;
+	struct agent_gw		**gws;
+	size_t			 i, j;
+
+	if ((gws = calloc(cfg->ngateways + 1, sizeof(*gws))) == NULL)
+		return NULL;
+	for (i = 0; i < cfg->ngateways; i++) {
+		for (j = 0; j < a->ngws && gws[i] == NULL; j++)
+			if (agent_gw_matches(a->gws[j], &cfg->gateways[i]))
+				gws[i] = a->gws[j];
+		if (gws[i] != NULL)
+			continue;
+		if ((gws[i] = agent_gw_new(a, &cfg->gateways[i])) == NULL) {
+			while (i-- > 0)
+				if (!agent_has_gw(a, gws[i]))
+					agent_gw_free(gws[i]);
+			free(gws);
+			return NULL;
+		}
+	}
+	return gws;
+}
+
+/*
+ * Start the new gateways, drain the dropped ones (a changed entry is
+ * both: a new tunnel, and the old one drains), keep the others' tunnels
+ * as they are.
+ */
+static void
+agent_reload_gws_apply(struct agent *a, struct agent_gw **gws, size_t n,
+    struct agent_reload_count *cnt)
+{
+	struct agent_gw	*g;
+	size_t		 i, j;
+	int		 found;
+
+	memset(cnt, 0, sizeof(*cnt));
+	for (i = 0; i < n; i++) {
+		if (agent_has_gw(a, gws[i]))
+			continue;
+		for (j = 0, found = 0; j < a->ngws && !found; j++)
+			found = strcmp(agent_gw_name(a->gws[j]),
+			    agent_gw_name(gws[i])) == 0;
+		if (found) {
+			log_info("reload: gateway %s changed; a new tunnel "
+			    "replaces the old one", agent_gw_name(gws[i]));
+			cnt->changed++;
+		} else {
+			log_info("reload: gateway %s added",
+			    agent_gw_name(gws[i]));
+			cnt->added++;
+		}
+		agent_gw_start(gws[i]);
+	}
+	for (i = 0; i < a->ngws; i++) {
+		g = a->gws[i];
+		for (j = 0, found = 0; j < n && !found; j++)
+			found = gws[j] == g;
+		if (found) {
+			agent_gw_reconfigure(g);
+			continue;
+		}
+		for (j = 0, found = 0; j < a->cfg->ngateways && !found; j++)
+			found = strcmp(a->cfg->gateways[j].name,
+			    agent_gw_name(g)) == 0;
+		if (!found) {
+			log_info("reload: gateway %s removed",
+			    agent_gw_name(g));
+			cnt->removed++;
+		}
+		agent_gw_retire(g);
+	}
+	free(a->gws);
+	a->gws = gws;
+	a->ngws = n;
 }

@@ -2,6 +2,7 @@
 #ifndef PORCH_AGENT_H
 #define PORCH_AGENT_H
 
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -16,18 +17,32 @@ struct agent_gw;
 struct dns;
 struct agent_health;
 
-/* A backend address, resolved once at startup. */
+/* A backend address, resolved at startup or when a reload changes it. */
 struct agent_backend {
 	struct sockaddr_storage	 ss;
 	socklen_t		 sslen;
-	const char		*text;		/* points into the config */
+	char			*text;		/* own copy of "host:port" */
 };
 
+/*
+ * A published hostname.  Each lives on the heap at a fixed address (its
+ * checker points at it); a reload updates it in place and repoints cfg
+ * at the new config's entry.  Streams copy what they need of it.
+ */
 struct agent_service {
-	const struct cfg_service *cfg;
+	struct agent		*a;
+	const struct cfg_service *cfg;		/* entry of a->cfg */
 	struct agent_backend	 tls;		/* sslen 0: none */
 	struct agent_backend	 http;
 	struct agent_health	*health;	/* NULL: no checks, always up */
+	int			 up;		/* claimable (see is_up) */
+};
+
+/* What a reload did to one kind of object, for the summary line. */
+struct agent_reload_count {
+	size_t	added;
+	size_t	removed;
+	size_t	changed;
 };
 
 struct agent {
@@ -36,20 +51,32 @@ struct agent {
 	struct key_pair		 key;
 	SSL_CTX			*tls_ctx;
 	struct dns		*dns;
-	struct agent_service	*services;
+	struct agent_service	**services;
 	size_t			 nservices;
 	struct agent_gw		**gws;
 	size_t			 ngws;
+	/* Gateways a reload dropped, draining their last tunnel. */
+	TAILQ_HEAD(agent_gw_list, agent_gw) retired;
 	struct event		*sig_term, *sig_int, *sig_hup;
 	int			 stopping;	/* SIGTERM: GOAWAY sent */
 	int			 exiting;	/* loop ended: freeing */
 };
 
 /* agent_gw.c: one gateway, its tunnel and its reconnect schedule. */
+/* Copies what it needs of r; dials with a->cfg's timeouts. */
 struct agent_gw	*agent_gw_new(struct agent *, const struct cfg_remote *);
 void		 agent_gw_start(struct agent_gw *);
 /* Stop reconnecting and send GOAWAY on the tunnel, if any. */
 void		 agent_gw_shutdown(struct agent_gw *);
+/* Reload dropped it: shut it down and free it once its tunnel is
+ * closed (at once if it has none); meanwhile it is on a->retired. */
+void		 agent_gw_retire(struct agent_gw *);
+/* 1 if r names the same gateway the same way (address, key, SNI). */
+int		 agent_gw_matches(const struct agent_gw *,
+		    const struct cfg_remote *);
+/* Reload kept it: its tunnel stays; later dials use a->cfg's timeouts. */
+void		 agent_gw_reconfigure(struct agent_gw *);
+const char	*agent_gw_name(const struct agent_gw *);
 int		 agent_gw_is_open(const struct agent_gw *);
 /* Claim (up) or withdraw the service on this gateway's ready tunnel. */
 void		 agent_gw_announce(struct agent_gw *,
@@ -63,7 +90,23 @@ void		 agent_svc_clear(struct agent *);
  * stop frees them and must run before the base is freed. */
 void		 agent_svc_start(struct agent *);
 void		 agent_svc_stop(struct agent *);
-/* Claimable: no health checks, or the last verdict was up. */
+/*
+ * Reload in two steps, so that a failure changes nothing.  prepare
+ * resolves the backends of cfg's new and changed services and allocates
+ * what apply needs (NULL and err set on failure; nothing changed).
+ * apply runs once a->cfg is cfg and cannot fail: removed services are
+ * withdrawn and freed, new ones claimed or checked, changed ones updated
+ * in place (re-claimed; the checker restarts only if the health section
+ * or the backends changed).  abort frees what prepare made.
+ */
+struct agent_svc_reload;
+struct agent_svc_reload *agent_svc_reload_prepare(struct agent *,
+		    const struct cfg_agent *cfg, char *err, size_t errlen);
+void		 agent_svc_reload_apply(struct agent *,
+		    struct agent_svc_reload *, struct agent_reload_count *);
+void		 agent_svc_reload_abort(struct agent_svc_reload *);
+/* Claimable: no health checks, or the last verdict was up (a checker
+ * restarted by a reload keeps the old verdict until its first one). */
 int		 agent_svc_is_up(const struct agent_service *);
 void		 agent_svc_open(struct agent *, struct tun *,
 		    struct tun_stream *, const struct tun_open *);

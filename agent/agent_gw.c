@@ -3,7 +3,9 @@
  * One gateway as the agent sees it: resolve its name, dial it, run the
  * tunnel, claim every service, and after any failure try again with
  * exponential backoff and jitter.  Each gateway lives on its own; losing
- * one changes nothing for the others.
+ * one changes nothing for the others.  It keeps its own copy of its
+ * config entry, so a reload can free the config while a gateway it
+ * dropped still drains its streams.
  */
 
 #include <arpa/inet.h>
@@ -27,16 +29,28 @@ enum agent_gw_state {
 
 struct agent_gw {
 	struct agent		*a;
-	const struct cfg_remote	*r;
+	char			*name;		/* copied from the config */
+	char			*address;
+	char			*host;
+	unsigned		 port;
+	uint8_t			 key[KEY_PUB_LEN];
+	char			*server_name;	/* NULL: host, if a name */
 	enum agent_gw_state	 state;
 	struct dial		*dial;
+	unsigned		 connect_ms;	/* what dial was made with */
+	unsigned		 min_ms;
+	unsigned		 max_ms;
 	struct tun		*tun;
 	int			 authed;	/* this tunnel got that far */
 	int			 close_pending;	/* drained after GOAWAY */
-	struct event		*timer;		/* the close_pending kick */
+	int			 retired;	/* free once closed */
+	struct event		*timer;		/* close_pending, retired */
 	char			 addr_text[64];	/* address connected to */
+	TAILQ_ENTRY(agent_gw)	 entry;		/* a->retired */
 };
 
+static struct dial *agent_gw_dial_new(struct agent_gw *);
+static int	agent_gw_str_eq(const char *, const char *);
 static void	agent_gw_dialed(int, const char *, void *);
 static void	agent_gw_timer_cb(evutil_socket_t, short, void *);
 
@@ -64,31 +78,56 @@ static const struct tun_ops agent_gw_ops = {
 struct agent_gw *
 agent_gw_new(struct agent *a, const struct cfg_remote *r)
 {
-	const struct cfg_agent	*cfg = a->cfg;
 	struct agent_gw		*g;
-	struct dial_params	 dp;
-	char			 label[96];
 
 	if ((g = calloc(1, sizeof(*g))) == NULL)
 		return NULL;
 	g->a = a;
-	g->r = r;
 	g->state = AGENT_GW_DIALING;
-	snprintf(label, sizeof(label), "gateway %s", r->name);
+	g->port = r->port;
+	memcpy(g->key, r->key, sizeof(g->key));
+	g->name = strdup(r->name);
+	g->address = strdup(r->address);
+	g->host = strdup(r->host);
+	if (r->server_name != NULL &&
+	    (g->server_name = strdup(r->server_name)) == NULL)
+		goto fail;
+	if (g->name == NULL || g->address == NULL || g->host == NULL)
+		goto fail;
+	g->timer = event_new(a->base, -1, 0, agent_gw_timer_cb, g);
+	g->dial = agent_gw_dial_new(g);
+	if (g->timer == NULL || g->dial == NULL)
+		goto fail;
+	return g;
+fail:
+	agent_gw_free(g);
+	return NULL;
+}
+
+/* A dialer with the agent's current timeouts. */
+static struct dial *
+agent_gw_dial_new(struct agent_gw *g)
+{
+	const struct cfg_agent	*cfg = g->a->cfg;
+	struct dial_params	 dp;
+	struct dial		*d;
+	char			 label[96];
+
+	snprintf(label, sizeof(label), "gateway %s", g->name);
 	memset(&dp, 0, sizeof(dp));
-	dp.host = r->host;
-	dp.port = r->port;
+	dp.host = g->host;
+	dp.port = g->port;
 	dp.connect_ms = cfg->connect_timeout_ms;
 	dp.min_ms = cfg->reconnect_min_ms;
 	dp.max_ms = cfg->reconnect_max_ms;
 	dp.label = label;
-	g->timer = event_new(a->base, -1, 0, agent_gw_timer_cb, g);
-	g->dial = dial_new(a->base, a->dns, &dp, agent_gw_dialed, g);
-	if (g->timer == NULL || g->dial == NULL) {
-		agent_gw_free(g);
+	if ((d = dial_new(g->a->base, g->a->dns, &dp, agent_gw_dialed,
+	    g)) == NULL)
 		return NULL;
-	}
-	return g;
+	g->connect_ms = dp.connect_ms;
+	g->min_ms = dp.min_ms;
+	g->max_ms = dp.max_ms;
+	return d;
 }
 
 void
@@ -108,6 +147,62 @@ agent_gw_shutdown(struct agent_gw *g)
 		tun_drain(g->tun, "agent stopping", g->a->cfg->drain_ms);
 }
 
+void
+agent_gw_retire(struct agent_gw *g)
+{
+	g->retired = 1;
+	agent_gw_shutdown(g);
+	if (g->tun == NULL) {
+		log_info("gateway %s: dropped by the reload", g->name);
+		agent_gw_free(g);
+		return;
+	}
+	log_info("gateway %s: dropped by the reload; its tunnel drains",
+	    g->name);
+	TAILQ_INSERT_TAIL(&g->a->retired, g, entry);
+}
+
+int
+agent_gw_matches(const struct agent_gw *g, const struct cfg_remote *r)
+{
+	return strcmp(g->name, r->name) == 0 &&
+	    strcmp(g->address, r->address) == 0 &&
+	    memcmp(g->key, r->key, sizeof(g->key)) == 0 &&
+	    agent_gw_str_eq(g->server_name, r->server_name);
+}
+
+/*
+ * A reload kept this gateway.  The tunnel stays as it is (it got its
+ * parameters when it started); a new dialer takes over if the connect
+ * or reconnect timeouts changed, so the next tunnel uses them.
+ */
+void
+agent_gw_reconfigure(struct agent_gw *g)
+{
+	const struct cfg_agent	*cfg = g->a->cfg;
+	struct dial		*d;
+
+	if (g->connect_ms == cfg->connect_timeout_ms &&
+	    g->min_ms == cfg->reconnect_min_ms &&
+	    g->max_ms == cfg->reconnect_max_ms)
+		return;
+	if ((d = agent_gw_dial_new(g)) == NULL) {
+		log_warnx("gateway %s: out of memory; it redials with the "
+		    "old timeouts", g->name);
+		return;
+	}
+	dial_free(g->dial);
+	g->dial = d;
+	if (g->state == AGENT_GW_DIALING)
+		dial_start(d);		/* instead of the old attempt */
+}
+
+const char *
+agent_gw_name(const struct agent_gw *g)
+{
+	return g->name;
+}
+
 int
 agent_gw_is_open(const struct agent_gw *g)
 {
@@ -122,10 +217,24 @@ agent_gw_free(struct agent_gw *g)
 	g->state = AGENT_GW_STOPPED;
 	if (g->tun != NULL)
 		tun_close(g->tun, "agent stopped");
+	if (g->entry.tqe_prev != NULL)		/* on a->retired */
+		TAILQ_REMOVE(&g->a->retired, g, entry);
 	dial_free(g->dial);
 	if (g->timer != NULL)
 		event_free(g->timer);
+	free(g->name);
+	free(g->address);
+	free(g->host);
+	free(g->server_name);
 	free(g);
+}
+
+static int
+agent_gw_str_eq(const char *x, const char *y)
+{
+	if (x == NULL || y == NULL)
+		return x == y;
+	return strcmp(x, y) == 0;
 }
 
 static void
@@ -149,14 +258,14 @@ agent_gw_dialed(int fd, const char *addr, void *arg)
 	 * (port 443) sees ALPN porch/1 for its own name and takes us as a
 	 * tunnel.  An IP address is no SNI; server_name then says it.
 	 */
-	sni = g->r->server_name;
+	sni = g->server_name;
 	if (sni == NULL &&
-	    inet_pton(AF_INET, g->r->host, &(struct in_addr){0}) != 1 &&
-	    inet_pton(AF_INET6, g->r->host, &(struct in6_addr){0}) != 1)
-		sni = g->r->host;
+	    inet_pton(AF_INET, g->host, &(struct in_addr){0}) != 1 &&
+	    inet_pton(AF_INET6, g->host, &(struct in6_addr){0}) != 1)
+		sni = g->host;
 	if (sni != NULL)
 		SSL_set_tlsext_host_name(ssl, sni);
-	snprintf(label, sizeof(label), "gw=%s", g->r->name);
+	snprintf(label, sizeof(label), "gw=%s", g->name);
 	memset(&p, 0, sizeof(p));
 	p.role = TUN_ROLE_AGENT;
 	p.key = &g->a->key;
@@ -180,9 +289,16 @@ static void
 agent_gw_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct agent_gw	*g = arg;
+	struct agent	*a = g->a;
 
 	(void)fd;
 	(void)what;
+	if (g->retired && g->tun == NULL) {
+		/* Its last tunnel is closed: nothing refers to it now. */
+		agent_gw_free(g);
+		agent_check_stopped(a);
+		return;
+	}
 	if (g->close_pending) {
 		g->close_pending = 0;
 		if (g->tun != NULL)
@@ -200,27 +316,27 @@ agent_gw_authed(struct tun *tun, const struct tun_hello *h, char *msg,
 	char			 got[KEY_TEXT_LEN], want[KEY_TEXT_LEN];
 	size_t			 i;
 
-	if (sodium_memcmp(h->pub, g->r->key, KEY_PUB_LEN) != 0) {
+	if (sodium_memcmp(h->pub, g->key, KEY_PUB_LEN) != 0) {
 		log_warnx("gateway %s (%s) presented key %s, but %s pins %s "
 		    "for it; refusing this gateway (check its 'key:')",
-		    g->r->name, g->addr_text, key_pub_text(h->pub, got),
-		    a->cfg->file, key_pub_text(g->r->key, want));
+		    g->name, g->addr_text, key_pub_text(h->pub, got),
+		    a->cfg->file, key_pub_text(g->key, want));
 		snprintf(msg, msglen, "gateway key does not match the key "
 		    "this agent pins");
 		return -1;
 	}
 	g->authed = 1;
 	dial_reset(g->dial);
-	log_info("gateway %s (%s): tunnel up", g->r->name, g->addr_text);
+	log_info("gateway %s (%s): tunnel up", g->name, g->addr_text);
 	for (i = 0; i < a->nservices; i++) {
 		/* A backend that is down (or not checked yet) is claimed
 		 * when its checker says it is up. */
-		if (!agent_svc_is_up(&a->services[i])) {
+		if (!agent_svc_is_up(a->services[i])) {
 			log_debug("gateway %s: not claiming %s: backend not "
-			    "up", g->r->name, a->services[i].cfg->hostname);
+			    "up", g->name, a->services[i]->cfg->hostname);
 			continue;
 		}
-		agent_svc_claim(&a->services[i], &c);
+		agent_svc_claim(a->services[i], &c);
 		tun_send_claim(tun, TUN_CLAIM, &c);
 	}
 	return 0;
@@ -240,7 +356,7 @@ agent_gw_announce(struct agent_gw *g, const struct agent_service *svc,
 	if (tun_send_claim(g->tun, up ? TUN_CLAIM : TUN_UNCLAIM, &c) == -1)
 		return;
 	if (!up)
-		log_info("gateway %s: withdrew %s", g->r->name,
+		log_info("gateway %s: withdrew %s", g->name,
 		    svc->cfg->hostname);
 }
 
@@ -254,11 +370,11 @@ agent_gw_claim(struct tun *tun, uint8_t type, const struct tun_claim *c,
 	if (type != TUN_CLAIM_RESULT)
 		return;
 	if (c->status == TUN_CLAIM_OK)
-		log_info("gateway %s: serving %s", g->r->name, c->name);
+		log_info("gateway %s: serving %s", g->name, c->name);
 	else
 		log_warnx("gateway %s refused hostname %s: %s; ask the "
 		    "gateway's operator to grant it to this agent's key",
-		    g->r->name, c->name[0] ? c->name : "?", c->msg);
+		    g->name, c->name[0] ? c->name : "?", c->msg);
 }
 
 static void
@@ -275,7 +391,7 @@ agent_gw_goaway(struct tun *tun, const struct tun_reason *r, void *arg)
 {
 	struct agent_gw	*g = arg;
 
-	log_info("gateway %s is going away: %s", g->r->name, r->msg);
+	log_info("gateway %s is going away: %s", g->name, r->msg);
 	/* Nothing new arrives here; finish what is open, then reconnect. */
 	if (tun_stream_count(tun) == 0)
 		tun_close(tun, "gateway going away");
@@ -293,7 +409,8 @@ agent_gw_stream_closed(struct tun *tun, struct tun_stream *s,
 	/* The last stream of a draining tunnel: close it, but not from
 	 * inside the stream's own teardown. */
 	if (tun_is_draining(tun) && tun_stream_count(tun) == 1 &&
-	    !g->a->stopping && !g->close_pending) {
+	    g->state != AGENT_GW_STOPPED && !g->a->stopping &&
+	    !g->close_pending) {
 		g->close_pending = 1;
 		event_add(g->timer, &now);
 	}
@@ -303,10 +420,17 @@ static void
 agent_gw_closed(struct tun *tun, const char *reason, void *arg)
 {
 	struct agent_gw	*g = arg;
+	struct timeval	 now = { 0, 0 };
 	char		 why[300], rtt[32];
 
 	g->tun = NULL;
 	g->close_pending = 0;
+	if (g->retired) {
+		log_info("gateway %s (dropped by the reload): tunnel "
+		    "closed: %s", g->name, reason);
+		event_add(g->timer, &now);	/* freed from the loop */
+		return;
+	}
 	if (g->state == AGENT_GW_STOPPED || g->a->stopping) {
 		g->state = AGENT_GW_STOPPED;
 		agent_check_stopped(g->a);

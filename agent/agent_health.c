@@ -179,10 +179,12 @@ agent_health_start(struct agent_health *h)
 	else
 		snprintf(what, sizeof(what), "%s",
 		    agent_health_check_name(h->check));
+	/* A reload that restarts the checker keeps the claim meanwhile. */
 	log_info("health %s: checking by %s every %u ms (timeout %u ms, "
-	    "rise %u, fall %u); not claimed until the first check passes",
-	    h->svc->cfg->hostname, what, h->interval_ms, h->timeout_ms,
-	    h->rise, h->fall);
+	    "rise %u, fall %u); %s", h->svc->cfg->hostname, what,
+	    h->interval_ms, h->timeout_ms, h->rise, h->fall, h->svc->up ?
+	    "the first check decides whether it stays claimed" :
+	    "not claimed until the first check passes");
 	event_add(h->tick, &now);
 }
 

@@ -4,6 +4,8 @@
  * visitor asked for, dial its backend under a deadline, optionally write
  * a PROXY header, then relay.  A backend that refuses or does not answer
  * becomes a stream reset, so the gateway closes the visitor at once.
+ * The services themselves live here too, and move onto a reloaded config
+ * without touching the streams in flight.
  */
 
 #include <sys/socket.h>
@@ -22,18 +24,45 @@
 #include "agent.h"
 #include "log.h"
 
-/* A backend connection in progress; freed once attached or reset. */
+#define AGENT_DIAL_TEXT	272	/* "host:port" of the backend, for logs */
+
+/*
+ * A backend connection in progress; freed once attached or reset.  It
+ * copies what it needs of its service, which a reload may free.
+ */
 struct agent_dial {
-	struct agent			*a;
 	struct tun_stream		*s;
 	struct bufferevent		*bev;
-	const struct agent_service	*svc;
-	const struct agent_backend	*be;
+	enum cfg_proxy_proto		 proxy;
 	struct tun_open			 o;
+	char				 backend[AGENT_DIAL_TEXT];
+};
+
+/* One service of a config being loaded: resolved, not yet in use. */
+struct agent_svc_next {
+	const struct cfg_service	*cfg;
+	struct agent_service		*old;	/* same hostname, or NULL */
+	struct agent_service		*fresh;	/* old == NULL: the new one */
+	int				 resolved; /* tls/http below are new */
+	struct agent_backend		 tls;
+	struct agent_backend		 http;
+};
+
+struct agent_svc_reload {
+	struct agent_svc_next	*next;
+	size_t			 n;
+	struct agent_service	**services;	/* the new a->services */
 };
 
 static int	agent_svc_resolve(const char *, struct agent_backend *, char *,
 		    size_t);
+static void	agent_svc_backend_clear(struct agent_backend *);
+static void	agent_svc_free(struct agent_service *);
+static int	agent_svc_check(struct agent_service *);
+static void	agent_svc_announce(struct agent_service *, int);
+static int	agent_svc_str_eq(const char *, const char *);
+static int	agent_svc_health_eq(const struct cfg_health *,
+		    const struct cfg_health *);
 static const struct agent_service *agent_svc_find(struct agent *,
 		    const char *);
 static void	agent_svc_dial_cb(struct bufferevent *, short, void *);
@@ -46,15 +75,20 @@ agent_svc_init(struct agent *a, char *err, size_t errlen)
 	struct agent_service	*svc;
 	size_t			 i;
 
-	a->services = calloc(cfg->nservices, sizeof(*a->services));
+	a->services = calloc(cfg->nservices + 1, sizeof(*a->services));
 	if (a->services == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	a->nservices = cfg->nservices;
 	for (i = 0; i < cfg->nservices; i++) {
-		svc = &a->services[i];
+		if ((svc = calloc(1, sizeof(*svc))) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		a->services[a->nservices++] = svc;
+		svc->a = a;
 		svc->cfg = &cfg->services[i];
+		svc->up = svc->cfg->health.check == CFG_CHECK_NONE;
 		if (svc->cfg->tls_backend != NULL &&
 		    agent_svc_resolve(svc->cfg->tls_backend, &svc->tls, err,
 		    errlen) == -1)
@@ -70,7 +104,10 @@ agent_svc_init(struct agent *a, char *err, size_t errlen)
 void
 agent_svc_clear(struct agent *a)
 {
-	agent_svc_stop(a);
+	size_t	i;
+
+	for (i = 0; i < a->nservices; i++)
+		agent_svc_free(a->services[i]);
 	free(a->services);
 	a->services = NULL;
 	a->nservices = 0;
@@ -79,19 +116,12 @@ agent_svc_clear(struct agent *a)
 void
 agent_svc_start(struct agent *a)
 {
-	struct agent_service	*svc;
-	size_t			 i;
+	size_t	i;
 
-	for (i = 0; i < a->nservices; i++) {
-		svc = &a->services[i];
-		if (svc->cfg->health.check == CFG_CHECK_NONE)
-			continue;
-		svc->health = agent_health_new(a->base, svc,
-		    agent_svc_health_cb, a);
-		if (svc->health == NULL)
-			fatal("health checker for %s", svc->cfg->hostname);
-		agent_health_start(svc->health);
-	}
+	for (i = 0; i < a->nservices; i++)
+		if (agent_svc_check(a->services[i]) == -1)
+			fatal("health checker for %s",
+			    a->services[i]->cfg->hostname);
 }
 
 void
@@ -100,27 +130,257 @@ agent_svc_stop(struct agent *a)
 	size_t	i;
 
 	for (i = 0; i < a->nservices; i++) {
-		agent_health_free(a->services[i].health);
-		a->services[i].health = NULL;
+		agent_health_free(a->services[i]->health);
+		a->services[i]->health = NULL;
 	}
+}
+
+struct agent_svc_reload *
+agent_svc_reload_prepare(struct agent *a, const struct cfg_agent *cfg,
+    char *err, size_t errlen)
+{
+	struct agent_svc_reload	*r;
+	struct agent_svc_next	*nx;
+	const struct cfg_service *c;
+	size_t			 i, j;
+
+	if ((r = calloc(1, sizeof(*r))) == NULL ||
+	    (r->next = calloc(cfg->nservices + 1, sizeof(*r->next))) == NULL ||
+	    (r->services = calloc(cfg->nservices + 1,
+	    sizeof(*r->services))) == NULL)
+		goto nomem;
+	for (i = 0; i < cfg->nservices; i++) {
+		nx = &r->next[r->n++];
+		c = nx->cfg = &cfg->services[i];
+		for (j = 0; j < a->nservices && nx->old == NULL; j++)
+			if (strcmp(a->services[j]->cfg->hostname,
+			    c->hostname) == 0)
+				nx->old = a->services[j];
+		if (nx->old == NULL &&
+		    (nx->fresh = calloc(1, sizeof(*nx->fresh))) == NULL)
+			goto nomem;
+		/* Unchanged backends keep their address: no lookup that
+		 * could fail the reload. */
+		if (nx->old != NULL &&
+		    agent_svc_str_eq(nx->old->cfg->tls_backend,
+		    c->tls_backend) &&
+		    agent_svc_str_eq(nx->old->cfg->http_backend,
+		    c->http_backend))
+			continue;
+		nx->resolved = 1;
+		if (c->tls_backend != NULL &&
+		    agent_svc_resolve(c->tls_backend, &nx->tls, err,
+		    errlen) == -1)
+			goto fail;
+		if (c->http_backend != NULL &&
+		    agent_svc_resolve(c->http_backend, &nx->http, err,
+		    errlen) == -1)
+			goto fail;
+	}
+	return r;
+nomem:
+	snprintf(err, errlen, "out of memory");
+fail:
+	agent_svc_reload_abort(r);
+	return NULL;
+}
+
+void
+agent_svc_reload_abort(struct agent_svc_reload *r)
+{
+	size_t	i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < r->n; i++) {
+		free(r->next[i].fresh);
+		agent_svc_backend_clear(&r->next[i].tls);
+		agent_svc_backend_clear(&r->next[i].http);
+	}
+	free(r->next);
+	free(r->services);
+	free(r);
+}
+
+void
+agent_svc_reload_apply(struct agent *a, struct agent_svc_reload *r,
+    struct agent_reload_count *cnt)
+{
+	struct agent_svc_next		*nx;
+	struct agent_service		*svc;
+	const struct cfg_service	*was;
+	uint8_t				 kinds;
+	size_t				 i, j;
+	int				 kept, restart, reclaim, was_up;
+
+	memset(cnt, 0, sizeof(*cnt));
+	/* Gone from the config: withdraw it where it is claimed. */
+	for (i = 0; i < a->nservices; i++) {
+		svc = a->services[i];
+		for (j = 0, kept = 0; j < r->n && !kept; j++)
+			kept = r->next[j].old == svc;
+		if (kept)
+			continue;
+		log_info("reload: service %s removed", svc->cfg->hostname);
+		if (svc->up)
+			agent_svc_announce(svc, 0);
+		agent_svc_free(svc);
+		cnt->removed++;
+	}
+	for (i = 0; i < r->n; i++) {
+		nx = &r->next[i];
+		if ((svc = nx->old) == NULL) {
+			svc = nx->fresh;
+			nx->fresh = NULL;
+			svc->a = a;
+			svc->cfg = nx->cfg;
+			svc->tls = nx->tls;
+			svc->http = nx->http;
+			memset(&nx->tls, 0, sizeof(nx->tls));
+			memset(&nx->http, 0, sizeof(nx->http));
+			svc->up = svc->cfg->health.check == CFG_CHECK_NONE;
+			r->services[i] = svc;
+			cnt->added++;
+			log_info("reload: service %s added",
+			    svc->cfg->hostname);
+			if (agent_svc_check(svc) == -1)
+				log_warnx("health %s: out of memory; not "
+				    "claimed", svc->cfg->hostname);
+			else if (svc->up)
+				agent_svc_announce(svc, 1);
+			continue;
+		}
+		r->services[i] = svc;
+		was = svc->cfg;
+		kinds = agent_svc_kinds(svc);
+		was_up = svc->up;
+		restart = nx->resolved ||
+		    !agent_svc_health_eq(&was->health, &nx->cfg->health);
+		reclaim = was->priority != nx->cfg->priority ||
+		    was->policy != nx->cfg->policy;
+		if (!restart && !reclaim &&
+		    was->proxy_protocol == nx->cfg->proxy_protocol) {
+			svc->cfg = nx->cfg;	/* same service */
+			continue;
+		}
+		cnt->changed++;
+		if (restart) {
+			/* Backends change under the checker: stop it first. */
+			agent_health_free(svc->health);
+			svc->health = NULL;
+		}
+		svc->cfg = nx->cfg;
+		if (nx->resolved) {
+			agent_svc_backend_clear(&svc->tls);
+			agent_svc_backend_clear(&svc->http);
+			svc->tls = nx->tls;
+			svc->http = nx->http;
+			memset(&nx->tls, 0, sizeof(nx->tls));
+			memset(&nx->http, 0, sizeof(nx->http));
+		}
+		if (restart && svc->cfg->health.check == CFG_CHECK_NONE)
+			svc->up = 1;
+		log_info("reload: service %s changed%s", svc->cfg->hostname,
+		    !restart || svc->cfg->health.check == CFG_CHECK_NONE ?
+		    "" : svc->up ? "; its health checks restart, claim kept "
+		    "until their first verdict" : "; its health checks "
+		    "restart");
+		if (restart && agent_svc_check(svc) == -1) {
+			log_warnx("health %s: out of memory; withdrawing it",
+			    svc->cfg->hostname);
+			if (svc->up)
+				agent_svc_announce(svc, 0);
+			svc->up = 0;
+			continue;
+		}
+		/* The gateway updates a claim in place. */
+		if (svc->up && (!was_up || reclaim ||
+		    kinds != agent_svc_kinds(svc)))
+			agent_svc_announce(svc, 1);
+	}
+	free(a->services);
+	a->services = r->services;
+	a->nservices = r->n;
+	r->services = NULL;
+	agent_svc_reload_abort(r);
 }
 
 int
 agent_svc_is_up(const struct agent_service *svc)
 {
-	return svc->health == NULL ||
-	    agent_health_state(svc->health) == AGENT_HEALTH_UP;
+	return svc->up;
+}
+
+/* Start the service's checker, if it has a health section. */
+static int
+agent_svc_check(struct agent_service *svc)
+{
+	if (svc->cfg->health.check == CFG_CHECK_NONE)
+		return 0;
+	svc->health = agent_health_new(svc->a->base, svc,
+	    agent_svc_health_cb, svc);
+	if (svc->health == NULL)
+		return -1;
+	agent_health_start(svc->health);
+	return 0;
 }
 
 /* A backend came up or went down: tell every gateway. */
 static void
-agent_svc_health_cb(const struct agent_service *svc, int up, void *arg)
+agent_svc_health_cb(const struct agent_service *csvc, int up, void *arg)
 {
-	struct agent	*a = arg;
+	struct agent_service	*svc = arg;
+
+	(void)csvc;
+	if (svc->up == up)
+		return;		/* a restarted checker agreeing */
+	svc->up = up;
+	agent_svc_announce(svc, up);
+}
+
+static void
+agent_svc_announce(struct agent_service *svc, int up)
+{
+	struct agent	*a = svc->a;
 	size_t		 i;
 
 	for (i = 0; i < a->ngws; i++)
 		agent_gw_announce(a->gws[i], svc, up);
+}
+
+static void
+agent_svc_free(struct agent_service *svc)
+{
+	if (svc == NULL)
+		return;
+	agent_health_free(svc->health);
+	agent_svc_backend_clear(&svc->tls);
+	agent_svc_backend_clear(&svc->http);
+	free(svc);
+}
+
+static void
+agent_svc_backend_clear(struct agent_backend *be)
+{
+	free(be->text);
+	memset(be, 0, sizeof(*be));
+}
+
+static int
+agent_svc_str_eq(const char *x, const char *y)
+{
+	if (x == NULL || y == NULL)
+		return x == y;
+	return strcmp(x, y) == 0;
+}
+
+static int
+agent_svc_health_eq(const struct cfg_health *x, const struct cfg_health *y)
+{
+	return x->check == y->check && x->interval_ms == y->interval_ms &&
+	    x->timeout_ms == y->timeout_ms && x->rise == y->rise &&
+	    x->fall == y->fall && x->expect == y->expect &&
+	    agent_svc_str_eq(x->path, y->path);
 }
 
 uint8_t
@@ -177,11 +437,10 @@ agent_svc_open(struct agent *a, struct tun *tun, struct tun_stream *s,
 		tun_stream_reset(s, TUN_E_INTERNAL, "agent out of memory");
 		return;
 	}
-	d->a = a;
 	d->s = s;
-	d->svc = svc;
-	d->be = be;
+	d->proxy = svc->cfg->proxy_protocol;
 	d->o = *o;
+	snprintf(d->backend, sizeof(d->backend), "%s", be->text);
 	d->bev = bufferevent_socket_new(a->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (d->bev == NULL) {
 		free(d);
@@ -232,8 +491,7 @@ agent_svc_dial_cb(struct bufferevent *bev, short what, void *arg)
 		bufferevent_set_timeouts(bev, NULL, NULL);
 		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY,
 		    &on, sizeof(on));
-		n = agent_proxy_header(d->svc->cfg->proxy_protocol, &d->o.src,
-		    &d->o.dst, hdr);
+		n = agent_proxy_header(d->proxy, &d->o.src, &d->o.dst, hdr);
 		if (n > 0)
 			bufferevent_write(bev, hdr, n);
 		/* The stream owns the backend connection from here. */
@@ -245,7 +503,7 @@ agent_svc_dial_cb(struct bufferevent *bev, short what, void *arg)
 	e = EVUTIL_SOCKET_ERROR();
 	if (what & BEV_EVENT_TIMEOUT)
 		e = ETIMEDOUT;
-	snprintf(msg, sizeof(msg), "backend %s: %s", d->be->text,
+	snprintf(msg, sizeof(msg), "backend %s: %s", d->backend,
 	    strerror(e));
 	log_warnx("%s (visitor for %s gets closed)", msg, d->o.name);
 	tun_stream_reset(s, e == ECONNREFUSED ? TUN_E_REFUSED :
@@ -260,24 +518,25 @@ agent_svc_find(struct agent *a, const char *name)
 	size_t		 i;
 
 	for (i = 0; i < a->nservices; i++)
-		if (strcmp(a->services[i].cfg->hostname, name) == 0)
-			return &a->services[i];
+		if (strcmp(a->services[i]->cfg->hostname, name) == 0)
+			return a->services[i];
 	if ((dot = strchr(name, '.')) == NULL)
 		return NULL;
 	for (i = 0; i < a->nservices; i++) {
-		const char *h = a->services[i].cfg->hostname;
+		const char *h = a->services[i]->cfg->hostname;
 
 		if (h[0] == '*' && strcmp(h + 1, dot) == 0)
-			return &a->services[i];
+			return a->services[i];
 	}
 	/* The gateway may route a wildcard claim for the exact name too. */
 	for (i = 0; i < a->nservices; i++)
-		if (name_pattern_covers(a->services[i].cfg->hostname, name))
-			return &a->services[i];
+		if (name_pattern_covers(a->services[i]->cfg->hostname, name))
+			return a->services[i];
 	return NULL;
 }
 
-/* Backends are local and named once: resolve them at startup. */
+/* Backends are local: resolve them at startup and when a reload
+ * changes them, never per stream. */
 static int
 agent_svc_resolve(const char *text, struct agent_backend *be, char *err,
     size_t errlen)
@@ -300,9 +559,13 @@ agent_svc_resolve(const char *text, struct agent_backend *be, char *err,
 		    text, host, gai_strerror(rc));
 		return -1;
 	}
+	if ((be->text = strdup(text)) == NULL) {
+		freeaddrinfo(res);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	memcpy(&be->ss, res->ai_addr, res->ai_addrlen);
 	be->sslen = res->ai_addrlen;
-	be->text = text;
 	freeaddrinfo(res);
 	return 0;
 }

@@ -105,6 +105,7 @@ gw_listen_reload(struct gw *gw)
 				evconnlistener_free(l->lev);
 				free(l);
 			}
+			break;		/* one list per entry kind */
 		}
 	}
 	for (k = 0; k < 3; k++) {
