@@ -134,6 +134,8 @@ main(int argc, char *argv[])
 	    "gateway(s)", a.cfg->name, key_pub_text(a.key.pub, kt),
 	    a.nservices, a.ngws);
 	agent_svc_start(&a);
+	if (agent_admin_start(&a, err, sizeof(err)) == -1)
+		fatalx("%s", err);
 	for (i = 0; i < a.ngws; i++)
 		agent_gw_start(a.gws[i]);
 
@@ -143,6 +145,7 @@ main(int argc, char *argv[])
 	a.exiting = 1;
 	/* Pending lookups are cancelled first: their callbacks name a
 	 * gateway, which must still exist then. */
+	agent_admin_stop(&a);
 	dns_free(a.dns);
 	agent_svc_stop(&a);	/* health checkers: they call gateways */
 	for (i = 0; i < a.ngws; i++)
@@ -271,6 +274,7 @@ agent_reload(struct agent *a)
 	agent_reload_identity(a, ncfg);
 	agent_svc_reload_apply(a, sr, &sc);
 	agent_reload_gws_apply(a, gws, ncfg->ngateways, &gc);
+	agent_admin_reload(a);
 	cfg_agent_free(old);
 	log_info("reloaded %s: %zu services (+%zu -%zu ~%zu), %zu gateways "
 	    "(+%zu -%zu ~%zu)", ncfg->file, a->nservices, sc.added,

@@ -16,6 +16,8 @@
 struct agent_gw;
 struct dns;
 struct agent_health;
+struct evhttp;
+struct json_t;
 
 /* A backend address, resolved at startup or when a reload changes it. */
 struct agent_backend {
@@ -60,7 +62,14 @@ struct agent {
 	struct event		*sig_term, *sig_int, *sig_hup;
 	int			 stopping;	/* SIGTERM: GOAWAY sent */
 	int			 exiting;	/* loop ended: freeing */
+	struct evhttp		*admin;		/* status, or NULL */
+	char			 admin_text[80];
 };
+
+/* agent_admin.c: the status and metrics listener (admin:). */
+int		 agent_admin_start(struct agent *, char *err, size_t errlen);
+void		 agent_admin_stop(struct agent *);
+void		 agent_admin_reload(struct agent *);
 
 /* agent_gw.c: one gateway, its tunnel and its reconnect schedule. */
 /* Copies what it needs of r; dials with a->cfg's timeouts. */
@@ -78,6 +87,8 @@ int		 agent_gw_matches(const struct agent_gw *,
 void		 agent_gw_reconfigure(struct agent_gw *);
 const char	*agent_gw_name(const struct agent_gw *);
 int		 agent_gw_is_open(const struct agent_gw *);
+int		 agent_gw_is_up(const struct agent_gw *);	/* authed */
+struct json_t	*agent_gw_status(const struct agent_gw *);
 /* Claim (up) or withdraw the service on this gateway's ready tunnel. */
 void		 agent_gw_announce(struct agent_gw *,
 		    const struct agent_service *, int up);

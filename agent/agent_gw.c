@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <sodium.h>
 
 #include "agent.h"
@@ -441,4 +442,23 @@ agent_gw_closed(struct tun *tun, const char *reason, void *arg)
 	    tun_rtt_text(tun, rtt, sizeof(rtt)));
 	g->state = AGENT_GW_DIALING;
 	dial_later(g->dial, why);	/* after a working tunnel: quickly */
+}
+
+int
+agent_gw_is_up(const struct agent_gw *g)
+{
+	return g->tun != NULL && g->authed && tun_is_ready(g->tun);
+}
+
+json_t *
+agent_gw_status(const struct agent_gw *g)
+{
+	double	rtt = g->tun != NULL ? tun_rtt_ms(g->tun) : -1;
+
+	return json_pack("{s:s, s:s, s:s, s:i, s:o}", "gateway", g->name,
+	    "address", g->address, "state", g->tun == NULL ? "connecting" :
+	    !g->authed ? "handshake" : tun_is_draining(g->tun) ? "draining" :
+	    "up", "streams", (json_int_t)(g->tun != NULL ?
+	    tun_stream_count(g->tun) : 0),
+	    "rtt_ms", rtt < 0 ? json_null() : json_real(rtt));
 }

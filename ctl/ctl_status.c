@@ -137,11 +137,42 @@ str(json_t *o, const char *key)
 	return s != NULL ? s : "-";
 }
 
+/* An agent's /status: its gateways and services. */
+static void
+ctl_print_agent(json_t *doc)
+{
+	json_t	*ag = json_object_get(doc, "agent"), *v;
+	size_t	 i;
+
+	printf("agent %s (%s)%s\n", str(ag, "name"), str(ag, "key"),
+	    json_is_true(json_object_get(ag, "draining")) ? ", DRAINING" : "");
+	printf("\ngateways:\n");
+	json_array_foreach(json_object_get(doc, "gateways"), i, v)
+		printf("  %-20s %-24s %-10s streams %lld\n", str(v, "gateway"),
+		    str(v, "address"), str(v, "state"),
+		    (long long)json_integer_value(json_object_get(v,
+		    "streams")));
+	printf("\nservices:\n");
+	json_array_foreach(json_object_get(doc, "services"), i, v)
+		printf("  %-28s %-9s priority %-3lld %-8s health %-7s %s\n",
+		    str(v, "hostname"),
+		    json_is_true(json_object_get(v, "claimed")) ? "claimed" :
+		    "withdrawn",
+		    (long long)json_integer_value(json_object_get(v,
+		    "priority")), str(v, "policy"), str(v, "health"),
+		    str(v, "last_check"));
+}
+
 static void
 ctl_print(json_t *doc)
 {
 	json_t		*g = json_object_get(doc, "gateway"), *v, *r, *rep;
 	size_t		 i, j;
+
+	if (json_object_get(doc, "agent") != NULL) {
+		ctl_print_agent(doc);
+		return;
+	}
 
 	printf("gateway %s (%s)%s\n  up %llds, %lld visitor connection(s), "
 	    "%lld tunnel handshake(s) pending\n", str(g, "name"),

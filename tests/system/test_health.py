@@ -288,3 +288,40 @@ def test_rise_and_fall_counts(procs, tmp_path):
                      "up after"], log
     ag.proc.wait_log(rf"gateway gw1: serving {name}\b")
     assert http_status(gw.http_port, HOST) == 200
+
+
+def test_agent_status_shows_health(procs, tmp_path, ca):
+    """The agent's admin listener reports each service's verdict."""
+    import json
+    import subprocess
+    from conftest import PORCHCTL, free_port
+    admin = free_port()
+    gw = Gateway(procs, str(tmp_path))
+    ag = Agent(procs, str(tmp_path), extra=f'admin: "127.0.0.1:{admin}"')
+    ng = Nginx(procs, str(tmp_path), ca, "app.example.test")
+    gw.admit(ag, ["*.example.test"])
+    ag.use(gw)
+    ag.serve("app.example.test", tls=ng.tls,
+             health={"check": "tcp", "interval": "200ms",
+                     "timeout": "150ms"})
+    ag.serve("dead.example.test", http="127.0.0.1:9",
+             health={"check": "tcp", "interval": "200ms",
+                     "timeout": "150ms"})
+    gw.start()
+    ag.start(wait_serving=False)
+    ag.proc.wait_log(r"gateway gw: serving app\.example\.test")
+    ag.proc.wait_log(r"health dead\.example\.test: .*down")
+    r = subprocess.run([PORCHCTL, "status", f"127.0.0.1:{admin}", "--json"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    svcs = {s["hostname"]: s for s in st["services"]}
+    assert svcs["app.example.test"]["health"] == "up"
+    assert svcs["app.example.test"]["claimed"] is True
+    assert svcs["dead.example.test"]["health"] == "down"
+    assert svcs["dead.example.test"]["claimed"] is False
+    assert "refused" in svcs["dead.example.test"]["last_check"].lower()
+    assert st["gateways"][0]["state"] == "up"
+    text = subprocess.run([PORCHCTL, "status", f"127.0.0.1:{admin}"],
+                          capture_output=True, text=True).stdout
+    assert "dead.example.test" in text and "withdrawn" in text

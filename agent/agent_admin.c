@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * The agent's admin listener: GET /status (JSON: each gateway's tunnel,
+ * each service with its health verdict and last check) and GET /metrics
+ * (Prometheus text).  Read-only; meant for loopback.
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <jansson.h>
+
+#include "agent.h"
+#include "log.h"
+#include "sock.h"
+
+static void	agent_admin_cb(struct evhttp_request *, void *);
+static json_t	*agent_admin_status(struct agent *);
+static void	 agent_admin_metrics(struct agent *, struct evbuffer *);
+
+int
+agent_admin_start(struct agent *a, char *err, size_t errlen)
+{
+	const struct cfg_listen	*cl = a->cfg->admin;
+	int			 fd;
+
+	if (cl == NULL)
+		return 0;
+	if ((fd = sock_listen(&cl->ss, cl->sslen, cl->text, err, errlen)) == -1)
+		return -1;
+	if ((a->admin = evhttp_new(a->base)) == NULL ||
+	    evhttp_accept_socket_with_handle(a->admin, fd) == NULL) {
+		snprintf(err, errlen, "admin %s: cannot serve HTTP", cl->text);
+		close(fd);
+		agent_admin_stop(a);
+		return -1;
+	}
+	snprintf(a->admin_text, sizeof(a->admin_text), "%s", cl->text);
+	evhttp_set_timeout(a->admin, 5);
+	evhttp_set_max_headers_size(a->admin, 8192);
+	evhttp_set_max_body_size(a->admin, 0);
+	evhttp_set_allowed_methods(a->admin, EVHTTP_REQ_GET);
+	evhttp_set_gencb(a->admin, agent_admin_cb, a);
+	log_info("admin: status and metrics on http://%s/", cl->text);
+	return 0;
+}
+
+void
+agent_admin_stop(struct agent *a)
+{
+	if (a->admin != NULL) {
+		evhttp_free(a->admin);
+		a->admin = NULL;
+	}
+	a->admin_text[0] = '\0';
+}
+
+/* After a reload: follow a moved or removed admin address. */
+void
+agent_admin_reload(struct agent *a)
+{
+	const struct cfg_listen	*cl = a->cfg->admin;
+	char			 err[256];
+
+	if (cl != NULL && a->admin != NULL &&
+	    strcmp(cl->text, a->admin_text) == 0)
+		return;
+	agent_admin_stop(a);
+	if (agent_admin_start(a, err, sizeof(err)) == -1)
+		log_warnx("reload: %s", err);
+}
+
+static void
+agent_admin_cb(struct evhttp_request *req, void *arg)
+{
+	struct agent	*a = arg;
+	struct evbuffer	*out;
+	const char	*uri = evhttp_request_get_uri(req);
+	json_t		*o;
+	char		*text;
+
+	if ((out = evbuffer_new()) == NULL) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	if (strcmp(uri, "/status") == 0) {
+		o = agent_admin_status(a);
+		text = o != NULL ? json_dumps(o, JSON_INDENT(2) |
+		    JSON_SORT_KEYS) : NULL;
+		evbuffer_add_printf(out, "%s\n", text != NULL ? text :
+		    "{\"error\": \"out of memory\"}");
+		free(text);
+		json_decref(o);
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Content-Type", "application/json");
+	} else if (strcmp(uri, "/metrics") == 0) {
+		agent_admin_metrics(a, out);
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Content-Type", "text/plain; version=0.0.4");
+	} else {
+		evbuffer_free(out);
+		evhttp_send_error(req, 404, "try /status or /metrics");
+		return;
+	}
+	evhttp_send_reply(req, 200, "OK", out);
+	evbuffer_free(out);
+}
+
+static json_t *
+agent_admin_status(struct agent *a)
+{
+	struct agent_health_info	 hi;
+	const struct agent_service	*svc;
+	json_t				*gws, *svcs, *o;
+	char				 kt[KEY_TEXT_LEN];
+	size_t				 i;
+
+	if ((gws = json_array()) == NULL || (svcs = json_array()) == NULL) {
+		json_decref(gws);
+		return NULL;
+	}
+	for (i = 0; i < a->ngws; i++)
+		if ((o = agent_gw_status(a->gws[i])) != NULL)
+			json_array_append_new(gws, o);
+	for (i = 0; i < a->nservices; i++) {
+		svc = a->services[i];
+		memset(&hi, 0, sizeof(hi));
+		if (svc->health != NULL)
+			agent_health_info(svc->health, &hi);
+		o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:b, s:s, s:s}",
+		    "hostname", svc->cfg->hostname,
+		    "tls", svc->tls.sslen ? svc->tls.text : "",
+		    "http", svc->http.sslen ? svc->http.text : "",
+		    "priority", (json_int_t)svc->cfg->priority,
+		    "policy", svc->cfg->policy == CFG_POLICY_BALANCE ?
+		    "balance" : "failover",
+		    "claimed", agent_svc_is_up(svc),
+		    "health", svc->health == NULL ? "none" :
+		    agent_health_state_name(hi.state),
+		    "last_check", hi.result != NULL ? hi.result : "");
+		if (o != NULL)
+			json_array_append_new(svcs, o);
+	}
+	return json_pack("{s:{s:s, s:s, s:b}, s:o, s:o}",
+	    "agent", "name", a->cfg->name, "key", key_pub_text(a->key.pub, kt),
+	    "draining", a->stopping, "gateways", gws, "services", svcs);
+}
+
+static void
+agent_admin_metrics(struct agent *a, struct evbuffer *out)
+{
+	size_t	i;
+
+	evbuffer_add_printf(out, "# HELP porch_agent_gateway_up Tunnel to "
+	    "the gateway is up.\n# TYPE porch_agent_gateway_up gauge\n");
+	for (i = 0; i < a->ngws; i++)
+		evbuffer_add_printf(out, "porch_agent_gateway_up"
+		    "{gateway=\"%s\"} %d\n", agent_gw_name(a->gws[i]),
+		    agent_gw_is_up(a->gws[i]));
+	evbuffer_add_printf(out, "# HELP porch_agent_service_up Service is "
+	    "claimed (backend healthy or unchecked).\n"
+	    "# TYPE porch_agent_service_up gauge\n");
+	for (i = 0; i < a->nservices; i++)
+		evbuffer_add_printf(out, "porch_agent_service_up"
+		    "{hostname=\"%s\"} %d\n", a->services[i]->cfg->hostname,
+		    agent_svc_is_up(a->services[i]));
+}
