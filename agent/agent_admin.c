@@ -8,15 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <jansson.h>
 
+#include "admin.h"
 #include "agent.h"
 #include "log.h"
-#include "sock.h"
 
 static void	agent_admin_cb(struct evhttp_request *, void *);
 static json_t	*agent_admin_status(struct agent *);
@@ -26,26 +25,14 @@ int
 agent_admin_start(struct agent *a, char *err, size_t errlen)
 {
 	const struct cfg_listen	*cl = a->cfg->admin;
-	int			 fd;
 
 	if (cl == NULL)
 		return 0;
-	if ((fd = sock_listen(&cl->ss, cl->sslen, cl->text, err, errlen)) == -1)
+	a->admin = admin_start(a->base, &cl->ss, cl->sslen, cl->text,
+	    agent_admin_cb, a, err, errlen);
+	if (a->admin == NULL)
 		return -1;
-	if ((a->admin = evhttp_new(a->base)) == NULL ||
-	    evhttp_accept_socket_with_handle(a->admin, fd) == NULL) {
-		snprintf(err, errlen, "admin %s: cannot serve HTTP", cl->text);
-		close(fd);
-		agent_admin_stop(a);
-		return -1;
-	}
 	snprintf(a->admin_text, sizeof(a->admin_text), "%s", cl->text);
-	evhttp_set_timeout(a->admin, 5);
-	evhttp_set_max_headers_size(a->admin, 8192);
-	evhttp_set_max_body_size(a->admin, 0);
-	evhttp_set_allowed_methods(a->admin, EVHTTP_REQ_GET);
-	evhttp_set_gencb(a->admin, agent_admin_cb, a);
-	log_info("admin: status and metrics on http://%s/", cl->text);
 	return 0;
 }
 
@@ -95,19 +82,14 @@ agent_admin_cb(struct evhttp_request *req, void *arg)
 		    "{\"error\": \"out of memory\"}");
 		free(text);
 		json_decref(o);
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-		    "Content-Type", "application/json");
+		admin_reply(req, "application/json", out);
 	} else if (strcmp(uri, "/metrics") == 0) {
 		agent_admin_metrics(a, out);
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-		    "Content-Type", "text/plain; version=0.0.4");
+		admin_reply(req, "text/plain; version=0.0.4", out);
 	} else {
 		evbuffer_free(out);
-		evhttp_send_error(req, 404, "try /status or /metrics");
-		return;
+		admin_not_found(req);
 	}
-	evhttp_send_reply(req, 200, "OK", out);
-	evbuffer_free(out);
 }
 
 static json_t *

@@ -9,16 +9,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <jansson.h>
 
+#include "admin.h"
 #include "gw.h"
 #include "log.h"
 #include "mono.h"
-#include "sock.h"
 
 static void	gw_admin_cb(struct evhttp_request *, void *);
 static void	gw_admin_status(struct gw *, struct evbuffer *);
@@ -28,25 +27,12 @@ int
 gw_admin_start(struct gw *gw, char *err, size_t errlen)
 {
 	const struct cfg_listen	*cl = gw->cfg->admin;
-	int			 fd;
 
 	if (cl == NULL)
 		return 0;
-	if ((fd = sock_listen(&cl->ss, cl->sslen, cl->text, err, errlen)) == -1)
-		return -1;
-	if ((gw->admin = evhttp_new(gw->base)) == NULL ||
-	    evhttp_accept_socket_with_handle(gw->admin, fd) == NULL) {
-		snprintf(err, errlen, "admin %s: cannot serve HTTP", cl->text);
-		close(fd);
-		return -1;
-	}
-	evhttp_set_timeout(gw->admin, 5);
-	evhttp_set_max_headers_size(gw->admin, 8192);
-	evhttp_set_max_body_size(gw->admin, 0);
-	evhttp_set_allowed_methods(gw->admin, EVHTTP_REQ_GET);
-	evhttp_set_gencb(gw->admin, gw_admin_cb, gw);
-	log_info("admin: status and metrics on http://%s/", cl->text);
-	return 0;
+	gw->admin = admin_start(gw->base, &cl->ss, cl->sslen, cl->text,
+	    gw_admin_cb, gw, err, errlen);
+	return gw->admin != NULL ? 0 : -1;
 }
 
 void
@@ -71,19 +57,14 @@ gw_admin_cb(struct evhttp_request *req, void *arg)
 	}
 	if (strcmp(uri, "/status") == 0) {
 		gw_admin_status(gw, out);
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-		    "Content-Type", "application/json");
+		admin_reply(req, "application/json", out);
 	} else if (strcmp(uri, "/metrics") == 0) {
 		gw_admin_metrics(gw, out);
-		evhttp_add_header(evhttp_request_get_output_headers(req),
-		    "Content-Type", "text/plain; version=0.0.4");
+		admin_reply(req, "text/plain; version=0.0.4", out);
 	} else {
 		evbuffer_free(out);
-		evhttp_send_error(req, 404, "try /status or /metrics");
-		return;
+		admin_not_found(req);
 	}
-	evhttp_send_reply(req, 200, "OK", out);
-	evbuffer_free(out);
 }
 
 static void

@@ -655,7 +655,8 @@ tun_read_cb(struct bufferevent *bev, void *arg)
 	size_t			 len;
 
 	tun_enter(t);
-	while (!t->closed && t->state != TUN_CLOSING) {
+	while (!t->closed && t->state != TUN_CLOSING &&
+	    t->state != TUN_HANDSHAKE) {
 		/*
 		 * A peer that sends PINGs and claims but never reads our
 		 * answers would grow our output without end: stop reading it
@@ -809,8 +810,10 @@ tun_hs_timer_cb(evutil_socket_t fd, short ev, void *arg)
 	(void)fd;
 	(void)ev;
 	tun_enter(t);
-	if (t->state == TUN_HANDSHAKE || t->state == TUN_AUTH)
-		tun_close(t, "handshake timeout");
+	if (t->state == TUN_HANDSHAKE)
+		tun_close(t, "handshake timeout (TLS not finished)");
+	else if (t->state == TUN_AUTH)
+		tun_close(t, "handshake timeout (no HELLO from the peer)");
 	tun_leave(t);
 }
 
@@ -842,11 +845,11 @@ tun_connected(struct tun *t)
 	t->last_rx_ms = mono_ms();
 	if (!t->accepting)
 		tun_send_hello(t);
-	/* Over a filter, what arrived with the client's Finished (its
-	 * HELLO) is already buffered below us: nothing will wake us for it. */
-	if (bufferevent_get_underlying(t->bev) != NULL)
-		bufferevent_trigger(bufferevent_get_underlying(t->bev),
-		    EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	/* Over a filter, libevent reads what came with the client's
+	 * Finished (its HELLO) before it reports the handshake: that input
+	 * waited for us (tun_read_cb) and is read now. */
+	if (evbuffer_get_length(bufferevent_get_input(t->bev)) > 0)
+		tun_read_cb(t->bev, t);
 }
 
 /* Our HELLO: identity key and a signature bound to this TLS session. */

@@ -7,6 +7,7 @@ daemons run the sanitizer build and every clean stop is checked for
 sanitizer and leak reports.
 """
 
+import hashlib
 import os
 import re
 import shutil
@@ -129,9 +130,16 @@ class Proc:
         self.logf.close()
         return self.p.returncode
 
-    def check_clean_exit(self):
+    def check_clean_exit(self, already_signalled=False):
         """A daemon stopped with SIGTERM must exit 0 with no sanitizer
-        or leak report."""
+        or leak report.  already_signalled: the test sent the signal;
+        just wait (a second SIGTERM during the final cleanup would hit
+        the default handler)."""
+        if already_signalled:
+            try:
+                self.p.wait(60)
+            except subprocess.TimeoutExpired:
+                pass
         rc = self.stop()
         text = self.log()
         for mark in SANITIZER_MARKS:
@@ -478,6 +486,48 @@ def http_status(port, host, path="/", timeout=5.0):
     m = re.match(rb"HTTP/1\.[01] (\d{3}) ", data)
     assert m, f"no HTTP status line from the gateway: {data[:200]!r}"
     return int(m.group(1))
+
+
+def big_file(root, mib=20):
+    """mib MiB of random bytes as root/big.bin; returns its sha256."""
+    h = hashlib.sha256()
+    with open(os.path.join(root, "big.bin"), "wb") as f:
+        for _ in range(mib):
+            chunk = os.urandom(1 << 20)
+            h.update(chunk)
+            f.write(chunk)
+    return h.hexdigest()
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def slow_download(procs, gw, ca, host, out, rate="4M"):
+    """curl of big.bin through the gateway's TLS entry at a limited rate
+    (20 MiB at 4 MB/s: about five seconds), started via procs; returns
+    once the first MiB has arrived."""
+    p = procs.start(f"curl-{host}",
+                    ["curl", "-sS", "--max-time", "60", "--limit-rate", rate,
+                     "--cacert", ca.crt, "--resolve",
+                     f"{host}:{gw.tls_port}:127.0.0.1", "-o", out,
+                     f"https://{host}:{gw.tls_port}/big.bin"])
+    deadline = time.monotonic() + 20
+    while not os.path.exists(out) or os.path.getsize(out) < 1 << 20:
+        assert p.alive(), f"curl ended early:\n{p.log()}"
+        assert time.monotonic() < deadline, "the download does not start"
+        time.sleep(0.02)
+    return p
+
+
+def finish(dl, out, want):
+    """The download ends well and byte-exact."""
+    assert dl.p.wait(60) == 0, dl.log()
+    assert sha256(out) == want
 
 
 @pytest.fixture

@@ -1,42 +1,12 @@
 """Graceful drain on SIGTERM, and agents that reach a gateway only on its
 TLS port."""
 
-import hashlib
-import os
 import socket
-import subprocess
-import time
 
-from conftest import Agent, Gateway, Nginx, curl, tls_visit
+from conftest import (Agent, Gateway, Nginx, big_file, curl, finish,
+                      slow_download, tls_visit)
 
 HOST = "app.example.test"
-
-
-def big_file(root, mib):
-    h = hashlib.sha256()
-    with open(os.path.join(root, "big.bin"), "wb") as f:
-        for _ in range(mib):
-            chunk = os.urandom(1 << 20)
-            h.update(chunk)
-            f.write(chunk)
-    return h.hexdigest()
-
-
-def slow_download(gw, ca, out):
-    """A curl download limited to 10 MB/s, in the background."""
-    return subprocess.Popen(
-        ["curl", "-sS", "--max-time", "60", "--limit-rate", "10M",
-         "--cacert", ca.crt, "--resolve", f"{HOST}:{gw.tls_port}:127.0.0.1",
-         "-o", out, f"https://{HOST}:{gw.tls_port}/big.bin"],
-        stderr=subprocess.PIPE, text=True)
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def test_gateway_sigterm_drains_transfer(procs, tmp_path, ca):
@@ -50,14 +20,9 @@ def test_gateway_sigterm_drains_transfer(procs, tmp_path, ca):
     ag.start()
     want = big_file(ng.root, 30)
     out = str(tmp_path / "got.bin")
-    dl = slow_download(gw, ca, out)
+    dl = slow_download(procs, gw, ca, HOST, out, rate="10M")
     try:
-        gw.proc.wait_log(r"agent agent claimed")   # (already true)
-        # Wait until bytes flow, then stop the gateway mid-transfer.
-        t0 = time.monotonic()
-        while (not os.path.exists(out) or os.path.getsize(out) < 2 << 20) \
-                and time.monotonic() - t0 < 20:
-            time.sleep(0.02)
+        # Bytes flow: stop the gateway mid-transfer.
         gw.proc.set_mark()
         gw.proc.send_signal(15)
         gw.proc.wait_log(r"draining 1 visitor connection")
@@ -69,12 +34,9 @@ def test_gateway_sigterm_drains_transfer(procs, tmp_path, ca):
         except ConnectionRefusedError:
             refused = True
         assert refused
-        assert dl.wait(60) == 0, dl.stderr.read()
     finally:
-        if dl.poll() is None:
-            dl.kill()
-    assert sha256(out) == want
-    gw.proc.check_clean_exit()
+        finish(dl, out, want)
+    gw.proc.check_clean_exit(already_signalled=True)
     ag.proc.wait_log(r"gateway gw is going away: gateway stopping",
                      since_mark=False)
 
@@ -97,12 +59,8 @@ def test_agent_sigterm_moves_new_visitors(procs, tmp_path, ca):
     a1.start()
     want = big_file(n0.root, 30)
     out = str(tmp_path / "got.bin")
-    dl = slow_download(gw, ca, out)
+    dl = slow_download(procs, gw, ca, HOST, out, rate="10M")
     try:
-        t0 = time.monotonic()
-        while (not os.path.exists(out) or os.path.getsize(out) < 2 << 20) \
-                and time.monotonic() - t0 < 20:
-            time.sleep(0.02)
         a0.proc.send_signal(15)
         gw.proc.wait_log(r"agent r0 is going away: agent stopping")
         for _ in range(5):
@@ -111,12 +69,9 @@ def test_agent_sigterm_moves_new_visitors(procs, tmp_path, ca):
             assert r.returncode == 0 and r.stdout == "hello from r1\n", \
                 r.stderr
         assert a0.proc.alive()          # still finishing the transfer
-        assert dl.wait(60) == 0, dl.stderr.read()
     finally:
-        if dl.poll() is None:
-            dl.kill()
-    assert sha256(out) == want
-    a0.proc.check_clean_exit()
+        finish(dl, out, want)
+    a0.proc.check_clean_exit(already_signalled=True)
 
 
 def test_agent_reaches_tunnel_over_tls_port(procs, tmp_path, ca):

@@ -6,59 +6,15 @@ rewrites its YAML, then SIGHUP.  Waits are on log lines (the agent's
 "reloaded" summary, the gateway's "claimed"/"withdrew"/"authenticated")
 or on a download's progress, never on a sleep."""
 
-import hashlib
 import os
 import re
 import signal
-import time
 
-from conftest import (Agent, Gateway, Nginx, curl, http_status, keygen,
-                      tls_visit)
+from conftest import (Agent, Gateway, Nginx, big_file, curl, finish,
+                      http_status, keygen, slow_download, tls_visit)
 
 APP = "app.example.test"
 TWO = "two.example.test"
-
-
-def big_file(root, mib=20):
-    """mib MiB of random bytes as root/big.bin; returns its sha256."""
-    h = hashlib.sha256()
-    with open(os.path.join(root, "big.bin"), "wb") as f:
-        for _ in range(mib):
-            chunk = os.urandom(1 << 20)
-            h.update(chunk)
-            f.write(chunk)
-    return h.hexdigest()
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def slow_download(procs, gw, ca, host, out, rate="4M"):
-    """curl of big.bin through the gateway's TLS entry at a limited rate
-    (20 MiB at 4 MB/s: about five seconds), started via procs; returns
-    once the first MiB has arrived."""
-    p = procs.start(f"curl-{host}",
-                    ["curl", "-sS", "--max-time", "60", "--limit-rate", rate,
-                     "--cacert", ca.crt, "--resolve",
-                     f"{host}:{gw.tls_port}:127.0.0.1", "-o", out,
-                     f"https://{host}:{gw.tls_port}/big.bin"])
-    deadline = time.monotonic() + 20
-    while not os.path.exists(out) or os.path.getsize(out) < 1 << 20:
-        assert p.alive(), f"curl ended early:\n{p.log()}"
-        assert time.monotonic() < deadline, "the download does not start"
-        time.sleep(0.02)
-    return p
-
-
-def finish(dl, out, want):
-    """The download ends well and byte-exact."""
-    assert dl.p.wait(60) == 0, dl.log()
-    assert sha256(out) == want
 
 
 def whoami(gw, ca, host):

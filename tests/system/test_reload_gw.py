@@ -1,14 +1,11 @@
 """SIGHUP on the gateway: agents, claims, listeners and peers change while
 established connections carry on."""
 
-import hashlib
-import os
 import signal
-import subprocess
 import time
 
-from conftest import (Agent, Gateway, Nginx, curl, free_port, http_status,
-                      tls_visit)
+from conftest import (Agent, Gateway, Nginx, big_file, curl, finish,
+                      free_port, http_status, slow_download, tls_visit)
 
 HOST = "app.example.test"
 
@@ -31,24 +28,10 @@ def test_reload_keeps_transfers_and_applies_changes(procs, tmp_path, ca):
     a2.proc.wait_log(r"refused by peer: agent key .* is not admitted")
 
     # A transfer in flight across the reload.
-    h = hashlib.sha256()
-    with open(os.path.join(n1.root, "big.bin"), "wb") as f:
-        for _ in range(20):
-            chunk = os.urandom(1 << 20)
-            h.update(chunk)
-            f.write(chunk)
+    want = big_file(n1.root)
     out = str(tmp_path / "got.bin")
-    dl = subprocess.Popen(
-        ["curl", "-sS", "--max-time", "60", "--limit-rate", "8M",
-         "--cacert", ca.crt, "--resolve", f"{HOST}:{gw.tls_port}:127.0.0.1",
-         "-o", out, f"https://{HOST}:{gw.tls_port}/big.bin"],
-        stderr=subprocess.PIPE, text=True)
+    dl = slow_download(procs, gw, ca, HOST, out, rate="8M")
     try:
-        t0 = time.monotonic()
-        while (not os.path.exists(out) or os.path.getsize(out) < 1 << 20) \
-                and time.monotonic() - t0 < 20:
-            time.sleep(0.02)
-
         # Reload: admit a2, take extra.example.test away from a1, and
         # move the HTTP entry to a new port.
         old_http = gw.http_port
@@ -75,12 +58,8 @@ def test_reload_keeps_transfers_and_applies_changes(procs, tmp_path, ca):
             assert False, "the old HTTP port still answers"
         except ConnectionRefusedError:
             pass
-        assert dl.wait(60) == 0, dl.stderr.read()
     finally:
-        if dl.poll() is None:
-            dl.kill()
-    with open(out, "rb") as f:
-        assert hashlib.sha256(f.read()).hexdigest() == h.hexdigest()
+        finish(dl, out, want)
     # a1's tunnel was never dropped.
     assert a1.proc.count(r"tunnel lost") == 0
 
