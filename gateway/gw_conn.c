@@ -28,7 +28,7 @@
 
 struct gw_conn {
 	struct gw		*gw;
-	struct gw_listener	*l;
+	enum gw_entry		 kind;		/* a reload may free the listener */
 	struct bufferevent	*bev;
 	struct event		*timer;
 	uint32_t		 id;
@@ -84,7 +84,7 @@ gw_conn_accept(struct gw *gw, struct gw_listener *l, int fd,
 		return;
 	}
 	c->gw = gw;
-	c->l = l;
+	c->kind = l->entry;
 	c->id = gw->next_conn_id++ & 0xffffff;
 	c->start_ms = mono_ms();
 	memcpy(&c->peer, sa, (size_t)socklen < sizeof(c->peer) ?
@@ -150,7 +150,7 @@ gw_conn_free(struct gw_conn *c, int counted)
 	}
 	if (c->result != NULL)
 		log_info("conn=%06x entry=%s peer=%s sni=%s result=%s ms=%llu",
-		    c->id, c->l->entry == GW_ENTRY_TLS ? "tls" : "http",
+		    c->id, c->kind == GW_ENTRY_TLS ? "tls" : "http",
 		    addr_fmt((struct sockaddr *)&c->peer, peer, sizeof(peer)),
 		    c->name[0] ? c->name : "-", c->result,
 		    (unsigned long long)(mono_ms() - c->start_ms));
@@ -180,7 +180,7 @@ gw_conn_read_cb(struct bufferevent *bev, void *arg)
 		gw_conn_free(c, 1);
 		return;
 	}
-	if (c->l->entry == GW_ENTRY_TLS)
+	if (c->kind == GW_ENTRY_TLS)
 		gw_conn_read_tls(c, buf, len);
 	else
 		gw_conn_read_http(c, buf, len);
@@ -376,7 +376,7 @@ gw_conn_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		gw_conn_free(c, 1);
 		return;
 	}
-	if (c->l->entry == GW_ENTRY_HTTP)
+	if (c->kind == GW_ENTRY_HTTP)
 		gw_conn_http_reply(c, "hello-timeout", 408, "Request Timeout",
 		    "The request head did not arrive in time.");
 	else {

@@ -90,6 +90,9 @@ gw_fwd_from_peer(struct gw *gw, struct tun_stream *in,
 		return;
 	}
 	gw->stats.from_peers++;
+	/* A relayed visitor costs what a direct one does: count it. */
+	gw->nconns++;
+	f->counted = 1;
 	f->in = in;
 	tun_stream_set_udata(in, f);
 	tun_stream_attach(in, pair[0]);

@@ -114,9 +114,17 @@ gw_listen_reload(struct gw *gw)
 				if (l->entry == lists[k].entry &&
 				    strcmp(l->text, lists[k].v[i].text) == 0)
 					break;
-			if (l == NULL && gw_listen_one(gw, &lists[k].v[i],
-			    lists[k].entry, err, sizeof(err)) == -1)
+			if (l != NULL)
+				continue;
+			if (gw_listen_one(gw, &lists[k].v[i], lists[k].entry,
+			    err, sizeof(err)) == -1) {
 				log_warnx("reload: %s", err);
+				continue;
+			}
+			/* Paused at max_connections: so is the new one. */
+			l = TAILQ_LAST(&gw->listeners, gw_listener_list);
+			if (gw->accept_paused && l->entry != GW_ENTRY_TUNNEL)
+				evconnlistener_disable(l->lev);
 		}
 	}
 }

@@ -27,6 +27,7 @@
 
 #define GW_PEER_BUCKETS		256
 #define GW_PEER_MAX_NAMES	65536	/* learned from all peers */
+#define GW_PEER_MAX_PEER_NAMES	8192	/* learned from any one peer */
 
 struct gw_peer {
 	struct gw		*gw;
@@ -38,6 +39,7 @@ struct gw_peer {
 	int			 authed;
 	uint64_t		 gen;		/* of the full set being read */
 	unsigned		 nnames;
+	TAILQ_HEAD(, gw_peer_name) names;	/* this peer's, for forget */
 	TAILQ_ENTRY(gw_peer)	 entry;
 };
 
@@ -49,6 +51,7 @@ struct gw_peer_name {
 	uint64_t		 expires;	/* mono ms */
 	uint64_t		 gen;
 	struct gw_peer_name	*next;		/* hash chain */
+	TAILQ_ENTRY(gw_peer_name) pentry;	/* its peer's list */
 };
 
 struct gw_peers {
@@ -56,6 +59,7 @@ struct gw_peers {
 	struct gw_peer_name	*buckets[GW_PEER_BUCKETS];
 	unsigned		 nnames;
 	struct event		*timer;		/* announce and expire */
+	unsigned		 timer_ms;	/* its period */
 	SSL_CTX			*client_ctx;
 };
 
@@ -71,6 +75,7 @@ static void	gw_peer_timer_cb(evutil_socket_t, short, void *);
 static void	gw_peer_announce(struct gw_peer *);
 static void	gw_peer_forget(struct gw_peers *, struct gw_peer *, uint64_t);
 static unsigned	gw_peer_hash(const char *);
+static void	gw_peer_name_free(struct gw_peers *, struct gw_peer_name *);
 static struct gw_peer *gw_peer_by_key(struct gw *, const uint8_t *);
 
 static int	gw_peer_authed(struct tun *, const struct tun_hello *, char *,
@@ -100,6 +105,7 @@ static const struct tun_ops gw_peer_ops = {
 /* A link whose peer is gone: its streams still end through gw_fwd. */
 static const struct tun_ops gw_peer_orphan_ops = {
 	.stream_closed = gw_peer_orphan_stream_closed,
+	.stream_retry = gw_peer_stream_retry,
 	.closed = gw_peer_orphan_closed,
 };
 
@@ -156,6 +162,17 @@ gw_peer_reload(struct gw *gw)
 		    gw_peer_add(gw, &cfg->peers[i], err, sizeof(err)) == -1)
 			log_warnx("reload: peer %s: %s", cfg->peers[i].name,
 			    err);
+	/* The TTL we announce follows announce_ms: so must the period. */
+	if (gw->peers->timer != NULL &&
+	    gw->peers->timer_ms != cfg->announce_ms) {
+		struct timeval	tv;
+
+		tv.tv_sec = cfg->announce_ms / 1000;
+		tv.tv_usec = (cfg->announce_ms % 1000) * 1000;
+		event_del(gw->peers->timer);
+		event_add(gw->peers->timer, &tv);
+		gw->peers->timer_ms = cfg->announce_ms;
+	}
 }
 
 static int
@@ -183,9 +200,11 @@ gw_peer_add(struct gw *gw, const struct cfg_peer *cp, char *err,
 		tv.tv_sec = gw->cfg->announce_ms / 1000;
 		tv.tv_usec = (gw->cfg->announce_ms % 1000) * 1000;
 		event_add(ps->timer, &tv);
+		ps->timer_ms = gw->cfg->announce_ms;
 	}
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		goto oom;
+	TAILQ_INIT(&p->names);
 	p->gw = gw;
 	p->id = ++gw->next_tun_id;
 	snprintf(p->name, sizeof(p->name), "%s", cp->name);
@@ -500,13 +519,23 @@ gw_peer_frame(struct tun *tun, const struct tun_frame *f, void *arg)
 			if (n->peer == p && strcmp(n->name, c.name) == 0)
 				break;
 		if (n == NULL) {
-			if (c.kinds == 0 || ps->nnames >= GW_PEER_MAX_NAMES ||
-			    (n = calloc(1, sizeof(*n))) == NULL)
+			if (c.kinds == 0)
+				continue;
+			if (ps->nnames >= GW_PEER_MAX_NAMES ||
+			    p->nnames >= GW_PEER_MAX_PEER_NAMES) {
+				log_warnx("peer %s: announces more names than "
+				    "kept (%u per peer, %u in all); ignoring %s",
+				    p->name, GW_PEER_MAX_PEER_NAMES,
+				    GW_PEER_MAX_NAMES, c.name);
+				continue;
+			}
+			if ((n = calloc(1, sizeof(*n))) == NULL)
 				continue;
 			snprintf(n->name, sizeof(n->name), "%s", c.name);
 			n->peer = p;
 			n->next = ps->buckets[h];
 			ps->buckets[h] = n;
+			TAILQ_INSERT_TAIL(&p->names, n, pentry);
 			ps->nnames++;
 			p->nnames++;
 		}
@@ -585,22 +614,32 @@ gw_peer_closed(struct tun *tun, const char *reason, void *arg)
 static void
 gw_peer_forget(struct gw_peers *ps, struct gw_peer *p, uint64_t gen)
 {
-	struct gw_peer_name	**pp, *n;
-	size_t			  i;
+	struct gw_peer_name	*n, *next;
 
-	for (i = 0; i < GW_PEER_BUCKETS; i++) {
-		pp = &ps->buckets[i];
-		while ((n = *pp) != NULL) {
-			if (n->peer == p && (gen == 0 || gen == UINT64_MAX ||
-			    n->gen < gen)) {
-				*pp = n->next;
-				ps->nnames--;
-				p->nnames--;
-				free(n);
-			} else
-				pp = &n->next;
+	for (n = TAILQ_FIRST(&p->names); n != NULL; n = next) {
+		next = TAILQ_NEXT(n, pentry);
+		if (gen == 0 || gen == UINT64_MAX || n->gen < gen)
+			gw_peer_name_free(ps, n);
+	}
+}
+
+/* Unlink a learned name from its hash chain and its peer's list. */
+static void
+gw_peer_name_free(struct gw_peers *ps, struct gw_peer_name *n)
+{
+	struct gw_peer_name	**pp;
+
+	for (pp = &ps->buckets[gw_peer_hash(n->name)]; *pp != NULL;
+	    pp = &(*pp)->next) {
+		if (*pp == n) {
+			*pp = n->next;
+			break;
 		}
 	}
+	TAILQ_REMOVE(&n->peer->names, n, pentry);
+	ps->nnames--;
+	n->peer->nnames--;
+	free(n);
 }
 
 static void
@@ -608,9 +647,8 @@ gw_peer_timer_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct gw		*gw = arg;
 	struct gw_peer		*p;
-	struct gw_peer_name	**pp, *n;
+	struct gw_peer_name	*n, *next;
 	uint64_t		 now = mono_ms();
-	size_t			 i;
 
 	(void)fd;
 	(void)ev;
@@ -618,16 +656,11 @@ gw_peer_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		if (p->tun != NULL && p->authed)
 			gw_peer_announce(p);
 	/* Expire what peers stopped announcing. */
-	for (i = 0; i < GW_PEER_BUCKETS; i++) {
-		pp = &gw->peers->buckets[i];
-		while ((n = *pp) != NULL) {
-			if (n->expires < now) {
-				*pp = n->next;
-				gw->peers->nnames--;
-				n->peer->nnames--;
-				free(n);
-			} else
-				pp = &n->next;
+	TAILQ_FOREACH(p, &gw->peers->list, entry) {
+		for (n = TAILQ_FIRST(&p->names); n != NULL; n = next) {
+			next = TAILQ_NEXT(n, pentry);
+			if (n->expires < now)
+				gw_peer_name_free(gw->peers, n);
 		}
 	}
 }

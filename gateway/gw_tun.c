@@ -227,7 +227,10 @@ gw_tun_authed(struct tun *tun, const struct tun_hello *h, char *msg,
 	 */
 	for (old = TAILQ_FIRST(&gt->gw->tunnels); old != NULL; old = next) {
 		next = TAILQ_NEXT(old, entry);
+		/* A draining session is finishing its streams on purpose
+		 * (the agent moved it): leave it to end by itself. */
 		if (old != gt && tun_is_ready(old->tun) &&
+		    !tun_is_draining(old->tun) &&
 		    sodium_memcmp(tun_peer_key(old->tun), h->pub,
 		    KEY_PUB_LEN) == 0) {
 			log_info("agent %s reconnected from %s; replacing its "

@@ -97,6 +97,7 @@ struct tun {
 	struct event		*timer;		/* keepalive, dead peer */
 	struct event		*hs_timer;	/* handshake deadline */
 	struct event		*drain_timer;	/* drain deadline, or drained */
+	struct event		*kick;		/* starts I/O from the loop */
 	struct tun_params	 p;
 	char			*name;
 	char			*label;
@@ -137,6 +138,7 @@ static void	tun_event_cb(struct bufferevent *, short, void *);
 static void	tun_timer_cb(evutil_socket_t, short, void *);
 static void	tun_hs_timer_cb(evutil_socket_t, short, void *);
 static void	tun_drain_timer_cb(evutil_socket_t, short, void *);
+static void	tun_kick_cb(evutil_socket_t, short, void *);
 static void	tun_flush_close(struct tun *);
 static void	tun_connected(struct tun *);
 static void	tun_send_hello(struct tun *);
@@ -217,6 +219,14 @@ tun_new_common(struct event_base *base, int fd, struct bufferevent *under,
 		goto fail_t;
 	t->p.name = t->name;
 	t->p.label = t->label;
+	/* Timers exist before the bufferevent: its callbacks may close us. */
+	t->timer = event_new(base, -1, EV_PERSIST, tun_timer_cb, t);
+	t->hs_timer = event_new(base, -1, 0, tun_hs_timer_cb, t);
+	t->drain_timer = event_new(base, -1, 0, tun_drain_timer_cb, t);
+	t->kick = event_new(base, -1, 0, tun_kick_cb, t);
+	if (t->timer == NULL || t->hs_timer == NULL ||
+	    t->drain_timer == NULL || t->kick == NULL)
+		goto fail_t;
 	if (under != NULL) {
 		t->bev = bufferevent_openssl_filter_new(base, under, ssl,
 		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
@@ -237,12 +247,6 @@ tun_new_common(struct event_base *base, int fd, struct bufferevent *under,
 	bufferevent_setwatermark(t->bev, EV_READ, 0, TUN_READ_MAX);
 	bufferevent_set_max_single_read(t->bev, TUN_READ_MAX);
 	bufferevent_set_max_single_write(t->bev, TUN_READ_MAX);
-	bufferevent_enable(t->bev, EV_READ | EV_WRITE);
-	t->timer = event_new(base, -1, EV_PERSIST, tun_timer_cb, t);
-	t->hs_timer = event_new(base, -1, 0, tun_hs_timer_cb, t);
-	t->drain_timer = event_new(base, -1, 0, tun_drain_timer_cb, t);
-	if (t->timer == NULL || t->hs_timer == NULL || t->drain_timer == NULL)
-		goto fail_t;
 	/* Tick finer than the keepalive, so a dead peer is declared close
 	 * to dead_peer_ms rather than up to a keepalive later. */
 	tv.tv_sec = 0;
@@ -252,12 +256,12 @@ tun_new_common(struct event_base *base, int fd, struct bufferevent *under,
 	tv.tv_sec = p->handshake_ms / 1000;
 	tv.tv_usec = (p->handshake_ms % 1000) * 1000;
 	event_add(t->hs_timer, &tv);
-	if (bufferevent_get_underlying(t->bev) != NULL) {
-		/* The ClientHello is already in the underlying input: nothing
-		 * new will arrive to wake the TLS layer, so wake it now. */
-		bufferevent_trigger(bufferevent_get_underlying(t->bev), EV_READ,
-		    BEV_TRIG_IGNORE_WATERMARKS);
-	}
+	/*
+	 * Start from the loop, not from here: over a filter the ClientHello
+	 * is already buffered, so starting may run the whole handshake (and
+	 * fail, and close us) before the caller even has our pointer.
+	 */
+	event_active(t->kick, EV_TIMEOUT, 0);
 	return t;
 fail_t:
 	if (t->timer != NULL)
@@ -266,6 +270,8 @@ fail_t:
 		event_free(t->hs_timer);
 	if (t->drain_timer != NULL)
 		event_free(t->drain_timer);
+	if (t->kick != NULL)
+		event_free(t->kick);
 	if (t->bev != NULL)
 		bufferevent_free(t->bev);
 	free(t->buckets);
@@ -308,6 +314,7 @@ tun_close(struct tun *t, const char *reason)
 	event_del(t->timer);
 	event_del(t->hs_timer);
 	event_del(t->drain_timer);
+	event_del(t->kick);
 	if (t->ops->closed != NULL)
 		t->ops->closed(t, reason, t->arg);
 	if (t->busy == 0)
@@ -636,6 +643,7 @@ tun_free(struct tun *t)
 	event_free(t->timer);
 	event_free(t->hs_timer);
 	event_free(t->drain_timer);
+	event_free(t->kick);
 	bufferevent_free(t->bev);
 	free(t->buckets);
 	free(t->name);
@@ -799,6 +807,23 @@ tun_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		    t->bev)) == 0 ? "shutdown" : "shutdown (flush timed out)");
 		break;
 	}
+	tun_leave(t);
+}
+
+static void
+tun_kick_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct tun		*t = arg;
+	struct bufferevent	*under;
+
+	(void)fd;
+	(void)ev;
+	tun_enter(t);
+	bufferevent_enable(t->bev, EV_READ | EV_WRITE);
+	/* The ClientHello already below a filter: nothing new will arrive
+	 * to wake the TLS layer for it. */
+	if (!t->closed && (under = bufferevent_get_underlying(t->bev)) != NULL)
+		bufferevent_trigger(under, EV_READ, BEV_TRIG_IGNORE_WATERMARKS);
 	tun_leave(t);
 }
 
@@ -1118,6 +1143,11 @@ tun_recv_data(struct tun *t, const uint8_t *hdr, uint32_t plen,
 	}
 	if (flags & TUN_F_FIN) {
 		s->flags |= TUN_S_REMOTE_FIN;
+		if (s->replay != NULL) {
+			/* The replica answered, if only with its end. */
+			evbuffer_free(s->replay);
+			s->replay = NULL;
+		}
 		if (s->bev != NULL && evbuffer_get_length(dst) == 0)
 			tun_stream_write_cb(s->bev, s);
 	}

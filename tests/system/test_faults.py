@@ -2,6 +2,7 @@
 is busy, shutdown with work in flight, and resets that must stay resets."""
 
 import signal
+import subprocess
 import socket
 import struct
 import threading
@@ -253,3 +254,102 @@ def test_backend_reset_reaches_visitor_as_reset(procs, tmp_path):
     v.close()
     srv.close()
     assert end == "reset", f"visitor saw a clean end after {got!r}"
+
+
+def test_tls12_hello_for_the_gateway_name_is_harmless(procs, tmp_path):
+    """An agent-looking ClientHello (the gateway's name, ALPN porch/1)
+    that TLS 1.3 must refuse: the handshake fails, the gateway lives."""
+    from conftest import tls_visit
+    sink = Sink()
+    gw, ag = pair(procs, tmp_path, sink.port)
+    for _ in range(3):
+        subprocess.run(["openssl", "s_client", "-connect",
+                        f"127.0.0.1:{gw.tls_port}", "-servername",
+                        "gw.example.test", "-alpn", "porch/1", "-tls1_2"],
+                       input=b"", capture_output=True, timeout=10)
+    gw.proc.wait_log(r"tunnel from .* closed: TLS error", since_mark=False)
+    assert gw.proc.alive()
+    assert tls_visit(gw.tls_port, "nope.example.test") == \
+        "TLSV1_UNRECOGNIZED_NAME"
+    sink.close()
+
+
+def test_reload_moving_a_listener_with_a_visitor_mid_head(procs, tmp_path):
+    from conftest import free_port
+    sink = Sink()
+    gw, ag = pair(procs, tmp_path, sink.port)
+    s = socket.create_connection(("127.0.0.1", gw.http_port), timeout=10)
+    s.sendall(b"POST / HTTP/1.1\r\n")           # the head is not complete
+    gw.http_port = free_port()
+    gw.proc.set_mark()
+    gw.write_config()
+    gw.proc.send_signal(signal.SIGHUP)
+    gw.proc.wait_log(r"no longer listening on 127\.0\.0\.1:\d+")
+    # The rest of the head arrives after its listener is gone.
+    s.sendall(b"Host: up.example.test\r\n\r\nbody")
+    sink.wait_received(4)
+    s.close()
+    assert gw.proc.alive()
+    sink.close()
+
+
+def test_no_replay_after_the_replica_answered_with_eof(procs, tmp_path):
+    """The preferred replica's backend ends the request without a byte
+    (its FIN reached the visitor); then its agent dies.  The request
+    must not be replayed to the other replica."""
+    got = {1: [], 2: []}
+    held = []
+
+    def backend(n, answer):
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(8)
+
+        def run():
+            while True:
+                try:
+                    c, _ = ls.accept()
+                except OSError:
+                    return
+                got[n].append(c.recv(4096))
+                answer(c)
+        threading.Thread(target=run, daemon=True).start()
+        return ls
+
+    def half(c):
+        c.shutdown(socket.SHUT_WR)      # FIN, nothing else
+        held.append(c)
+
+    def full(c):
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+        c.close()
+    b1, b2 = backend(1, half), backend(2, full)
+    gw = Gateway(procs, str(tmp_path))
+    a1 = Agent(procs, str(tmp_path), name="a1")
+    a2 = Agent(procs, str(tmp_path), name="a2")
+    for ag, b, prio in ((a1, b1, 10), (a2, b2, 20)):
+        gw.admit(ag, ["up.example.test"])
+        ag.use(gw)
+        ag.serve("up.example.test",
+                 http=f"127.0.0.1:{b.getsockname()[1]}", priority=prio)
+    gw.start()
+    a1.start()
+    a2.start()
+    v = socket.create_connection(("127.0.0.1", gw.http_port), timeout=10)
+    v.sendall(b"POST /pay HTTP/1.1\r\nHost: up.example.test\r\n"
+              b"Content-Length: 0\r\n\r\n")
+    assert v.recv(100) == b""           # the replica's answer: EOF
+    a1.proc.stop(signal.SIGKILL)
+    gw.proc.wait_log(r"agent a1\) closed")
+    # A new visitor now goes to a2: a2's backend must see only that one.
+    w = socket.create_connection(("127.0.0.1", gw.http_port), timeout=10)
+    w.sendall(b"GET /new HTTP/1.1\r\nHost: up.example.test\r\n\r\n")
+    assert w.recv(100).startswith(b"HTTP/1.1 200")
+    w.close()
+    v.close()
+    assert len(got[2]) == 1 and got[2][0].startswith(b"GET /new"), got[2]
+    assert gw.proc.count(r"replaying") == 0
+    for c in held:
+        c.close()
+    b1.close()
+    b2.close()
