@@ -116,10 +116,11 @@ int	gw_fwd_start(struct gw *, struct bufferevent *, const struct tun_open *,
 /* A stream opened by a peer: relay it to a local replica, or reset it. */
 void	gw_fwd_from_peer(struct gw *, struct tun_stream *,
 	    const struct tun_open *, const char *peer);
-int	gw_fwd_retry(struct gw_fwd *, struct bufferevent *, const char *why);
-/* A stream whose udata is this gw_fwd closed (for good). */
-void	gw_fwd_stream_closed(struct gw_fwd *, struct tun_stream *,
-	    const char *reason);
+/* tun_ops for every tunnel whose streams carry a gw_fwd as udata. */
+void	gw_fwd_stream_closed_cb(struct tun *, struct tun_stream *,
+	    const char *reason, void *arg);
+int	gw_fwd_stream_retry_cb(struct tun *, struct tun_stream *,
+	    struct bufferevent *, const char *reason, void *arg);
 
 /* gw_peer.c: links to the other gateways of the cluster. */
 int	gw_peer_start(struct gw *, char *err, size_t errlen);

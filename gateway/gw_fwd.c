@@ -100,8 +100,13 @@ gw_fwd_from_peer(struct gw *gw, struct tun_stream *in,
 
 /* The stream failed before an answer; bev's input holds all it sent. */
 int
-gw_fwd_retry(struct gw_fwd *f, struct bufferevent *bev, const char *why)
+gw_fwd_stream_retry_cb(struct tun *tun, struct tun_stream *s,
+    struct bufferevent *bev, const char *why, void *arg)
 {
+	struct gw_fwd	*f = tun_stream_udata(s);
+
+	(void)tun;
+	(void)arg;
 	if (f == NULL)
 		return -1;
 	f->out = NULL;		/* that stream is going away */
@@ -125,14 +130,23 @@ gw_fwd_retry(struct gw_fwd *f, struct bufferevent *bev, const char *why)
  * clean end of a transfer that was cut.
  */
 void
-gw_fwd_stream_closed(struct gw_fwd *f, struct tun_stream *s,
-    const char *reason)
+gw_fwd_stream_closed_cb(struct tun *tun, struct tun_stream *s,
+    const char *reason, void *arg)
 {
-	char	why[200];
-	int	clean = strcmp(reason, "eof") == 0;
+	struct gw_fwd	*f = tun_stream_udata(s);
+	char		 why[200];
+	uint64_t	 in, out;
+	int		 clean = strcmp(reason, "eof") == 0;
 
+	(void)tun;
+	(void)arg;
 	if (f == NULL)
 		return;
+	if (s == f->out) {
+		tun_stream_bytes(s, &in, &out);
+		f->gw->stats.bytes_in += in;
+		f->gw->stats.bytes_out += out;
+	}
 	if (s == f->in) {
 		f->in = NULL;
 		if (!clean && f->out != NULL) {

@@ -67,8 +67,6 @@ static int	gw_peer_add(struct gw *, const struct cfg_peer *, char *,
 		    size_t);
 static void	gw_peer_remove(struct gw *, struct gw_peer *);
 static void	gw_peer_orphan_closed(struct tun *, const char *, void *);
-static void	gw_peer_orphan_stream_closed(struct tun *,
-		    struct tun_stream *, const char *, void *);
 static void	gw_peer_dialed(int, const char *, void *);
 static void	gw_peer_link(struct gw_peer *, struct tun *);
 static void	gw_peer_timer_cb(evutil_socket_t, short, void *);
@@ -85,10 +83,6 @@ static void	gw_peer_open(struct tun *, struct tun_stream *,
 		    const struct tun_open *, void *);
 static void	gw_peer_goaway(struct tun *, const struct tun_reason *,
 		    void *);
-static void	gw_peer_stream_closed(struct tun *, struct tun_stream *,
-		    const char *, void *);
-static int	gw_peer_stream_retry(struct tun *, struct tun_stream *,
-		    struct bufferevent *, const char *, void *);
 static void	gw_peer_closed(struct tun *, const char *, void *);
 
 static const struct tun_ops gw_peer_ops = {
@@ -96,16 +90,16 @@ static const struct tun_ops gw_peer_ops = {
 	.claim = NULL,
 	.open = gw_peer_open,
 	.goaway = gw_peer_goaway,
-	.stream_closed = gw_peer_stream_closed,
-	.stream_retry = gw_peer_stream_retry,
+	.stream_closed = gw_fwd_stream_closed_cb,
+	.stream_retry = gw_fwd_stream_retry_cb,
 	.closed = gw_peer_closed,
 	.frame = gw_peer_frame,
 };
 
 /* A link whose peer is gone: its streams still end through gw_fwd. */
 static const struct tun_ops gw_peer_orphan_ops = {
-	.stream_closed = gw_peer_orphan_stream_closed,
-	.stream_retry = gw_peer_stream_retry,
+	.stream_closed = gw_fwd_stream_closed_cb,
+	.stream_retry = gw_fwd_stream_retry_cb,
 	.closed = gw_peer_orphan_closed,
 };
 
@@ -574,24 +568,6 @@ gw_peer_goaway(struct tun *tun, const struct tun_reason *r, void *arg)
 }
 
 static void
-gw_peer_stream_closed(struct tun *tun, struct tun_stream *s,
-    const char *reason, void *arg)
-{
-	(void)tun;
-	(void)arg;
-	gw_fwd_stream_closed(tun_stream_udata(s), s, reason);
-}
-
-static int
-gw_peer_stream_retry(struct tun *tun, struct tun_stream *s,
-    struct bufferevent *bev, const char *reason, void *arg)
-{
-	(void)tun;
-	(void)arg;
-	return gw_fwd_retry(tun_stream_udata(s), bev, reason);
-}
-
-static void
 gw_peer_closed(struct tun *tun, const char *reason, void *arg)
 {
 	struct gw_peer	*p = arg;
@@ -723,21 +699,8 @@ gw_peer_orphan_closed(struct tun *tun, const char *reason, void *arg)
 	(void)arg;
 }
 
-static void
-gw_peer_orphan_stream_closed(struct tun *tun, struct tun_stream *s,
-    const char *reason, void *arg)
-{
-	(void)tun;
-	(void)arg;
-	gw_fwd_stream_closed(tun_stream_udata(s), s, reason);
-}
-
 static unsigned
 gw_peer_hash(const char *s)
 {
-	unsigned	h = 2166136261u;
-
-	while (*s != '\0')
-		h = (h ^ (unsigned char)*s++) * 16777619u;
-	return h % GW_PEER_BUCKETS;
+	return name_hash(s) % GW_PEER_BUCKETS;
 }

@@ -269,15 +269,10 @@ gw_route_balance(struct gw_route *r, uint8_t kind, const uint64_t *skip,
 	return best;
 }
 
-/* FNV-1a: names are already validated, short and lower-case. */
 static unsigned
 gw_route_hash(const char *s)
 {
-	unsigned	h = 2166136261u;
-
-	while (*s != '\0')
-		h = (h ^ (unsigned char)*s++) * 16777619u;
-	return h % GW_ROUTE_BUCKETS;
+	return name_hash(s) % GW_ROUTE_BUCKETS;
 }
 
 static struct gw_route *

@@ -37,11 +37,7 @@ static int	gw_tun_authed(struct tun *, const struct tun_hello *, char *,
 static void	gw_tun_claim(struct tun *, uint8_t, const struct tun_claim *,
 		    void *);
 static void	gw_tun_goaway(struct tun *, const struct tun_reason *, void *);
-static void	gw_tun_stream_closed(struct tun *, struct tun_stream *,
-		    const char *, void *);
 static void	gw_tun_closed(struct tun *, const char *, void *);
-static int	gw_tun_stream_retry(struct tun *, struct tun_stream *,
-		    struct bufferevent *, const char *, void *);
 static const struct cfg_grant *gw_tun_grant(struct gw *, const uint8_t *);
 static void	gw_tun_start(struct gw *, int, struct bufferevent *,
 		    const struct sockaddr *);
@@ -51,8 +47,8 @@ static const struct tun_ops gw_tun_ops = {
 	.claim = gw_tun_claim,
 	.open = NULL,
 	.goaway = gw_tun_goaway,
-	.stream_closed = gw_tun_stream_closed,
-	.stream_retry = gw_tun_stream_retry,
+	.stream_closed = gw_fwd_stream_closed_cb,
+	.stream_retry = gw_fwd_stream_retry_cb,
 	.closed = gw_tun_closed,
 };
 
@@ -310,29 +306,6 @@ gw_tun_goaway(struct tun *tun, const struct tun_reason *r, void *arg)
 	/* tun marks itself draining: lookups skip it from now on. */
 	log_info("agent %s is going away: %s", gt->name, r->msg);
 	gw_peer_routes_changed(gt->gw);
-}
-
-static void
-gw_tun_stream_closed(struct tun *tun, struct tun_stream *s,
-    const char *reason, void *arg)
-{
-	struct gw_tun	*gt = arg;
-	uint64_t	 in, out;
-
-	(void)tun;
-	tun_stream_bytes(s, &in, &out);
-	gt->gw->stats.bytes_in += in;
-	gt->gw->stats.bytes_out += out;
-	gw_fwd_stream_closed(tun_stream_udata(s), s, reason);
-}
-
-static int
-gw_tun_stream_retry(struct tun *tun, struct tun_stream *s,
-    struct bufferevent *bev, const char *reason, void *arg)
-{
-	(void)tun;
-	(void)arg;
-	return gw_fwd_retry(tun_stream_udata(s), bev, reason);
 }
 
 static void

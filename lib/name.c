@@ -68,3 +68,13 @@ name_pattern_covers(const char *pattern, const char *claim)
 		return 0;
 	return strcmp(claim + cl - pl, pattern) == 0;
 }
+
+unsigned
+name_hash(const char *s)
+{
+	unsigned	h = 2166136261u;
+
+	while (*s != '\0')
+		h = (h ^ (unsigned char)*s++) * 16777619u;
+	return h;
+}

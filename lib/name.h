@@ -21,4 +21,7 @@ int	name_normalize(const char *in, size_t inlen, char *out, int allow_wildcard);
  */
 int	name_pattern_covers(const char *pattern, const char *claim);
 
+/* FNV-1a of a (validated, short) name, for hash tables. */
+unsigned	name_hash(const char *);
+
 #endif
