@@ -105,6 +105,8 @@ void	gw_tun_reauthorize(struct gw *);
 const char *gw_tun_name(const struct gw_tun *);
 struct tun *gw_tun_tun(const struct gw_tun *);
 uint64_t gw_tun_id(const struct gw_tun *);	/* unique for the process */
+void	gw_tun_params(struct gw *, struct tun_params *, enum tun_role,
+	    const char *label);
 struct json_t *gw_tun_status(struct gw *);	/* every agent tunnel */
 
 /* gw_fwd.c: a routed visitor, its replica, and replays to the next. */

@@ -420,7 +420,6 @@ gw_peer_dialed(int fd, const char *addr, void *arg)
 {
 	struct gw_peer			*p = arg;
 	struct gw			*gw = p->gw;
-	const struct cfg_gateway	*cfg = gw->cfg;
 	struct tun_params		 tp;
 	struct tun			*tun;
 	char				 label[128];
@@ -432,16 +431,7 @@ gw_peer_dialed(int fd, const char *addr, void *arg)
 		return;
 	}
 	snprintf(label, sizeof(label), "peer=%s addr=%s", p->name, addr);
-	memset(&tp, 0, sizeof(tp));
-	tp.role = TUN_ROLE_PEER;
-	tp.key = &gw->key;
-	tp.window = (uint32_t)cfg->stream_window;
-	tp.keepalive_ms = cfg->keepalive_ms;
-	tp.dead_peer_ms = cfg->dead_peer_ms;
-	tp.handshake_ms = cfg->handshake_timeout_ms;
-	tp.max_streams = cfg->streams_per_tunnel;
-	tp.name = gw->name;
-	tp.label = label;
+	gw_tun_params(gw, &tp, TUN_ROLE_PEER, label);
 	if ((tun = tun_new(gw->base, fd, ssl, 0, &tp, &gw_peer_ops, p)) ==
 	    NULL) {
 		dial_later(p->dial, "out of memory");

@@ -60,6 +60,25 @@ gw_tun_accept(struct gw *gw, struct gw_listener *l, int fd,
 	gw_tun_start(gw, fd, NULL, sa);
 }
 
+/* The tunnel settings of this gateway's config, for any of its tunnels. */
+void
+gw_tun_params(struct gw *gw, struct tun_params *p, enum tun_role role,
+    const char *label)
+{
+	const struct cfg_gateway	*cfg = gw->cfg;
+
+	memset(p, 0, sizeof(*p));
+	p->role = role;
+	p->key = &gw->key;
+	p->window = (uint32_t)cfg->stream_window;
+	p->keepalive_ms = cfg->keepalive_ms;
+	p->dead_peer_ms = cfg->dead_peer_ms;
+	p->handshake_ms = cfg->handshake_timeout_ms;
+	p->max_streams = cfg->streams_per_tunnel;
+	p->name = gw->name;
+	p->label = label;
+}
+
 /* An agent that came in on the TLS entry (ALPN porch/1, our name). */
 void
 gw_tun_accept_over(struct gw *gw, struct bufferevent *bev,
@@ -73,7 +92,6 @@ static void
 gw_tun_start(struct gw *gw, int fd, struct bufferevent *bev,
     const struct sockaddr *sa)
 {
-	const struct cfg_gateway	*cfg = gw->cfg;
 	struct gw_tun			*gt = NULL;
 	struct tun_params		 p;
 	SSL				*ssl = NULL;
@@ -96,16 +114,7 @@ gw_tun_start(struct gw *gw, int fd, struct bufferevent *bev,
 	snprintf(gt->name, sizeof(gt->name), "?");
 	snprintf(label, sizeof(label), "tunnel peer=%s%s", gt->peer,
 	    bev != NULL ? " via=tls-entry" : "");
-	memset(&p, 0, sizeof(p));
-	p.role = TUN_ROLE_GATEWAY;
-	p.key = &gw->key;
-	p.window = (uint32_t)cfg->stream_window;
-	p.keepalive_ms = cfg->keepalive_ms;
-	p.dead_peer_ms = cfg->dead_peer_ms;
-	p.handshake_ms = cfg->handshake_timeout_ms;
-	p.max_streams = cfg->streams_per_tunnel;
-	p.name = gw->name;
-	p.label = label;
+	gw_tun_params(gw, &p, TUN_ROLE_GATEWAY, label);
 	/* Linked before tun_new: its callbacks may fire from here on. */
 	TAILQ_INSERT_TAIL(&gw->tunnels, gt, entry);
 	gw->tun_pending++;
