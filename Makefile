@@ -143,7 +143,7 @@ demo: deps all
 	bash tools/demo.sh
 
 bench: deps all
-	$(PYTHON) bench/bench.py
+	$(PYTHON) bench/compare.py
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
