@@ -21,7 +21,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS	?= -O2 -g
 WARN	:= -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes \
 	   -Wshadow -Wpointer-arith -Wsign-compare -Wcast-qual
-INC	:= -Ilib -Iconfig -Itunnel -Igateway -Iagent -Ictl
+INC	:= -Ilib -Iconfig -Itunnel -Igateway -Iagent -Ictl -Iacme
 ALL_CFLAGS := -std=gnu11 $(CFLAGS) $(SANFLAGS) $(WARN) $(INC) $(PKG_CFLAGS) \
 	   -D_GNU_SOURCE -MMD -MP
 LDLIBS	:= $(PKG_LIBS)
@@ -46,11 +46,12 @@ CTL_OBJS    := $(call obj,$(CTL_SRCS))
 BINS := $(BUILD)/porch-gateway $(BUILD)/porch-agent $(BUILD)/porchctl
 
 # Unit tests: each links lib/ and only the module it tests.
-UNIT_TESTS := sni http frame cfg
+UNIT_TESTS := sni http frame cfg jws
 TEST_sni_OBJS   := $(call obj,gateway/gw_sni.c)
 TEST_http_OBJS  := $(call obj,gateway/gw_http.c)
 TEST_frame_OBJS := $(call obj,tunnel/tun_frame.c)
 TEST_cfg_OBJS   := $(call obj,$(wildcard config/*.c))
+TEST_jws_OBJS   := $(call obj,acme/acme_jws.c)
 LIB_OBJS        := $(call obj,$(wildcard lib/*.c))
 UNIT_BINS := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
