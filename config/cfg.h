@@ -101,11 +101,46 @@ struct cfg_health {
 	unsigned	 expect;	/* http: status, default 200 */
 };
 
+/* ACME challenge types, in the order the agent prefers them. */
+enum cfg_challenge {
+	CFG_CHALLENGE_HTTP01 = 0,	/* gateway's HTTP entry (port 80) */
+	CFG_CHALLENGE_TLSALPN01,	/* gateway's TLS entry (port 443) */
+	CFG_CHALLENGE_MAX
+};
+
+enum cfg_key_type {		/* certificate keys (the account is P-256) */
+	CFG_KEY_EC_P256 = 0,
+	CFG_KEY_EC_P384,
+	CFG_KEY_RSA_2048,
+	CFG_KEY_RSA_3072,
+};
+
+/* Where and how the agent obtains certificates (the "acme:" section). */
+struct cfg_acme {
+	char		*directory;	/* https URL of the CA's directory */
+	char		*ca_bundle;	/* trust for the CA's API, or NULL */
+	char		*email;		/* contact, or NULL */
+	char		*eab_kid;	/* external account binding, or NULL */
+	char		*eab_hmac;	/* its base64url HMAC key */
+	char		*state_dir;	/* absolute or relative to cwd */
+	enum cfg_challenge challenges[CFG_CHALLENGE_MAX];
+	size_t		 nchallenges;
+	char		*renew_hook;	/* sh -c command, or NULL */
+	enum cfg_key_type key_type;
+	unsigned	 retry_min_ms;	/* backoff after a failure, 1m */
+	unsigned	 retry_max_ms;	/* 24h */
+};
+
 /* A hostname the agent publishes, and where each entry kind goes. */
 struct cfg_service {
 	char			*hostname;	/* normalized, may be "*.x" */
 	char			*tls_backend;	/* "host:port" or NULL */
+	int			 tls_terminate;	/* tls: terminate (agent ends TLS) */
 	char			*http_backend;	/* "host:port" or NULL */
+	char			*h2c_backend;	/* terminate: h2 visitors, or NULL */
+	int			 acme;		/* certificate: acme */
+	char			**cert_names;	/* hostname first, then extras */
+	size_t			 ncert_names;
 	enum cfg_proxy_proto	 proxy_protocol;
 	unsigned		 priority;	/* 1..255, default 100 */
 	enum cfg_policy		 policy;
@@ -128,6 +163,7 @@ struct cfg_agent {
 	unsigned		 drain_ms;		/* default 10000 */
 	size_t			 stream_window;		/* default 256 KiB */
 	struct cfg_listen	*admin;			/* status, or NULL */
+	struct cfg_acme		*acme;			/* or NULL */
 };
 
 /*

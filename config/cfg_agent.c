@@ -18,7 +18,24 @@
 
 static const char *const agent_top_keys[] = {
 	"identity", "name", "admin", "gateways", "reconnect", "timeouts",
-	"limits", "services", NULL
+	"limits", "services", "acme", NULL
+};
+static const char *const agent_acme_keys[] = {
+	"directory", "ca_bundle", "email", "agree_tos", "eab", "state_dir",
+	"challenge", "renew_hook", "key_type", "retry", NULL
+};
+static const char *const agent_eab_keys[] = {
+	"kid", "hmac_key", NULL
+};
+static const char *const agent_challenge_names[] = {
+	[CFG_CHALLENGE_HTTP01] = "http-01",
+	[CFG_CHALLENGE_TLSALPN01] = "tls-alpn-01",
+};
+static const char *const agent_key_type_names[] = {
+	[CFG_KEY_EC_P256] = "ec-p256",
+	[CFG_KEY_EC_P384] = "ec-p384",
+	[CFG_KEY_RSA_2048] = "rsa-2048",
+	[CFG_KEY_RSA_3072] = "rsa-3072",
 };
 static const char *const agent_gateway_keys[] = {
 	"name", "address", "key", "server_name", NULL
@@ -33,8 +50,8 @@ static const char *const agent_limit_keys[] = {
 	"stream_window", NULL
 };
 static const char *const agent_service_keys[] = {
-	"hostname", "tls", "http", "proxy_protocol", "priority", "policy",
-	"health", NULL
+	"hostname", "tls", "http", "h2c", "proxy_protocol", "priority",
+	"policy", "health", "certificate", "certificate_names", NULL
 };
 static const char *const agent_health_keys[] = {
 	"check", "interval", "timeout", "rise", "fall", "path", "expect", NULL
@@ -73,6 +90,20 @@ static int	 agent_backend(struct cfg_doc *, struct cfg_node *,
 		    const char *, const char *, char **);
 static int	 agent_dups(struct cfg_doc *, struct cfg_node *, char **,
 		    size_t, const char *, const char *, const char *);
+static int	 agent_acme(struct cfg_doc *, struct cfg_agent *,
+		    struct cfg_node *, const char *);
+static int	 agent_acme_more(struct cfg_doc *, struct cfg_acme *,
+		    struct cfg_node *, const char *);
+static int	 agent_acme_string(struct cfg_doc *, struct cfg_node *,
+		    const char *, const char *, char **);
+static int	 agent_challenges(struct cfg_doc *, struct cfg_acme *,
+		    struct cfg_node *);
+static int	 agent_service_tls(struct cfg_doc *, struct cfg_service *,
+		    struct cfg_node *, const char *);
+static int	 agent_service_cert(struct cfg_doc *, struct cfg_service *,
+		    struct cfg_node *, const char *);
+static int	 agent_service_acme(struct cfg_doc *, const struct cfg_agent *,
+		    struct cfg_node *);
 
 struct cfg_agent *
 cfg_agent_load(const char *path, char *err, size_t errlen)
@@ -114,12 +145,29 @@ cfg_agent_free(struct cfg_agent *a)
 	}
 	free(a->gateways);
 	for (i = 0; i < a->nservices; i++) {
-		free(a->services[i].hostname);
-		free(a->services[i].tls_backend);
-		free(a->services[i].http_backend);
-		free(a->services[i].health.path);
+		struct cfg_service *s = &a->services[i];
+		size_t j;
+
+		free(s->hostname);
+		free(s->tls_backend);
+		free(s->http_backend);
+		free(s->h2c_backend);
+		free(s->health.path);
+		for (j = 0; j < s->ncert_names; j++)
+			free(s->cert_names[j]);
+		free(s->cert_names);
 	}
 	free(a->services);
+	if (a->acme != NULL) {
+		free(a->acme->directory);
+		free(a->acme->ca_bundle);
+		free(a->acme->email);
+		free(a->acme->eab_kid);
+		free(a->acme->eab_hmac);
+		free(a->acme->state_dir);
+		free(a->acme->renew_hook);
+		free(a->acme);
+	}
 	free(a);
 }
 
@@ -176,9 +224,13 @@ agent_parse(const char *name, const char *text, size_t len, const char *base,
 		    16 * CFG_MIB, &a->stream_window) == -1)
 			goto fail;
 	}
+	if ((n = cfg_map_get(d.root, "acme")) != NULL &&
+	    agent_acme(&d, a, n, base) == -1)
+		goto fail;
 	if (cfg_map_require(&d, d.root, "top level", "services", "list the "
 	    "hostnames to publish, each with a tls or http backend",
-	    &n) == -1 || agent_services(&d, a, n) == -1)
+	    &n) == -1 || agent_services(&d, a, n) == -1 ||
+	    agent_service_acme(&d, a, n) == -1)
 		goto fail;
 	cfg_doc_clear(&d);
 	return a;
@@ -202,7 +254,8 @@ agent_top(struct cfg_doc *d)
 			return cfg_bad(d, k, "top level", "unknown key",
 			    "this looks like a porch-gateway config; "
 			    "porch-agent takes identity, name, admin, "
-			    "gateways, reconnect, timeouts, limits, services");
+			    "gateways, reconnect, timeouts, limits, services, "
+			    "acme");
 	}
 	return cfg_map_keys(d, d->root, "top level", agent_top_keys);
 }
@@ -379,13 +432,17 @@ agent_service(struct cfg_doc *d, struct cfg_service *s, struct cfg_node *map,
 	    "app.example.net'", &n) == -1 ||
 	    cfg_hostname(d, n, f, &s->hostname) == -1)
 		return -1;
-	if (agent_backend(d, map, what, "tls", &s->tls_backend) == -1 ||
-	    agent_backend(d, map, what, "http", &s->http_backend) == -1)
+	if (agent_service_tls(d, s, map, what) == -1 ||
+	    agent_backend(d, map, what, "http", &s->http_backend) == -1 ||
+	    agent_backend(d, map, what, "h2c", &s->h2c_backend) == -1)
 		return -1;
-	if (s->tls_backend == NULL && s->http_backend == NULL)
+	if (s->tls_backend == NULL && s->http_backend == NULL &&
+	    !s->tls_terminate)
 		return cfg_error(d, map, "%s: no backend (add 'tls: "
 		    "127.0.0.1:443' for TLS visitors or 'http: 127.0.0.1:80' "
 		    "for plain-HTTP visitors)", what);
+	if (agent_service_cert(d, s, map, what) == -1)
+		return -1;
 	if ((n = cfg_map_get(map, "proxy_protocol")) != NULL) {
 		snprintf(f, sizeof(f), "%s.proxy_protocol", what);
 		if (cfg_string(d, n, f, &v) == -1)
@@ -603,4 +660,331 @@ agent_dups(struct cfg_doc *d, struct cfg_node *seq, char **names, size_t n,
 	snprintf(f, sizeof(f), "%s[%zu].%s", what, dup, key);
 	return cfg_bad(d, at, f, problem, "first at line %u; list it once",
 	    cfg_map_get(seq->kids[first], key)->line);
+}
+
+/* "tls:" is a backend, or "terminate": the agent ends TLS itself. */
+static int
+agent_service_tls(struct cfg_doc *d, struct cfg_service *s,
+    struct cfg_node *map, const char *what)
+{
+	struct cfg_node	*n;
+	char		 f[80];
+
+	if ((n = cfg_map_get(map, "tls")) == NULL ||
+	    n->type != CFG_NODE_SCALAR || n->isnull ||
+	    strcmp(n->str, "terminate") != 0)
+		return agent_backend(d, map, what, "tls", &s->tls_backend);
+	s->tls_terminate = 1;
+	snprintf(f, sizeof(f), "%s.tls", what);
+	if (cfg_map_get(map, "http") == NULL)
+		return cfg_bad(d, n, f, "terminate needs an http backend",
+		    "the agent decrypts visitors and passes plain HTTP to "
+		    "'http: 127.0.0.1:8080'; add one");
+	return 0;
+}
+
+/*
+ * certificate: acme (implied by tls: terminate) and the extra names of
+ * that certificate.  A wildcard needs dns-01, which porch does not do.
+ */
+static int
+agent_service_cert(struct cfg_doc *d, struct cfg_service *s,
+    struct cfg_node *map, const char *what)
+{
+	struct cfg_node	*n, *names, *it;
+	const char	*v;
+	char		 f[128], **dn;
+	size_t		 i, cnt;
+	int		 rc;
+
+	snprintf(f, sizeof(f), "%s.certificate", what);
+	if ((n = cfg_map_get(map, "certificate")) != NULL) {
+		if (cfg_string(d, n, f, &v) == -1)
+			return -1;
+		if (strcmp(v, "acme") == 0)
+			s->acme = 1;
+		else if (strcmp(v, "none") != 0)
+			return cfg_bad(d, n, f, "unknown certificate source",
+			    "use acme (obtain and renew one from the acme: "
+			    "section's CA) or none");
+		else if (s->tls_terminate)
+			return cfg_bad(d, n, f, "tls: terminate needs a "
+			    "certificate", "use 'certificate: acme' or leave "
+			    "it out");
+	} else
+		s->acme = s->tls_terminate;
+	if (s->h2c_backend != NULL && !s->tls_terminate) {
+		snprintf(f, sizeof(f), "%s.h2c", what);
+		return cfg_bad(d, cfg_map_get(map, "h2c"), f, "only with "
+		    "tls: terminate", "the agent offers h2 to visitors only "
+		    "when it terminates their TLS; remove h2c");
+	}
+	names = cfg_map_get(map, "certificate_names");
+	if (!s->acme) {
+		if (names == NULL)
+			return 0;
+		snprintf(f, sizeof(f), "%s.certificate_names", what);
+		return cfg_bad(d, names, f, "no certificate to put them in",
+		    "add 'certificate: acme'");
+	}
+	if (s->hostname[0] == '*')
+		return cfg_bad(d, cfg_map_get(map, "hostname"), f,
+		    "no ACME certificate for a wildcard", "wildcards need the "
+		    "dns-01 challenge, which porch does not do; list the "
+		    "exact names as services");
+	cnt = names == NULL ? 0 : cfg_list_len(names);
+	if (names != NULL && cfg_expect_list(d, names,
+	    "certificate_names") == -1)
+		return -1;
+	s->cert_names = xcalloc(cnt + 1, sizeof(*s->cert_names));
+	s->cert_names[s->ncert_names++] = xstrdup(s->hostname);
+	for (i = 0; i < cnt; i++) {
+		it = cfg_list_item(names, i);
+		snprintf(f, sizeof(f), "%s.certificate_names[%zu]", what, i);
+		if (cfg_hostname(d, it, f, &s->cert_names[s->ncert_names]) ==
+		    -1)
+			return -1;
+		if (s->cert_names[s->ncert_names++][0] == '*')
+			return cfg_bad(d, it, f, "no ACME certificate for a "
+			    "wildcard", "wildcards need dns-01, which porch "
+			    "does not do");
+	}
+	/* Duplicates would make the CA refuse the order. */
+	dn = xcalloc(s->ncert_names, sizeof(*dn));
+	for (i = 0; i < s->ncert_names; i++)
+		dn[i] = s->cert_names[i];
+	rc = 0;
+	for (i = 1; i < s->ncert_names && rc == 0; i++) {
+		size_t j;
+
+		for (j = 0; j < i; j++)
+			if (strcmp(dn[i], dn[j]) == 0) {
+				snprintf(f, sizeof(f),
+				    "%s.certificate_names[%zu]", what, i - 1);
+				rc = cfg_bad(d, cfg_list_item(names, i - 1),
+				    f, "duplicate name", "the hostname is "
+				    "always in the certificate; list each "
+				    "other name once");
+				break;
+			}
+	}
+	free(dn);
+	return rc;
+}
+
+/* Services that want certificates need the acme: section. */
+static int
+agent_service_acme(struct cfg_doc *d, const struct cfg_agent *a,
+    struct cfg_node *seq)
+{
+	size_t	i;
+	char	f[80];
+
+	if (a->acme != NULL)
+		return 0;
+	for (i = 0; i < a->nservices; i++) {
+		if (!a->services[i].acme)
+			continue;
+		snprintf(f, sizeof(f), "services[%zu].hostname", i);
+		return cfg_bad(d, cfg_map_get(seq->kids[i], "hostname"), f,
+		    a->services[i].tls_terminate ? "tls: terminate needs a "
+		    "certificate" : "certificate: acme needs a CA", "add an "
+		    "'acme:' section with directory, email and agree_tos");
+	}
+	return 0;
+}
+
+static int
+agent_acme(struct cfg_doc *d, struct cfg_agent *a, struct cfg_node *map,
+    const char *base)
+{
+	struct cfg_acme	*m;
+	struct cfg_node	*n;
+	const char	*v;
+
+	if (cfg_expect_map(d, map, "acme") == -1 ||
+	    cfg_map_keys(d, map, "acme", agent_acme_keys) == -1)
+		return -1;
+	m = a->acme = xcalloc(1, sizeof(*a->acme));
+	m->retry_min_ms = 60 * 1000;
+	m->retry_max_ms = 24 * 60 * 60 * 1000;
+	if (cfg_map_require(d, map, "acme", "directory", "add 'directory: "
+	    "letsencrypt' (or letsencrypt-staging, or the CA's https URL)",
+	    &n) == -1 || cfg_string(d, n, "acme.directory", &v) == -1)
+		return -1;
+	if (strcmp(v, "letsencrypt") == 0)
+		v = "https://acme-v02.api.letsencrypt.org/directory";
+	else if (strcmp(v, "letsencrypt-staging") == 0)
+		v = "https://acme-staging-v02.api.letsencrypt.org/directory";
+	else if (strncmp(v, "https://", 8) != 0 || strlen(v) < 9 ||
+	    strlen(v) > 1024)
+		return cfg_bad(d, n, "acme.directory", "not an https URL",
+		    "use letsencrypt, letsencrypt-staging or the CA's "
+		    "directory URL, e.g. 'https://ca.example/directory'");
+	m->directory = xstrdup(v);
+	if (cfg_map_require(d, map, "acme", "agree_tos", "read the CA's "
+	    "terms of service and add 'agree_tos: true'", &n) == -1 ||
+	    cfg_string(d, n, "acme.agree_tos", &v) == -1)
+		return -1;
+	if (strcmp(v, "true") != 0)
+		return cfg_bad(d, n, "acme.agree_tos", "the CA's terms must "
+		    "be accepted", "a CA issues only to accounts that agree "
+		    "to its terms of service; read them and set true");
+	if ((n = cfg_map_get(map, "ca_bundle")) != NULL) {
+		if (cfg_string(d, n, "acme.ca_bundle", &v) == -1)
+			return -1;
+		m->ca_bundle = cfg_path_resolve(base, v);
+	}
+	if (agent_acme_string(d, map, "email", "acme.email",
+	    &m->email) == -1)
+		return -1;
+	if (m->email != NULL && (strchr(m->email, '@') == NULL ||
+	    strpbrk(m->email, " ,<>:\"") != NULL))
+		return cfg_bad(d, cfg_map_get(map, "email"), "acme.email",
+		    "not an email address", "the CA writes to it about "
+		    "expiring certificates, e.g. 'admin@example.net'");
+	if (cfg_map_require(d, map, "acme", "state_dir", "add 'state_dir: "
+	    "/var/lib/porch-agent' (keys and certificates are kept there, "
+	    "mode 0700)", &n) == -1 ||
+	    cfg_string(d, n, "acme.state_dir", &v) == -1)
+		return -1;
+	m->state_dir = cfg_path_resolve(base, v);
+	if (agent_acme_string(d, map, "renew_hook", "acme.renew_hook",
+	    &m->renew_hook) == -1)
+		return -1;
+	return agent_acme_more(d, m, map, base);
+}
+
+/* eab, challenge, key_type and retry. */
+static int
+agent_acme_more(struct cfg_doc *d, struct cfg_acme *m, struct cfg_node *map,
+    const char *base)
+{
+	struct cfg_node	*n, *lo, *hi;
+	const char	*v;
+	size_t		 i;
+
+	(void)base;
+	if ((n = cfg_map_get(map, "eab")) != NULL) {
+		if (cfg_expect_map(d, n, "acme.eab") == -1 ||
+		    cfg_map_keys(d, n, "acme.eab", agent_eab_keys) == -1)
+			return -1;
+		if (cfg_map_get(n, "kid") == NULL ||
+		    cfg_map_get(n, "hmac_key") == NULL)
+			return cfg_error(d, n, "acme.eab: needs both kid and "
+			    "hmac_key (the CA shows them with the account "
+			    "you registered there)");
+		if (agent_acme_string(d, n, "kid", "acme.eab.kid",
+		    &m->eab_kid) == -1 ||
+		    agent_acme_string(d, n, "hmac_key", "acme.eab.hmac_key",
+		    &m->eab_hmac) == -1)
+			return -1;
+		for (i = 0; m->eab_hmac[i] != '\0'; i++)
+			if (strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+			    "qrstuvwxyz0123456789-_=", m->eab_hmac[i]) == NULL)
+				return cfg_bad(d, cfg_map_get(n, "hmac_key"),
+				    "acme.eab.hmac_key", "not base64url",
+				    "paste the key exactly as the CA shows "
+				    "it");
+	}
+	if (agent_challenges(d, m, cfg_map_get(map, "challenge")) == -1)
+		return -1;
+	if ((n = cfg_map_get(map, "key_type")) != NULL) {
+		if (cfg_string(d, n, "acme.key_type", &v) == -1)
+			return -1;
+		for (i = 0; i < 4; i++)
+			if (strcmp(v, agent_key_type_names[i]) == 0)
+				break;
+		if (i == 4)
+			return cfg_bad(d, n, "acme.key_type", "unknown key "
+			    "type", "use ec-p256 (default), ec-p384, "
+			    "rsa-2048 or rsa-3072");
+		m->key_type = (enum cfg_key_type)i;
+	}
+	if ((n = cfg_map_get(map, "retry")) == NULL)
+		return 0;
+	if (cfg_expect_map(d, n, "acme.retry") == -1 ||
+	    cfg_map_keys(d, n, "acme.retry", agent_reconnect_keys) == -1)
+		return -1;
+	if ((lo = cfg_map_get(n, "min")) != NULL &&
+	    cfg_duration(d, lo, "acme.retry.min", 1000, CFG_MS_MAX,
+	    &m->retry_min_ms) == -1)
+		return -1;
+	if ((hi = cfg_map_get(n, "max")) != NULL &&
+	    cfg_duration(d, hi, "acme.retry.max", 1000, CFG_MS_MAX,
+	    &m->retry_max_ms) == -1)
+		return -1;
+	if (m->retry_min_ms > m->retry_max_ms)
+		return cfg_bad(d, lo != NULL ? lo : hi, lo != NULL ?
+		    "acme.retry.min" : "acme.retry.max", "min above max",
+		    "after a failure the agent waits min, doubling up to "
+		    "max");
+	return 0;
+}
+
+/* "challenge: http-01" or a list in order of preference. */
+static int
+agent_challenges(struct cfg_doc *d, struct cfg_acme *m, struct cfg_node *n)
+{
+	struct cfg_node	*it;
+	const char	*v;
+	size_t		 i, j, cnt;
+	enum cfg_challenge c;
+
+	if (n == NULL) {
+		m->challenges[m->nchallenges++] = CFG_CHALLENGE_HTTP01;
+		m->challenges[m->nchallenges++] = CFG_CHALLENGE_TLSALPN01;
+		return 0;
+	}
+	if (cfg_expect_list(d, n, "acme.challenge") == -1)
+		return -1;
+	cnt = cfg_list_len(n);
+	for (i = 0; i < cnt; i++) {
+		it = cfg_list_item(n, i);
+		if (cfg_string(d, it, "acme.challenge", &v) == -1)
+			return -1;
+		for (c = 0; c < CFG_CHALLENGE_MAX; c++)
+			if (strcmp(v, agent_challenge_names[c]) == 0)
+				break;
+		if (c == CFG_CHALLENGE_MAX)
+			return cfg_bad(d, it, "acme.challenge", "unknown "
+			    "challenge type", "use http-01 (through the "
+			    "gateways' port 80) or tls-alpn-01 (port 443); "
+			    "dns-01 is not supported");
+		for (j = 0; j < m->nchallenges; j++)
+			if (m->challenges[j] == c)
+				return cfg_bad(d, it, "acme.challenge",
+				    "listed twice", "list each type once");
+		if (m->nchallenges == CFG_CHALLENGE_MAX)
+			break;
+		m->challenges[m->nchallenges++] = c;
+	}
+	if (m->nchallenges == 0)
+		return cfg_error(d, n, "acme.challenge: empty (use http-01, "
+		    "tls-alpn-01 or both)");
+	return 0;
+}
+
+/* An optional printable string without newlines. */
+static int
+agent_acme_string(struct cfg_doc *d, struct cfg_node *map, const char *key,
+    const char *what, char **out)
+{
+	struct cfg_node	*n;
+	const char	*v;
+	size_t		 i;
+
+	if ((n = cfg_map_get(map, key)) == NULL)
+		return 0;
+	if (cfg_string(d, n, what, &v) == -1)
+		return -1;
+	if (n->len == 0 || n->len > 1024)
+		return cfg_bad(d, n, what, "empty or too long", "1 to 1024 "
+		    "bytes");
+	for (i = 0; i < n->len; i++)
+		if ((unsigned char)v[i] < ' ' || v[i] == 0x7f)
+			return cfg_bad(d, n, what, "control character",
+			    "one line of printable text");
+	*out = xstrdup(v);
+	return 0;
 }
