@@ -14,7 +14,8 @@ BUILD	?= build
 CC	?= cc
 PYTHON	?= /usr/bin/python3
 
-PKGS	:= openssl libevent libevent_openssl yaml-0.1 jansson libsodium libcares
+PKGS	:= openssl libevent libevent_openssl yaml-0.1 jansson libsodium libcares \
+	   libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -36,12 +37,14 @@ COMMON_SRCS := $(wildcard lib/*.c) $(wildcard config/*.c) $(wildcard tunnel/*.c)
 GW_SRCS     := $(wildcard gateway/*.c)
 AGENT_SRCS  := $(wildcard agent/*.c)
 CTL_SRCS    := $(wildcard ctl/*.c)
+ACME_SRCS   := $(wildcard acme/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 COMMON_OBJS := $(call obj,$(COMMON_SRCS))
 GW_OBJS     := $(call obj,$(GW_SRCS))
 AGENT_OBJS  := $(call obj,$(AGENT_SRCS))
 CTL_OBJS    := $(call obj,$(CTL_SRCS))
+ACME_OBJS   := $(call obj,$(ACME_SRCS))
 
 BINS := $(BUILD)/porch-gateway $(BUILD)/porch-agent $(BUILD)/porchctl
 
@@ -73,11 +76,11 @@ $(BUILD)/porch-gateway: $(GW_OBJS) $(COMMON_OBJS)
 	@test "$(V)" = 1 || echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/porch-agent: $(AGENT_OBJS) $(COMMON_OBJS)
+$(BUILD)/porch-agent: $(AGENT_OBJS) $(ACME_OBJS) $(COMMON_OBJS)
 	@test "$(V)" = 1 || echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/porchctl: $(CTL_OBJS) $(COMMON_OBJS)
+$(BUILD)/porchctl: $(CTL_OBJS) $(ACME_OBJS) $(COMMON_OBJS)
 	@test "$(V)" = 1 || echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDLIBS)
 
