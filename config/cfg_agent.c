@@ -64,6 +64,7 @@ static const char *const agent_check_names[] = {
 };
 
 #define HEALTH_PATH_MAX	255
+#define AGENT_RETRY_MAX	(7u * 24 * 60 * 60 * 1000)	/* a week */
 
 static struct cfg_agent *agent_parse(const char *, const char *, size_t,
 		    const char *, char *, size_t);
@@ -723,10 +724,11 @@ agent_service_cert(struct cfg_doc *d, struct cfg_service *s,
 	if (!s->acme) {
 		if (names == NULL)
 			return 0;
-		snprintf(f, sizeof(f), "%s.certificate_names", what);
-		return cfg_bad(d, names, f, "no certificate to put them in",
-		    "add 'certificate: acme'");
+		return cfg_error(d, names, "%s.certificate_names: no "
+		    "certificate to put them in (add 'certificate: acme')",
+		    what);
 	}
+	snprintf(f, sizeof(f), "%s.hostname", what);
 	if (s->hostname[0] == '*')
 		return cfg_bad(d, cfg_map_get(map, "hostname"), f,
 		    "no ACME certificate for a wildcard", "wildcards need the "
@@ -907,11 +909,11 @@ agent_acme_more(struct cfg_doc *d, struct cfg_acme *m, struct cfg_node *map,
 	    cfg_map_keys(d, n, "acme.retry", agent_reconnect_keys) == -1)
 		return -1;
 	if ((lo = cfg_map_get(n, "min")) != NULL &&
-	    cfg_duration(d, lo, "acme.retry.min", 1000, CFG_MS_MAX,
+	    cfg_duration(d, lo, "acme.retry.min", 1000, AGENT_RETRY_MAX,
 	    &m->retry_min_ms) == -1)
 		return -1;
 	if ((hi = cfg_map_get(n, "max")) != NULL &&
-	    cfg_duration(d, hi, "acme.retry.max", 1000, CFG_MS_MAX,
+	    cfg_duration(d, hi, "acme.retry.max", 1000, AGENT_RETRY_MAX,
 	    &m->retry_max_ms) == -1)
 		return -1;
 	if (m->retry_min_ms > m->retry_max_ms)

@@ -63,6 +63,7 @@ static void	gw_conn_timer_cb(evutil_socket_t, short, void *);
 static void	gw_conn_read_tls(struct gw_conn *, const uint8_t *, size_t);
 static void	gw_conn_read_http(struct gw_conn *, const uint8_t *, size_t);
 static void	gw_conn_route(struct gw_conn *, uint8_t);
+static int	gw_conn_is_acme(const struct gw_sni_hello *);
 static int	gw_conn_is_agent(struct gw_conn *,
 		    const struct gw_sni_hello *);
 static void	gw_conn_reply(struct gw_conn *, const char *, const void *,
@@ -211,7 +212,8 @@ gw_conn_read_tls(struct gw_conn *c, const uint8_t *buf, size_t len)
 			gw_conn_free(c, 1);
 			return;
 		}
-		gw_conn_route(c, TUN_KIND_TLS);
+		gw_conn_route(c, gw_conn_is_acme(&h) ? TUN_KIND_ACME_TLS :
+		    TUN_KIND_TLS);
 		break;
 	case GW_SNI_NEED_MORE:
 		if (len >= cap)
@@ -238,7 +240,9 @@ gw_conn_read_http(struct gw_conn *c, const uint8_t *buf, size_t len)
 	switch (gw_http_parse(buf, len, cap, &h)) {
 	case GW_HTTP_FOUND:
 		snprintf(c->name, sizeof(c->name), "%s", h.host);
-		gw_conn_route(c, TUN_KIND_HTTP);
+		gw_conn_route(c, strncmp(h.path, TUN_ACME_PATH,
+		    strlen(TUN_ACME_PATH)) == 0 ? TUN_KIND_ACME_HTTP :
+		    TUN_KIND_HTTP);
 		break;
 	case GW_HTTP_NEED_MORE:
 		if (len < cap)
@@ -271,7 +275,24 @@ gw_conn_is_agent(struct gw_conn *c, const struct gw_sni_hello *h)
 	return 0;
 }
 
-/* Hand the visitor to the agent that claimed the name. */
+/* A CA validating a name by tls-alpn-01 (RFC 8737). */
+static int
+gw_conn_is_acme(const struct gw_sni_hello *h)
+{
+	size_t	i;
+
+	for (i = 0; i < h->nalpn; i++)
+		if (strcmp(h->alpn[i], TUN_ACME_ALPN) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Hand the visitor to the agent that claimed the name.  An ACME probe
+ * goes to the agent that ordered the certificate; when no agent here or
+ * at a peer has, it is an ordinary visitor (a backend may run its own
+ * ACME client).
+ */
 static void
 gw_conn_route(struct gw_conn *c, uint8_t kind)
 {
@@ -288,6 +309,10 @@ gw_conn_route(struct gw_conn *c, uint8_t kind)
 		tun_addr_from_sa(&o.dst, (struct sockaddr *)&local);
 	/* A replica's stream takes the socket and the bytes read so far. */
 	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+	if (kind != tun_kind_entry(kind) &&
+	    gw_fwd_start(c->gw, c->bev, &o, c->id) == 0)
+		return;
+	o.kind = kind = tun_kind_entry(kind);
 	if (gw_fwd_start(c->gw, c->bev, &o, c->id) == -1) {
 		if (kind == TUN_KIND_TLS)
 			gw_conn_reply(c, "no-route",

@@ -210,7 +210,7 @@ gw_fwd_open(struct gw_fwd *f, struct bufferevent *bev)
 		f->tried[f->tries++] = id;
 		snprintf(label, sizeof(label), "conn=%06x entry=%s peer=%s "
 		    "sni=%s agent=%s%s%s%s", f->conn_id,
-		    f->o.kind == TUN_KIND_TLS ? "tls" : "http",
+		    tun_kind_name(f->o.kind),
 		    ss.ss_family == AF_UNSPEC ? "-" :
 		    addr_fmt((struct sockaddr *)&ss, addr, sizeof(addr)),
 		    f->o.name, agent, f->via[0] ? " via=peer:" : "", f->via,

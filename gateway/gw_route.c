@@ -303,7 +303,7 @@ gw_route_status(struct gw_route_table *rt)
 	json_t			*routes, *o, *reps, *rep;
 	struct tun		*tun;
 	const char		*state, *why;
-	char			 buf[160];
+	char			 buf[160], kinds[64];
 	uint8_t			 policy;
 	size_t			 i;
 
@@ -327,6 +327,10 @@ gw_route_status(struct gw_route_table *rt)
 				} else if (tun_is_draining(tun)) {
 					state = "unavailable";
 					why = "agent draining (GOAWAY)";
+				} else if (!(c->kinds & (TUN_KIND_TLS |
+				    TUN_KIND_HTTP))) {
+					state = "acme";
+					why = "answers ACME validation only";
 				} else if (policy == TUN_POLICY_BALANCE) {
 					state = "active";
 					why = "balance: fewest streams wins";
@@ -344,9 +348,8 @@ gw_route_status(struct gw_route_table *rt)
 				rep = json_pack("{s:s, s:i, s:s, s:s, s:s, s:i}",
 				    "agent", gw_tun_name(c->tun),
 				    "priority", (json_int_t)c->priority,
-				    "kinds", c->kinds == (TUN_KIND_TLS |
-				    TUN_KIND_HTTP) ? "tls+http" :
-				    (c->kinds & TUN_KIND_TLS) ? "tls" : "http",
+				    "kinds", tun_kinds_text(c->kinds, kinds,
+				    sizeof(kinds)),
 				    "state", state, "why", why,
 				    "streams",
 				    (json_int_t)tun_stream_count(tun));

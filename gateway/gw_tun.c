@@ -259,6 +259,7 @@ gw_tun_claim(struct tun *tun, uint8_t type, const struct tun_claim *c,
 	struct tun_claim	 r;
 	size_t			 i;
 	int			 ok = 0, added;
+	char			 kinds[64];
 
 	if (type == TUN_UNCLAIM) {
 		if (gw_route_remove(gt->gw->routes, c->name, gt) == 1) {
@@ -297,10 +298,9 @@ gw_tun_claim(struct tun *tun, uint8_t type, const struct tun_claim *c,
 		gt->nclaims += added;
 		gw_peer_routes_changed(gt->gw);
 		r.status = TUN_CLAIM_OK;
-		log_info("agent %s claimed %s (%s%s%s, priority %u, %s)",
-		    gt->name, c->name, (c->kinds & TUN_KIND_TLS) ? "tls" : "",
-		    c->kinds == (TUN_KIND_TLS | TUN_KIND_HTTP) ? "+" : "",
-		    (c->kinds & TUN_KIND_HTTP) ? "http" : "", c->priority,
+		log_info("agent %s claimed %s (%s, priority %u, %s)",
+		    gt->name, c->name, tun_kinds_text(c->kinds, kinds,
+		    sizeof(kinds)), c->priority,
 		    c->policy == TUN_POLICY_BALANCE ? "balance" : "failover");
 	}
 	tun_send_claim(tun, TUN_CLAIM_RESULT, &r);

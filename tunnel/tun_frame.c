@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "tun_frame.h"
@@ -113,7 +114,8 @@ tun_open_parse(const struct tun_frame *f, struct tun_open *o)
 	if (f->type != TUN_OPEN || f->stream == 0 || f->len < 1 + 19 + 19 + 1)
 		return -1;
 	o->kind = *p++;
-	if (o->kind != TUN_KIND_TLS && o->kind != TUN_KIND_HTTP)
+	if (o->kind != TUN_KIND_TLS && o->kind != TUN_KIND_HTTP &&
+	    o->kind != TUN_KIND_ACME_HTTP && o->kind != TUN_KIND_ACME_TLS)
 		return -1;
 	if (get_addr(p, &o->src) == -1 || get_addr(p + 19, &o->dst) == -1)
 		return -1;
@@ -171,7 +173,7 @@ tun_claim_parse(const struct tun_frame *f, int result, struct tun_claim *c)
 		c->policy = *p++;
 		c->status = 0;
 		if (f->type == TUN_CLAIM &&
-		    (c->kinds == 0 || (c->kinds & ~(TUN_KIND_TLS|TUN_KIND_HTTP)) ||
+		    (c->kinds == 0 || (c->kinds & ~TUN_KINDS_ALL) ||
 		    c->priority == 0 || c->policy > TUN_POLICY_BALANCE))
 			return -1;
 	}
@@ -276,7 +278,7 @@ tun_announce_parse(const struct tun_frame *f, uint32_t *ttl_ms, size_t *off,
 	p = f->payload + *off;
 	memset(c, 0, sizeof(*c));
 	c->kinds = *p++;
-	if (c->kinds & ~(TUN_KIND_TLS | TUN_KIND_HTTP))
+	if (c->kinds & ~TUN_KINDS_ALL)
 		return -1;
 	if (get_string(&p, end, 0, raw, sizeof(raw)) == -1)
 		return -1;
@@ -345,6 +347,50 @@ tun_type_name(uint8_t t)
 	    "ANNOUNCE" };
 
 	return t < sizeof(names) / sizeof(names[0]) ? names[t] : "unknown";
+}
+
+const char *
+tun_kind_name(uint8_t kind)
+{
+	switch (kind) {
+	case TUN_KIND_TLS:
+		return "tls";
+	case TUN_KIND_HTTP:
+		return "http";
+	case TUN_KIND_ACME_HTTP:
+		return "acme-http";
+	case TUN_KIND_ACME_TLS:
+		return "acme-tls";
+	}
+	return "?";
+}
+
+const char *
+tun_kinds_text(uint8_t kinds, char *buf, size_t len)
+{
+	size_t	off = 0;
+	uint8_t	k;
+
+	buf[0] = '\0';
+	for (k = TUN_KIND_TLS; k != 0 && k <= TUN_KIND_ACME_TLS; k <<= 1) {
+		if (!(kinds & k) || off >= len)
+			continue;
+		off += (size_t)snprintf(buf + off, len - off, "%s%s",
+		    off ? "+" : "", tun_kind_name(k));
+	}
+	if (buf[0] == '\0')
+		snprintf(buf, len, "none");
+	return buf;
+}
+
+uint8_t
+tun_kind_entry(uint8_t kind)
+{
+	if (kind == TUN_KIND_ACME_TLS)
+		return TUN_KIND_TLS;
+	if (kind == TUN_KIND_ACME_HTTP)
+		return TUN_KIND_HTTP;
+	return kind;
 }
 
 const char *

@@ -45,7 +45,18 @@ enum tun_role {
 enum tun_kind {			/* entry kinds, also a CLAIM bitmask */
 	TUN_KIND_TLS = 1,
 	TUN_KIND_HTTP = 2,
+	/* ACME validation: the claimant ordered a certificate for the name
+	 * and answers the CA's probes itself.  HTTP requests under
+	 * /.well-known/acme-challenge/ and TLS hellos offering ALPN
+	 * acme-tls/1 go to it in preference to the other replicas. */
+	TUN_KIND_ACME_HTTP = 4,
+	TUN_KIND_ACME_TLS = 8,
 };
+#define TUN_KINDS_ALL	(TUN_KIND_TLS | TUN_KIND_HTTP | TUN_KIND_ACME_HTTP | \
+			    TUN_KIND_ACME_TLS)
+#define TUN_KINDS_ACME	(TUN_KIND_ACME_HTTP | TUN_KIND_ACME_TLS)
+#define TUN_ACME_ALPN	"acme-tls/1"
+#define TUN_ACME_PATH	"/.well-known/acme-challenge/"
 
 enum tun_claim_status {
 	TUN_CLAIM_OK = 0,
@@ -163,6 +174,11 @@ void	tun_addr_from_sa(struct tun_addr *, const struct sockaddr *);
 void	tun_addr_to_ss(const struct tun_addr *, struct sockaddr_storage *);
 
 const char	*tun_type_name(uint8_t);
+/* One kind ("tls", "acme-http"), or a set joined by '+' into buf. */
+const char	*tun_kind_name(uint8_t kind);
+const char	*tun_kinds_text(uint8_t kinds, char *buf, size_t len);
+/* The entry a kind arrives on: TLS for ACME_TLS, HTTP for ACME_HTTP. */
+uint8_t		 tun_kind_entry(uint8_t kind);
 const char	*tun_err_name(uint32_t);
 
 #endif

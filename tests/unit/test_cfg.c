@@ -45,6 +45,34 @@
 	"  - hostname: app.example.test\n" \
 	"    tls: 127.0.0.1:9443\n"
 
+/* An agent with an acme: section, and one without, each ending in an
+ * open service entry the test completes. */
+#define AG_ACME_PRE \
+	"identity: agent.key\n" \
+	"gateways:\n" \
+	"  - name: gw1\n" \
+	"    address: gw1.example.net:7443\n" \
+	"    key: \"" GWK "\"\n" \
+	"acme:\n" \
+	"  directory: letsencrypt-staging\n"
+#define AG_ACME_POST \
+	"  state_dir: /var/lib/porch\n" \
+	"services:\n" \
+	"  - hostname: app.example.test\n" \
+	"    tls: 127.0.0.1:9443\n"
+#define AG_ACME_HEAD \
+	AG_ACME_PRE "  agree_tos: true\n  state_dir: /var/lib/porch\n" \
+	"services:\n"
+#define AG_ACME_SVC AG_ACME_HEAD "  - hostname: app.example.test\n"
+#define AG_NOACME \
+	"identity: agent.key\n" \
+	"gateways:\n" \
+	"  - name: gw1\n" \
+	"    address: gw1.example.net:7443\n" \
+	"    key: \"" GWK "\"\n" \
+	"services:\n" \
+	"  - hostname: app.example.test\n"
+
 #define GW_AGENT(name, key, hosts) \
 	"  - name: " name "\n" \
 	"    key: \"" key "\"\n" \
@@ -400,7 +428,7 @@ static const struct bad bad_configs[] = {
 	    "looks like a porch-gateway config" },
 	{ "ag_unknown_top", AG, AG_BASE "servics: []\n", "9:1",
 	    "allowed: identity, name, admin, gateways, reconnect, timeouts, "
-	    "limits, services)" },
+	    "limits, services, acme)" },
 	{ "ag_bad_name", AG, "name: \"my host\"\n" AG_BASE, "1:7",
 	    "name: bad name: 'my host'" },
 	{ "ag_gw_no_port", AG, "identity: a\ngateways:\n"
@@ -445,8 +473,8 @@ static const struct bad bad_configs[] = {
 	    "services[0].proxy_protocol: unknown PROXY protocol version: 'v3' "
 	    "(use off, v1 or v2)" },
 	{ "ag_service_unknown", AG, AG_BASE "    backend: 127.0.0.1:1\n",
-	    "9:5", "allowed: hostname, tls, http, proxy_protocol, priority, "
-	    "policy, health)" },
+	    "9:5", "allowed: hostname, tls, http, h2c, proxy_protocol, "
+	    "priority, policy, health, certificate, certificate_names)" },
 	{ "ag_reconnect_order", AG, AG_BASE "reconnect: {min: 1m, max: 30s}\n",
 	    "9:18", "reconnect.min: above reconnect.max: '1m' (max is 30s" },
 	{ "ag_reconnect_max_low", AG, AG_BASE "reconnect: {max: 100ms}\n",
@@ -633,6 +661,67 @@ static const struct bad bad_configs[] = {
 	{ "ag_health_expect_text", AG, AG_BASE "    http: 127.0.0.1:9080\n"
 	    "    health: {check: http, expect: OK}\n", "10:35",
 	    "services[0].health.expect: not a whole number: 'OK'" },
+	/* ACME and TLS termination. */
+	{ "ag_term_no_http", AG, AG_ACME_SVC "    tls: terminate\n", "12:10",
+	    "services[0].tls: terminate needs an http backend: 'terminate'" },
+	{ "ag_term_no_acme", AG, AG_NOACME "    tls: terminate\n"
+	    "    http: 127.0.0.1:80\n", "7:15", "services[0].hostname: "
+	    "tls: terminate needs a certificate: 'app.example.test' (add an "
+	    "'acme:' section" },
+	{ "ag_cert_no_acme", AG, AG_NOACME "    http: 127.0.0.1:80\n"
+	    "    certificate: acme\n", "7:15", "certificate: acme needs a CA" },
+	{ "ag_cert_none_term", AG, AG_ACME_SVC "    tls: terminate\n"
+	    "    http: 127.0.0.1:80\n    certificate: none\n", "14:18",
+	    "tls: terminate needs a certificate: 'none'" },
+	{ "ag_cert_unknown", AG, AG_ACME_SVC "    http: 127.0.0.1:80\n"
+	    "    certificate: files\n", "13:18",
+	    "unknown certificate source: 'files'" },
+	{ "ag_cert_wildcard", AG, AG_ACME_HEAD "  - hostname: \"*.example.test\"\n"
+	    "    http: 127.0.0.1:80\n    certificate: acme\n", "11:15",
+	    "services[0].hostname: no ACME certificate for a wildcard" },
+	{ "ag_cert_names_dup", AG, AG_ACME_SVC "    http: 127.0.0.1:80\n"
+	    "    certificate: acme\n    certificate_names: [www.example.test, "
+	    "www.example.test]\n", "14:43", "certificate_names[1]: duplicate name: 'www.example.test'" },
+	{ "ag_cert_names_noacme", AG, AG_ACME_SVC "    http: 127.0.0.1:80\n"
+	    "    certificate_names: [www.example.test]\n", "13:24",
+	    "services[0].certificate_names: no certificate to put them in (add" },
+	{ "ag_h2c_no_term", AG, AG_ACME_SVC "    http: 127.0.0.1:80\n"
+	    "    h2c: 127.0.0.1:81\n", "13:10", "h2c: only with tls: terminate" },
+	{ "ag_acme_no_tos", AG, AG_ACME_PRE "  agree_tos: false\n" AG_ACME_POST,
+	    "8:14", "acme.agree_tos: the CA's terms must be accepted" },
+	{ "ag_acme_no_dir", AG, AG_BASE "acme: {agree_tos: true, state_dir: s}\n",
+	    "9:7", "acme: missing required key: 'directory'" },
+	{ "ag_acme_http_dir", AG, AG_BASE "acme: {directory: \"http://ca/dir\", "
+	    "agree_tos: true, state_dir: s}\n", "9:19", "not an https URL" },
+	{ "ag_acme_no_state", AG, AG_BASE "acme: {directory: letsencrypt, "
+	    "agree_tos: true}\n", "9:7", "acme: missing required key: 'state_dir'" },
+	{ "ag_acme_chal", AG, AG_BASE "acme: {directory: letsencrypt, "
+	    "agree_tos: true, state_dir: s, challenge: dns-01}\n", "9:74",
+	    "unknown challenge type: 'dns-01'" },
+	{ "ag_acme_chal_twice", AG, AG_BASE "acme: {directory: letsencrypt, "
+	    "agree_tos: true, state_dir: s, challenge: [http-01, http-01]}\n",
+	    "9:84", "listed twice: 'http-01'" },
+	{ "ag_acme_email", AG, AG_BASE "acme: {directory: letsencrypt, "
+	    "agree_tos: true, state_dir: s, email: nobody}\n", "9:70",
+	    "not an email address" },
+	{ "ag_acme_eab_half", AG, AG_BASE "acme: {directory: letsencrypt, "
+	    "agree_tos: true, state_dir: s, eab: {kid: k}}\n", "9:68",
+	    "needs both kid and hmac_key" },
+	{ "ag_acme_eab_b64", AG, AG_BASE "acme: {directory: letsencrypt, "
+	    "agree_tos: true, state_dir: s, eab: {kid: k, hmac_key: \"a b\"}}\n",
+	    "9:87", "acme.eab.hmac_key: not base64url" },
+	{ "ag_acme_key_type", AG, AG_BASE "acme: {directory: letsencrypt, "
+	    "agree_tos: true, state_dir: s, key_type: dsa}\n", "9:73",
+	    "unknown key type: 'dsa'" },
+	{ "ag_acme_retry", AG, AG_BASE "acme: {directory: letsencrypt, "
+	    "agree_tos: true, state_dir: s, retry: {min: 2h, max: 1h}}\n",
+	    "9:76", "acme.retry.min: min above max" },
+	{ "ag_acme_retry_long", AG, AG_BASE "acme: {directory: letsencrypt, "
+	    "agree_tos: true, state_dir: s, retry: {max: 200h}}\n", "9:76",
+	    "acme.retry.max: out of range: '200h' (must be between 1s and 168h)" },
+	{ "ag_acme_unknown", AG, AG_BASE "acme: {directory: letsencrypt, "
+	    "agree_tos: true, state_dir: s, dns: x}\n", "9:63",
+	    "acme: unknown key: 'dns'" },
 };
 
 static void

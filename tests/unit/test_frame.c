@@ -304,6 +304,8 @@ test_open_roundtrip(void **state)
 		    "under_score.example-1.net" },
 		{ TUN_KIND_TLS, 0, 4, NULL, "192.0.2.255", 1, 8443,
 		    "*.wild.example" },
+		{ TUN_KIND_ACME_HTTP, 4, 0, "192.0.2.9", NULL, 2, 80, "a.ex" },
+		{ TUN_KIND_ACME_TLS, 4, 0, "192.0.2.9", NULL, 2, 443, "a.ex" },
 	};
 	uint8_t			 buf[TUN_MAX_PAYLOAD];
 	struct tun_open		 o, p;
@@ -363,6 +365,8 @@ test_open_malformed(void **state)
 		{ "kind 0", -1, -1, -1, 0, 0 },
 		{ "kind 3", -1, -1, -1, 0, 3 },
 		{ "kind 0xff", -1, -1, -1, 0, 0xff },
+		{ "kind 6", -1, -1, -1, 0, 6 },
+		{ "kind 0x10", -1, -1, -1, 0, 0x10 },
 		{ "src family 1", -1, -1, -1, 1, 1 },
 		{ "src family 5", -1, -1, -1, 1, 5 },
 		{ "src family AF_INET6", -1, -1, -1, 1, AF_INET6 },
@@ -448,6 +452,23 @@ test_open_bad_names(void **state)
 }
 
 static void
+test_kind_names(void **state)
+{
+	char	buf[64];
+
+	(void)state;
+	assert_string_equal(tun_kind_name(TUN_KIND_ACME_TLS), "acme-tls");
+	assert_string_equal(tun_kinds_text(TUN_KIND_TLS | TUN_KIND_ACME_HTTP,
+	    buf, sizeof(buf)), "tls+acme-http");
+	assert_string_equal(tun_kinds_text(TUN_KINDS_ALL, buf, sizeof(buf)),
+	    "tls+http+acme-http+acme-tls");
+	assert_string_equal(tun_kinds_text(0, buf, sizeof(buf)), "none");
+	assert_int_equal(tun_kind_entry(TUN_KIND_ACME_TLS), TUN_KIND_TLS);
+	assert_int_equal(tun_kind_entry(TUN_KIND_ACME_HTTP), TUN_KIND_HTTP);
+	assert_int_equal(tun_kind_entry(TUN_KIND_HTTP), TUN_KIND_HTTP);
+}
+
+static void
 test_claim_roundtrip(void **state)
 {
 	static const struct {
@@ -457,6 +478,9 @@ test_claim_roundtrip(void **state)
 		{ TUN_CLAIM, TUN_KIND_TLS, "cloud.alice.example" },
 		{ TUN_CLAIM, TUN_KIND_HTTP, "x" },
 		{ TUN_CLAIM, TUN_KIND_TLS | TUN_KIND_HTTP, "*.home.example.org" },
+		/* A certificate order in progress: ACME probes only. */
+		{ TUN_CLAIM, TUN_KIND_ACME_HTTP | TUN_KIND_ACME_TLS, "w.example" },
+		{ TUN_CLAIM, TUN_KINDS_ALL, "app.example" },
 		{ TUN_UNCLAIM, TUN_KIND_TLS, "cloud.alice.example" },
 		/* UNCLAIM does not check its kinds byte. */
 		{ TUN_UNCLAIM, 0, "a.b" },
@@ -568,8 +592,8 @@ test_claim_malformed(void **state)
 		{ "kinds only", -1, -1, 1, -1, 0 },
 		{ "no name length", -1, -1, 3, -1, 0 },
 		{ "kinds 0", -1, -1, -1, 0, 0 },
-		{ "kinds 4", -1, -1, -1, 0, 4 },
-		{ "kinds 7", -1, -1, -1, 0, 7 },
+		{ "kinds 0x10", -1, -1, -1, 0, 0x10 },
+		{ "kinds 0x1f", -1, -1, -1, 0, 0x1f },
 		{ "kinds 0x81", -1, -1, -1, 0, 0x81 },
 		{ "priority 0", -1, -1, -1, 1, 0 },
 		{ "policy 2", -1, -1, -1, 2, 2 },
@@ -958,7 +982,7 @@ test_announce_malformed(void **state)
 		size_t		 len;
 	} tab[] = {
 		{ "short ttl", { 0, 0, 1 }, 3 },
-		{ "kinds 4", { 0, 0, 0, 1, 4, 1, 'a' }, 7 },
+		{ "kinds 0x10", { 0, 0, 0, 1, 0x10, 1, 'a' }, 7 },
 		{ "name length 0", { 0, 0, 0, 1, 1, 0 }, 6 },
 		{ "name past end", { 0, 0, 0, 1, 1, 5, 'a' }, 7 },
 		{ "upper case", { 0, 0, 0, 1, 1, 1, 'A' }, 7 },
@@ -1086,6 +1110,7 @@ main(void)
 		cmocka_unit_test(test_open_roundtrip),
 		cmocka_unit_test(test_open_malformed),
 		cmocka_unit_test(test_open_bad_names),
+		cmocka_unit_test(test_kind_names),
 		cmocka_unit_test(test_claim_roundtrip),
 		cmocka_unit_test(test_claim_result_roundtrip),
 		cmocka_unit_test(test_claim_malformed),
