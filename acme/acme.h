@@ -68,8 +68,9 @@ typedef int	(*acme_publish_fn)(const struct acme_challenge *, int add,
 
 struct acme;
 
-/* Takes the account key.  account_url: the kid from an earlier run, or
- * NULL to find or create the account.  NULL only without memory. */
+/* Takes the account key (freed on failure too).  account_url: the kid
+ * from an earlier run, or NULL to find or create the account.  NULL only
+ * without memory. */
 struct acme	*acme_new(const struct acme_opts *, struct acme_key *account,
 		    const char *account_url);
 void		 acme_free(struct acme *);
@@ -83,6 +84,8 @@ int		 acme_has_ari(const struct acme *);
 
 /* Find or create the account (agreeing to the terms; EAB if set). */
 int		 acme_account(struct acme *, struct acme_error *);
+/* The kid in use, or NULL.  A call that finds the saved URL unknown to
+ * the CA registers again and changes it: save it after every call. */
 const char	*acme_account_url(const struct acme *);
 
 /*
@@ -112,5 +115,41 @@ int		 acme_renewal_info(struct acme *, const char *cert_pem,
 		    struct acme_error *);
 
 const char	*acme_chal_name(enum acme_chal);	/* "http-01" */
+
+/*
+ * The pure parsers behind the calls above, exposed for tests.
+ */
+
+/* What a request was for, so that a problem reads in context. */
+enum acme_step {
+	ACME_STEP_REQUEST = 0,	/* anything else */
+	ACME_STEP_ACCOUNT,	/* newAccount */
+	ACME_STEP_CHALLENGE,	/* a challenge's validation */
+};
+
+struct acme_problem_ctx {
+	enum acme_step	 step;
+	const char	*what;	/* e.g. "the new order"; NULL: "the request" */
+	const char	*name;	/* the identifier concerned, or NULL */
+	enum acme_chal	 chal;	/* ACME_STEP_CHALLENGE: which one */
+	int		 eab;	/* ACME_STEP_ACCOUNT: a binding was sent */
+};
+
+/*
+ * An RFC 7807 problem document (application/problem+json) answered with
+ * HTTP status (0: none, e.g. a challenge's error member) into e: kind,
+ * type, retry_after and a one-line msg saying what to check.  A body
+ * that is not a problem still yields a message from the status.
+ */
+void		 acme_problem(const struct acme_problem_ctx *, const char *body,
+		    size_t len, int status, unsigned retry_after,
+		    struct acme_error *);
+
+/* An RFC 3339 date-time ("2025-01-02T03:04:05Z", "...+02:00"); -1. */
+time_t		 acme_rfc3339(const char *);
+
+/* A renewalInfo answer's suggestedWindow.  0, or -1 with err. */
+int		 acme_renewal_info_parse(const char *body, size_t len,
+		    time_t *start, time_t *end, char *err, size_t errlen);
 
 #endif

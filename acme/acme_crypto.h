@@ -38,6 +38,9 @@ int	 acme_cert_info(const char *pem, struct acme_cert_info *,
 	    char *err, size_t errlen);
 void	 acme_cert_info_clear(struct acme_cert_info *);
 
+/* The DER of the first certificate of pem; caller frees *der.  0, -1. */
+int	 acme_cert_der(const char *pem, unsigned char **der, size_t *derlen);
+
 /* 1 if the first certificate of chain_pem is for key_pem's key. */
 int	 acme_cert_key_match(const char *chain_pem, const char *key_pem);
 

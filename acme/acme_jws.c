@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * The signing half of the ACME client: ES256 account keys, their JWK and
- * thumbprint, and the flattened JWS every ACME request is wrapped in.
+ * thumbprint, the flattened JWS every ACME request is wrapped in, and the
+ * HS256 external account binding some CAs require for a new account.
  * Pure apart from the key material: no I/O, no logging.
  */
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -177,6 +179,67 @@ out:
 	free(ptext);
 	free(p64);
 	free(b64);
+	free(input);
+	return out;
+}
+
+json_t *
+acme_jws_eab(const struct acme_key *k, const char *kid, const char *hmac,
+    const char *url, char *err, size_t errlen)
+{
+	unsigned char	 mac[EVP_MAX_MD_SIZE], key[256];
+	json_t		*prot = NULL, *jwk = NULL, *out = NULL;
+	char		*ptext = NULL, *jtext = NULL, *input = NULL;
+	char		 p64[8192], j64[512], s64[128];
+	size_t		 keylen, hlen, maclen, n;
+
+	/* Trailing '=' is tolerated: some CAs show the key padded. */
+	for (hlen = strlen(hmac); hlen > 0 && hmac[hlen - 1] == '='; hlen--)
+		;
+	if (sodium_base642bin(key, sizeof(key), hmac, hlen, NULL, &keylen,
+	    NULL, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+	    keylen == 0) {
+		snprintf(err, errlen, "acme.eab.hmac_key is not base64url (or "
+		    "longer than %zu bytes); paste it exactly as the CA shows "
+		    "it", sizeof(key));
+		goto out;
+	}
+	if ((jwk = acme_jwk(k)) == NULL ||
+	    (prot = json_pack("{s:s, s:s, s:s}", "alg", "HS256", "kid", kid,
+	    "url", url)) == NULL ||
+	    (ptext = json_dumps(prot, JSON_COMPACT | JSON_SORT_KEYS)) == NULL ||
+	    (jtext = json_dumps(jwk, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	if (acme_b64url(ptext, strlen(ptext), p64, sizeof(p64)) == 0 ||
+	    acme_b64url(jtext, strlen(jtext), j64, sizeof(j64)) == 0) {
+		snprintf(err, errlen, "acme.eab.kid or the directory URL is "
+		    "too long");
+		goto out;
+	}
+	n = strlen(p64) + strlen(j64) + 2;
+	if ((input = malloc(n)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	snprintf(input, n, "%s.%s", p64, j64);
+	if (EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, keylen,
+	    (unsigned char *)input, strlen(input), mac, sizeof(mac),
+	    &maclen) == NULL || acme_b64url(mac, maclen, s64,
+	    sizeof(s64)) == 0) {
+		snprintf(err, errlen, "HMAC-SHA256 failed");
+		goto out;
+	}
+	if ((out = json_pack("{s:s, s:s, s:s}", "protected", p64, "payload",
+	    j64, "signature", s64)) == NULL)
+		snprintf(err, errlen, "out of memory");
+out:
+	sodium_memzero(key, sizeof(key));
+	json_decref(prot);
+	json_decref(jwk);
+	free(ptext);
+	free(jtext);
 	free(input);
 	return out;
 }

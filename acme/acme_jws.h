@@ -34,6 +34,17 @@ int		 acme_jwk_thumbprint(const struct acme_key *,
 char		*acme_jws(const struct acme_key *, const char *kid,
 		    const char *nonce, const char *url, const char *payload);
 
+/*
+ * The externalAccountBinding member of a newAccount payload (RFC 8555
+ * 7.3.4): a flattened JWS signed HS256 with the MAC key the CA issued
+ * (hmac, base64url, padding allowed) over this account's JWK, with
+ * protected {alg, kid, url}.  Returns the object (caller decrefs), or
+ * NULL with a reason in err that never quotes the key.
+ */
+json_t		*acme_jws_eab(const struct acme_key *, const char *kid,
+		    const char *hmac, const char *url, char *err,
+		    size_t errlen);
+
 /* base64url without padding into out; returns the length, 0 if short. */
 size_t		 acme_b64url(const void *, size_t, char *out, size_t outlen);
 

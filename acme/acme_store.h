@@ -33,6 +33,9 @@ int	 acme_store_init(const char *state, char *err, size_t errlen);
  */
 struct acme_key *acme_store_account(const char *state, const char *directory,
 	    char **url, char *err, size_t errlen);
+/* The same, but only an existing key: NULL (err says why) if none. */
+struct acme_key *acme_store_account_find(const char *state,
+	    const char *directory, char **url, char *err, size_t errlen);
 int	 acme_store_account_url(const char *state, const char *directory,
 	    const char *url, char *err, size_t errlen);
 
@@ -41,8 +44,9 @@ int	 acme_store_account_url(const char *state, const char *directory,
 int	 acme_store_cert_save(const char *state, const char *name,
 	    const char *key_pem, const char *chain_pem, char *err,
 	    size_t errlen);
-/* The current key and chain (caller frees both).  -1 if there is none
- * (err says so) or it cannot be read. */
+/* The current key and chain (caller frees both; key_pem may be NULL to
+ * read only the chain).  -1 if there is none (err says so) or it cannot
+ * be read. */
 int	 acme_store_cert_load(const char *state, const char *name,
 	    char **key_pem, char **chain_pem, char *err, size_t errlen);
 /* "STATE/certs/NAME/current" into buf. */

@@ -112,6 +112,14 @@ main(int argc, char *argv[])
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+	if (agent_acme_init(&a, err, sizeof(err)) == -1) {
+		fprintf(stderr, "porch-agent: acme: %s\n", err);
+		goto out;
+	}
+	if (agent_term_init(&a, err, sizeof(err)) == -1) {
+		fprintf(stderr, "porch-agent: %s\n", err);
+		goto out;
+	}
 	if ((a.tls_ctx = tun_tls_client_ctx(err, sizeof(err))) == NULL)
 		fatalx("%s", err);
 	if ((a.base = tun_base_new()) == NULL)
@@ -134,6 +142,7 @@ main(int argc, char *argv[])
 	    "gateway(s)", a.cfg->name, key_pub_text(a.key.pub, kt),
 	    a.nservices, a.ngws);
 	agent_svc_start(&a);
+	agent_acme_start(&a);
 	if (agent_admin_start(&a, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	for (i = 0; i < a.ngws; i++)
@@ -148,6 +157,7 @@ main(int argc, char *argv[])
 	agent_admin_stop(&a);
 	dns_free(a.dns);
 	agent_svc_stop(&a);	/* health checkers: they call gateways */
+	agent_acme_free(&a);	/* its job claims names on gateways */
 	for (i = 0; i < a.ngws; i++)
 		agent_gw_free(a.gws[i]);
 	free(a.gws);
@@ -161,6 +171,8 @@ main(int argc, char *argv[])
 	log_info("stopped");
 	rc = 0;
 out:
+	agent_acme_free(&a);
+	agent_term_free(&a);
 	agent_svc_clear(&a);
 	key_clear(&a.key);
 	cfg_agent_free(a.cfg);
@@ -274,6 +286,8 @@ agent_reload(struct agent *a)
 	agent_reload_identity(a, ncfg);
 	agent_svc_reload_apply(a, sr, &sc);
 	agent_reload_gws_apply(a, gws, ncfg->ngateways, &gc);
+	agent_acme_reload(a);
+	agent_term_services_changed(a);
 	agent_admin_reload(a);
 	cfg_agent_free(old);
 	log_info("reloaded %s: %zu services (+%zu -%zu ~%zu), %zu gateways "

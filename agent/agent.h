@@ -14,7 +14,10 @@
 #include "tun.h"
 
 struct agent_gw;
+struct agent_acme;
+struct agent_term;
 struct dns;
+struct evbuffer;
 struct agent_health;
 struct evhttp;
 struct json_t;
@@ -64,6 +67,8 @@ struct agent {
 	int			 exiting;	/* loop ended: freeing */
 	struct evhttp		*admin;		/* status, or NULL */
 	char			 admin_text[80];
+	struct agent_acme	*acme;		/* certificates, or NULL */
+	struct agent_term	*term;		/* TLS ended here, or NULL */
 };
 
 /* agent_admin.c: the status and metrics listener (admin:). */
@@ -92,6 +97,8 @@ struct json_t	*agent_gw_status(const struct agent_gw *);
 /* Claim (up) or withdraw the service on this gateway's ready tunnel. */
 void		 agent_gw_announce(struct agent_gw *,
 		    const struct agent_service *, int up);
+/* Send c as CLAIM (kinds set) or UNCLAIM (kinds 0), if ready. */
+void		 agent_gw_send_claim(struct agent_gw *, const struct tun_claim *);
 void		 agent_gw_free(struct agent_gw *);
 
 /* agent_svc.c: streams from gateways to local backends. */
@@ -125,6 +132,12 @@ void		 agent_svc_stream_closed(struct tun_stream *);
 uint8_t		 agent_svc_kinds(const struct agent_service *);
 /* Fill a CLAIM for the service (kinds, priority, policy, name). */
 void		 agent_svc_claim(const struct agent_service *,
+		    struct tun_claim *);
+/* Send name's claim as it stands now to every gateway: its service's
+ * kinds while up, plus ACME kinds while validating; else UNCLAIM. */
+void		 agent_svc_reclaim(struct agent *, const char *name);
+/* That claim for one gateway; returns its kinds (0: withdraw). */
+uint8_t		 agent_svc_claim_for(struct agent *, const char *name,
 		    struct tun_claim *);
 
 /* agent_health.c: backend health checks, one checker per service. */
@@ -169,6 +182,87 @@ void		 agent_health_info(const struct agent_health *,
 size_t		 agent_proxy_header(enum cfg_proxy_proto,
 		    const struct tun_addr *src, const struct tun_addr *dst,
 		    uint8_t *out);
+
+/*
+ * agent_acme.c: certificates by ACME, one order at a time in a child
+ * process; the challenges it publishes are answered here.
+ */
+int		 agent_acme_init(struct agent *, char *err, size_t errlen);
+void		 agent_acme_start(struct agent *);	/* needs the base */
+void		 agent_acme_free(struct agent *);
+/* After a reload: follow the services' certificates. */
+void		 agent_acme_reload(struct agent *);
+void		 agent_acme_kick(struct agent *);	/* a tunnel is up */
+int		 agent_acme_renew_now(struct agent *, const char *name,
+		    char *msg, size_t msglen);
+/* TUN_KIND_ACME_* bits to add to name's claim while validating. */
+uint8_t		 agent_acme_kinds(const struct agent *, const char *name);
+void		 agent_acme_foreach_name(const struct agent *,
+		    void (*)(const char *, void *), void *);
+void		 agent_acme_claim_result(struct agent *, const char *gw,
+		    const char *name, int ok);
+/* An ACME probe stream: 0 taken, -1 not ours (an ordinary visitor). */
+int		 agent_acme_open(struct agent *, struct tun_stream *,
+		    const struct tun_open *);
+/* A stream went away: drop the http-01 answer still using it. */
+void		 agent_acme_stream_closed(struct agent *, struct tun_stream *);
+struct json_t	*agent_acme_status(struct agent *);
+void		 agent_acme_metrics(struct agent *, struct evbuffer *);
+
+/*
+ * agent_term.c: TLS ended at the agent (tls: terminate, tls-alpn-01).
+ * init makes the contexts and loads every certificate present (a
+ * missing one is not an error; needs no event base); free runs after
+ * the tunnels are gone.  services_changed follows a reload's services.
+ */
+int		 agent_term_init(struct agent *, char *err, size_t errlen);
+void		 agent_term_free(struct agent *);
+/* Read name's current certificate again for new handshakes; 0 also
+ * when no service terminates with it, -1 (old one kept) on failure. */
+int		 agent_term_reload(struct agent *, const char *name,
+		    char *err, size_t errlen);
+/* 1 if a certificate for hostname is loaded (for status). */
+int		 agent_term_has_cert(struct agent *, const char *hostname);
+void		 agent_term_services_changed(struct agent *);
+/* Take a TLS stream of a terminating service (svc is not kept). */
+void		 agent_term_open(struct agent *, struct tun *,
+		    struct tun_stream *, const struct agent_service *,
+		    const struct tun_open *);
+/* Answer a tls-alpn-01 probe for name (RFC 8737), then close. */
+void		 agent_term_alpn01(struct agent *, struct tun_stream *,
+		    const char *name, const char *key_auth);
+/* Every stream's stream_closed must come here: the tunnel frees its end
+ * of our bufferevent pair without a word to the other end. */
+void		 agent_term_stream_closed(struct agent *,
+		    struct tun_stream *, const char *reason);
+
+/*
+ * agent_relay.c: bytes both ways between two bufferevents, with
+ * backpressure (reading stops while more than high bytes wait for the
+ * other side) and half-close (EOF passed on once flushed).
+ */
+struct agent_relay;
+struct agent_relay_end {
+	int		 clean;		/* both directions saw EOF */
+	int		 side;		/* failed: 0 a, 1 b; clean: -1 */
+	const char	*reason;	/* "eof", or the failure */
+	uint64_t	 a_to_b, b_to_a;	/* bytes moved */
+};
+/* Runs once, after the relay freed itself and both bufferevents. */
+typedef void	(*agent_relay_cb)(const struct agent_relay_end *,
+		    void *arg);
+/* Takes a and b (freed too if this returns NULL); done never runs from
+ * inside agent_relay_new. */
+struct agent_relay *agent_relay_new(struct bufferevent *a,
+		    struct bufferevent *b, size_t high, agent_relay_cb done,
+		    void *arg);
+/* side's EOF came before the relay took it over (may end the relay). */
+void		 agent_relay_eof(struct agent_relay *, int side);
+/* End now, without done; reset: sockets get a RST, not a FIN. */
+void		 agent_relay_free(struct agent_relay *, int reset);
+/* EOF on bev's write side after what is queued: shutdown(SHUT_WR), TLS
+ * close_notify (then EOF below it), or EOF to a pair's partner. */
+void		 agent_relay_shutdown(struct bufferevent *);
 
 /* Stop the loop once every gateway tunnel has closed (shutdown). */
 void		 agent_check_stopped(struct agent *);

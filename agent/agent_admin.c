@@ -11,6 +11,7 @@
 
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
 #include "admin.h"
@@ -19,6 +20,8 @@
 
 static void	agent_admin_cb(struct evhttp_request *, void *);
 static json_t	*agent_admin_status(struct agent *);
+static void	 agent_admin_post(struct agent *, struct evhttp_request *,
+		    struct evbuffer *);
 static void	 agent_admin_metrics(struct agent *, struct evbuffer *);
 
 int
@@ -74,6 +77,10 @@ agent_admin_cb(struct evhttp_request *req, void *arg)
 		evhttp_send_error(req, 500, NULL);
 		return;
 	}
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_POST) {
+		agent_admin_post(a, req, out);
+		return;
+	}
 	if (strcmp(uri, "/status") == 0) {
 		o = agent_admin_status(a);
 		text = o != NULL ? json_dumps(o, JSON_INDENT(2) |
@@ -90,6 +97,41 @@ agent_admin_cb(struct evhttp_request *req, void *arg)
 		evbuffer_free(out);
 		admin_not_found(req);
 	}
+}
+
+/* POST /acme/renew?name=NAME: order that certificate now. */
+static void
+agent_admin_post(struct agent *a, struct evhttp_request *req,
+    struct evbuffer *out)
+{
+	const struct evhttp_uri	*u = evhttp_request_get_evhttp_uri(req);
+	struct evkeyvalq	 q;
+	const char		*name = NULL, *path, *query;
+	char			 msg[512];
+	int			 rc;
+
+	path = u != NULL ? evhttp_uri_get_path(u) : NULL;
+	query = u != NULL ? evhttp_uri_get_query(u) : NULL;
+	TAILQ_INIT(&q);
+	if (path == NULL || strcmp(path, "/acme/renew") != 0) {
+		evbuffer_free(out);
+		admin_not_found(req);
+		return;
+	}
+	if (query != NULL && evhttp_parse_query_str(query, &q) == 0)
+		name = evhttp_find_header(&q, "name");
+	if (name == NULL) {
+		snprintf(msg, sizeof(msg), "missing ?name=HOSTNAME");
+		rc = -1;
+	} else
+		rc = agent_acme_renew_now(a, name, msg, sizeof(msg));
+	evhttp_clear_headers(&q);
+	evbuffer_add_printf(out, "%s\n", msg);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain");
+	evhttp_send_reply(req, rc == 0 ? 202 : 400, rc == 0 ? "Accepted" :
+	    "Bad Request", out);
+	evbuffer_free(out);
 }
 
 static json_t *
@@ -127,9 +169,10 @@ agent_admin_status(struct agent *a)
 		if (o != NULL)
 			json_array_append_new(svcs, o);
 	}
-	return json_pack("{s:{s:s, s:s, s:b}, s:o, s:o}",
+	return json_pack("{s:{s:s, s:s, s:b}, s:o, s:o, s:o*}",
 	    "agent", "name", a->cfg->name, "key", key_pub_text(a->key.pub, kt),
-	    "draining", a->stopping, "gateways", gws, "services", svcs);
+	    "draining", a->stopping, "gateways", gws, "services", svcs,
+	    "certificates", agent_acme_status(a));
 }
 
 static void
@@ -150,4 +193,5 @@ agent_admin_metrics(struct agent *a, struct evbuffer *out)
 		evbuffer_add_printf(out, "porch_agent_service_up"
 		    "{hostname=\"%s\"} %d\n", a->services[i]->cfg->hostname,
 		    agent_svc_is_up(a->services[i]));
+	agent_acme_metrics(a, out);
 }

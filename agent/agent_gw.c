@@ -57,6 +57,7 @@ static void	agent_gw_timer_cb(evutil_socket_t, short, void *);
 
 static int	agent_gw_authed(struct tun *, const struct tun_hello *, char *,
 		    size_t, void *);
+static void	agent_gw_claim_acme(const char *, void *);
 static void	agent_gw_claim(struct tun *, uint8_t, const struct tun_claim *,
 		    void *);
 static void	agent_gw_open(struct tun *, struct tun_stream *,
@@ -340,7 +341,28 @@ agent_gw_authed(struct tun *tun, const struct tun_hello *h, char *msg,
 		agent_svc_claim(a->services[i], &c);
 		tun_send_claim(tun, TUN_CLAIM, &c);
 	}
+	/* Certificate orders in progress: their probes come here too. */
+	agent_acme_foreach_name(a, agent_gw_claim_acme, tun);
+	agent_acme_kick(a);
 	return 0;
+}
+
+/* A name being validated: claim it unless its service's claim, sent
+ * just before, already carried the ACME kinds. */
+static void
+agent_gw_claim_acme(const char *name, void *arg)
+{
+	struct tun		*tun = arg;
+	struct agent_gw		*g = tun_arg(tun);
+	struct tun_claim	 c;
+	size_t			 i;
+
+	for (i = 0; i < g->a->nservices; i++)
+		if (strcmp(g->a->services[i]->cfg->hostname, name) == 0 &&
+		    agent_svc_is_up(g->a->services[i]))
+			return;
+	if (agent_svc_claim_for(g->a, name, &c) != 0)
+		tun_send_claim(tun, TUN_CLAIM, &c);
 }
 
 void
@@ -349,16 +371,26 @@ agent_gw_announce(struct agent_gw *g, const struct agent_service *svc,
 {
 	struct tun_claim	c;
 
+	agent_svc_claim(svc, &c);
+	/* A withdrawn service still answers a certificate order's probes. */
+	if (!up)
+		c.kinds &= TUN_KINDS_ACME;
+	agent_gw_send_claim(g, &c);
+}
+
+void
+agent_gw_send_claim(struct agent_gw *g, const struct tun_claim *c)
+{
+	int	up = c->kinds != 0;
+
 	if (g->tun == NULL || !g->authed || !tun_is_ready(g->tun))
 		return;		/* claimed, if up, when the tunnel is */
 	if (up && g->a->stopping)
 		return;		/* draining: nothing new */
-	agent_svc_claim(svc, &c);
-	if (tun_send_claim(g->tun, up ? TUN_CLAIM : TUN_UNCLAIM, &c) == -1)
+	if (tun_send_claim(g->tun, up ? TUN_CLAIM : TUN_UNCLAIM, c) == -1)
 		return;
 	if (!up)
-		log_info("gateway %s: withdrew %s", g->name,
-		    svc->cfg->hostname);
+		log_info("gateway %s: withdrew %s", g->name, c->name);
 }
 
 static void
@@ -370,6 +402,8 @@ agent_gw_claim(struct tun *tun, uint8_t type, const struct tun_claim *c,
 	(void)tun;
 	if (type != TUN_CLAIM_RESULT)
 		return;
+	agent_acme_claim_result(g->a, g->name, c->name,
+	    c->status == TUN_CLAIM_OK);
 	if (c->status == TUN_CLAIM_OK)
 		log_info("gateway %s: serving %s", g->name, c->name);
 	else
@@ -405,8 +439,9 @@ agent_gw_stream_closed(struct tun *tun, struct tun_stream *s,
 	struct agent_gw	*g = arg;
 	struct timeval	 now = { 0, 0 };
 
-	(void)reason;
 	agent_svc_stream_closed(s);
+	agent_term_stream_closed(g->a, s, reason);
+	agent_acme_stream_closed(g->a, s);
 	/* The last stream of a draining tunnel: close it, but not from
 	 * inside the stream's own teardown. */
 	if (tun_is_draining(tun) && tun_stream_count(tun) == 1 &&

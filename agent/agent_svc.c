@@ -386,7 +386,7 @@ agent_svc_health_eq(const struct cfg_health *x, const struct cfg_health *y)
 uint8_t
 agent_svc_kinds(const struct agent_service *svc)
 {
-	return (svc->tls.sslen ? TUN_KIND_TLS : 0) |
+	return (svc->tls.sslen || svc->cfg->tls_terminate ? TUN_KIND_TLS : 0) |
 	    (svc->http.sslen ? TUN_KIND_HTTP : 0);
 }
 
@@ -394,17 +394,52 @@ void
 agent_svc_claim(const struct agent_service *svc, struct tun_claim *c)
 {
 	memset(c, 0, sizeof(*c));
-	c->kinds = agent_svc_kinds(svc);
+	c->kinds = agent_svc_kinds(svc) |
+	    agent_acme_kinds(svc->a, svc->cfg->hostname);
 	c->priority = (uint8_t)svc->cfg->priority;
 	c->policy = svc->cfg->policy == CFG_POLICY_BALANCE ?
 	    TUN_POLICY_BALANCE : TUN_POLICY_FAILOVER;
 	snprintf(c->name, sizeof(c->name), "%s", svc->cfg->hostname);
 }
 
+uint8_t
+agent_svc_claim_for(struct agent *a, const char *name, struct tun_claim *c)
+{
+	size_t	i;
+
+	for (i = 0; i < a->nservices; i++) {
+		if (strcmp(a->services[i]->cfg->hostname, name) != 0)
+			continue;
+		agent_svc_claim(a->services[i], c);
+		if (!a->services[i]->up)
+			c->kinds &= TUN_KINDS_ACME;
+		return c->kinds;
+	}
+	/* An extra name of a certificate: claimed only to validate it. */
+	memset(c, 0, sizeof(*c));
+	c->kinds = agent_acme_kinds(a, name);
+	c->priority = 100;
+	c->policy = TUN_POLICY_FAILOVER;
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	return c->kinds;
+}
+
+void
+agent_svc_reclaim(struct agent *a, const char *name)
+{
+	struct tun_claim	c;
+	size_t			i;
+
+	agent_svc_claim_for(a, name, &c);
+	for (i = 0; i < a->ngws; i++)
+		agent_gw_send_claim(a->gws[i], &c);
+}
+
 void
 agent_svc_open(struct agent *a, struct tun *tun, struct tun_stream *s,
     const struct tun_open *o)
 {
+	struct tun_open			 entry;
 	const struct agent_service	*svc;
 	const struct agent_backend	*be;
 	struct agent_dial		*d;
@@ -413,10 +448,22 @@ agent_svc_open(struct agent *a, struct tun *tun, struct tun_stream *s,
 	struct sockaddr_storage		 ss;
 	unsigned			 ms = a->cfg->connect_timeout_ms;
 
+	if (o->kind == TUN_KIND_ACME_HTTP || o->kind == TUN_KIND_ACME_TLS) {
+		if (agent_acme_open(a, s, o) == 0)
+			return;
+		/* No order of ours: an ordinary visitor. */
+		entry = *o;
+		entry.kind = tun_kind_entry(o->kind);
+		o = &entry;
+	}
 	if ((svc = agent_svc_find(a, o->name)) == NULL) {
 		snprintf(msg, sizeof(msg), "no service for %s on this agent",
 		    o->name);
 		tun_stream_reset(s, TUN_E_NO_SERVICE, msg);
+		return;
+	}
+	if (o->kind == TUN_KIND_TLS && svc->cfg->tls_terminate) {
+		agent_term_open(a, tun, s, svc, o);
 		return;
 	}
 	be = o->kind == TUN_KIND_TLS ? &svc->tls : &svc->http;

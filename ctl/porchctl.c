@@ -28,6 +28,12 @@ ctl_usage(FILE *f)
 	    "                              replicas, or an agent's gateways and\n"
 	    "                              services, from its admin address\n"
 	    "                              (the 'admin:' of its config)\n"
+	    "       porchctl cert status -c AGENT.yaml [--json]\n"
+	    "       porchctl cert revoke -c AGENT.yaml NAME [--reason N]\n"
+	    "                              an agent's ACME certificates, from\n"
+	    "                              its state directory (see porchctl\n"
+	    "                              cert help; issue and renew will\n"
+	    "                              go through the running agent)\n"
 	    "\n"
 	    "The public key looks like ed25519:BASE64 and goes under\n"
 	    "'agents:' in a gateway config (for an agent key) or under\n"
@@ -49,6 +55,8 @@ main(int argc, char *argv[])
 	if ((argc == 3 || (argc == 4 && strcmp(argv[3], "--json") == 0)) &&
 	    strcmp(argv[1], "status") == 0)
 		return ctl_status(argv[2], argc == 4);
+	if (argc >= 2 && strcmp(argv[1], "cert") == 0)
+		return ctl_cert(argc - 1, argv + 1);
 	ctl_usage(stderr);
 	return 2;
 }

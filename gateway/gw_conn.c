@@ -299,6 +299,7 @@ gw_conn_route(struct gw_conn *c, uint8_t kind)
 	struct tun_open		 o;
 	struct sockaddr_storage	 local;
 	socklen_t		 llen = sizeof(local);
+	int			 rc;
 
 	memset(&o, 0, sizeof(o));
 	o.kind = kind;
@@ -309,12 +310,15 @@ gw_conn_route(struct gw_conn *c, uint8_t kind)
 		tun_addr_from_sa(&o.dst, (struct sockaddr *)&local);
 	/* A replica's stream takes the socket and the bytes read so far. */
 	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
-	if (kind != tun_kind_entry(kind) &&
-	    gw_fwd_start(c->gw, c->bev, &o, c->id) == 0)
-		return;
-	o.kind = kind = tun_kind_entry(kind);
-	if (gw_fwd_start(c->gw, c->bev, &o, c->id) == -1) {
-		if (kind == TUN_KIND_TLS)
+	rc = -1;
+	if (kind != tun_kind_entry(kind))
+		rc = gw_fwd_start(c->gw, c->bev, &o, c->id);
+	if (rc == -1) {
+		o.kind = tun_kind_entry(kind);
+		rc = gw_fwd_start(c->gw, c->bev, &o, c->id);
+	}
+	if (rc == -1) {
+		if (o.kind == TUN_KIND_TLS)
 			gw_conn_reply(c, "no-route",
 			    gw_alert_unrecognized_name,
 			    sizeof(gw_alert_unrecognized_name));

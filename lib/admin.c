@@ -36,7 +36,8 @@ admin_start(struct event_base *base, const struct sockaddr_storage *ss,
 	evhttp_set_timeout(http, 5);
 	evhttp_set_max_headers_size(http, 8192);
 	evhttp_set_max_body_size(http, 0);
-	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET);
+	/* POST only for actions a daemon offers (porchctl cert renew). */
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
 	evhttp_set_gencb(http, cb, arg);
 	log_info("admin: status and metrics on http://%s/", text);
 	return http;

@@ -9,7 +9,7 @@
 #include <event2/http.h>
 
 /*
- * Serve GET requests on ss with cb, under a request timeout and size
+ * Serve GET (and POST) requests on ss with cb, under a request timeout and size
  * limits.  Returns the server (free with evhttp_free) or NULL with err.
  */
 struct evhttp	*admin_start(struct event_base *,

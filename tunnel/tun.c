@@ -1294,7 +1294,9 @@ tun_stream_retry(struct tun_stream *s, const char *reason)
 	if (bev == NULL || s->replay == NULL || s->out > 0 ||
 	    (s->flags & TUN_S_LOCAL_EOF) || t->ops->stream_retry == NULL)
 		return -1;
-	evbuffer_remove_cb_entry(bufferevent_get_output(bev), s->drain_cb);
+	if (s->drain_cb != NULL)
+		evbuffer_remove_cb_entry(bufferevent_get_output(bev),
+		    s->drain_cb);
 	s->drain_cb = NULL;
 	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 	bufferevent_disable(bev, EV_READ);

@@ -309,6 +309,7 @@ class Agent:
         self.services = []
         self.health = {}    # hostname -> health section (dict or YAML)
         self.replica = {}   # hostname -> (priority, policy)
+        self.more = {}      # hostname -> extra service lines
         self.extra = extra
         self.conf = os.path.join(self.dir, "agent.yaml")
         self.proc = None
@@ -321,11 +322,13 @@ class Agent:
                               key or gw.pub, server_name))
 
     def serve(self, hostname, tls=None, http=None, proxy=None, health=None,
-              priority=None, policy=None):
+              priority=None, policy=None, more=()):
         """health: the service's health section, as a dict (e.g.
         {"check": "tcp", "interval": "200ms"}) or a flow-style YAML
-        string ("{ check: tcp }")."""
+        string ("{ check: tcp }").  more: extra lines of the service,
+        e.g. "certificate: acme"."""
         self.services.append((hostname, tls, http, proxy))
+        self.more[hostname] = list(more)
         if health:
             self.health[hostname] = health
         if priority is not None or policy is not None:
@@ -360,6 +363,7 @@ class Agent:
                                           health.items()) + " }"
             if health:
                 lines.append(f"    health: {health}")
+            lines += [f"    {m}" for m in self.more.get(host, ())]
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
 
@@ -548,3 +552,140 @@ def stack(procs, tmp_path, ca):
     s = S()
     s.gw, s.agent, s.nginx, s.ca = gw, ag, ng, ca
     return s
+
+
+class Bind:
+    """BIND 9 (named) as the authoritative server of example.test, on a
+    loopback port, started and stopped by the test (see
+    ../shared/recipes/dns-bind9.md for the pitfalls this avoids)."""
+
+    def __init__(self, procs, tmp, records, zone="example.test"):
+        self.dir = os.path.join(tmp, "bind")
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        self.zone = zone
+        zf = os.path.join(self.dir, f"{zone}.zone")
+        with open(zf, "w") as f:
+            f.write(f"$ORIGIN {zone}.\n$TTL 60\n"
+                    f"@ IN SOA ns1.{zone}. hostmaster.{zone}. 1 60 60 600 1\n"
+                    f"@ IN NS ns1.{zone}.\nns1 IN A 127.0.0.1\n")
+            for r in records:
+                f.write(r + "\n")
+        conf = os.path.join(self.dir, "named.conf")
+        with open(conf, "w") as f:
+            f.write(f"""options {{
+  directory "{self.dir}";
+  pid-file "{self.dir}/named.pid";
+  session-keyfile "{self.dir}/session.key";
+  managed-keys-directory "{self.dir}";
+  port {self.port};
+  listen-on {{ 127.0.0.1; }}; listen-on-v6 {{ none; }};
+  recursion no; dnssec-validation no; notify no;
+  allow-transfer {{ none; }};
+}};
+controls {{ }};
+zone "{zone}" {{ type primary; file "{zf}"; }};
+""")
+        self.proc = procs.start("named", ["/usr/sbin/named", "-g", "-4",
+                                          "-c", conf])
+        # Ready when it answers for the zone (named -g logs "running"
+        # but may not listen yet).
+        deadline = time.monotonic() + 10
+        while True:
+            r = subprocess.run(["dig", "+time=1", "+tries=1", "+norec",
+                                "@127.0.0.1", "-p", str(self.port), zone,
+                                "SOA"], capture_output=True, text=True)
+            if "status: NOERROR" in r.stdout:
+                break
+            assert self.proc.alive(), self.proc.log()
+            assert time.monotonic() < deadline, self.proc.log()
+            time.sleep(0.05)
+
+    @property
+    def server(self):
+        return f"127.0.0.1:{self.port}"
+
+
+class Pebble:
+    """Pebble, the ACME test CA, with real validation: its DNS is our
+    BIND, and it probes http-01 and tls-alpn-01 on the given ports (a
+    gateway's HTTP and TLS entries).  Never PEBBLE_VA_ALWAYS_VALID."""
+
+    def __init__(self, procs, tmp, http_port, tls_port, dns, env=None,
+                 config=None):
+        self.dir = os.path.join(tmp, "pebble")
+        os.makedirs(self.dir, exist_ok=True)
+        d = self.dir
+        self.port = free_port()
+        self.mgmt_port = free_port()
+        ssl_run = lambda *a: subprocess.run(a, check=True,
+                                            capture_output=True)
+        # The package ships no API certificate: make a throw-away CA.
+        self.api_ca = os.path.join(d, "api-ca.pem")
+        ssl_run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+                f"{d}/api-ca.key", "-out", self.api_ca, "-days", "2",
+                "-subj", "/CN=porch test pebble API CA", "-addext",
+                "basicConstraints=critical,CA:TRUE", "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign")
+        ssl_run("openssl", "req", "-newkey", "ec", "-pkeyopt",
+                "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+                f"{d}/api.key", "-out", f"{d}/api.csr", "-subj",
+                "/CN=localhost")
+        with open(f"{d}/api.ext", "w") as f:
+            f.write("basicConstraints=critical,CA:FALSE\n"
+                    "keyUsage=critical,digitalSignature\n"
+                    "extendedKeyUsage=serverAuth\n"
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        ssl_run("openssl", "x509", "-req", "-in", f"{d}/api.csr", "-CA",
+                self.api_ca, "-CAkey", f"{d}/api-ca.key", "-CAcreateserial",
+                "-days", "2", "-extfile", f"{d}/api.ext", "-out",
+                f"{d}/api.pem")
+        cfg = {"listenAddress": f"127.0.0.1:{self.port}",
+               "managementListenAddress": f"127.0.0.1:{self.mgmt_port}",
+               "certificate": f"{d}/api.pem", "privateKey": f"{d}/api.key",
+               "httpPort": http_port, "tlsPort": tls_port,
+               "ocspResponderURL": "",
+               "externalAccountBindingRequired": False}
+        cfg.update(config or {})
+        import json
+        conf = os.path.join(d, "pebble.json")
+        with open(conf, "w") as f:
+            json.dump({"pebble": cfg}, f)
+        e = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0",
+             "PEBBLE_AUTHZREUSE": "0"}
+        e.update(env or {})
+        assert "PEBBLE_VA_ALWAYS_VALID" not in e
+        self.proc = procs.start("pebble", ["pebble", "-config", conf,
+                                           "-strict=false", "-dnsserver",
+                                           dns.server], env=e)
+        self.directory = f"https://127.0.0.1:{self.port}/dir"
+        ctx = ssl.create_default_context(cafile=self.api_ca)
+        deadline = time.monotonic() + 15
+        import urllib.request
+        while True:
+            try:
+                urllib.request.urlopen(self.directory, context=ctx,
+                                       timeout=2).read()
+                break
+            except OSError:
+                assert self.proc.alive(), self.proc.log()
+                assert time.monotonic() < deadline, self.proc.log()
+                time.sleep(0.05)
+        # The issuing hierarchy is new at every start.
+        self.root = os.path.join(d, "issuer-root.pem")
+        self.intermediate = os.path.join(d, "issuer-intermediate.pem")
+        for path, url in ((self.root, "roots/0"),
+                          (self.intermediate, "intermediates/0")):
+            with open(path, "wb") as f:
+                f.write(urllib.request.urlopen(
+                    f"https://127.0.0.1:{self.mgmt_port}/{url}",
+                    context=ctx, timeout=5).read())
+
+    def acme_section(self, state_dir, extra=()):
+        """The agent's acme: section for this CA."""
+        return "\n".join(["acme:", f"  directory: {self.directory}",
+                          f"  ca_bundle: {self.api_ca}",
+                          "  email: admin@example.test", "  agree_tos: true",
+                          f"  state_dir: {state_dir}"]
+                         + [f"  {x}" for x in extra])
