@@ -59,7 +59,7 @@ TEST_acme_OBJS  := $(call obj,$(ACME_SRCS))
 LIB_OBJS        := $(call obj,$(wildcard lib/*.c))
 UNIT_BINS := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
-FUZZERS := sni http frame cfg
+FUZZERS := sni http frame cfg acme
 FUZZ_BINS := $(patsubst %,build-fuzz/fuzz_%,$(FUZZERS))
 FUZZ_SECONDS ?= 20
 
@@ -122,6 +122,7 @@ FUZZ_sni   := gateway/gw_sni.c lib/name.c
 FUZZ_http  := gateway/gw_http.c lib/name.c
 FUZZ_frame := tunnel/tun_frame.c lib/name.c
 FUZZ_cfg   := $(wildcard config/*.c) $(wildcard lib/*.c)
+FUZZ_acme  := $(wildcard acme/*.c) $(wildcard lib/*.c)
 
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_$$*)
 	@mkdir -p build-fuzz

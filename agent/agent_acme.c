@@ -77,6 +77,7 @@ struct agent_cert {
 	time_t			 not_before;
 	time_t			 not_after;
 	char			 issuer[256];
+	char			 serial[80];
 	time_t			 due;		/* next job, wall clock */
 	enum agent_job_kind	 due_kind;
 	time_t			 ari_checked;	/* 0: never */
@@ -144,7 +145,7 @@ static void	agent_acme_cert_free(struct agent_cert *);
 static int	agent_acme_cert_names(struct agent_cert *,
 		    const struct cfg_service *);
 static void	agent_acme_cert_drop(struct agent_acme *, struct agent_cert *);
-static void	agent_acme_cert_load(struct agent_cert *);
+static void	agent_acme_cert_load(struct agent_cert *, int);
 static void	agent_acme_schedule(struct agent_cert *);
 static void	agent_acme_arm(struct agent_cert *);
 static void	agent_acme_timer_cb(evutil_socket_t, short, void *);
@@ -242,7 +243,7 @@ agent_acme_start(struct agent *a)
 		if ((m->certs[i]->timer = evtimer_new(a->base,
 		    agent_acme_timer_cb, m->certs[i])) == NULL)
 			fatalx("acme: out of memory");
-		agent_acme_cert_load(m->certs[i]);
+		agent_acme_cert_load(m->certs[i], 1);
 		agent_acme_schedule(m->certs[i]);
 	}
 }
@@ -363,7 +364,7 @@ agent_acme_reload(struct agent *a)
 			continue;
 		}
 		nc[n++] = c;
-		agent_acme_cert_load(c);
+		agent_acme_cert_load(c, 1);
 		agent_acme_schedule(c);
 	}
 	for (i = 0; i < m->ncerts; i++) {
@@ -437,9 +438,10 @@ agent_acme_cert_free(struct agent_cert *c)
 	free(c);
 }
 
-/* What the store holds for this certificate, and its saved schedule. */
+/* What the store holds for this certificate, and (state) its saved
+ * schedule. */
 static void
-agent_acme_cert_load(struct agent_cert *c)
+agent_acme_cert_load(struct agent_cert *c, int state_too)
 {
 	const char		*state = c->m->a->cfg->acme->state_dir;
 	struct acme_cert_info	 ci;
@@ -447,7 +449,7 @@ agent_acme_cert_load(struct agent_cert *c)
 	size_t			 i, j;
 
 	c->have = c->names_match = 0;
-	if (acme_store_state_load(state, c->name, &c->st, err,
+	if (state_too && acme_store_state_load(state, c->name, &c->st, err,
 	    sizeof(err)) == -1) {
 		log_warnx("acme %s: %s; starting its schedule afresh", c->name,
 		    err);
@@ -468,6 +470,7 @@ agent_acme_cert_load(struct agent_cert *c)
 		c->not_before = ci.not_before;
 		c->not_after = ci.not_after;
 		snprintf(c->issuer, sizeof(c->issuer), "%s", ci.issuer);
+		snprintf(c->serial, sizeof(c->serial), "%s", ci.serial);
 		c->names_match = 1;
 		for (i = 0; i < c->nnames && c->names_match; i++) {
 			for (j = 0; j < ci.nnames; j++)
@@ -646,12 +649,6 @@ agent_acme_renew_now(struct agent *a, const char *name, char *msg,
 	if (c->ordering) {
 		snprintf(msg, msglen, "%s: an order is already running", name);
 		return 0;
-	}
-	/* A loop of requests must not become a loop of orders. */
-	if (time(NULL) - c->st.last_attempt < 10) {
-		snprintf(msg, msglen, "%s: the last order started under 10 s "
-		    "ago; try again shortly", name);
-		return -1;
 	}
 	c->due = time(NULL);
 	c->due_kind = AGENT_JOB_ORDER;
@@ -1019,7 +1016,7 @@ agent_acme_job_end(struct agent_acme *m, int ok, const char *kind,
 		 * later, not at once. */
 		c->ari_checked = time(NULL);
 		c->ari_start = c->ari_end = 0;
-		agent_acme_cert_load(c);
+		agent_acme_cert_load(c, 0);
 		log_info("acme %s: certificate obtained, valid until %s "
 		    "(issuer %s)", c->name, agent_acme_time(c->not_after, b,
 		    sizeof(b)), c->issuer);
@@ -1697,9 +1694,10 @@ agent_acme_status(struct agent *a)
 			continue;
 		for (j = 0; j < c->nnames; j++)
 			json_array_append_new(names, json_string(c->names[j]));
-		o = json_pack("{s:s, s:o, s:s, s:s, s:I, s:s, s:s, s:s, "
+		o = json_pack("{s:s, s:o, s:s, s:s, s:s, s:I, s:s, s:s, s:s, "
 		    "s:s, s:i, s:s, s:b}",
 		    "name", c->name, "names", names,
+		    "serial", c->have ? c->serial : "",
 		    "state", c->ordering ? "ordering" : !c->have ? "none" :
 		    now >= c->not_after ? "expired" : c->st.failures ?
 		    "valid, renewal failing" : "valid",

@@ -2,8 +2,9 @@
 /*
  * porchctl cert: the ACME certificates of an agent, read straight from
  * its state directory (status), and revocation with the stored account.
- * Issuing and renewing go through the running agent, not through here,
- * so that only one process ever orders for a name.
+ * Issuing and renewing go through the running agent (its admin
+ * address), so that only one process ever orders for a name and the
+ * challenges are answered where the gateways send the CA.
  */
 
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 
 #include "acme.h"
@@ -29,6 +31,9 @@ static const char *ctl_cert_str(json_t *, const char *);
 static void	 ctl_cert_line(const char *, const char *);
 static char	*ctl_cert_time(time_t, char *, size_t);
 static void	 ctl_cert_usage(FILE *);
+static int	 ctl_cert_renew(const struct cfg_agent *, const char *, int);
+static json_t	*ctl_cert_agent(const char *, const char *, int, char *,
+		    size_t);
 
 static void
 ctl_cert_usage(FILE *f)
@@ -45,9 +50,11 @@ ctl_cert_usage(FILE *f)
 	    "                              unspecified (default), 1\n"
 	    "                              keyCompromise, 4 superseded,\n"
 	    "                              5 cessationOfOperation\n"
-	    "       porchctl cert issue|renew\n"
-	    "                              through the running agent (not\n"
-	    "                              available yet)\n");
+	    "       porchctl cert issue|renew -c AGENT.yaml NAME [--wait]\n"
+	    "                              ask the running agent (its\n"
+	    "                              'admin:' address) to order NAME's\n"
+	    "                              certificate now; --wait follows\n"
+	    "                              the order to its end\n");
 }
 
 /* argv[0] is "cert". */
@@ -58,7 +65,7 @@ ctl_cert(int argc, char *argv[])
 	const char		*cmd, *file = NULL, *name = NULL;
 	char			 err[1024], *end;
 	long			 reason = 0;
-	int			 i, json = 0, rc;
+	int			 i, json = 0, wait = 0, rc;
 
 	if (argc < 2) {
 		ctl_cert_usage(stderr);
@@ -70,12 +77,10 @@ ctl_cert(int argc, char *argv[])
 		ctl_cert_usage(stdout);
 		return 0;
 	}
-	if (strcmp(cmd, "issue") == 0 || strcmp(cmd, "renew") == 0) {
-		fprintf(stderr, "porchctl: cert %s goes through the running "
-		    "agent and is not available yet\n", cmd);
-		return 2;
-	}
-	if (strcmp(cmd, "status") != 0 && strcmp(cmd, "revoke") != 0) {
+	if (strcmp(cmd, "issue") == 0)
+		cmd = "renew";		/* the same request to the agent */
+	if (strcmp(cmd, "status") != 0 && strcmp(cmd, "revoke") != 0 &&
+	    strcmp(cmd, "renew") != 0) {
 		ctl_cert_usage(stderr);
 		return 2;
 	}
@@ -95,15 +100,18 @@ ctl_cert(int argc, char *argv[])
 				    argv[i]);
 				return 2;
 			}
-		} else if (argv[i][0] != '-' && name == NULL &&
-		    strcmp(cmd, "revoke") == 0)
+		} else if (strcmp(argv[i], "--wait") == 0 &&
+		    strcmp(cmd, "renew") == 0)
+			wait = 1;
+		else if (argv[i][0] != '-' && name == NULL &&
+		    strcmp(cmd, "status") != 0)
 			name = argv[i];
 		else {
 			ctl_cert_usage(stderr);
 			return 2;
 		}
 	}
-	if (file == NULL || (strcmp(cmd, "revoke") == 0 && name == NULL)) {
+	if (file == NULL || (strcmp(cmd, "status") != 0 && name == NULL)) {
 		ctl_cert_usage(stderr);
 		return 2;
 	}
@@ -119,6 +127,8 @@ ctl_cert(int argc, char *argv[])
 	}
 	if (strcmp(cmd, "status") == 0)
 		rc = ctl_cert_status(cfg, json);
+	else if (strcmp(cmd, "renew") == 0)
+		rc = ctl_cert_renew(cfg, name, wait);
 	else
 		rc = ctl_cert_revoke(cfg, name, (int)reason);
 	cfg_agent_free(cfg);
@@ -387,4 +397,162 @@ ctl_cert_time(time_t t, char *buf, size_t len)
 	if (t != 0 && gmtime_r(&t, &tm) != NULL)
 		strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm);
 	return buf;
+}
+
+struct ctl_cert_buf {
+	char	*p;
+	size_t	 len;
+};
+
+static size_t
+ctl_cert_body(char *data, size_t size, size_t n, void *arg)
+{
+	struct ctl_cert_buf	*b = arg;
+	char			*p;
+
+	if (b->len + size * n > 1024 * 1024)
+		return 0;	/* an admin answer is small */
+	if ((p = realloc(b->p, b->len + size * n + 1)) == NULL)
+		return 0;
+	memcpy(p + b->len, data, size * n);
+	b->p = p;
+	b->len += size * n;
+	p[b->len] = '\0';
+	return size * n;
+}
+
+/*
+ * One request to the agent's admin listener: POST path (post 1) or GET
+ * /status.  Returns the parsed status, or for a POST a JSON string
+ * holding the agent's answer; NULL with err set.
+ */
+static json_t *
+ctl_cert_agent(const char *admin, const char *path, int post, char *err,
+    size_t errlen)
+{
+	struct ctl_cert_buf	 b = { NULL, 0 };
+	CURL			*c;
+	CURLcode		 rc;
+	json_t			*o = NULL;
+	json_error_t		 je;
+	char			 url[512];
+	long			 status = 0;
+
+	snprintf(url, sizeof(url), "http://%s%s", admin, path);
+	if ((c = curl_easy_init()) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, ctl_cert_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	if (post)
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+	if ((rc = curl_easy_perform(c)) != CURLE_OK)
+		snprintf(err, errlen, "cannot reach the agent at %s: %s (is it "
+		    "running, and is this its 'admin:' address?)", admin,
+		    curl_easy_strerror(rc));
+	else {
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		if (post && status == 202)
+			o = json_string(b.p != NULL ? b.p : "");
+		else if (post)
+			snprintf(err, errlen, "the agent refused: %s",
+			    b.p != NULL ? b.p : "(no reason given)");
+		else if ((o = json_loads(b.p != NULL ? b.p : "", 0,
+		    &je)) == NULL)
+			snprintf(err, errlen, "the agent's status is not JSON: "
+			    "%s", je.text);
+	}
+	curl_easy_cleanup(c);
+	free(b.p);
+	if (o == NULL)
+		err[strcspn(err, "\n")] = '\0';
+	return o;
+}
+
+/* The agent's view of one certificate, or NULL. */
+static json_t *
+ctl_cert_find(json_t *status, const char *name)
+{
+	json_t	*certs = json_object_get(status, "certificates"), *c;
+	size_t	 i;
+
+	json_array_foreach(certs, i, c)
+		if (json_is_string(json_object_get(c, "name")) &&
+		    strcmp(json_string_value(json_object_get(c, "name")),
+		    name) == 0)
+			return c;
+	return NULL;
+}
+
+static int
+ctl_cert_renew(const struct cfg_agent *cfg, const char *name, int wait)
+{
+	json_t		*o, *st, *c;
+	char		 err[1024], path[512], before[96];
+	const char	*s;
+	int		 tries, failures = 0, rc = 1;
+
+	if (cfg->admin == NULL) {
+		fprintf(stderr, "porchctl: %s has no 'admin:' address, so the "
+		    "running agent cannot be asked; add 'admin: "
+		    "\"127.0.0.1:9901\"' and reload it (SIGHUP)\n", cfg->file);
+		return 1;
+	}
+	before[0] = '\0';
+	if (wait && (st = ctl_cert_agent(cfg->admin->text, "/status", 0, err,
+	    sizeof(err))) != NULL) {
+		if ((c = ctl_cert_find(st, name)) != NULL) {
+			snprintf(before, sizeof(before), "%s",
+			    ctl_cert_str(c, "serial"));
+			failures = (int)json_integer_value(json_object_get(c,
+			    "failures"));
+		}
+		json_decref(st);
+	}
+	snprintf(path, sizeof(path), "/acme/renew?name=%s", name);
+	if ((o = ctl_cert_agent(cfg->admin->text, path, 1, err,
+	    sizeof(err))) == NULL) {
+		fprintf(stderr, "porchctl: %s\n", err);
+		return 1;
+	}
+	printf("%s", json_string_value(o));
+	json_decref(o);
+	if (!wait)
+		return 0;
+	/* Orders are bounded by the agent (minutes at most); so is this. */
+	for (tries = 0; tries < 20 * 60 * 2; tries++) {
+		struct timespec ts = { 0, 500 * 1000 * 1000 };
+
+		nanosleep(&ts, NULL);
+		if ((st = ctl_cert_agent(cfg->admin->text, "/status", 0, err,
+		    sizeof(err))) == NULL) {
+			fprintf(stderr, "porchctl: %s\n", err);
+			return 1;
+		}
+		c = ctl_cert_find(st, name);
+		s = c != NULL ? ctl_cert_str(c, "state") : "";
+		if (c != NULL && strcmp(s, "ordering") != 0 &&
+		    strcmp(ctl_cert_str(c, "serial"), before) != 0) {
+			printf("%s: certificate obtained, valid until %s\n",
+			    name, ctl_cert_str(c, "not_after"));
+			rc = 0;
+		} else if (c != NULL && strcmp(s, "ordering") != 0 &&
+		    json_integer_value(json_object_get(c, "failures")) >
+		    failures) {
+			printf("%s: order failed: %s\n", name,
+			    ctl_cert_str(c, "last_error"));
+			rc = 1;
+		} else {
+			json_decref(st);
+			continue;
+		}
+		json_decref(st);
+		return rc;
+	}
+	fprintf(stderr, "porchctl: %s: no result after 20 minutes; see "
+	    "porchctl cert status\n", name);
+	return 1;
 }

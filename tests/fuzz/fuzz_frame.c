@@ -143,7 +143,8 @@ check_open(const struct tun_frame *f)
 
 	if (tun_open_parse(f, &a) == -1)
 		return;
-	CHECK(a.kind == TUN_KIND_TLS || a.kind == TUN_KIND_HTTP);
+	CHECK(a.kind == TUN_KIND_TLS || a.kind == TUN_KIND_HTTP ||
+	    a.kind == TUN_KIND_ACME_HTTP || a.kind == TUN_KIND_ACME_TLS);
 	CHECK(strlen(a.name) > 0 && strlen(a.name) <= NAME_MAX_LEN);
 	n1 = tun_open_encode(&a, enc1);
 	CHECK(n1 <= TUN_MAX_PAYLOAD && n1 <= f->len);

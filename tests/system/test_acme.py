@@ -216,9 +216,12 @@ def test_forced_renewal_replaces_atomically_and_runs_hook(procs, ca_stack,
     first = check_cert(pebble, state)
     v1 = os.readlink(cert_dir(state))
     a.proc.set_mark()
-    out = renew(admin)
-    assert "ordering" in out, out
-    a.proc.wait_log(r"certificate obtained", timeout=60)
+    r = subprocess.run([PORCHCTL, "cert", "renew", "-c", a.conf, NAME,
+                        "--wait"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "ordering now" in r.stdout, r.stdout
+    assert re.search(r"certificate obtained, valid until 20\d\d-", r.stdout)
     a.proc.wait_log(r"renew_hook done")
     second = check_cert(pebble, state)
     v2 = os.readlink(cert_dir(state))
@@ -230,6 +233,23 @@ def test_forced_renewal_replaces_atomically_and_runs_hook(procs, ca_stack,
     with open(hook_out) as f:
         lines = f.read().splitlines()
     assert lines == [f"{NAME} {cert_dir(state)}"] * 2, lines
+    # porchctl reads the same state, and revokes with the agent's account.
+    r = subprocess.run([PORCHCTL, "cert", "status", "-c", a.conf, "--json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    st = st["certificates"][0]
+    assert st["name"] == NAME and st["certificate"]["serial"].lower() == \
+        second.split("=")[1].lower(), st
+    assert st["state"]["failures"] == 0 and st["state"]["last_success"]
+    r = subprocess.run([PORCHCTL, "cert", "revoke", "-c", a.conf, NAME,
+                        "--reason", "4"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    ctx = ssl.create_default_context(cafile=pebble.api_ca)
+    with urllib.request.urlopen(
+            f"https://127.0.0.1:{pebble.mgmt_port}/cert-status-by-serial/"
+            f"{second.split('=')[1].lower()}", context=ctx, timeout=5) as u:
+        assert json.load(u)["Status"] == "Revoked"
     # A restart finds the certificate and does not order again.
     a.proc.stop()
     a.start()
