@@ -148,8 +148,13 @@ deps:
 demo: deps all
 	bash tools/demo.sh
 
-bench: deps all
+bench: deps all $(BUILD)/tls_rate
 	$(PYTHON) bench/compare.py
+
+# A TLS connection-rate client for bench/ (not installed).
+$(BUILD)/tls_rate: bench/tls_rate.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS) -lpthread
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin

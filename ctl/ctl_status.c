@@ -161,6 +161,18 @@ ctl_print_agent(json_t *doc)
 		    (long long)json_integer_value(json_object_get(v,
 		    "priority")), str(v, "policy"), str(v, "health"),
 		    str(v, "last_check"));
+	if (json_array_size(json_object_get(doc, "certificates")) == 0)
+		return;
+	printf("\ncertificates:\n");
+	json_array_foreach(json_object_get(doc, "certificates"), i, v) {
+		printf("  %-28s %-22s until %-21s next %s\n",
+		    str(v, "name"), str(v, "state"), str(v, "not_after"),
+		    str(v, "next_attempt"));
+		if (json_integer_value(json_object_get(v, "failures")) > 0)
+			printf("    %lld failure(s) in a row: %s\n",
+			    (long long)json_integer_value(json_object_get(v,
+			    "failures")), str(v, "last_error"));
+	}
 }
 
 static void

@@ -137,6 +137,16 @@ def test_http01_through_gateway(procs, ca_stack, ca):
     assert certs[NAME]["state"] == "valid", certs
     assert certs[NAME]["failures"] == 0
     assert certs[NAME]["expires_in_s"] > 3600
+    r = subprocess.run([PORCHCTL, "status", f"127.0.0.1:{admin}"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"certificates:\n  app\.example\.test +valid +until "
+                     r"20\d\d-", r.stdout), r.stdout
+    r = urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics",
+                               timeout=5).read().decode()
+    assert re.search(r'porch_agent_cert_expiry_seconds\{name="app\.example'
+                     r'\.test"\} [1-9]\d+', r), r
+    assert "porch_agent_certs_issued_total 1" in r, r
     # The agent's claim lost its ACME kinds once validation ended.
     gw.proc.wait_log(r"agent agent claimed app\.example\.test \(tls\+http, ",
                      since_mark=False)
