@@ -32,8 +32,11 @@
 #define ACME_TOKEN_MAX		256
 #define ACME_AUTHZ_MAX		(2 * ACME_CERT_NAMES_MAX)
 #define ACME_NONCE_RETRIES	10	/* RFC 8555 6.5: on badNonce */
-#define ACME_POLL_DEFAULT_S	1
 #define ACME_POLL_MAX_S		10
+/* Without Retry-After: 250 ms, 500 ms, then every second.  A CA often
+ * decides in milliseconds; a second between polls is still gentle. */
+#define ACME_POLL_FIRST_MS	250
+#define ACME_POLL_STEADY_MS	1000
 #define ACME_DETAIL_MAX		400	/* of a problem's detail, in msg */
 
 struct acme {
@@ -101,6 +104,7 @@ static int	 acme_order_failed(json_t *, const char *,
 		    struct acme_error *);
 static int	 acme_download(struct acme *, const char *, const char *,
 		    const char *const *, size_t, char **, struct acme_error *);
+static unsigned	 acme_poll_ms(unsigned, unsigned *);
 static int	 acme_sleep(unsigned, uint64_t, const char *,
 		    struct acme_error *);
 static void	 acme_err(struct acme_error *, enum acme_err_kind,
@@ -1091,7 +1095,7 @@ acme_authz_poll(struct acme *a, struct acme_authz *az, size_t naz,
 	const char		*st;
 	char			 msg[512], m[512];
 	size_t			 i, left;
-	unsigned		 wait;
+	unsigned		 wait, round = 0, ra;
 
 	for (i = 0; i < naz; i++) {
 		if (az[i].done)
@@ -1121,7 +1125,7 @@ acme_authz_poll(struct acme *a, struct acme_authz *az, size_t naz,
 	ctx.what = "an authorization";
 	for (;;) {
 		left = 0;
-		wait = ACME_POLL_DEFAULT_S;
+		ra = 0;
 		for (i = 0; i < naz; i++) {
 			if (az[i].done)
 				continue;
@@ -1129,8 +1133,8 @@ acme_authz_poll(struct acme *a, struct acme_authz *az, size_t naz,
 			if (acme_post(a, az[i].url, NULL, 0, NULL, &ctx, &r,
 			    e) == -1)
 				return -1;
-			if (r.retry_after > wait)
-				wait = r.retry_after;
+			if (r.retry_after > ra)
+				ra = r.retry_after;
 			doc = acme_json(&r, "an authorization", e);
 			acme_http_resp_clear(&r);
 			if (doc == NULL)
@@ -1159,6 +1163,7 @@ acme_authz_poll(struct acme *a, struct acme_authz *az, size_t naz,
 		}
 		if (left == 0)
 			return 0;
+		wait = acme_poll_ms(ra, &round);
 		if (acme_sleep(wait, deadline, "validate the challenges",
 		    e) == -1)
 			return -1;
@@ -1248,7 +1253,7 @@ acme_order_poll(struct acme *a, const char *url, const char *wait,
 	struct acme_http_resp	 r;
 	json_t			*doc;
 	const char		*st;
-	unsigned		 sleep_s;
+	unsigned		 sleep_ms, round = 0;
 	size_t			 len;
 	const char		*w;
 
@@ -1256,8 +1261,7 @@ acme_order_poll(struct acme *a, const char *url, const char *wait,
 	for (;;) {
 		if (acme_post(a, url, NULL, 0, NULL, &ctx, &r, e) == -1)
 			return -1;
-		sleep_s = r.retry_after != 0 ? r.retry_after :
-		    ACME_POLL_DEFAULT_S;
+		sleep_ms = acme_poll_ms(r.retry_after, &round);
 		doc = acme_json(&r, "the order", e);
 		acme_http_resp_clear(&r);
 		if (doc == NULL)
@@ -1277,7 +1281,7 @@ acme_order_poll(struct acme *a, const char *url, const char *wait,
 			return 0;
 		}
 		json_decref(doc);
-		if (acme_sleep(sleep_s, deadline, "issue the certificate",
+		if (acme_sleep(sleep_ms, deadline, "issue the certificate",
 		    e) == -1)
 			return -1;
 	}
@@ -1354,17 +1358,30 @@ acme_download(struct acme *a, const char *url, const char *key_pem,
 	return 0;
 }
 
-/* Wait s seconds (at most ACME_POLL_MAX_S), unless past the deadline. */
+/* The next poll's delay: the CA's Retry-After, else our schedule. */
+static unsigned
+acme_poll_ms(unsigned retry_after_s, unsigned *round)
+{
+	unsigned	ms;
+
+	if (retry_after_s != 0)
+		return retry_after_s > ACME_POLL_MAX_S ? ACME_POLL_MAX_S * 1000 :
+		    retry_after_s * 1000;
+	ms = *round < 2 ? ACME_POLL_FIRST_MS << *round : ACME_POLL_STEADY_MS;
+	(*round)++;
+	return ms;
+}
+
+/* Wait ms (at most ACME_POLL_MAX_S), unless past the deadline. */
 static int
-acme_sleep(unsigned s, uint64_t deadline, const char *doing,
+acme_sleep(unsigned wait_ms, uint64_t deadline, const char *doing,
     struct acme_error *e)
 {
 	struct timespec	ts;
-	uint64_t	now = mono_ms(), ms;
+	uint64_t	now = mono_ms(), ms = wait_ms;
 
-	if (s > ACME_POLL_MAX_S)
-		s = ACME_POLL_MAX_S;
-	ms = (uint64_t)s * 1000;
+	if (ms > ACME_POLL_MAX_S * 1000)
+		ms = ACME_POLL_MAX_S * 1000;
 	if (now >= deadline) {
 		acme_err(e, ACME_ERR_TIMEOUT, "the CA did not %s in time; "
 		    "it may be slow or overloaded, try again later", doing);

@@ -171,7 +171,7 @@ def handshakes(tmp, seconds, threads):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--out", default=os.path.join(HERE, "ACME.md"))
     args = ap.parse_args()
@@ -216,7 +216,10 @@ def main():
     lines += [
         "",
         "Most of the time is the ACME client's polling: it asks for the "
-        "authorization and the order again after the CA's Retry-After, or 1 s.",
+        "authorization and the order again after the CA's Retry-After, or "
+        "after 250 ms, 500 ms, then every second.  CPU is counted in clock "
+        "ticks of 10 ms (utime+stime of the agent and its reaped order "
+        "child); RSS is VmHWM.",
         "",
         f"## New TLS handshakes per second ({args.threads} client threads, "
         f"{args.seconds:g} s each, no session reuse)",
