@@ -120,6 +120,7 @@ struct agent_acme {
 	unsigned		 wait_ok;
 	char			 wait_refused[256];
 	struct event		*wait_timer;
+	char			*state_dir;	/* as initialized */
 	time_t			 first_up;	/* a gateway came up */
 	uint64_t		 issued;	/* counters for metrics */
 	uint64_t		 failed;
@@ -203,6 +204,10 @@ agent_acme_init(struct agent *a, char *err, size_t errlen)
 	TAILQ_INIT(&m->hooks);
 	LIST_INIT(&m->http01);
 	a->acme = m;
+	if ((m->state_dir = strdup(a->cfg->acme->state_dir)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	if ((m->certs = calloc(a->cfg->nservices + 1,
 	    sizeof(*m->certs))) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -281,6 +286,7 @@ agent_acme_free(struct agent *a)
 		event_free(m->watchdog);
 	if (m->wait_timer != NULL)
 		event_free(m->wait_timer);
+	free(m->state_dir);
 	free(m);
 	a->acme = NULL;
 }
@@ -311,6 +317,20 @@ agent_acme_reload(struct agent *a)
 	if (m == NULL) {
 		if (agent_acme_init(a, err, sizeof(err)) == -1) {
 			log_warnx("reload: acme: %s", err);
+			agent_acme_free(a);
+			return;
+		}
+		agent_acme_start(a);
+		return;
+	}
+	if (strcmp(m->state_dir, a->cfg->acme->state_dir) != 0) {
+		/* Another store: start over from what it holds. */
+		log_info("reload: acme state_dir changed; reading %s",
+		    a->cfg->acme->state_dir);
+		agent_acme_free(a);
+		if (agent_acme_init(a, err, sizeof(err)) == -1) {
+			log_warnx("reload: acme: %s; certificates are not "
+			    "renewed until this is fixed", err);
 			agent_acme_free(a);
 			return;
 		}

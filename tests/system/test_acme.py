@@ -8,6 +8,7 @@ the order, and so the test.
 """
 
 import json
+import signal
 import os
 import re
 import socket
@@ -386,3 +387,29 @@ def test_external_account_binding(procs, ca_stack, ca):
     a.start()
     a.proc.wait_log(r"certificate obtained", timeout=60)
     check_cert(pebble, state)
+
+
+def test_reload_adds_a_name_and_reorders(procs, ca_stack, ca):
+    """SIGHUP with another name in the certificate: the agent orders a
+    certificate covering both at once, without a restart; the visitors
+    of the service are not disturbed meanwhile."""
+    tmp, bind, gw = ca_stack
+    pebble = Pebble(procs, tmp, gw.http_port, gw.tls_port, bind)
+    ng = Nginx(procs, tmp, ca, NAME, tag="home")
+    a, state = acme_agent(procs, tmp, gw, pebble)
+    a.serve(NAME, tls=ng.tls, more=["certificate: acme"])
+    gw.start()
+    a.start()
+    a.proc.wait_log(r"certificate obtained", timeout=60)
+    check_cert(pebble, state)
+    a.proc.set_mark()
+    a.more[NAME] = ["certificate: acme",
+                    "certificate_names: [other.example.test]"]
+    a.write_config()
+    a.proc.send_signal(signal.SIGHUP)
+    a.proc.wait_log(r"reload: acme app\.example\.test: names changed")
+    a.proc.wait_log(r"certificate obtained", timeout=60)
+    check_cert(pebble, state, names=(NAME, "other.example.test"))
+    body = get(f"https://{NAME}:{gw.tls_port}/whoami", gw.tls_port,
+               ca=ca.crt)
+    assert "home" in body
