@@ -163,6 +163,7 @@ main(int argc, char *argv[])
 	free(a.gws);
 	while ((g = TAILQ_FIRST(&a.retired)) != NULL)
 		agent_gw_free(g);
+	agent_term_free(&a);	/* its connections hold events */
 	event_free(a.sig_term);
 	event_free(a.sig_int);
 	event_free(a.sig_hup);
