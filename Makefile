@@ -2,10 +2,12 @@
 #
 #   make            build build/porch-gateway, build/porch-agent, build/porchctl
 #   make asan       the same with ASan+UBSan into build-asan/
-#   make check      unit tests, fuzz smoke runs, system tests, then the
-#                   unit and system tests again under the asan build
+#   make check      unit tests, fuzz smoke runs, system tests, a bench
+#                   smoke run, then the unit and system tests again
+#                   under the asan build
 #   make demo       the quick start: a visitor reaches a home backend
-#   make bench      side-by-side throughput and memory figures
+#   make bench      side-by-side figures (bench/compare.py -> bench/RESULTS.md)
+#   make bench-smoke the same, tiny, printed only: proves every setup runs
 #   make install    PREFIX=/usr/local DESTDIR=
 
 PREFIX	?= /usr/local
@@ -64,7 +66,7 @@ FUZZ_BINS := $(patsubst %,build-fuzz/fuzz_%,$(FUZZERS))
 FUZZ_SECONDS ?= 20
 
 .PHONY: all asan check check-unit check-system check-asan fuzz fuzz-smoke \
-	demo bench install clean deps
+	demo bench bench-smoke install clean deps
 
 all: $(BINS)
 
@@ -113,6 +115,7 @@ check: deps
 	$(MAKE) all check-unit
 	$(MAKE) fuzz-smoke
 	$(MAKE) check-system
+	$(MAKE) bench-smoke
 	$(MAKE) check-asan
 
 # Fuzz targets: libFuzzer with ASan+UBSan, built by clang.
@@ -149,7 +152,11 @@ demo: deps all
 	bash tools/demo.sh
 
 bench: deps all $(BUILD)/tls_rate
-	$(PYTHON) bench/compare.py
+	PORCH_BUILD=$(BUILD) $(PYTHON) bench/compare.py
+
+# Not a test: asserts no figure, only that every setup ran (< 60 s).
+bench-smoke: all $(BUILD)/tls_rate
+	PORCH_BUILD=$(BUILD) $(PYTHON) bench/compare.py --quick --out -
 
 # A TLS connection-rate client for bench/ (not installed).
 $(BUILD)/tls_rate: bench/tls_rate.c
