@@ -23,6 +23,15 @@ static void	tun_tls_err(char *, size_t, const char *);
 
 static const unsigned char tun_alpn_wire[] = "\x07porch/1";
 
+/*
+ * Every tunnel byte is encrypted twice (the visitor's TLS inside, ours
+ * outside), so the cipher is a large share of the daemons' CPU: AES-128
+ * is some 15 % faster than OpenSSL's default AES-256 with AES-NI, and
+ * 128-bit keys are ample for a link re-keyed at each connection.
+ */
+#define TUN_TLS_SUITES	"TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:" \
+			"TLS_AES_256_GCM_SHA384"
+
 SSL_CTX *
 tun_tls_server_ctx(char *err, size_t errlen)
 {
@@ -37,10 +46,12 @@ tun_tls_server_ctx(char *err, size_t errlen)
 	/* A peer that vanishes without close_notify is a lost tunnel, not
 	 * a TLS error (libevent 2.1 misreads OpenSSL 3's report of it). */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET |
-	    SSL_OP_IGNORE_UNEXPECTED_EOF);
+	    SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_alpn_select_cb(ctx, tun_tls_alpn_cb, NULL);
+	if (SSL_CTX_set_ciphersuites(ctx, TUN_TLS_SUITES) != 1)
+		goto fail;
 
 	if ((pkey = EVP_EC_gen("P-256")) == NULL)
 		goto fail;
@@ -85,7 +96,8 @@ tun_tls_client_ctx(char *err, size_t errlen)
 	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
 	/* Identity is the Ed25519 exporter signature, not the certificate. */
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-	if (SSL_CTX_set_alpn_protos(ctx, tun_alpn_wire,
+	if (SSL_CTX_set_ciphersuites(ctx, TUN_TLS_SUITES) != 1 ||
+	    SSL_CTX_set_alpn_protos(ctx, tun_alpn_wire,
 	    sizeof(tun_alpn_wire) - 1) != 0) {
 		tun_tls_err(err, errlen, "tunnel ALPN");
 		SSL_CTX_free(ctx);
