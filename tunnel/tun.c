@@ -30,6 +30,10 @@
 #include "mono.h"
 #include "tun.h"
 
+#define TUN_BUCKETS_MIN	16	/* stream hash: an idle tunnel's */
+#define TUN_BUCKETS_MAX	65536
+/* One side opens only odd ids, the other only even: hash id / 2. */
+#define TUN_BUCKET(id, n)	(((id) >> 1) & ((n) - 1))
 #define TUN_OUT_HIGH	(1024 * 1024)	/* tunnel output that stops streams */
 #define TUN_OUT_LOW	(256 * 1024)	/* ... and resumes them */
 #define TUN_OUT_CAP	(4 * 1024 * 1024)	/* stop reading the peer */
@@ -191,7 +195,6 @@ tun_new_common(struct event_base *base, int fd, struct bufferevent *under,
 {
 	struct tun	*t;
 	struct timeval	 tv;
-	size_t		 nb = 64;
 
 	if ((t = calloc(1, sizeof(*t))) == NULL)
 		goto fail;
@@ -208,10 +211,10 @@ tun_new_common(struct event_base *base, int fd, struct bufferevent *under,
 	t->start_ms = t->last_rx_ms = mono_ms();
 	TAILQ_INIT(&t->streams);
 	TAILQ_INIT(&t->waiting);
-	while (nb < p->max_streams / 4 && nb < 4096)
-		nb *= 2;
-	t->nbuckets = nb;
-	if ((t->buckets = calloc(nb, sizeof(*t->buckets))) == NULL)
+	/* Small while idle (most tunnels, most of the time); doubled as
+	 * streams come (tun_stream_new). */
+	t->nbuckets = TUN_BUCKETS_MIN;
+	if ((t->buckets = calloc(t->nbuckets, sizeof(*t->buckets))) == NULL)
 		goto fail_t;
 	t->name = strdup(p->name ? p->name : "");
 	t->label = strdup(p->label ? p->label : "tun");
@@ -1195,12 +1198,36 @@ tun_protocol_error(struct tun *t, const char *what)
 	tun_shutdown(t, TUN_E_PROTOCOL, why);
 }
 
+/* Keep chains short: at most two streams per bucket on average. */
+static void
+tun_buckets_grow(struct tun *t)
+{
+	struct tun_stream	**nb, *s, *next;
+	size_t			  i, n = t->nbuckets * 2, b;
+
+	if (t->nstreams < t->nbuckets * 2 || n > TUN_BUCKETS_MAX ||
+	    (nb = calloc(n, sizeof(*nb))) == NULL)
+		return;		/* without memory, longer chains still work */
+	for (i = 0; i < t->nbuckets; i++)
+		for (s = t->buckets[i]; s != NULL; s = next) {
+			next = s->hnext;
+			b = TUN_BUCKET(s->id, n);
+			s->hnext = nb[b];
+			nb[b] = s;
+		}
+	free(t->buckets);
+	t->buckets = nb;
+	t->nbuckets = n;
+}
+
 static struct tun_stream *
 tun_stream_new(struct tun *t, uint32_t id)
 {
 	struct tun_stream	*s;
-	size_t			 b = id & (t->nbuckets - 1);
+	size_t			 b;
 
+	tun_buckets_grow(t);
+	b = TUN_BUCKET(id, t->nbuckets);
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return NULL;
 	s->tun = t;
@@ -1220,7 +1247,8 @@ tun_stream_find(struct tun *t, uint32_t id)
 {
 	struct tun_stream	*s;
 
-	for (s = t->buckets[id & (t->nbuckets - 1)]; s != NULL; s = s->hnext)
+	for (s = t->buckets[TUN_BUCKET(id, t->nbuckets)]; s != NULL;
+	    s = s->hnext)
 		if (s->id == id)
 			return s;
 	return NULL;
@@ -1246,7 +1274,7 @@ tun_stream_free(struct tun_stream *s, const char *reason, enum tun_end end)
 	    moved ? " (replayed elsewhere)" : "");
 	if (!moved && t->ops->stream_closed != NULL)
 		t->ops->stream_closed(t, s, reason, t->arg);
-	for (pp = &t->buckets[s->id & (t->nbuckets - 1)]; *pp != NULL;
+	for (pp = &t->buckets[TUN_BUCKET(s->id, t->nbuckets)]; *pp != NULL;
 	    pp = &(*pp)->hnext) {
 		if (*pp == s) {
 			*pp = s->hnext;
