@@ -143,6 +143,7 @@ static void	tun_timer_cb(evutil_socket_t, short, void *);
 static void	tun_hs_timer_cb(evutil_socket_t, short, void *);
 static void	tun_drain_timer_cb(evutil_socket_t, short, void *);
 static void	tun_kick_cb(evutil_socket_t, short, void *);
+static int	tun_read_pending(struct tun *);
 static void	tun_flush_close(struct tun *);
 static void	tun_connected(struct tun *);
 static void	tun_send_hello(struct tun *);
@@ -666,6 +667,7 @@ tun_read_cb(struct bufferevent *bev, void *arg)
 	size_t			 len;
 
 	tun_enter(t);
+again:
 	while (!t->closed && t->state != TUN_CLOSING &&
 	    t->state != TUN_HANDSHAKE) {
 		/*
@@ -707,7 +709,48 @@ tun_read_cb(struct bufferevent *bev, void *arg)
 		if (!t->closed)
 			evbuffer_drain(in, TUN_HDR_LEN + plen);
 	}
+	if (!t->closed && !t->read_paused && t->state != TUN_HANDSHAKE &&
+	    tun_read_pending(t) > 0)
+		goto again;
 	tun_leave(t);
+}
+
+/*
+ * With read-ahead, OpenSSL reads the socket in large pieces and keeps
+ * whole records libevent does not ask for (it checks SSL_pending(),
+ * which counts only the record being read, and then waits for the
+ * socket, which may stay quiet): take them here.  Returns the bytes
+ * added to the input, 0 when nothing was buffered, -1 if the tunnel
+ * closed (EOF or error inside those records).
+ */
+static int
+tun_read_pending(struct tun *t)
+{
+	SSL			*ssl = bufferevent_openssl_get_ssl(t->bev);
+	struct evbuffer		*in = bufferevent_get_input(t->bev);
+	struct evbuffer_iovec	 v;
+	int			 n, got = 0, err;
+
+	while (SSL_has_pending(ssl) && evbuffer_get_length(in) < TUN_READ_MAX) {
+		if (evbuffer_reserve_space(in, TUN_MAX_PAYLOAD + TUN_HDR_LEN,
+		    &v, 1) < 1)
+			break;
+		ERR_clear_error();
+		if ((n = SSL_read(ssl, v.iov_base, (int)v.iov_len)) > 0) {
+			v.iov_len = (size_t)n;
+			evbuffer_commit_space(in, &v, 1);
+			got += n;
+			continue;
+		}
+		err = SSL_get_error(ssl, n);
+		if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+			break;		/* a partial record: the socket has more */
+		ERR_clear_error();
+		tun_close(t, err == SSL_ERROR_ZERO_RETURN ? "connection closed "
+		    "by peer" : "TLS error");
+		return -1;
+	}
+	return got;
 }
 
 static void
@@ -875,8 +918,10 @@ tun_connected(struct tun *t)
 		tun_send_hello(t);
 	/* Over a filter, libevent reads what came with the client's
 	 * Finished (its HELLO) before it reports the handshake: that input
-	 * waited for us (tun_read_cb) and is read now. */
-	if (evbuffer_get_length(bufferevent_get_input(t->bev)) > 0)
+	 * waited for us (tun_read_cb) and is read now.  With read-ahead,
+	 * it may also still sit in OpenSSL's buffer. */
+	if (evbuffer_get_length(bufferevent_get_input(t->bev)) > 0 ||
+	    SSL_has_pending(ssl))
 		tun_read_cb(t->bev, t);
 }
 
