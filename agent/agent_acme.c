@@ -19,6 +19,7 @@
  * in agent_term.c.  One job runs at a time; the others wait their turn.
  */
 
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <netdb.h>
@@ -833,6 +834,20 @@ agent_acme_child(struct agent *a, const struct agent_cert *c,
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
 	signal(SIGCHLD, SIG_DFL);
+	/*
+	 * Nor are its sockets: a child holding the admin listener or a
+	 * tunnel would keep them alive past the agent (a restart could not
+	 * bind).  And it goes when the agent goes.
+	 */
+	if (fd != 3) {
+		if (dup2(fd, 3) == -1)
+			_exit(3);
+		fd = 3;
+	}
+	closefrom(4);
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() == 1)
+		_exit(3);	/* the agent died before the line above */
 	k.fd = fd;
 	if ((k.in = fdopen(dup(fd), "r")) == NULL)
 		_exit(3);
@@ -1602,6 +1617,8 @@ agent_acme_hook(struct agent_acme *m, const struct agent_cert *c)
 		setenv("PORCH_CERT_NAME", c->name, 1);
 		setenv("PORCH_CERT_NAMES", names, 1);
 		setenv("PORCH_CERT_DIR", dir, 1);
+		/* A hook that starts a daemon must not keep our sockets. */
+		closefrom(3);
 		execl("/bin/sh", "sh", "-c", cf->renew_hook, (char *)NULL);
 		_exit(127);
 	}

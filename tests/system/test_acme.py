@@ -413,3 +413,35 @@ def test_reload_adds_a_name_and_reorders(procs, ca_stack, ca):
     body = get(f"https://{NAME}:{gw.tls_port}/whoami", gw.tls_port,
                ca=ca.crt)
     assert "home" in body
+
+
+def test_order_child_dies_with_the_agent(procs, ca_stack, ca):
+    """An agent killed mid-order: its order process goes too, holding
+    none of the agent's sockets, so a restart binds its admin port and
+    orders again."""
+    tmp, bind, gw = ca_stack
+    # Validation waits a few seconds: the order is still open when the
+    # agent is killed.
+    pebble = Pebble(procs, tmp, gw.http_port, gw.tls_port, bind,
+                    env={"PEBBLE_VA_NOSLEEP": "", "PEBBLE_VA_SLEEPTIME": "3"})
+    ng = Nginx(procs, tmp, ca, NAME)
+    admin = free_port()
+    a, state = acme_agent(procs, tmp, gw, pebble, admin=admin)
+    a.serve(NAME, tls=ng.tls, more=["certificate: acme"])
+    gw.start()
+    a.start()
+    a.proc.wait_log(r"answering http-01 for app\.example\.test", timeout=30)
+    with open(f"/proc/{a.proc.pid}/task/{a.proc.pid}/children") as f:
+        kids = [int(x) for x in f.read().split()]
+    assert len(kids) == 1, kids
+    a.proc.p.kill()
+    a.proc.p.wait()
+    deadline = time.monotonic() + 1
+    while os.path.exists(f"/proc/{kids[0]}") and \
+            open(f"/proc/{kids[0]}/stat").read().split()[2] != "Z":
+        assert time.monotonic() < deadline, "order process outlived the agent"
+        time.sleep(0.02)
+    a.start()
+    a.proc.wait_log(rf"admin: status and metrics on http://127\.0\.0\.1:{admin}/")
+    a.proc.wait_log(r"certificate obtained", timeout=60)
+    check_cert(pebble, state)
