@@ -588,31 +588,12 @@ static int
 agent_svc_resolve(const char *text, struct agent_backend *be, char *err,
     size_t errlen)
 {
-	struct addrinfo	 hints, *res = NULL;
-	char		 host[256], port[8], why[128];
-	unsigned	 p;
-	int		 rc;
-
-	if (addr_split(text, host, sizeof(host), &p, why, sizeof(why)) == -1) {
-		snprintf(err, errlen, "backend '%s': %s", text, why);
+	if (addr_resolve(text, "backend", &be->ss, &be->sslen, err,
+	    errlen) == -1)
 		return -1;
-	}
-	snprintf(port, sizeof(port), "%u", p);
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0 || res == NULL) {
-		snprintf(err, errlen, "backend '%s': cannot resolve %s: %s",
-		    text, host, gai_strerror(rc));
-		return -1;
-	}
 	if ((be->text = strdup(text)) == NULL) {
-		freeaddrinfo(res);
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	memcpy(&be->ss, res->ai_addr, res->ai_addrlen);
-	be->sslen = res->ai_addrlen;
-	freeaddrinfo(res);
 	return 0;
 }

@@ -161,8 +161,6 @@ static void	agent_term_timer(struct agent_term_conn *, unsigned);
 static struct agent_term_bucket *agent_term_bucket(struct agent_term *,
 		    const struct tun_stream *);
 static void	agent_term_ssl_error(struct bufferevent *, char *, size_t);
-static int	agent_term_resolve(const char *, struct sockaddr_storage *,
-		    socklen_t *, char *, size_t);
 
 int
 agent_term_init(struct agent *a, char *err, size_t errlen)
@@ -840,8 +838,8 @@ agent_term_site_h2c(struct agent_term_site *site,
 	free(site->h2c_text);
 	site->h2c_text = NULL;
 	site->h2c_len = 0;
-	if (agent_term_resolve(cs->h2c_backend, &site->h2c, &site->h2c_len,
-	    err, errlen) == -1)
+	if (addr_resolve(cs->h2c_backend, "h2c backend", &site->h2c,
+	    &site->h2c_len, err, errlen) == -1)
 		return -1;
 	if ((text = strdup(cs->h2c_backend)) == NULL) {
 		site->h2c_len = 0;
@@ -1112,31 +1110,3 @@ agent_term_ssl_error(struct bufferevent *bev, char *buf, size_t len)
 		snprintf(buf, len, "connection lost");
 }
 
-/* Backends are local: resolved when the config names them, not later. */
-static int
-agent_term_resolve(const char *text, struct sockaddr_storage *ss,
-    socklen_t *sslen, char *err, size_t errlen)
-{
-	struct addrinfo	 hints, *res = NULL;
-	char		 host[256], port[8], why[128];
-	unsigned	 p;
-	int		 rc;
-
-	if (addr_split(text, host, sizeof(host), &p, why, sizeof(why)) == -1) {
-		snprintf(err, errlen, "h2c backend '%s': %s", text, why);
-		return -1;
-	}
-	snprintf(port, sizeof(port), "%u", p);
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0 || res == NULL) {
-		snprintf(err, errlen, "h2c backend '%s': cannot resolve %s: "
-		    "%s", text, host, gai_strerror(rc));
-		return -1;
-	}
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*sslen = res->ai_addrlen;
-	freeaddrinfo(res);
-	return 0;
-}

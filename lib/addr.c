@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,4 +116,32 @@ addr_fmt(const struct sockaddr *sa, char *buf, size_t buflen)
 	} else
 		snprintf(buf, buflen, "unknown");
 	return buf;
+}
+
+int
+addr_resolve(const char *text, const char *what, struct sockaddr_storage *ss,
+    socklen_t *sslen, char *err, size_t errlen)
+{
+	struct addrinfo	 hints, *res = NULL;
+	char		 host[256], port[8], why[128];
+	unsigned	 p;
+	int		 rc;
+
+	if (addr_split(text, host, sizeof(host), &p, why, sizeof(why)) == -1) {
+		snprintf(err, errlen, "%s '%s': %s", what, text, why);
+		return -1;
+	}
+	snprintf(port, sizeof(port), "%u", p);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0 || res == NULL) {
+		snprintf(err, errlen, "%s '%s': cannot resolve %s: %s", what,
+		    text, host, gai_strerror(rc));
+		return -1;
+	}
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*sslen = res->ai_addrlen;
+	freeaddrinfo(res);
+	return 0;
 }

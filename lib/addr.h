@@ -19,6 +19,14 @@ int	addr_split(const char *, char *host, size_t hostlen, unsigned *port,
 int	addr_parse_numeric(const char *, struct sockaddr_storage *,
 	    socklen_t *, char *err, size_t errlen);
 
+/*
+ * Resolve "host:port" (blocking: for local backends, once, when a config
+ * names them) to its first address.  0, or -1 with what went wrong in
+ * err, prefixed with what ("backend 'x:1': cannot resolve x: ...").
+ */
+int	addr_resolve(const char *text, const char *what,
+	    struct sockaddr_storage *, socklen_t *, char *err, size_t errlen);
+
 /* Format sa as "ip:port" or "[ip6]:port" into buf (at least 64 bytes). */
 char	*addr_fmt(const struct sockaddr *, char *buf, size_t buflen);
 
