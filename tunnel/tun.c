@@ -42,6 +42,7 @@
 #define TUN_DATA_CHUNK	(16384 - TUN_HDR_LEN)	/* one frame, one record */
 #define TUN_READ_MAX	(256 * 1024)	/* tunnel bytes per read callback */
 #define TUN_LOCAL_IO	(64 * 1024)	/* local socket bytes per syscall */
+#define TUN_DIRECT_FRAMES 4		/* DATA frames filled by one readv */
 #define TUN_AUTH_CTX	"porch-auth-v1"
 
 enum tun_state {
@@ -167,8 +168,7 @@ static int	tun_stream_pump(struct tun_stream *);
 static int	tun_stream_check_done(struct tun_stream *);
 static void	tun_stream_set_reading(struct tun_stream *, int);
 static void	tun_stream_read_cb(struct bufferevent *, void *);
-static int	tun_stream_read_more(struct tun_stream *,
-		    struct bufferevent *);
+static int	tun_stream_read_direct(struct tun_stream *);
 static void	tun_stream_write_cb(struct bufferevent *, void *);
 static void	tun_stream_event_cb(struct bufferevent *, short, void *);
 static void	tun_stream_drain_cb(struct evbuffer *,
@@ -1437,6 +1437,8 @@ tun_stream_pump(struct tun_stream *s)
 		s->send_credit -= n;
 		s->in += n;
 	}
+	if (evbuffer_get_length(in) == 0 && tun_stream_read_direct(s) == -1)
+		return -1;
 	len = evbuffer_get_length(in);
 	tun_stream_set_reading(s, len == 0 && !(s->flags & TUN_S_LOCAL_EOF));
 	if (len == 0 && (s->flags & TUN_S_LOCAL_EOF) &&
@@ -1477,48 +1479,88 @@ tun_stream_read_cb(struct bufferevent *bev, void *arg)
 	struct tun_stream	*s = arg;
 	struct tun		*t = s->tun;
 
+	(void)bev;
 	tun_enter(t);
-	if (tun_stream_read_more(s, bev) == 0)
-		tun_stream_pump(s);
+	tun_stream_pump(s);
 	tun_leave(t);
 }
 
 /*
  * libevent 2.1 reads at most 4 KiB per wakeup (EVBUFFER_MAX_READ), which
- * made every DATA frame and every tunnel TLS record 4 KiB long.  Take
- * what else the socket already holds, up to the credit we could send.
- * Returns -1 if the stream was reset (and freed).
+ * made every DATA frame and every tunnel TLS record 4 KiB long.  Read
+ * what else the socket holds ourselves, up to the credit and TUN_LOCAL_IO
+ * per call, straight into frames in the tunnel's output: no copy through
+ * the stream's input buffer.  Returns -1 if the stream was reset (and
+ * freed).
  */
 static int
-tun_stream_read_more(struct tun_stream *s, struct bufferevent *bev)
+tun_stream_read_direct(struct tun_stream *s)
 {
-	struct evbuffer		*in = bufferevent_get_input(bev);
-	struct evbuffer_iovec	 iov;
-	size_t			 have = evbuffer_get_length(in), limit, want;
+	struct tun		*t = s->tun;
+	struct evbuffer		*out = bufferevent_get_output(t->bev);
+	struct evbuffer_iovec	 res;
+	struct iovec		 iov[TUN_DIRECT_FRAMES];
+	uint8_t			*p;
+	size_t			 want, got, n, total = 0;
 	ssize_t			 r = 1;
-	int			 err = 0;
+	int			 fd, err = 0, k, nk;
 	char			 why[128];
 
-	limit = s->send_credit < TUN_LOCAL_IO ? s->send_credit : TUN_LOCAL_IO;
-	if (have >= limit || bufferevent_getfd(bev) < 0)
+	if ((s->flags & TUN_S_LOCAL_EOF) || (fd = bufferevent_getfd(s->bev)) < 0)
 		return 0;
-	/* Socket bufferevents keep their input's end frozen between reads. */
-	evbuffer_unfreeze(in, 0);
-	while (have < limit) {
-		want = limit - have;
-		if (evbuffer_reserve_space(in, (ev_ssize_t)want, &iov, 1) < 1)
+	while (s->send_credit > 0 && total < TUN_LOCAL_IO &&
+	    evbuffer_get_length(out) < TUN_OUT_HIGH) {
+		/* Up to TUN_DIRECT_FRAMES frames in one read: payloads go
+		 * in place, each after the room for its header. */
+		want = s->send_credit < TUN_LOCAL_IO - total ? s->send_credit :
+		    TUN_LOCAL_IO - total;
+		nk = (int)((want + TUN_DATA_CHUNK - 1) / TUN_DATA_CHUNK);
+		if (nk > TUN_DIRECT_FRAMES) {
+			nk = TUN_DIRECT_FRAMES;
+			want = (size_t)nk * TUN_DATA_CHUNK;
+		}
+		if (evbuffer_reserve_space(out, (ev_ssize_t)(nk * TUN_HDR_LEN +
+		    want), &res, 1) < 1)
 			break;
-		if (iov.iov_len > want)
-			iov.iov_len = want;
-		r = read(bufferevent_getfd(bev), iov.iov_base, iov.iov_len);
+		p = res.iov_base;
+		for (k = 0, got = 0; k < nk; k++) {
+			n = want - got < TUN_DATA_CHUNK ? want - got :
+			    TUN_DATA_CHUNK;
+			iov[k].iov_base = p + k * (TUN_HDR_LEN + TUN_DATA_CHUNK) +
+			    TUN_HDR_LEN;
+			iov[k].iov_len = n;
+			got += n;
+		}
+		r = readv(fd, iov, nk);
 		err = errno;
-		iov.iov_len = r > 0 ? (size_t)r : 0;
-		evbuffer_commit_space(in, &iov, 1);
-		if (r <= 0 || (size_t)r < want)
-			break;		/* drained, EOF or error */
-		have += (size_t)r;
+		if (r <= 0) {
+			res.iov_len = 0;
+			evbuffer_commit_space(out, &res, 1);
+			break;
+		}
+		/* Headers for the frames the bytes filled, the last one
+		 * perhaps partly. */
+		for (k = 0, got = 0; got < (size_t)r; k++) {
+			n = (size_t)r - got < iov[k].iov_len ? (size_t)r - got :
+			    iov[k].iov_len;
+			tun_frame_header(p + k * (TUN_HDR_LEN + TUN_DATA_CHUNK),
+			    TUN_DATA, 0, s->id, (uint32_t)n);
+			if (s->replay != NULL &&
+			    (evbuffer_get_length(s->replay) + n > s->replay_max ||
+			    evbuffer_add(s->replay, iov[k].iov_base, n) == -1)) {
+				evbuffer_free(s->replay);
+				s->replay = NULL;
+			}
+			got += n;
+		}
+		res.iov_len = (size_t)k * TUN_HDR_LEN + (size_t)r;
+		evbuffer_commit_space(out, &res, 1);
+		s->send_credit -= (size_t)r;
+		s->in += (size_t)r;
+		total += (size_t)r;
+		if ((size_t)r < want)
+			return 0;	/* drained */
 	}
-	evbuffer_freeze(in, 0);
 	if (r == 0) {
 		/* EOF now; libevent would not see it again after an error. */
 		s->flags |= TUN_S_LOCAL_EOF;
