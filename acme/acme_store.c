@@ -55,11 +55,21 @@ static int	 acme_store_account_path(const char *, const char *, char *,
 int
 acme_store_init(const char *state, char *err, size_t errlen)
 {
-	char	path[PATH_MAX];
+	char		path[PATH_MAX];
+	struct stat	st;
 
 	if (acme_store_state_ok(state, err, errlen) == -1 ||
 	    acme_store_mkdirs(state, err, errlen) == -1)
 		return -1;
+	/* It holds private keys: a directory made by hand with the usual
+	 * 0755 is tightened, as ssh would insist. */
+	if (stat(state, &st) == -1 || ((st.st_mode & 077) != 0 &&
+	    chmod(state, 0700) == -1)) {
+		snprintf(err, errlen, "%s: %s (the state directory holds "
+		    "private keys and must be private, mode 0700)", state,
+		    strerror(errno));
+		return -1;
+	}
 	acme_store_path(path, sizeof(path), "%s/accounts", state);
 	if (acme_store_mkdirs(path, err, errlen) == -1)
 		return -1;

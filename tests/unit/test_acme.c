@@ -742,6 +742,24 @@ test_store_write(void **state)
 	free(dir);
 }
 
+/* A state directory made by hand, 0755, is made private. */
+static void
+test_store_private(void **state)
+{
+	char		*dir, err[256];
+	struct stat	 st;
+
+	(void)state;
+	dir = tmpdir();
+	assert_int_equal(mkdir(dir, 0755), 0);
+	assert_int_equal(chmod(dir, 0755), 0);
+	assert_int_equal(acme_store_init(dir, err, sizeof(err)), 0);
+	assert_int_equal(stat(dir, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	rmtree(dir);
+	free(dir);
+}
+
 static char *
 tmpdir(void)
 {
@@ -814,6 +832,7 @@ main(void)
 		cmocka_unit_test(test_store_cert),
 		cmocka_unit_test(test_store_account),
 		cmocka_unit_test(test_store_write),
+		cmocka_unit_test(test_store_private),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
