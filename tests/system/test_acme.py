@@ -126,6 +126,9 @@ def test_http01_through_gateway(procs, ca_stack, ca):
                     timeout=60)
     assert "order failed" not in a.proc.log()
     a.proc.wait_log(r"renewal scheduled", timeout=30)
+    with open(os.path.join(cert_dir(state), "privkey.pem")) as f:
+        key_body = f.read().splitlines()[1]
+    assert "PRIVATE KEY" not in a.proc.log() and key_body not in a.proc.log()
     check_cert(pebble, state, names=(NAME, "www.example.test"))
     # Both names were validated through the gateway, by http-01.
     assert a.proc.count(r"http-01 probe answered") >= 2
@@ -378,6 +381,8 @@ def test_external_account_binding(procs, ca_stack, ca):
     a.start()
     m = a.proc.wait_log(r"order failed: (.*); next attempt", timeout=60)
     assert "acme.eab" in m.group(1), m.group(0)
+    # The HMAC key is a secret: never in a log line.
+    assert "AAAADM6eQGHWpSRTPal5eIUYFTu7EajV" not in a.proc.log()
     a.proc.stop()
     a.extra = a.extra.replace(
         "AAAADM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W",
