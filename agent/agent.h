@@ -195,6 +195,12 @@ void		 agent_acme_reload(struct agent *);
 void		 agent_acme_kick(struct agent *);	/* a tunnel is up */
 int		 agent_acme_renew_now(struct agent *, const char *name,
 		    char *msg, size_t msglen);
+/* agent_acme_child.c: the order process, in the child after fork();
+ * its lines to the agent are at most this long. */
+#define AGENT_ACME_LINE_MAX	2048
+void		 agent_acme_child(struct agent *, const char *name,
+		    char *const *names, size_t nnames, int check_only, int fd)
+		    __attribute__((noreturn));
 /* TUN_KIND_ACME_* bits to add to name's claim while validating. */
 uint8_t		 agent_acme_kinds(const struct agent *, const char *name);
 void		 agent_acme_foreach_name(const struct agent *,

@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * The order process: a child of the agent that runs the blocking ACME
+ * client (acme/) for one certificate and tells its parent, in lines on
+ * a socketpair, which challenges to publish and how the order ended
+ * (the protocol is described in agent_acme.c).  It holds none of the
+ * agent's sockets, never touches its event base, and dies with it.
+ */
+
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "acme.h"
+#include "acme_crypto.h"
+#include "acme_store.h"
+#include "addr.h"
+#include "agent.h"
+
+struct agent_child {
+	int	fd;
+	FILE	*in;
+};
+
+static void	agent_child_say(struct agent_child *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+static int	agent_child_publish(const struct acme_challenge *, int, char *,
+		    size_t, void *);
+static const char *agent_child_kind(enum acme_err_kind);
+static void	agent_child_check_dns(struct agent_child *, const struct agent *,
+		    char *const *, size_t);
+
+static void
+agent_child_say(struct agent_child *k, const char *fmt, ...)
+{
+	char	line[AGENT_ACME_LINE_MAX];
+	va_list	ap;
+	int	n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	/* One line each: flatten anything the CA put in a message. */
+	for (int i = 0; i < n; i++)
+		if (line[i] == '\n' || line[i] == '\r')
+			line[i] = ' ';
+	line[n++] = '\n';
+	if (write(k->fd, line, (size_t)n) != n)
+		_exit(3);	/* the agent is gone */
+}
+
+static int
+agent_child_publish(const struct acme_challenge *ch, int add, char *msg,
+    size_t msglen, void *arg)
+{
+	struct agent_child	*k = arg;
+	char			 line[AGENT_ACME_LINE_MAX];
+	struct pollfd		 pfd;
+
+	if (!add) {
+		agent_child_say(k, "del %s %s %s", acme_chal_name(ch->type),
+		    ch->name, ch->token);
+		return 0;
+	}
+	agent_child_say(k, "add %s %s %s %s", acme_chal_name(ch->type),
+	    ch->name, ch->token, ch->key_auth);
+	pfd.fd = k->fd;
+	pfd.events = POLLIN;
+	if (poll(&pfd, 1, 60 * 1000) != 1 ||
+	    fgets(line, sizeof(line), k->in) == NULL) {
+		snprintf(msg, msglen, "the agent did not confirm the "
+		    "challenge");
+		return -1;
+	}
+	line[strcspn(line, "\n")] = '\0';
+	if (strcmp(line, "ok") == 0)
+		return 0;
+	snprintf(msg, msglen, "%s", strncmp(line, "fail ", 5) == 0 ?
+	    line + 5 : line);
+	return -1;
+}
+
+static const char *
+agent_child_kind(enum acme_err_kind k)
+{
+	static const char *names[] = { "none", "network", "tls", "ca",
+	    "rate", "account", "dns", "challenge", "rejected", "timeout",
+	    "local" };
+
+	return (size_t)k < sizeof(names) / sizeof(names[0]) ? names[k] :
+	    "ca";
+}
+
+void
+agent_acme_child(struct agent *a, const char *name, char *const *names,
+    size_t nnames, int check_only, int fd)
+{
+	const struct cfg_acme	*cf = a->cfg->acme;
+	struct agent_child	 k;
+	struct acme_opts	 o;
+	struct acme_error	 e;
+	struct acme_key		*key;
+	struct acme		*cl;
+	enum acme_chal		 pref[CFG_CHALLENGE_MAX];
+	char			 err[1024], *url = NULL, *certkey = NULL;
+	char			*chain = NULL, *oldkey = NULL;
+	time_t			 start, end;
+	unsigned		 retry;
+	size_t			 i;
+	int			 rc;
+
+	/* Our parent's signal handlers and event base are not ours. */
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	signal(SIGCHLD, SIG_DFL);
+	/*
+	 * Nor are its sockets: a child holding the admin listener or a
+	 * tunnel would keep them alive past the agent (a restart could not
+	 * bind).  And it goes when the agent goes.
+	 */
+	if (fd != 3) {
+		if (dup2(fd, 3) == -1)
+			_exit(3);
+		fd = 3;
+	}
+	closefrom(4);
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() == 1)
+		_exit(3);	/* the agent died before the line above */
+	k.fd = fd;
+	if ((k.in = fdopen(dup(fd), "r")) == NULL)
+		_exit(3);
+	memset(&e, 0, sizeof(e));
+	memset(&o, 0, sizeof(o));
+	o.directory = cf->directory;
+	o.ca_bundle = cf->ca_bundle;
+	o.email = cf->email;
+	o.eab_kid = cf->eab_kid;
+	o.eab_hmac = cf->eab_hmac;
+	if ((key = acme_store_account(cf->state_dir, cf->directory, &url, err,
+	    sizeof(err))) == NULL) {
+		agent_child_say(&k, "fail local 0 account key: %s", err);
+		_exit(1);
+	}
+	if ((cl = acme_new(&o, key, url)) == NULL) {
+		agent_child_say(&k, "fail local 0 out of memory");
+		_exit(1);
+	}
+	if (check_only) {
+		if (acme_store_cert_load(cf->state_dir, name, &oldkey,
+		    &chain, err, sizeof(err)) == -1) {
+			agent_child_say(&k, "noari");
+			_exit(0);
+		}
+		rc = acme_renewal_info(cl, chain, &start, &end, &retry, &e);
+		if (rc == 1)
+			agent_child_say(&k, "noari");
+		else if (rc == 0)
+			agent_child_say(&k, "ari %lld %lld %u", (long long)start,
+			    (long long)end, retry);
+		else
+			agent_child_say(&k, "fail %s %u %s",
+			    agent_child_kind(e.kind), e.retry_after_s, e.msg);
+		_exit(0);
+	}
+	if (acme_account(cl, &e) == -1) {
+		agent_child_say(&k, "fail %s %u %s", agent_child_kind(e.kind),
+		    e.retry_after_s, e.msg);
+		_exit(1);
+	}
+	if (url == NULL || strcmp(url, acme_account_url(cl)) != 0) {
+		if (acme_store_account_url(cf->state_dir, cf->directory,
+		    acme_account_url(cl), err, sizeof(err)) == -1) {
+			agent_child_say(&k, "fail local 0 %s", err);
+			_exit(1);
+		}
+		agent_child_say(&k, "account %s%s%s", acme_account_url(cl),
+		    acme_terms(cl) != NULL ? " terms " : "",
+		    acme_terms(cl) != NULL ? acme_terms(cl) : "");
+	}
+	agent_child_check_dns(&k, a, names, nnames);
+	if ((certkey = acme_certkey_new((enum acme_key_type)cf->key_type)) ==
+	    NULL) {
+		agent_child_say(&k, "fail local 0 cannot make a certificate "
+		    "key");
+		_exit(1);
+	}
+	for (i = 0; i < cf->nchallenges; i++)
+		pref[i] = (enum acme_chal)cf->challenges[i];
+	if (acme_order(cl, (const char *const *)names, nnames, pref,
+	    cf->nchallenges, certkey, agent_child_publish, &k, &chain,
+	    &e) == -1) {
+		agent_child_say(&k, "fail %s %u %s", agent_child_kind(e.kind),
+		    e.retry_after_s, e.msg);
+		_exit(1);
+	}
+	/* A stale account URL may have been replaced during the order. */
+	if (url == NULL || strcmp(url, acme_account_url(cl)) != 0)
+		(void)acme_store_account_url(cf->state_dir, cf->directory,
+		    acme_account_url(cl), err, sizeof(err));
+	if (acme_store_cert_save(cf->state_dir, name, certkey, chain, err,
+	    sizeof(err)) == -1) {
+		agent_child_say(&k, "fail local 0 saving the certificate: %s",
+		    err);
+		_exit(1);
+	}
+	agent_child_say(&k, "done");
+	_exit(0);
+}
+
+/*
+ * The CA resolves each name and probes what it finds; a name that does
+ * not lead to a gateway fails validation.  Say so before the order, in
+ * words that point at the DNS, since the CA's own error is terse.  Only
+ * a warning: the CA may see other DNS than this machine does, and a
+ * gateway may be reached here by another address than the public one.
+ * Runs in the child: lookups block.
+ */
+static void
+agent_child_check_dns(struct agent_child *k, const struct agent *a,
+    char *const *names, size_t nnames)
+{
+	struct addrinfo	 hints, *res, *ai, *gres, *gi;
+	char		 addr[64], gws[512];
+	size_t		 i, j, n;
+	int		 rc, hit;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	for (i = 0; i < nnames; i++) {
+		res = NULL;
+		if ((rc = getaddrinfo(names[i], NULL, &hints, &res)) != 0) {
+			agent_child_say(k, "warn %s does not resolve here (%s); "
+			    "the CA must find A/AAAA records pointing at your "
+			    "gateways, or validation fails", names[i],
+			    gai_strerror(rc));
+			continue;
+		}
+		hit = 0;
+		gws[0] = '\0';
+		for (j = 0, n = 0; j < a->cfg->ngateways && !hit; j++) {
+			gres = NULL;
+			if (getaddrinfo(a->cfg->gateways[j].host, NULL, &hints,
+			    &gres) != 0)
+				continue;
+			for (gi = gres; gi != NULL && !hit; gi = gi->ai_next)
+				for (ai = res; ai != NULL && !hit;
+				    ai = ai->ai_next)
+					hit = ai->ai_addrlen == gi->ai_addrlen &&
+					    memcmp(ai->ai_addr, gi->ai_addr,
+					    ai->ai_addrlen) == 0;
+			if (gres != NULL && n < sizeof(gws))
+				n += (size_t)snprintf(gws + n, sizeof(gws) - n,
+				    "%s%s %s", n ? ", " : "",
+				    a->cfg->gateways[j].name, addr_fmt(
+				    gres->ai_addr, addr, sizeof(addr)));
+			freeaddrinfo(gres);
+		}
+		if (!hit && gws[0] != '\0')
+			agent_child_say(k, "warn %s resolves to %s, which is "
+			    "none of the gateways' addresses (%s); unless they "
+			    "are reached there by another address, point the "
+			    "name at them", names[i], addr_fmt(res->ai_addr,
+			    addr, sizeof(addr)), gws);
+		freeaddrinfo(res);
+	}
+}
