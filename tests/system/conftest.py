@@ -408,6 +408,16 @@ http {{
 """
 
 
+def nginx_start(procs, name, d, ports):
+    """nginx with d/nginx.conf, prefix d; returns once every port
+    listens."""
+    p = procs.start(name, [shutil.which("nginx") or "/usr/sbin/nginx",
+                           "-p", d, "-c", os.path.join(d, "nginx.conf")])
+    for port in ports:
+        wait_port(port)
+    return p
+
+
 class Nginx:
     """A real nginx serving files from root over TLS and plain HTTP."""
 
@@ -433,12 +443,8 @@ class Nginx:
                                       else ""))
         with open(os.path.join(self.root, "index.html"), "w") as f:
             f.write(f"hello from {self.tag}\n")
-        self.proc = procs.start(f"nginx-{name}-{self.tag}",
-                                [shutil.which("nginx") or "/usr/sbin/nginx",
-                                 "-p", self.dir, "-c",
-                                 os.path.join(self.dir, "nginx.conf")])
-        wait_port(self.tls_port)
-        wait_port(self.http_port)
+        self.proc = nginx_start(procs, f"nginx-{name}-{self.tag}", self.dir,
+                                (self.tls_port, self.http_port))
 
     @property
     def tls(self):

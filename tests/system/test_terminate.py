@@ -17,7 +17,7 @@ import threading
 import time
 
 from conftest import (ASAN, Agent, Gateway, big_file, curl, free_port,
-                      sha256, tls_visit, wait_port)
+                      nginx_start, sha256, tls_visit)
 
 NAME = "app.example.test"
 
@@ -66,12 +66,8 @@ class Backend:
                 dir=self.dir, root=self.root, http_port=self.http_port,
                 h2c_port=self.h2c_port,
                 user="user root;" if os.geteuid() == 0 else ""))
-        self.proc = procs.start("nginx-term",
-                                [shutil.which("nginx") or "/usr/sbin/nginx",
-                                 "-p", self.dir, "-c",
-                                 os.path.join(self.dir, "nginx.conf")])
-        wait_port(self.http_port)
-        wait_port(self.h2c_port)
+        self.proc = nginx_start(procs, "nginx-term", self.dir,
+                                (self.http_port, self.h2c_port))
 
     @property
     def http(self):
