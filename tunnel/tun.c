@@ -103,6 +103,8 @@ struct tun {
 	struct event		*hs_timer;	/* handshake deadline */
 	struct event		*drain_timer;	/* drain deadline, or drained */
 	struct event		*kick;		/* starts I/O from the loop */
+	struct event		*eof_ev;	/* closes after the last read */
+	char			 eof_why[256];
 	struct tun_params	 p;
 	char			*name;
 	char			*label;
@@ -144,6 +146,7 @@ static void	tun_timer_cb(evutil_socket_t, short, void *);
 static void	tun_hs_timer_cb(evutil_socket_t, short, void *);
 static void	tun_drain_timer_cb(evutil_socket_t, short, void *);
 static void	tun_kick_cb(evutil_socket_t, short, void *);
+static void	tun_eof_cb(evutil_socket_t, short, void *);
 static int	tun_read_pending(struct tun *);
 static void	tun_flush_close(struct tun *);
 static void	tun_connected(struct tun *);
@@ -228,8 +231,9 @@ tun_new_common(struct event_base *base, int fd, struct bufferevent *under,
 	t->hs_timer = event_new(base, -1, 0, tun_hs_timer_cb, t);
 	t->drain_timer = event_new(base, -1, 0, tun_drain_timer_cb, t);
 	t->kick = event_new(base, -1, 0, tun_kick_cb, t);
+	t->eof_ev = event_new(base, -1, 0, tun_eof_cb, t);
 	if (t->timer == NULL || t->hs_timer == NULL ||
-	    t->drain_timer == NULL || t->kick == NULL)
+	    t->drain_timer == NULL || t->kick == NULL || t->eof_ev == NULL)
 		goto fail_t;
 	if (under != NULL) {
 		t->bev = bufferevent_openssl_filter_new(base, under, ssl,
@@ -276,6 +280,8 @@ fail_t:
 		event_free(t->drain_timer);
 	if (t->kick != NULL)
 		event_free(t->kick);
+	if (t->eof_ev != NULL)
+		event_free(t->eof_ev);
 	if (t->bev != NULL)
 		bufferevent_free(t->bev);
 	free(t->buckets);
@@ -319,6 +325,7 @@ tun_close(struct tun *t, const char *reason)
 	event_del(t->hs_timer);
 	event_del(t->drain_timer);
 	event_del(t->kick);
+	event_del(t->eof_ev);
 	if (t->ops->closed != NULL)
 		t->ops->closed(t, reason, t->arg);
 	if (t->busy == 0)
@@ -648,6 +655,7 @@ tun_free(struct tun *t)
 	event_free(t->hs_timer);
 	event_free(t->drain_timer);
 	event_free(t->kick);
+	event_free(t->eof_ev);
 	bufferevent_free(t->bev);
 	free(t->buckets);
 	free(t->name);
@@ -810,7 +818,37 @@ tun_event_cb(struct bufferevent *bev, short what, void *arg)
 			snprintf(why + l, sizeof(why) - l,
 			    " during TLS handshake");
 		}
-		tun_close(t, why);
+		/*
+		 * libevent 2.1 reports the end from inside its read, before
+		 * it commits the records that same read took (a GOAWAY, a
+		 * stream's last bytes) and hands them to tun_read_cb; with
+		 * read-ahead both often come in one read.  Close from the
+		 * loop, once they are read.
+		 */
+		if (t->state == TUN_HANDSHAKE)
+			tun_close(t, why);
+		else if (t->eof_why[0] == '\0') {
+			snprintf(t->eof_why, sizeof(t->eof_why), "%s", why);
+			bufferevent_disable(bev, EV_READ | EV_WRITE);
+			event_active(t->eof_ev, EV_TIMEOUT, 0);
+		}
+	}
+	tun_leave(t);
+}
+
+static void
+tun_eof_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct tun	*t = arg;
+
+	(void)fd;
+	(void)ev;
+	tun_enter(t);
+	if (!t->closed) {
+		if (evbuffer_get_length(bufferevent_get_input(t->bev)) > 0)
+			tun_read_cb(t->bev, t);
+		if (!t->closed)
+			tun_close(t, t->eof_why);
 	}
 	tun_leave(t);
 }
