@@ -718,7 +718,7 @@ again:
 			evbuffer_drain(in, TUN_HDR_LEN + plen);
 	}
 	if (!t->closed && !t->read_paused && t->state != TUN_HANDSHAKE &&
-	    tun_read_pending(t) > 0)
+	    t->eof_why[0] == '\0' && tun_read_pending(t) > 0)
 		goto again;
 	tun_leave(t);
 }
@@ -728,8 +728,8 @@ again:
  * whole records libevent does not ask for (it checks SSL_pending(),
  * which counts only the record being read, and then waits for the
  * socket, which may stay quiet): take them here.  Returns the bytes
- * added to the input, 0 when nothing was buffered, -1 if the tunnel
- * closed (EOF or error inside those records).
+ * added to the input (0 when nothing was buffered).  An end found there
+ * closes the tunnel from the loop, after what came before it is read.
  */
 static int
 tun_read_pending(struct tun *t)
@@ -754,9 +754,14 @@ tun_read_pending(struct tun *t)
 		if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
 			break;		/* a partial record: the socket has more */
 		ERR_clear_error();
-		tun_close(t, err == SSL_ERROR_ZERO_RETURN ? "connection closed "
-		    "by peer" : "TLS error");
-		return -1;
+		/* The end, behind records just taken: those are read first
+		 * (tun_read_cb goes on), the tunnel closes from the loop. */
+		snprintf(t->eof_why, sizeof(t->eof_why), "%s",
+		    err == SSL_ERROR_ZERO_RETURN ? "connection closed by peer" :
+		    "TLS error");
+		bufferevent_disable(t->bev, EV_READ | EV_WRITE);
+		event_active(t->eof_ev, EV_TIMEOUT, 0);
+		break;
 	}
 	return got;
 }
