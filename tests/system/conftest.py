@@ -517,17 +517,17 @@ def sha256(path):
     return h.hexdigest()
 
 
-def slow_download(procs, gw, ca, host, out, rate="4M"):
+def slow_download(procs, gw, ca, host, out, rate="4M", first=1 << 20):
     """curl of big.bin through the gateway's TLS entry at a limited rate
     (20 MiB at 4 MB/s: about five seconds), started via procs; returns
-    once the first MiB has arrived."""
+    once the first bytes (1 MiB by default) have arrived."""
     p = procs.start(f"curl-{host}",
                     ["curl", "-sS", "--max-time", "60", "--limit-rate", rate,
                      "--cacert", ca.crt, "--resolve",
                      f"{host}:{gw.tls_port}:127.0.0.1", "-o", out,
                      f"https://{host}:{gw.tls_port}/big.bin"])
     deadline = time.monotonic() + 20
-    while not os.path.exists(out) or os.path.getsize(out) < 1 << 20:
+    while not os.path.exists(out) or os.path.getsize(out) < first:
         assert p.alive(), f"curl ended early:\n{p.log()}"
         assert time.monotonic() < deadline, "the download does not start"
         time.sleep(0.02)

@@ -17,7 +17,7 @@ import threading
 import time
 
 from conftest import (ASAN, Agent, Gateway, big_file, curl, free_port,
-                      nginx_start, sha256, tls_visit)
+                      nginx_start, sha256, slow_download, tls_visit)
 
 NAME = "app.example.test"
 
@@ -222,16 +222,7 @@ def test_terminate_slow_visitor_stalls_backend(procs, tmp_path, ca):
     big_file(ng.root, 40)
     before = rss_kib(ag.proc.pid)
     out = os.path.join(str(tmp_path), "slow.bin")
-    dl = procs.start("curl-slow",
-                     ["curl", "-sS", "--max-time", "60", "--limit-rate",
-                      "1M", "--cacert", ca.crt, "--resolve",
-                      f"{NAME}:{gw.tls_port}:127.0.0.1", "-o", out,
-                      f"https://{NAME}:{gw.tls_port}/big.bin"])
-    deadline = time.monotonic() + 20
-    while not os.path.exists(out) or os.path.getsize(out) < 2 << 20:
-        assert dl.alive(), dl.log()
-        assert time.monotonic() < deadline, "the download does not start"
-        time.sleep(0.05)
+    dl = slow_download(procs, gw, ca, NAME, out, rate="1M", first=2 << 20)
     time.sleep(1.5)     # nginx has had ample time to send everything
     grown = rss_kib(ag.proc.pid) - before
     # (ASan keeps freed memory in quarantine: RSS says nothing there.)
@@ -439,15 +430,6 @@ def test_terminate_agent_stops_mid_transfer(procs, tmp_path, ca):
     ag.proc.wait_log(r"reloaded ")
     big_file(ng.root, 20)
     out = os.path.join(str(tmp_path), "cut.bin")
-    dl = procs.start("curl-cut",
-                     ["curl", "-sS", "--max-time", "60", "--limit-rate",
-                      "1M", "--cacert", ca.crt, "--resolve",
-                      f"{NAME}:{gw.tls_port}:127.0.0.1", "-o", out,
-                      f"https://{NAME}:{gw.tls_port}/big.bin"])
-    deadline = time.monotonic() + 20
-    while not os.path.exists(out) or os.path.getsize(out) < 1 << 20:
-        assert dl.alive(), dl.log()
-        assert time.monotonic() < deadline, "the download does not start"
-        time.sleep(0.05)
+    dl = slow_download(procs, gw, ca, NAME, out, rate="1M")
     ag.proc.check_clean_exit()
     assert dl.p.wait(20) != 0       # cut, not completed
