@@ -51,10 +51,11 @@ ACME_OBJS   := $(call obj,$(ACME_SRCS))
 BINS := $(BUILD)/porch-gateway $(BUILD)/porch-agent $(BUILD)/porchctl
 
 # Unit tests: each links lib/ and only the module it tests.
-UNIT_TESTS := sni http frame cfg jws acme
+UNIT_TESTS := sni http frame bio cfg jws acme
 TEST_sni_OBJS   := $(call obj,gateway/gw_sni.c)
 TEST_http_OBJS  := $(call obj,gateway/gw_http.c)
 TEST_frame_OBJS := $(call obj,tunnel/tun_frame.c)
+TEST_bio_OBJS   := $(call obj,tunnel/tun_bio.c)
 TEST_cfg_OBJS   := $(call obj,$(wildcard config/*.c))
 TEST_jws_OBJS   := $(call obj,acme/acme_jws.c)
 TEST_acme_OBJS  := $(call obj,$(ACME_SRCS))

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "mono.h"
 #include "tun.h"
+#include "tun_bio.h"
 
 #define TUN_BUCKETS_MIN	16	/* stream hash: an idle tunnel's */
 #define TUN_BUCKETS_MAX	65536
@@ -99,6 +100,8 @@ TAILQ_HEAD(tun_stream_list, tun_stream);
 struct tun {
 	struct event_base	*base;
 	struct bufferevent	*bev;
+	BIO			*wbio;		/* our records, gathered; the
+						 * SSL's (NULL over a filter) */
 	struct event		*timer;		/* keepalive, dead peer */
 	struct event		*hs_timer;	/* handshake deadline */
 	struct event		*drain_timer;	/* drain deadline, or drained */
@@ -149,6 +152,8 @@ static void	tun_kick_cb(evutil_socket_t, short, void *);
 static void	tun_eof_cb(evutil_socket_t, short, void *);
 static int	tun_read_pending(struct tun *);
 static void	tun_flush_close(struct tun *);
+static size_t	tun_out_len(struct tun *);
+static void	tun_drained_cb(void *);
 static void	tun_connected(struct tun *);
 static void	tun_send_hello(struct tun *);
 static void	tun_dispatch(struct tun *, const struct tun_frame *);
@@ -239,14 +244,25 @@ tun_new_common(struct event_base *base, int fd, struct bufferevent *under,
 		t->bev = bufferevent_openssl_filter_new(base, under, ssl,
 		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 		under = NULL;	/* libevent's now, even when it failed */
-	} else
+	} else {
+		BIO	*rbio = BIO_new_socket(fd, BIO_NOCLOSE);
+
+		if (rbio == NULL || (t->wbio = tun_bio_new(base, fd)) == NULL) {
+			BIO_free(rbio);
+			goto fail_t;
+		}
+		SSL_set_bio(ssl, rbio, t->wbio);	/* the SSL's now */
+		tun_bio_set_drained(t->wbio, tun_drained_cb, t);
 		t->bev = bufferevent_openssl_socket_new(base, fd, ssl,
 		    accepting ? BUFFEREVENT_SSL_ACCEPTING :
 		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	}
 	/* libevent frees ssl even when it fails; fd stays ours then. */
 	ssl = NULL;
-	if (t->bev == NULL)
+	if (t->bev == NULL) {
+		t->wbio = NULL;		/* went with ssl */
 		goto fail_t;
+	}
 	fd = -1;
 	bufferevent_openssl_set_allow_dirty_shutdown(t->bev, 1);
 	bufferevent_setcb(t->bev, tun_read_cb, tun_write_cb, tun_event_cb, t);
@@ -357,8 +373,28 @@ tun_flush_close(struct tun *t)
 	bufferevent_setwatermark(t->bev, EV_WRITE, 0, 0);
 	event_del(t->timer);
 	event_add(t->timer, &tv);
-	if (evbuffer_get_length(bufferevent_get_output(t->bev)) == 0)
+	if (tun_out_len(t) == 0)
 		event_active(t->timer, EV_TIMEOUT, 0);	/* nothing to wait for */
+}
+
+/* Bytes we queued that the socket has not taken yet. */
+static size_t
+tun_out_len(struct tun *t)
+{
+	return evbuffer_get_length(bufferevent_get_output(t->bev)) +
+	    (t->wbio != NULL ? tun_bio_pending(t->wbio) : 0);
+}
+
+/* The write BIO sent its last bytes: a closing tunnel is done. */
+static void
+tun_drained_cb(void *arg)
+{
+	struct tun	*t = arg;
+
+	tun_enter(t);
+	if (!t->closed && t->state == TUN_CLOSING && tun_out_len(t) == 0)
+		tun_close(t, "shutdown");
+	tun_leave(t);
 }
 
 void
@@ -656,6 +692,8 @@ tun_free(struct tun *t)
 	event_free(t->drain_timer);
 	event_free(t->kick);
 	event_free(t->eof_ev);
+	if (t->wbio != NULL)
+		tun_bio_finish(t->wbio);	/* the close_notify, if it fits */
 	bufferevent_free(t->bev);
 	free(t->buckets);
 	free(t->name);
@@ -774,7 +812,7 @@ tun_write_cb(struct bufferevent *bev, void *arg)
 
 	tun_enter(t);
 	if (t->state == TUN_CLOSING) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		if (tun_out_len(t) == 0)
 			tun_close(t, "shutdown");
 	} else {
 		if (t->read_paused) {
@@ -870,6 +908,8 @@ tun_timer_cb(evutil_socket_t fd, short ev, void *arg)
 	(void)fd;
 	(void)ev;
 	tun_enter(t);
+	if (t->wbio != NULL)
+		tun_bio_trim(t->wbio);
 	switch (t->state) {
 	case TUN_HANDSHAKE:
 	case TUN_AUTH:
@@ -892,8 +932,8 @@ tun_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		tun_send(t, TUN_PING, 0, 0, ping, sizeof(ping));
 		break;
 	case TUN_CLOSING:
-		tun_close(t, evbuffer_get_length(bufferevent_get_output(
-		    t->bev)) == 0 ? "shutdown" : "shutdown (flush timed out)");
+		tun_close(t, tun_out_len(t) == 0 ? "shutdown" :
+		    "shutdown (flush timed out)");
 		break;
 	}
 	tun_leave(t);
@@ -1248,13 +1288,18 @@ static void
 tun_send(struct tun *t, uint8_t type, uint8_t flags, uint32_t stream,
     const void *payload, size_t len)
 {
-	struct evbuffer	*out = bufferevent_get_output(t->bev);
-	uint8_t		 hdr[TUN_HDR_LEN];
+	struct evbuffer		*out = bufferevent_get_output(t->bev);
+	struct evbuffer_iovec	 v;
 
-	tun_frame_header(hdr, type, flags, stream, (uint32_t)len);
-	evbuffer_add(out, hdr, sizeof(hdr));
+	/* One commit, so the TLS layer makes one record of the frame,
+	 * not one of its header and one of its payload. */
+	if (evbuffer_reserve_space(out, TUN_HDR_LEN + len, &v, 1) != 1)
+		return;		/* out of memory: the peer times out */
+	tun_frame_header(v.iov_base, type, flags, stream, (uint32_t)len);
 	if (len > 0)
-		evbuffer_add(out, payload, len);
+		memcpy((uint8_t *)v.iov_base + TUN_HDR_LEN, payload, len);
+	v.iov_len = TUN_HDR_LEN + len;
+	evbuffer_commit_space(out, &v, 1);
 }
 
 static void

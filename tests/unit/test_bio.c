@@ -1,0 +1,311 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * Unit tests for the tunnel's write BIO (tunnel/tun_bio.c) over a real
+ * socket pair and a real event loop: records wait for the end of the
+ * loop pass, a full socket makes OpenSSL retry without losing or
+ * reordering a byte, a dead peer is an error, not a retry.
+ */
+
+#include <sys/socket.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+
+#include "tun_bio.h"
+
+#define REC	16384
+
+struct pair {
+	struct event_base	*base;
+	int			 fd[2];		/* [0] the BIO's, [1] the peer */
+	BIO			*b;
+	int			 drained;
+};
+
+static void	pair_open(struct pair *, int sndbuf);
+static void	pair_close(struct pair *);
+static void	drained_cb(void *);
+static void	pattern(uint8_t *, size_t, size_t);
+static size_t	drain_peer(struct pair *, uint8_t *, size_t);
+static void	loop_once(struct pair *);
+
+static void
+pair_open(struct pair *p, int sndbuf)
+{
+	int	i;
+
+	memset(p, 0, sizeof(*p));
+	assert_non_null(p->base = event_base_new());
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, p->fd), 0);
+	for (i = 0; i < 2; i++)
+		assert_int_equal(fcntl(p->fd[i], F_SETFL, O_NONBLOCK), 0);
+	if (sndbuf > 0)
+		assert_int_equal(setsockopt(p->fd[0], SOL_SOCKET, SO_SNDBUF,
+		    &sndbuf, sizeof(sndbuf)), 0);
+	assert_non_null(p->b = tun_bio_new(p->base, p->fd[0]));
+	tun_bio_set_drained(p->b, drained_cb, p);
+}
+
+static void
+pair_close(struct pair *p)
+{
+	BIO_free(p->b);
+	if (p->fd[0] != -1)
+		close(p->fd[0]);
+	if (p->fd[1] != -1)
+		close(p->fd[1]);
+	event_base_free(p->base);
+}
+
+static void
+drained_cb(void *arg)
+{
+	struct pair	*p = arg;
+
+	p->drained++;
+}
+
+/* Byte i of a stream that starts at offset off. */
+static void
+pattern(uint8_t *buf, size_t len, size_t off)
+{
+	size_t	i;
+
+	for (i = 0; i < len; i++)
+		buf[i] = (uint8_t)((off + i) * 131 + ((off + i) >> 13));
+}
+
+/* Read what the peer has now, appending at out; returns bytes read. */
+static size_t
+drain_peer(struct pair *p, uint8_t *out, size_t room)
+{
+	size_t	got = 0;
+	ssize_t	n;
+
+	while (got < room &&
+	    (n = recv(p->fd[1], out + got, room - got, MSG_DONTWAIT)) > 0)
+		got += (size_t)n;
+	return got;
+}
+
+static void
+loop_once(struct pair *p)
+{
+	/* 1 means no event was pending, which is fine too. */
+	assert_true(event_base_loop(p->base, EVLOOP_NONBLOCK) >= 0);
+}
+
+/* Records stay in the BIO until the loop pass ends, then go together. */
+static void
+test_gathers_until_the_pass_ends(void **state)
+{
+	struct pair	 p;
+	uint8_t		 rec[REC], got[4 * REC + 100], want[4 * REC + 100];
+	size_t		 off = 0;
+	int		 i, fd = -2;
+
+	(void)state;
+	pair_open(&p, 0);
+	assert_int_equal(BIO_get_fd(p.b, &fd), p.fd[0]);
+	assert_int_equal(fd, p.fd[0]);
+	for (i = 0; i < 3; i++) {	/* under the 64 KiB that forces a send */
+		pattern(rec, REC, off);
+		assert_int_equal(BIO_write(p.b, rec, REC), REC);
+		off += REC;
+	}
+	pattern(rec, 100, off);
+	assert_int_equal(BIO_write(p.b, rec, 100), 100);
+	off += 100;
+	assert_int_equal(BIO_wpending(p.b), off);
+	assert_int_equal(tun_bio_pending(p.b), off);
+	/* Nothing reached the socket yet: one send at the end of the pass. */
+	assert_int_equal(drain_peer(&p, got, sizeof(got)), 0);
+	assert_int_equal(p.drained, 0);
+
+	loop_once(&p);
+	assert_int_equal(tun_bio_pending(p.b), 0);
+	assert_int_equal(p.drained, 1);
+	assert_int_equal(drain_peer(&p, got, sizeof(got)), off);
+	pattern(want, off, 0);
+	assert_memory_equal(got, want, off);
+
+	/* Past 64 KiB held, the BIO sends without waiting for the pass. */
+	off = 0;
+	for (i = 0; i < 5; i++) {
+		pattern(rec, REC, off);
+		assert_int_equal(BIO_write(p.b, rec, REC), REC);
+		off += REC;
+	}
+	assert_int_equal(tun_bio_pending(p.b), REC);
+	assert_int_equal(drain_peer(&p, got, sizeof(got)), 4 * REC);
+	tun_bio_trim(p.b);	/* holds bytes: keeps its buffer */
+	loop_once(&p);
+	assert_int_equal(tun_bio_pending(p.b), 0);
+	tun_bio_trim(p.b);
+	pair_close(&p);
+}
+
+/*
+ * A full buffer over a full socket says "retry"; reading the peer lets
+ * the rest through, every byte once and in order, and the drained
+ * callback comes after the last one.
+ */
+static void
+test_full_socket_retries_in_order(void **state)
+{
+	struct pair	 p;
+	uint8_t		 rec[REC], *got, *want;
+	size_t		 sent = 0, recvd = 0, total;
+	int		 n, retried = 0, rounds;
+
+	(void)state;
+	pair_open(&p, 4096);
+	total = 4 * 1024 * 1024;
+	assert_non_null(got = malloc(total));
+	assert_non_null(want = malloc(total));
+	/* Write until the BIO refuses, as SSL_write would. */
+	while (sent < total) {
+		pattern(rec, REC, sent);
+		n = BIO_write(p.b, rec, REC);
+		if (n <= 0) {
+			assert_true(BIO_should_retry(p.b));
+			assert_true(BIO_should_write(p.b));
+			retried = 1;
+			break;
+		}
+		/* A partial take is allowed; OpenSSL resends the rest. */
+		sent += (size_t)n;
+	}
+	assert_true(retried);
+	assert_true(tun_bio_pending(p.b) > 0);
+
+	/* Peer reads, loop runs, writer resumes from where it stopped. */
+	for (rounds = 0; rounds < 100000 && (sent < total ||
+	    tun_bio_pending(p.b) > 0); rounds++) {
+		recvd += drain_peer(&p, got + recvd, total - recvd);
+		loop_once(&p);
+		while (sent < total) {
+			size_t	len = total - sent < REC ? total - sent : REC;
+
+			pattern(rec, len, sent);
+			if ((n = BIO_write(p.b, rec, (int)len)) <= 0) {
+				assert_true(BIO_should_retry(p.b));
+				break;
+			}
+			sent += (size_t)n;
+		}
+	}
+	while (recvd < total && rounds++ < 200000) {
+		recvd += drain_peer(&p, got + recvd, total - recvd);
+		loop_once(&p);
+	}
+	assert_int_equal(sent, total);
+	assert_int_equal(recvd, total);
+	assert_int_equal(tun_bio_pending(p.b), 0);
+	pattern(want, total, 0);
+	assert_memory_equal(got, want, total);
+	assert_true(p.drained >= 1);
+	free(got);
+	free(want);
+	pair_close(&p);
+}
+
+/* BIO_flush (OpenSSL's, after a handshake flight): 1 when all is out,
+ * "retry" while the socket is full. */
+static void
+test_flush(void **state)
+{
+	struct pair	 p;
+	uint8_t		 rec[REC], sink[REC];
+	int		 n;
+
+	(void)state;
+	pair_open(&p, 4096);
+	memset(rec, 'x', sizeof(rec));
+	assert_int_equal(BIO_write(p.b, rec, 1000), 1000);
+	assert_int_equal(BIO_flush(p.b), 1);
+	assert_int_equal(tun_bio_pending(p.b), 0);
+	while ((n = BIO_write(p.b, rec, REC)) > 0)
+		;
+	assert_true(BIO_should_retry(p.b));
+	assert_true(BIO_flush(p.b) <= 0);
+	assert_true(BIO_should_retry(p.b));
+	while (tun_bio_pending(p.b) > 0) {
+		while (recv(p.fd[1], sink, sizeof(sink), MSG_DONTWAIT) > 0)
+			;
+		(void)BIO_flush(p.b);
+	}
+	assert_int_equal(BIO_flush(p.b), 1);
+	pair_close(&p);
+}
+
+/* A closed peer is an error with errno set, never an endless retry. */
+static void
+test_dead_peer_is_an_error(void **state)
+{
+	struct pair	 p;
+	uint8_t		 rec[REC];
+	int		 i, n = 0;
+
+	(void)state;
+	pair_open(&p, 0);
+	close(p.fd[1]);
+	p.fd[1] = -1;
+	memset(rec, 'y', sizeof(rec));
+	assert_int_equal(BIO_write(p.b, rec, 10), 10);
+	loop_once(&p);		/* the send fails here */
+	for (i = 0; i < 100; i++) {
+		errno = 0;
+		if ((n = BIO_write(p.b, rec, REC)) <= 0)
+			break;
+		loop_once(&p);
+	}
+	assert_true(n <= 0);
+	assert_false(BIO_should_retry(p.b));
+	assert_true(errno == EPIPE || errno == ECONNRESET);
+	assert_int_equal(tun_bio_pending(p.b), 0);
+	pair_close(&p);
+}
+
+/* finish sends what fits and stops: no callback, no event left. */
+static void
+test_finish(void **state)
+{
+	struct pair	 p;
+	uint8_t		 rec[100], got[200];
+
+	(void)state;
+	pair_open(&p, 0);
+	memset(rec, 'z', sizeof(rec));
+	assert_int_equal(BIO_write(p.b, rec, sizeof(rec)), sizeof(rec));
+	tun_bio_finish(p.b);
+	assert_int_equal(drain_peer(&p, got, sizeof(got)), sizeof(rec));
+	loop_once(&p);
+	assert_int_equal(p.drained, 0);
+	assert_int_equal(event_base_get_num_events(p.base,
+	    EVENT_BASE_COUNT_ADDED | EVENT_BASE_COUNT_ACTIVE), 0);
+	pair_close(&p);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_gathers_until_the_pass_ends),
+		cmocka_unit_test(test_full_socket_retries_in_order),
+		cmocka_unit_test(test_flush),
+		cmocka_unit_test(test_dead_peer_is_an_error),
+		cmocka_unit_test(test_finish),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

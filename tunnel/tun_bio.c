@@ -1,0 +1,251 @@
+/* SPDX-License-Identifier: ISC */
+/*
+ * The tunnel's write BIO: TLS records gathered over one loop pass and
+ * sent with one send().  A bulk stream gives the agent four 16 KiB
+ * records per read of its backend; sent one by one they cost four
+ * segments, four softirq passes on loopback and four wakeups of the
+ * gateway, where one would do.  The price is one memcpy of each record.
+ *
+ * Flow control stays OpenSSL's: a full buffer whose socket is full too
+ * answers "retry", and libevent waits for the socket as it would for a
+ * plain socket BIO.  What is left at the end of a pass waits on our own
+ * write event, since libevent's has nothing left to write.
+ */
+
+#include <sys/socket.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tun_bio.h"
+
+#define TUN_BIO_CAP	(64 * 1024)	/* one loopback TSO segment */
+
+struct tun_bio {
+	int		 fd;
+	uint8_t		*buf;		/* TUN_BIO_CAP, or NULL when idle */
+	size_t		 len;
+	int		 err;		/* errno of a failed send; sticks */
+	int		 scheduled;	/* flush_ev is active */
+	int		 finished;
+	struct event	*flush_ev;	/* end of this loop pass */
+	struct event	*wait_ev;	/* the socket has room again */
+	void		(*drained)(void *);
+	void		*arg;
+};
+
+static BIO_METHOD	*tun_bio_method(void);
+static int	tun_bio_write_m(BIO *, const char *, int);
+static long	tun_bio_ctrl_m(BIO *, int, long, void *);
+static int	tun_bio_destroy_m(BIO *);
+static void	tun_bio_send(struct tun_bio *);
+static void	tun_bio_flush_cb(evutil_socket_t, short, void *);
+
+BIO *
+tun_bio_new(struct event_base *base, int fd)
+{
+	BIO_METHOD	*m;
+	BIO		*b;
+	struct tun_bio	*w;
+
+	if ((m = tun_bio_method()) == NULL || (b = BIO_new(m)) == NULL)
+		return NULL;
+	if ((w = calloc(1, sizeof(*w))) == NULL) {
+		BIO_free(b);
+		return NULL;
+	}
+	w->fd = fd;
+	w->flush_ev = event_new(base, -1, 0, tun_bio_flush_cb, w);
+	w->wait_ev = event_new(base, fd, EV_WRITE, tun_bio_flush_cb, w);
+	BIO_set_data(b, w);
+	BIO_set_init(b, 1);
+	if (w->flush_ev == NULL || w->wait_ev == NULL) {
+		BIO_free(b);	/* tun_bio_destroy_m frees w */
+		return NULL;
+	}
+	return b;
+}
+
+size_t
+tun_bio_pending(BIO *b)
+{
+	struct tun_bio	*w = BIO_get_data(b);
+
+	return w->len;
+}
+
+void
+tun_bio_set_drained(BIO *b, void (*cb)(void *), void *arg)
+{
+	struct tun_bio	*w = BIO_get_data(b);
+
+	w->drained = cb;
+	w->arg = arg;
+}
+
+void
+tun_bio_trim(BIO *b)
+{
+	struct tun_bio	*w = BIO_get_data(b);
+
+	if (w->len == 0) {
+		free(w->buf);
+		w->buf = NULL;
+	}
+}
+
+void
+tun_bio_finish(BIO *b)
+{
+	struct tun_bio	*w = BIO_get_data(b);
+
+	tun_bio_send(w);
+	w->finished = 1;
+	w->drained = NULL;
+	event_del(w->flush_ev);
+	event_del(w->wait_ev);
+	w->scheduled = 0;
+}
+
+static BIO_METHOD *
+tun_bio_method(void)
+{
+	static BIO_METHOD	*m;
+
+	/* Made once and kept for the life of the process. */
+	if (m != NULL)
+		return m;
+	if ((m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+	    "porch tunnel writer")) == NULL)
+		return NULL;
+	if (BIO_meth_set_write(m, tun_bio_write_m) != 1 ||
+	    BIO_meth_set_ctrl(m, tun_bio_ctrl_m) != 1 ||
+	    BIO_meth_set_destroy(m, tun_bio_destroy_m) != 1) {
+		BIO_meth_free(m);
+		m = NULL;
+	}
+	return m;
+}
+
+/* Take what fits; "retry" only when nothing fits and the socket is full. */
+static int
+tun_bio_write_m(BIO *b, const char *in, int inl)
+{
+	struct tun_bio	*w = BIO_get_data(b);
+	size_t		 n, room;
+
+	BIO_clear_retry_flags(b);
+	if (inl <= 0)
+		return 0;
+	if (w->len + (size_t)inl > TUN_BIO_CAP)
+		tun_bio_send(w);
+	if (w->err != 0) {
+		errno = w->err;
+		return -1;
+	}
+	if (w->buf == NULL && (w->buf = malloc(TUN_BIO_CAP)) == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	if ((room = TUN_BIO_CAP - w->len) == 0) {
+		BIO_set_retry_write(b);
+		return -1;
+	}
+	n = (size_t)inl < room ? (size_t)inl : room;
+	memcpy(w->buf + w->len, in, n);
+	w->len += n;
+	if (!w->scheduled && !w->finished) {
+		w->scheduled = 1;
+		event_active(w->flush_ev, EV_TIMEOUT, 0);
+	}
+	return (int)n;
+}
+
+static long
+tun_bio_ctrl_m(BIO *b, int cmd, long num, void *ptr)
+{
+	struct tun_bio	*w = BIO_get_data(b);
+
+	(void)num;
+	switch (cmd) {
+	case BIO_C_GET_FD:
+		if (ptr != NULL)
+			*(int *)ptr = w->fd;
+		return w->fd;
+	case BIO_CTRL_GET_CLOSE:
+		return BIO_NOCLOSE;
+	case BIO_CTRL_SET_CLOSE:
+		return 1;	/* never ours to close */
+	case BIO_CTRL_WPENDING:
+		return (long)w->len;
+	case BIO_CTRL_FLUSH:
+		/* OpenSSL flushes after handshake flights. */
+		BIO_clear_retry_flags(b);
+		tun_bio_send(w);
+		if (w->len == 0)
+			return 1;
+		if (w->err == 0)
+			BIO_set_retry_write(b);
+		else
+			errno = w->err;
+		return -1;
+	default:
+		return 0;
+	}
+}
+
+static int
+tun_bio_destroy_m(BIO *b)
+{
+	struct tun_bio	*w = BIO_get_data(b);
+
+	if (w == NULL)
+		return 1;
+	if (w->flush_ev != NULL)
+		event_free(w->flush_ev);
+	if (w->wait_ev != NULL)
+		event_free(w->wait_ev);
+	free(w->buf);
+	free(w);
+	BIO_set_data(b, NULL);
+	return 1;
+}
+
+/* Send what the socket takes, keeping the rest at the front. */
+static void
+tun_bio_send(struct tun_bio *w)
+{
+	ssize_t	n;
+
+	while (w->len > 0 && w->err == 0) {
+		n = send(w->fd, w->buf, w->len, MSG_NOSIGNAL);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
+				w->err = errno;
+				w->len = 0;	/* can never be sent */
+			}
+			break;
+		}
+		if ((size_t)n < w->len)
+			memmove(w->buf, w->buf + n, w->len - n);
+		w->len -= n;
+	}
+}
+
+static void
+tun_bio_flush_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct tun_bio	*w = arg;
+
+	(void)fd;
+	(void)ev;
+	w->scheduled = 0;
+	tun_bio_send(w);
+	if (w->len > 0)
+		event_add(w->wait_ev, NULL);
+	else if (w->drained != NULL)
+		w->drained(w->arg);
+}

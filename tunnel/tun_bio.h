@@ -1,0 +1,40 @@
+/* tun_bio.h: a write BIO that gathers a tunnel's TLS records. */
+#ifndef PORCH_TUN_BIO_H
+#define PORCH_TUN_BIO_H
+
+#include <stddef.h>
+
+#include <event2/event.h>
+#include <openssl/bio.h>
+
+/*
+ * A BIO for the write side of a tunnel's SSL over socket fd.  OpenSSL
+ * hands it one record (at most 16 KiB) per SSL_write, and libevent calls
+ * SSL_write once per buffer chain; written straight through, that is one
+ * send(), one TCP segment and one wakeup of the peer per record.  This
+ * BIO keeps the records of one loop pass and sends them together at the
+ * end of the pass, or as soon as it holds TUN_BIO_CAP, waiting for the
+ * socket itself if it is full.
+ *
+ * The BIO belongs to the SSL (SSL_set_bio) and is freed with it; it does
+ * not close fd.  It answers BIO_get_fd(), so libevent's
+ * bufferevent_openssl_socket_new() takes fd from it.  Returns NULL when
+ * out of memory.
+ */
+BIO	*tun_bio_new(struct event_base *, int fd);
+
+/* Bytes held, not yet in the socket. */
+size_t	 tun_bio_pending(BIO *);
+
+/* Call cb(arg) from the loop each time the held bytes have all reached
+ * the socket; cb NULL to stop. */
+void	 tun_bio_set_drained(BIO *, void (*cb)(void *), void *arg);
+
+/* Give back the buffer when it is empty (an idle tunnel holds none). */
+void	 tun_bio_trim(BIO *);
+
+/* Before the SSL is freed: send what the socket takes now, then stop
+ * (no more events, no callback).  Bytes the socket refuses are lost. */
+void	 tun_bio_finish(BIO *);
+
+#endif
