@@ -100,8 +100,12 @@ TAILQ_HEAD(tun_stream_list, tun_stream);
 struct tun {
 	struct event_base	*base;
 	struct bufferevent	*bev;
-	BIO			*wbio;		/* our records, gathered; the
+	struct evbuffer		*out;		/* frames not yet given to TLS */
+	BIO			*wbio;		/* TLS records not yet sent; the
 						 * SSL's (NULL over a filter) */
+	struct evbuffer_cb_entry *under_cb;	/* over a filter: its output */
+	struct event		*flush_ev;	/* out to TLS, end of the pass */
+	struct event		*sink_ev;	/* records went out: resume */
 	struct event		*timer;		/* keepalive, dead peer */
 	struct event		*hs_timer;	/* handshake deadline */
 	struct event		*drain_timer;	/* drain deadline, or drained */
@@ -143,7 +147,6 @@ static void	tun_enter(struct tun *);
 static void	tun_leave(struct tun *);
 static void	tun_free(struct tun *);
 static void	tun_read_cb(struct bufferevent *, void *);
-static void	tun_write_cb(struct bufferevent *, void *);
 static void	tun_event_cb(struct bufferevent *, short, void *);
 static void	tun_timer_cb(evutil_socket_t, short, void *);
 static void	tun_hs_timer_cb(evutil_socket_t, short, void *);
@@ -153,7 +156,14 @@ static void	tun_eof_cb(evutil_socket_t, short, void *);
 static int	tun_read_pending(struct tun *);
 static void	tun_flush_close(struct tun *);
 static size_t	tun_out_len(struct tun *);
+static void	tun_flush_out(struct tun *);
+static void	tun_out_cb(struct evbuffer *, const struct evbuffer_cb_info *,
+		    void *);
+static void	tun_flush_cb(evutil_socket_t, short, void *);
+static void	tun_sink_cb(evutil_socket_t, short, void *);
 static void	tun_drained_cb(void *);
+static void	tun_under_cb(struct evbuffer *,
+		    const struct evbuffer_cb_info *, void *);
 static void	tun_connected(struct tun *);
 static void	tun_send_hello(struct tun *);
 static void	tun_dispatch(struct tun *, const struct tun_frame *);
@@ -237,8 +247,14 @@ tun_new_common(struct event_base *base, int fd, struct bufferevent *under,
 	t->drain_timer = event_new(base, -1, 0, tun_drain_timer_cb, t);
 	t->kick = event_new(base, -1, 0, tun_kick_cb, t);
 	t->eof_ev = event_new(base, -1, 0, tun_eof_cb, t);
+	t->flush_ev = event_new(base, -1, 0, tun_flush_cb, t);
+	t->sink_ev = event_new(base, -1, 0, tun_sink_cb, t);
 	if (t->timer == NULL || t->hs_timer == NULL ||
-	    t->drain_timer == NULL || t->kick == NULL || t->eof_ev == NULL)
+	    t->drain_timer == NULL || t->kick == NULL || t->eof_ev == NULL ||
+	    t->flush_ev == NULL || t->sink_ev == NULL)
+		goto fail_t;
+	if ((t->out = evbuffer_new()) == NULL ||
+	    evbuffer_add_cb(t->out, tun_out_cb, t) == NULL)
 		goto fail_t;
 	if (under != NULL) {
 		t->bev = bufferevent_openssl_filter_new(base, under, ssl,
@@ -264,9 +280,13 @@ tun_new_common(struct event_base *base, int fd, struct bufferevent *under,
 		goto fail_t;
 	}
 	fd = -1;
+	if (t->wbio == NULL && (t->under_cb = evbuffer_add_cb(
+	    bufferevent_get_output(bufferevent_get_underlying(t->bev)),
+	    tun_under_cb, t)) == NULL)
+		goto fail_t;
 	bufferevent_openssl_set_allow_dirty_shutdown(t->bev, 1);
-	bufferevent_setcb(t->bev, tun_read_cb, tun_write_cb, tun_event_cb, t);
-	bufferevent_setwatermark(t->bev, EV_WRITE, TUN_OUT_LOW, 0);
+	/* No write callback: we write the SSL ourselves (tun_flush_out). */
+	bufferevent_setcb(t->bev, tun_read_cb, NULL, tun_event_cb, t);
 	/* Without a read mark the TLS layer reads 4 KiB at a time. */
 	bufferevent_setwatermark(t->bev, EV_READ, 0, TUN_READ_MAX);
 	bufferevent_set_max_single_read(t->bev, TUN_READ_MAX);
@@ -298,6 +318,12 @@ fail_t:
 		event_free(t->kick);
 	if (t->eof_ev != NULL)
 		event_free(t->eof_ev);
+	if (t->flush_ev != NULL)
+		event_free(t->flush_ev);
+	if (t->sink_ev != NULL)
+		event_free(t->sink_ev);
+	if (t->out != NULL)
+		evbuffer_free(t->out);
 	if (t->bev != NULL)
 		bufferevent_free(t->bev);
 	free(t->buckets);
@@ -326,10 +352,10 @@ tun_close(struct tun *t, const char *reason)
 	snprintf(why, sizeof(why), "tunnel-lost (%s)", reason);
 	while ((s = TAILQ_FIRST(&t->streams)) != NULL)
 		tun_stream_free(s, why, TUN_END_RETRY);
-	/* A close_notify when nothing is queued, so the peer sees a clean
+	/* What we queued, then a close_notify, so the peer sees a clean
 	 * close rather than a truncated TLS stream; best effort. */
-	if (t->state != TUN_HANDSHAKE &&
-	    evbuffer_get_length(bufferevent_get_output(t->bev)) == 0) {
+	tun_flush_out(t);
+	if (t->state != TUN_HANDSHAKE && evbuffer_get_length(t->out) == 0) {
 		SSL *ssl = bufferevent_openssl_get_ssl(t->bev);
 
 		if (ssl != NULL && SSL_is_init_finished(ssl))
@@ -342,6 +368,8 @@ tun_close(struct tun *t, const char *reason)
 	event_del(t->drain_timer);
 	event_del(t->kick);
 	event_del(t->eof_ev);
+	event_del(t->flush_ev);
+	event_del(t->sink_ev);
 	if (t->ops->closed != NULL)
 		t->ops->closed(t, reason, t->arg);
 	if (t->busy == 0)
@@ -381,20 +409,149 @@ tun_flush_close(struct tun *t)
 static size_t
 tun_out_len(struct tun *t)
 {
-	return evbuffer_get_length(bufferevent_get_output(t->bev)) +
-	    (t->wbio != NULL ? tun_bio_pending(t->wbio) : 0);
+	size_t	n = evbuffer_get_length(t->out);
+
+	if (t->wbio != NULL)
+		n += tun_bio_pending(t->wbio);
+	else
+		n += evbuffer_get_length(bufferevent_get_output(
+		    bufferevent_get_underlying(t->bev)));
+	return n;
 }
 
-/* The write BIO sent its last bytes: a closing tunnel is done. */
+/*
+ * Hand the queued frames to TLS, a buffer chain per SSL_write.  Neither
+ * sink below the SSL refuses a record (tun_bio.c; a filter's bufferevent
+ * without a write high mark), so this does not block and libevent's
+ * write event, armed and disarmed around every write, is never used.
+ */
+static void
+tun_flush_out(struct tun *t)
+{
+	SSL			*ssl = bufferevent_openssl_get_ssl(t->bev);
+	struct evbuffer_iovec	 v;
+	unsigned long		 e;
+	int			 r, err;
+	char			 ebuf[160];
+
+	if (ssl == NULL || !SSL_is_init_finished(ssl))
+		return;
+	while (evbuffer_get_length(t->out) > 0) {
+		if (evbuffer_peek(t->out, -1, NULL, &v, 1) < 1)
+			break;
+		ERR_clear_error();
+		if ((r = SSL_write(ssl, v.iov_base, (int)v.iov_len)) > 0) {
+			evbuffer_drain(t->out, (size_t)r);
+			continue;
+		}
+		err = SSL_get_error(ssl, r);
+		if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ)
+			break;		/* tun_sink_cb tries again */
+		if (!t->closed && t->eof_why[0] == '\0') {
+			if ((e = ERR_peek_error()) != 0) {
+				ERR_error_string_n(e, ebuf, sizeof(ebuf));
+				snprintf(t->eof_why, sizeof(t->eof_why),
+				    "TLS write error: %s", ebuf);
+			} else
+				snprintf(t->eof_why, sizeof(t->eof_why),
+				    "write error: %s", errno != 0 ?
+				    strerror(errno) : "connection lost");
+			bufferevent_disable(t->bev, EV_READ | EV_WRITE);
+			event_active(t->eof_ev, EV_TIMEOUT, 0);
+		}
+		ERR_clear_error();
+		/* Nothing queued can go out any more. */
+		evbuffer_drain(t->out, evbuffer_get_length(t->out));
+		break;
+	}
+	if (!t->closed && (t->read_paused || !TAILQ_EMPTY(&t->waiting) ||
+	    t->state == TUN_CLOSING))
+		event_active(t->sink_ev, EV_TIMEOUT, 0);
+}
+
+/* Frames arrived in an empty queue: write them at the end of the pass,
+ * with whatever else the pass queues. */
+static void
+tun_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct tun	*t = arg;
+
+	(void)buf;
+	if (info->n_added > 0 && info->orig_size == 0 && !t->closed)
+		event_active(t->flush_ev, EV_TIMEOUT, 0);
+}
+
+static void
+tun_flush_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct tun	*t = arg;
+
+	(void)fd;
+	(void)ev;
+	tun_enter(t);
+	if (!t->closed)
+		tun_flush_out(t);
+	tun_leave(t);
+}
+
+/*
+ * Records left for the socket: a closing tunnel is done once all are
+ * out; otherwise, below the low mark, read the peer again and resume
+ * the streams that waited for room.
+ */
+static void
+tun_sink_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct tun		*t = arg;
+	struct tun_stream	*s;
+
+	(void)fd;
+	(void)ev;
+	tun_enter(t);
+	if (!t->closed)
+		tun_flush_out(t);
+	if (t->closed)
+		;
+	else if (t->state == TUN_CLOSING) {
+		if (tun_out_len(t) == 0)
+			tun_close(t, "shutdown");
+	} else if (tun_out_len(t) < TUN_OUT_LOW) {
+		if (t->read_paused) {
+			t->read_paused = 0;
+			bufferevent_enable(t->bev, EV_READ);
+			tun_read_cb(t->bev, t);	/* frames already buffered */
+		}
+		while (!t->closed && (s = TAILQ_FIRST(&t->waiting)) != NULL) {
+			TAILQ_REMOVE(&t->waiting, s, wentry);
+			s->flags &= ~TUN_S_WAITING;
+			tun_stream_pump(s);
+			if (tun_out_len(t) >= TUN_OUT_HIGH)
+				break;
+		}
+	}
+	tun_leave(t);
+}
+
+/* The write BIO sent its last bytes. */
 static void
 tun_drained_cb(void *arg)
 {
 	struct tun	*t = arg;
 
-	tun_enter(t);
-	if (!t->closed && t->state == TUN_CLOSING && tun_out_len(t) == 0)
-		tun_close(t, "shutdown");
-	tun_leave(t);
+	event_active(t->sink_ev, EV_TIMEOUT, 0);
+}
+
+/* Over a filter: the socket below took bytes. */
+static void
+tun_under_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+    void *arg)
+{
+	struct tun	*t = arg;
+
+	(void)buf;
+	if (info->n_deleted > 0 && !t->closed)
+		event_active(t->sink_ev, EV_TIMEOUT, 0);
 }
 
 void
@@ -692,8 +849,14 @@ tun_free(struct tun *t)
 	event_free(t->drain_timer);
 	event_free(t->kick);
 	event_free(t->eof_ev);
+	event_free(t->flush_ev);
+	event_free(t->sink_ev);
+	evbuffer_free(t->out);
 	if (t->wbio != NULL)
 		tun_bio_finish(t->wbio);	/* the close_notify, if it fits */
+	if (t->under_cb != NULL)
+		evbuffer_remove_cb_entry(bufferevent_get_output(
+		    bufferevent_get_underlying(t->bev)), t->under_cb);
 	bufferevent_free(t->bev);
 	free(t->buckets);
 	free(t->name);
@@ -721,8 +884,7 @@ again:
 		 * answers would grow our output without end: stop reading it
 		 * until it takes some (stream data is bounded by credit).
 		 */
-		if (evbuffer_get_length(bufferevent_get_output(bev)) >
-		    TUN_OUT_CAP) {
+		if (tun_out_len(t) > TUN_OUT_CAP) {
 			bufferevent_disable(bev, EV_READ);
 			t->read_paused = 1;
 			break;
@@ -805,35 +967,6 @@ tun_read_pending(struct tun *t)
 }
 
 static void
-tun_write_cb(struct bufferevent *bev, void *arg)
-{
-	struct tun		*t = arg;
-	struct tun_stream	*s;
-
-	tun_enter(t);
-	if (t->state == TUN_CLOSING) {
-		if (tun_out_len(t) == 0)
-			tun_close(t, "shutdown");
-	} else {
-		if (t->read_paused) {
-			t->read_paused = 0;
-			bufferevent_enable(bev, EV_READ);
-			tun_read_cb(bev, t);	/* frames already buffered */
-		}
-		/* The tunnel drained below the low mark: resume streams. */
-		while (!t->closed && (s = TAILQ_FIRST(&t->waiting)) != NULL) {
-			TAILQ_REMOVE(&t->waiting, s, wentry);
-			s->flags &= ~TUN_S_WAITING;
-			tun_stream_pump(s);
-			if (evbuffer_get_length(bufferevent_get_output(bev)) >=
-			    TUN_OUT_HIGH)
-				break;
-		}
-	}
-	tun_leave(t);
-}
-
-static void
 tun_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct tun	*t = arg;
@@ -908,8 +1041,6 @@ tun_timer_cb(evutil_socket_t fd, short ev, void *arg)
 	(void)fd;
 	(void)ev;
 	tun_enter(t);
-	if (t->wbio != NULL)
-		tun_bio_trim(t->wbio);
 	switch (t->state) {
 	case TUN_HANDSHAKE:
 	case TUN_AUTH:
@@ -1288,7 +1419,7 @@ static void
 tun_send(struct tun *t, uint8_t type, uint8_t flags, uint32_t stream,
     const void *payload, size_t len)
 {
-	struct evbuffer		*out = bufferevent_get_output(t->bev);
+	struct evbuffer		*out = t->out;
 	struct evbuffer_iovec	 v;
 
 	/* One commit, so the TLS layer makes one record of the frame,
@@ -1481,7 +1612,7 @@ static int
 tun_stream_pump(struct tun_stream *s)
 {
 	struct tun	*t = s->tun;
-	struct evbuffer	*in, *out = bufferevent_get_output(t->bev);
+	struct evbuffer	*in, *out = t->out;
 	struct evbuffer_iovec iov;
 	size_t		 len, n;
 
@@ -1489,7 +1620,7 @@ tun_stream_pump(struct tun_stream *s)
 		return 0;
 	in = bufferevent_get_input(s->bev);
 	while ((len = evbuffer_get_length(in)) > 0 && s->send_credit > 0) {
-		if (evbuffer_get_length(out) >= TUN_OUT_HIGH) {
+		if (tun_out_len(t) >= TUN_OUT_HIGH) {
 			if (!(s->flags & TUN_S_WAITING)) {
 				TAILQ_INSERT_TAIL(&t->waiting, s, wentry);
 				s->flags |= TUN_S_WAITING;
@@ -1585,7 +1716,7 @@ static int
 tun_stream_read_direct(struct tun_stream *s)
 {
 	struct tun		*t = s->tun;
-	struct evbuffer		*out = bufferevent_get_output(t->bev);
+	struct evbuffer		*out = t->out;
 	struct evbuffer_iovec	 res;
 	struct iovec		 iov[TUN_DIRECT_FRAMES];
 	uint8_t			*p;
@@ -1597,7 +1728,7 @@ tun_stream_read_direct(struct tun_stream *s)
 	if ((s->flags & TUN_S_LOCAL_EOF) || (fd = bufferevent_getfd(s->bev)) < 0)
 		return 0;
 	while (s->send_credit > 0 && total < TUN_LOCAL_IO &&
-	    evbuffer_get_length(out) < TUN_OUT_HIGH) {
+	    tun_out_len(t) < TUN_OUT_HIGH) {
 		/* Up to TUN_DIRECT_FRAMES frames in one read: payloads go
 		 * in place, each after the room for its header. */
 		want = s->send_credit < TUN_LOCAL_IO - total ? s->send_credit :

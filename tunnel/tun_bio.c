@@ -1,31 +1,28 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * The tunnel's write BIO: TLS records gathered over one loop pass and
- * sent with one send().  A bulk stream gives the agent four 16 KiB
+ * sent with one writev().  A bulk stream gives the agent four 16 KiB
  * records per read of its backend; sent one by one they cost four
  * segments, four softirq passes on loopback and four wakeups of the
- * gateway, where one would do.  The price is one memcpy of each record.
+ * gateway, where one would do.  The price is one copy of each record
+ * into the buffer.
  *
- * Flow control stays OpenSSL's: a full buffer whose socket is full too
- * answers "retry", and libevent waits for the socket as it would for a
- * plain socket BIO.  What is left at the end of a pass waits on our own
- * write event, since libevent's has nothing left to write.
+ * It never refuses a record, so OpenSSL never waits on it and the
+ * tunnel writes without libevent's write event: bounding the backlog is
+ * the tunnel's job (tun_bio_pending).  What the socket does not take at
+ * the end of a pass waits on our own write event.
  */
 
-#include <sys/socket.h>
 #include <errno.h>
-#include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
+
+#include <event2/buffer.h>
 
 #include "tun_bio.h"
 
-#define TUN_BIO_CAP	(64 * 1024)	/* one loopback TSO segment */
-
 struct tun_bio {
 	int		 fd;
-	uint8_t		*buf;		/* TUN_BIO_CAP, or NULL when idle */
-	size_t		 len;
+	struct evbuffer	*buf;		/* records not yet in the socket */
 	int		 err;		/* errno of a failed send; sticks */
 	int		 scheduled;	/* flush_ev is active */
 	int		 finished;
@@ -56,11 +53,12 @@ tun_bio_new(struct event_base *base, int fd)
 		return NULL;
 	}
 	w->fd = fd;
-	w->flush_ev = event_new(base, -1, 0, tun_bio_flush_cb, w);
-	w->wait_ev = event_new(base, fd, EV_WRITE, tun_bio_flush_cb, w);
 	BIO_set_data(b, w);
 	BIO_set_init(b, 1);
-	if (w->flush_ev == NULL || w->wait_ev == NULL) {
+	w->buf = evbuffer_new();
+	w->flush_ev = event_new(base, -1, 0, tun_bio_flush_cb, w);
+	w->wait_ev = event_new(base, fd, EV_WRITE, tun_bio_flush_cb, w);
+	if (w->buf == NULL || w->flush_ev == NULL || w->wait_ev == NULL) {
 		BIO_free(b);	/* tun_bio_destroy_m frees w */
 		return NULL;
 	}
@@ -72,7 +70,7 @@ tun_bio_pending(BIO *b)
 {
 	struct tun_bio	*w = BIO_get_data(b);
 
-	return w->len;
+	return evbuffer_get_length(w->buf);
 }
 
 void
@@ -82,17 +80,6 @@ tun_bio_set_drained(BIO *b, void (*cb)(void *), void *arg)
 
 	w->drained = cb;
 	w->arg = arg;
-}
-
-void
-tun_bio_trim(BIO *b)
-{
-	struct tun_bio	*w = BIO_get_data(b);
-
-	if (w->len == 0) {
-		free(w->buf);
-		w->buf = NULL;
-	}
 }
 
 void
@@ -128,38 +115,27 @@ tun_bio_method(void)
 	return m;
 }
 
-/* Take what fits; "retry" only when nothing fits and the socket is full. */
 static int
 tun_bio_write_m(BIO *b, const char *in, int inl)
 {
 	struct tun_bio	*w = BIO_get_data(b);
-	size_t		 n, room;
 
 	BIO_clear_retry_flags(b);
 	if (inl <= 0)
 		return 0;
-	if (w->len + (size_t)inl > TUN_BIO_CAP)
-		tun_bio_send(w);
 	if (w->err != 0) {
 		errno = w->err;
 		return -1;
 	}
-	if (w->buf == NULL && (w->buf = malloc(TUN_BIO_CAP)) == NULL) {
+	if (evbuffer_add(w->buf, in, (size_t)inl) == -1) {
 		errno = ENOMEM;
 		return -1;
 	}
-	if ((room = TUN_BIO_CAP - w->len) == 0) {
-		BIO_set_retry_write(b);
-		return -1;
-	}
-	n = (size_t)inl < room ? (size_t)inl : room;
-	memcpy(w->buf + w->len, in, n);
-	w->len += n;
 	if (!w->scheduled && !w->finished) {
 		w->scheduled = 1;
 		event_active(w->flush_ev, EV_TIMEOUT, 0);
 	}
-	return (int)n;
+	return inl;
 }
 
 static long
@@ -178,16 +154,19 @@ tun_bio_ctrl_m(BIO *b, int cmd, long num, void *ptr)
 	case BIO_CTRL_SET_CLOSE:
 		return 1;	/* never ours to close */
 	case BIO_CTRL_WPENDING:
-		return (long)w->len;
+		return (long)evbuffer_get_length(w->buf);
 	case BIO_CTRL_FLUSH:
-		/* OpenSSL flushes after handshake flights. */
+		/* After a handshake flight, which must be out before the
+		 * handshake goes on. */
 		BIO_clear_retry_flags(b);
 		tun_bio_send(w);
-		if (w->len == 0)
+		if (evbuffer_get_length(w->buf) == 0)
 			return 1;
-		if (w->err == 0)
+		if (w->err == 0) {
 			BIO_set_retry_write(b);
-		else
+			if (!w->finished)
+				event_add(w->wait_ev, NULL);
+		} else
 			errno = w->err;
 		return -1;
 	default:
@@ -206,32 +185,30 @@ tun_bio_destroy_m(BIO *b)
 		event_free(w->flush_ev);
 	if (w->wait_ev != NULL)
 		event_free(w->wait_ev);
-	free(w->buf);
+	if (w->buf != NULL)
+		evbuffer_free(w->buf);
 	free(w);
 	BIO_set_data(b, NULL);
 	return 1;
 }
 
-/* Send what the socket takes, keeping the rest at the front. */
+/* Send what the socket takes. */
 static void
 tun_bio_send(struct tun_bio *w)
 {
-	ssize_t	n;
+	int	n;
 
-	while (w->len > 0 && w->err == 0) {
-		n = send(w->fd, w->buf, w->len, MSG_NOSIGNAL);
-		if (n == -1) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK) {
-				w->err = errno;
-				w->len = 0;	/* can never be sent */
-			}
-			break;
+	while (evbuffer_get_length(w->buf) > 0 && w->err == 0) {
+		if ((n = evbuffer_write(w->buf, w->fd)) > 0)
+			continue;
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+			w->err = n == 0 ? EPIPE : errno;
+			/* Can never be sent. */
+			evbuffer_drain(w->buf, evbuffer_get_length(w->buf));
 		}
-		if ((size_t)n < w->len)
-			memmove(w->buf, w->buf + n, w->len - n);
-		w->len -= n;
+		break;
 	}
 }
 
@@ -244,7 +221,7 @@ tun_bio_flush_cb(evutil_socket_t fd, short ev, void *arg)
 	(void)ev;
 	w->scheduled = 0;
 	tun_bio_send(w);
-	if (w->len > 0)
+	if (evbuffer_get_length(w->buf) > 0)
 		event_add(w->wait_ev, NULL);
 	else if (w->drained != NULL)
 		w->drained(w->arg);

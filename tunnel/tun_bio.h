@@ -9,12 +9,16 @@
 
 /*
  * A BIO for the write side of a tunnel's SSL over socket fd.  OpenSSL
- * hands it one record (at most 16 KiB) per SSL_write, and libevent calls
- * SSL_write once per buffer chain; written straight through, that is one
- * send(), one TCP segment and one wakeup of the peer per record.  This
- * BIO keeps the records of one loop pass and sends them together at the
- * end of the pass, or as soon as it holds TUN_BIO_CAP, waiting for the
- * socket itself if it is full.
+ * hands it one record (at most 16 KiB) at a time; written straight
+ * through, each is one send(), one TCP segment and one wakeup of the
+ * peer.  This BIO keeps the records of one loop pass and sends them
+ * together at the end of the pass, waiting for the socket itself when it
+ * is full.
+ *
+ * It takes every record at once and never asks OpenSSL to retry a
+ * write, so SSL_write() on it never blocks: the caller bounds what it
+ * writes by tun_bio_pending().  (BIO_flush, which OpenSSL calls after
+ * handshake flights, does ask for a retry while bytes are left.)
  *
  * The BIO belongs to the SSL (SSL_set_bio) and is freed with it; it does
  * not close fd.  It answers BIO_get_fd(), so libevent's
@@ -29,9 +33,6 @@ size_t	 tun_bio_pending(BIO *);
 /* Call cb(arg) from the loop each time the held bytes have all reached
  * the socket; cb NULL to stop. */
 void	 tun_bio_set_drained(BIO *, void (*cb)(void *), void *arg);
-
-/* Give back the buffer when it is empty (an idle tunnel holds none). */
-void	 tun_bio_trim(BIO *);
 
 /* Before the SSL is freed: send what the socket takes now, then stop
  * (no more events, no callback).  Bytes the socket refuses are lost. */
