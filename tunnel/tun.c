@@ -71,6 +71,9 @@ enum tun_end {
 #define TUN_S_SHUT_WR		0x08	/* local write side shut down */
 #define TUN_S_READING		0x10	/* EV_READ enabled on bev */
 #define TUN_S_WAITING		0x20	/* on the tunnel's waiting list */
+#define TUN_S_DIRECT		0x40	/* bev is a socket we write ourselves */
+#define TUN_S_DIRTY		0x80	/* on the tunnel's dirty list */
+#define TUN_S_WBLOCKED		0x100	/* socket full: libevent writes */
 
 struct tun_stream {
 	struct tun		*tun;
@@ -78,6 +81,7 @@ struct tun_stream {
 	struct tun_stream	*hnext;
 	TAILQ_ENTRY(tun_stream)	 entry;
 	TAILQ_ENTRY(tun_stream)	 wentry;
+	TAILQ_ENTRY(tun_stream)	 dentry;
 	struct bufferevent	*bev;		/* local side, owned */
 	struct evbuffer_cb_entry *drain_cb;
 	struct evbuffer		*pending;	/* data before attach */
@@ -138,6 +142,7 @@ struct tun {
 	size_t			 nbuckets;
 	struct tun_stream_list	 streams;
 	struct tun_stream_list	 waiting;
+	struct tun_stream_list	 dirty;		/* local output to write */
 };
 
 static struct tun *tun_new_common(struct event_base *, int,
@@ -185,6 +190,8 @@ static int	tun_stream_retry(struct tun_stream *, const char *);
 static int	tun_stream_pump(struct tun_stream *);
 static int	tun_stream_check_done(struct tun_stream *);
 static void	tun_stream_set_reading(struct tun_stream *, int);
+static void	tun_stream_dirty(struct tun_stream *);
+static void	tun_stream_write_now(struct tun_stream *);
 static void	tun_stream_read_cb(struct bufferevent *, void *);
 static int	tun_stream_read_direct(struct tun_stream *);
 static void	tun_stream_write_cb(struct bufferevent *, void *);
@@ -230,6 +237,7 @@ tun_new_common(struct event_base *base, int fd, struct bufferevent *under,
 	t->start_ms = t->last_rx_ms = mono_ms();
 	TAILQ_INIT(&t->streams);
 	TAILQ_INIT(&t->waiting);
+	TAILQ_INIT(&t->dirty);
 	/* Small while idle (most tunnels, most of the time); doubled as
 	 * streams come (tun_stream_new). */
 	t->nbuckets = TUN_BUCKETS_MIN;
@@ -485,11 +493,19 @@ tun_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 static void
 tun_flush_cb(evutil_socket_t fd, short ev, void *arg)
 {
-	struct tun	*t = arg;
+	struct tun		*t = arg;
+	struct tun_stream	*s;
 
 	(void)fd;
 	(void)ev;
 	tun_enter(t);
+	/* Local sockets first: what they take returns credit (WINDOW
+	 * frames) that then goes out in the same TLS write. */
+	while (!t->closed && (s = TAILQ_FIRST(&t->dirty)) != NULL) {
+		TAILQ_REMOVE(&t->dirty, s, dentry);
+		s->flags &= ~TUN_S_DIRTY;
+		tun_stream_write_now(s);
+	}
 	if (!t->closed)
 		tun_flush_out(t);
 	tun_leave(t);
@@ -751,11 +767,25 @@ tun_stream_attach(struct tun_stream *s, struct bufferevent *bev)
 	 * (The gateway hands over a socket that was being read.) */
 	bufferevent_disable(bev, EV_READ);
 	s->flags &= ~TUN_S_READING;
-	bufferevent_enable(bev, EV_WRITE);
+	/*
+	 * A plain socket we write ourselves at the end of each pass
+	 * (tun_stream_write_now), and libevent only once it is full: its
+	 * write event would cost a loop turn and two epoll_ctl per write.
+	 */
+	if (bufferevent_getfd(bev) >= 0 &&
+	    bufferevent_get_underlying(bev) == NULL &&
+	    bufferevent_openssl_get_ssl(bev) == NULL) {
+		s->flags |= TUN_S_DIRECT;
+		bufferevent_disable(bev, EV_WRITE);
+	} else
+		bufferevent_enable(bev, EV_WRITE);
 	tun_enter(t);
-	if (tun_stream_pump(s) == 0 && (s->flags & TUN_S_REMOTE_FIN) &&
-	    evbuffer_get_length(out) == 0)
-		tun_stream_write_cb(bev, s);
+	if (tun_stream_pump(s) == 0) {
+		if (evbuffer_get_length(out) > 0)
+			tun_stream_dirty(s);
+		else if (s->flags & TUN_S_REMOTE_FIN)
+			tun_stream_write_cb(bev, s);
+	}
 	tun_leave(t);
 }
 
@@ -1399,6 +1429,8 @@ tun_recv_data(struct tun *t, const uint8_t *hdr, uint32_t plen,
 	dst = s->bev != NULL ? bufferevent_get_output(s->bev) : s->pending;
 	evbuffer_remove_buffer(in, dst, plen);
 	s->out += plen;
+	if (plen > 0 && s->bev != NULL)
+		tun_stream_dirty(s);
 	if (plen > 0 && s->replay != NULL) {
 		evbuffer_free(s->replay);	/* committed to this replica */
 		s->replay = NULL;
@@ -1412,6 +1444,7 @@ tun_recv_data(struct tun *t, const uint8_t *hdr, uint32_t plen,
 		}
 		if (s->bev != NULL && evbuffer_get_length(dst) == 0)
 			tun_stream_write_cb(s->bev, s);
+		/* else the write that empties dst passes the FIN on */
 	}
 }
 
@@ -1548,6 +1581,8 @@ tun_stream_free(struct tun_stream *s, const char *reason, enum tun_end end)
 	TAILQ_REMOVE(&t->streams, s, entry);
 	if (s->flags & TUN_S_WAITING)
 		TAILQ_REMOVE(&t->waiting, s, wentry);
+	if (s->flags & TUN_S_DIRTY)
+		TAILQ_REMOVE(&t->dirty, s, dentry);
 	if (s->bev != NULL) {
 		if (end != TUN_END_CLEAN && bufferevent_getfd(s->bev) != -1) {
 			struct linger l = { 1, 0 };
@@ -1600,6 +1635,8 @@ tun_stream_retry(struct tun_stream *s, const char *reason)
 		    tun_stream_drain_cb, s);
 		return -1;
 	}
+	if (s->flags & TUN_S_DIRECT)
+		bufferevent_enable(bev, EV_WRITE);	/* the owner's again */
 	s->bev = NULL;
 	return 0;
 }
@@ -1667,6 +1704,57 @@ tun_stream_pump(struct tun_stream *s)
 		return tun_stream_check_done(s);
 	}
 	return 0;
+}
+
+/* The stream's local output has bytes: write them at the end of the
+ * pass, unless libevent is already waiting for the socket. */
+static void
+tun_stream_dirty(struct tun_stream *s)
+{
+	struct tun	*t = s->tun;
+
+	if (!(s->flags & TUN_S_DIRECT) ||
+	    (s->flags & (TUN_S_DIRTY | TUN_S_WBLOCKED)))
+		return;
+	TAILQ_INSERT_TAIL(&t->dirty, s, dentry);
+	s->flags |= TUN_S_DIRTY;
+	event_active(t->flush_ev, EV_TIMEOUT, 0);
+}
+
+/*
+ * Write a direct stream's local output now (the drain callback returns
+ * the credit); what the socket does not take, libevent writes when it
+ * can.  May free the stream.
+ */
+static void
+tun_stream_write_now(struct tun_stream *s)
+{
+	struct bufferevent	*bev = s->bev;
+	struct evbuffer		*out = bufferevent_get_output(bev);
+	char			 why[128];
+	int			 n;
+
+	while (evbuffer_get_length(out) > 0) {
+		/* A socket bufferevent keeps its output's front frozen
+		 * except while it writes; so do we. */
+		evbuffer_unfreeze(out, 1);
+		n = evbuffer_write(out, bufferevent_getfd(bev));
+		evbuffer_freeze(out, 1);
+		if (n > 0)
+			continue;
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			s->flags |= TUN_S_WBLOCKED;
+			bufferevent_enable(bev, EV_WRITE);
+			return;
+		}
+		snprintf(why, sizeof(why), "local write error: %s",
+		    n == 0 ? "connection closed" : strerror(errno));
+		tun_stream_reset(s, TUN_E_CANCEL, why);
+		return;
+	}
+	tun_stream_write_cb(bev, s);	/* a FIN waiting for the bytes */
 }
 
 /* Both directions finished cleanly: the stream is done. */
@@ -1800,6 +1888,12 @@ tun_stream_write_cb(struct bufferevent *bev, void *arg)
 	struct tun_stream	*s = arg;
 	struct tun		*t = s->tun;
 
+	if ((s->flags & TUN_S_WBLOCKED) &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+		/* Drained: back to writing it ourselves. */
+		bufferevent_disable(bev, EV_WRITE);
+		s->flags &= ~TUN_S_WBLOCKED;
+	}
 	if (!(s->flags & TUN_S_REMOTE_FIN) || (s->flags & TUN_S_SHUT_WR))
 		return;
 	tun_enter(t);
