@@ -69,9 +69,10 @@ enum tun_end {
 #define TUN_S_FIN_SENT		0x02
 #define TUN_S_REMOTE_FIN	0x04
 #define TUN_S_SHUT_WR		0x08	/* local write side shut down */
-#define TUN_S_READING		0x10	/* EV_READ enabled on bev */
+#define TUN_S_READING		0x10	/* reading the local side */
 #define TUN_S_WAITING		0x20	/* on the tunnel's waiting list */
-#define TUN_S_DIRECT		0x40	/* bev is a socket we write ourselves */
+#define TUN_S_DIRECT		0x40	/* bev is a socket we read and write
+					 * ourselves */
 #define TUN_S_DIRTY		0x80	/* on the tunnel's dirty list */
 #define TUN_S_WBLOCKED		0x100	/* socket full: libevent writes */
 
@@ -83,6 +84,7 @@ struct tun_stream {
 	TAILQ_ENTRY(tun_stream)	 wentry;
 	TAILQ_ENTRY(tun_stream)	 dentry;
 	struct bufferevent	*bev;		/* local side, owned */
+	struct event		*rev;		/* DIRECT: bev's socket readable */
 	struct evbuffer_cb_entry *drain_cb;
 	struct evbuffer		*pending;	/* data before attach */
 	struct evbuffer		*replay;	/* sent, until a byte returns */
@@ -193,6 +195,7 @@ static void	tun_stream_set_reading(struct tun_stream *, int);
 static void	tun_stream_dirty(struct tun_stream *);
 static void	tun_stream_write_now(struct tun_stream *);
 static void	tun_stream_read_cb(struct bufferevent *, void *);
+static void	tun_stream_readable_cb(evutil_socket_t, short, void *);
 static int	tun_stream_read_direct(struct tun_stream *);
 static void	tun_stream_write_cb(struct bufferevent *, void *);
 static void	tun_stream_event_cb(struct bufferevent *, short, void *);
@@ -472,9 +475,8 @@ tun_flush_out(struct tun *t)
 		evbuffer_drain(t->out, evbuffer_get_length(t->out));
 		break;
 	}
-	if (!t->closed && (t->read_paused || !TAILQ_EMPTY(&t->waiting) ||
-	    t->state == TUN_CLOSING))
-		event_active(t->sink_ev, EV_TIMEOUT, 0);
+	/* No wakeup of tun_sink_cb from here: it calls us, and the sink
+	 * reports its own progress (tun_drained_cb, tun_under_cb). */
 }
 
 /* Frames arrived in an empty queue: write them at the end of the pass,
@@ -771,10 +773,15 @@ tun_stream_attach(struct tun_stream *s, struct bufferevent *bev)
 	 * A plain socket we write ourselves at the end of each pass
 	 * (tun_stream_write_now), and libevent only once it is full: its
 	 * write event would cost a loop turn and two epoll_ctl per write.
+	 * We read it ourselves too, straight into frames, on our own
+	 * event: libevent's read would first take 4 KiB into bev's input
+	 * (a FIONREAD and a readv), making a small frame of each wakeup.
 	 */
 	if (bufferevent_getfd(bev) >= 0 &&
 	    bufferevent_get_underlying(bev) == NULL &&
-	    bufferevent_openssl_get_ssl(bev) == NULL) {
+	    bufferevent_openssl_get_ssl(bev) == NULL &&
+	    (s->rev = event_new(t->base, bufferevent_getfd(bev),
+	    EV_READ | EV_PERSIST, tun_stream_readable_cb, s)) != NULL) {
 		s->flags |= TUN_S_DIRECT;
 		bufferevent_disable(bev, EV_WRITE);
 	} else
@@ -1583,6 +1590,8 @@ tun_stream_free(struct tun_stream *s, const char *reason, enum tun_end end)
 		TAILQ_REMOVE(&t->waiting, s, wentry);
 	if (s->flags & TUN_S_DIRTY)
 		TAILQ_REMOVE(&t->dirty, s, dentry);
+	if (s->rev != NULL)
+		event_free(s->rev);
 	if (s->bev != NULL) {
 		if (end != TUN_END_CLEAN && bufferevent_getfd(s->bev) != -1) {
 			struct linger l = { 1, 0 };
@@ -1635,8 +1644,12 @@ tun_stream_retry(struct tun_stream *s, const char *reason)
 		    tun_stream_drain_cb, s);
 		return -1;
 	}
-	if (s->flags & TUN_S_DIRECT)
+	if (s->flags & TUN_S_DIRECT) {
+		event_free(s->rev);
+		s->rev = NULL;
+		s->flags &= ~(TUN_S_DIRECT | TUN_S_READING);
 		bufferevent_enable(bev, EV_WRITE);	/* the owner's again */
+	}
 	s->bev = NULL;
 	return 0;
 }
@@ -1653,8 +1666,12 @@ tun_stream_pump(struct tun_stream *s)
 	struct evbuffer_iovec iov;
 	size_t		 len, n;
 
-	if (s->bev == NULL || t->state == TUN_CLOSING)
+	if (s->bev == NULL)
 		return 0;
+	if (t->state == TUN_CLOSING) {
+		tun_stream_set_reading(s, 0);
+		return 0;
+	}
 	in = bufferevent_get_input(s->bev);
 	while ((len = evbuffer_get_length(in)) > 0 && s->send_credit > 0) {
 		if (tun_out_len(t) >= TUN_OUT_HIGH) {
@@ -1696,7 +1713,22 @@ tun_stream_pump(struct tun_stream *s)
 	if (evbuffer_get_length(in) == 0 && tun_stream_read_direct(s) == -1)
 		return -1;
 	len = evbuffer_get_length(in);
-	tun_stream_set_reading(s, len == 0 && !(s->flags & TUN_S_LOCAL_EOF));
+	if (!(s->flags & TUN_S_DIRECT))
+		tun_stream_set_reading(s, len == 0 &&
+		    !(s->flags & TUN_S_LOCAL_EOF));
+	else if (len > 0 || (s->flags & TUN_S_LOCAL_EOF) ||
+	    s->send_credit == 0)
+		tun_stream_set_reading(s, 0);	/* a WINDOW pumps again */
+	else if (tun_out_len(t) >= TUN_OUT_HIGH) {
+		/* No read until the tunnel drains, or the socket, still
+		 * readable, would wake us in a loop. */
+		tun_stream_set_reading(s, 0);
+		if (!(s->flags & TUN_S_WAITING)) {
+			TAILQ_INSERT_TAIL(&t->waiting, s, wentry);
+			s->flags |= TUN_S_WAITING;
+		}
+	} else
+		tun_stream_set_reading(s, 1);
 	if (len == 0 && (s->flags & TUN_S_LOCAL_EOF) &&
 	    !(s->flags & TUN_S_FIN_SENT)) {
 		tun_send(t, TUN_DATA, TUN_F_FIN, s->id, NULL, 0);
@@ -1772,12 +1804,31 @@ static void
 tun_stream_set_reading(struct tun_stream *s, int on)
 {
 	if (on && !(s->flags & TUN_S_READING)) {
-		bufferevent_enable(s->bev, EV_READ);
+		if (s->flags & TUN_S_DIRECT)
+			event_add(s->rev, NULL);
+		else
+			bufferevent_enable(s->bev, EV_READ);
 		s->flags |= TUN_S_READING;
 	} else if (!on && (s->flags & TUN_S_READING)) {
-		bufferevent_disable(s->bev, EV_READ);
+		if (s->flags & TUN_S_DIRECT)
+			event_del(s->rev);
+		else
+			bufferevent_disable(s->bev, EV_READ);
 		s->flags &= ~TUN_S_READING;
 	}
+}
+
+static void
+tun_stream_readable_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct tun_stream	*s = arg;
+	struct tun		*t = s->tun;
+
+	(void)fd;
+	(void)ev;
+	tun_enter(t);
+	tun_stream_pump(s);
+	tun_leave(t);
 }
 
 static void
