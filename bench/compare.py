@@ -40,7 +40,7 @@ in time and count.  Nothing asserts a figure: the exit status is non-zero
 only when a setup failed or produced no figures (what `make bench-smoke`
 checks with --quick --out -).
 
-usage: bench/compare.py [--size-mib 512] [--idle 1000] [--runs 3]
+usage: bench/compare.py [--size-mib 1024] [--idle 1000] [--runs 3]
                         [--seconds 5] [--threads 4] [--rate 200]
                         [--tunnels 16] [--quick] [--out FILE|-]
 """
@@ -468,7 +468,7 @@ def verdict(ok, by, unit=""):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size-mib", type=int, default=512)
+    ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--idle", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=5,
