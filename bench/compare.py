@@ -832,8 +832,11 @@ def main():
             root = fx.ROOT
             rev = version(["git", "-C", root, "rev-parse", "--short",
                            "HEAD"])
+            # The results file itself does not count: a second run
+            # would otherwise always report uncommitted changes.
             dirty = subprocess.run(["git", "-C", root, "status",
-                                    "--porcelain", "--untracked-files=no"],
+                                    "--porcelain", "--untracked-files=no",
+                                    "--", ".", ":!bench/RESULTS.md"],
                                    capture_output=True, text=True).stdout
             vers = [
                 f"porch {rev}" + (" (with uncommitted changes)"
