@@ -294,24 +294,30 @@ static void
 tun_flush_out(struct tun *t)
 {
 	SSL			*ssl = bufferevent_openssl_get_ssl(t->bev);
-	struct evbuffer_iovec	 v;
+	struct evbuffer_iovec	 v[4];
 	unsigned long		 e;
-	int			 r, err;
+	int			 r, err, i, n;
 	char			 ebuf[160];
 
-	if (ssl == NULL || !SSL_is_init_finished(ssl))
+	/* Not "SSL_is_init_finished": a KeyUpdate makes that false for a
+	 * while, and SSL_write itself carries it through. */
+	if (ssl == NULL || t->state == TUN_HANDSHAKE)
 		return;
 	while (evbuffer_get_length(t->out) > 0) {
-		if (evbuffer_peek(t->out, -1, NULL, &v, 1) < 1)
+		/* Skip empty chains, as libevent's own writer does. */
+		n = evbuffer_peek(t->out, -1, NULL, v, 4);
+		for (i = 0; i < n && i < 4 && v[i].iov_len == 0; i++)
+			;
+		if (i == n || i == 4)
 			break;
 		ERR_clear_error();
-		if ((r = SSL_write(ssl, v.iov_base, (int)v.iov_len)) > 0) {
+		if ((r = SSL_write(ssl, v[i].iov_base, (int)v[i].iov_len)) > 0) {
 			evbuffer_drain(t->out, (size_t)r);
 			continue;
 		}
 		err = SSL_get_error(ssl, r);
 		if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ)
-			break;		/* tun_sink_cb tries again */
+			break;	/* tun_sink_cb or the next read tries again */
 		if (!t->closed && t->eof_why[0] == '\0') {
 			if ((e = ERR_peek_error()) != 0) {
 				ERR_error_string_n(e, ebuf, sizeof(ebuf));
@@ -670,6 +676,9 @@ again:
 	if (!t->closed && !t->read_paused && t->state != TUN_HANDSHAKE &&
 	    t->eof_why[0] == '\0' && tun_read_pending(t) > 0)
 		goto again;
+	/* An SSL_write that wanted to read first can go on now. */
+	if (!t->closed && evbuffer_get_length(t->out) > 0)
+		event_active(t->flush_ev, EV_TIMEOUT, 0);
 	tun_leave(t);
 }
 

@@ -53,6 +53,8 @@ enum tun_end {
 					 * ourselves */
 #define TUN_S_DIRTY		0x80	/* on the tunnel's dirty list */
 #define TUN_S_WBLOCKED		0x100	/* socket full: libevent writes */
+#define TUN_S_ATTACHING		0x200	/* in tun_stream_attach: no local
+					 * I/O that could free the stream */
 
 struct tun_stream {
 	struct tun		*tun;

@@ -85,6 +85,7 @@ tun_stream_attach(struct tun_stream *s, struct bufferevent *bev)
 {
 	struct evbuffer	*out = bufferevent_get_output(bev);
 	struct tun	*t = s->tun;
+	int		 r;
 
 	s->bev = bev;
 	/* Whatever the owner queued already (a PROXY header) is not tunnel
@@ -122,8 +123,17 @@ tun_stream_attach(struct tun_stream *s, struct bufferevent *bev)
 		bufferevent_disable(bev, EV_WRITE);
 	} else
 		bufferevent_enable(bev, EV_WRITE);
+	/*
+	 * The pump must not read the socket here: a reset found by that
+	 * read would free the stream under our caller, which still holds
+	 * it (tun_stream_open's caller, a replay).  Reading starts from
+	 * the loop.
+	 */
 	tun_enter(t);
-	if (tun_stream_pump(s) == 0) {
+	s->flags |= TUN_S_ATTACHING;
+	r = tun_stream_pump(s);		/* without local I/O it cannot free s */
+	if (r == 0) {
+		s->flags &= ~TUN_S_ATTACHING;
 		if (evbuffer_get_length(out) > 0)
 			tun_stream_dirty(s);
 		else if (s->flags & TUN_S_REMOTE_FIN)
@@ -358,6 +368,14 @@ tun_stream_retry(struct tun_stream *s, const char *reason)
 	s->drain_cb = NULL;
 	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 	bufferevent_disable(bev, EV_READ);
+	/* Plain libevent I/O again before the owner (and perhaps a new
+	 * stream that sets up its own) gets the socket. */
+	if (s->flags & TUN_S_DIRECT) {
+		event_free(s->rev);
+		s->rev = NULL;
+		s->flags &= ~(TUN_S_DIRECT | TUN_S_READING | TUN_S_WBLOCKED);
+		bufferevent_enable(bev, EV_WRITE);
+	}
 	if (evbuffer_prepend_buffer(bufferevent_get_input(bev),
 	    s->replay) == -1 ||
 	    t->ops->stream_retry(t, s, bev, reason, t->arg) == -1) {
@@ -365,12 +383,6 @@ tun_stream_retry(struct tun_stream *s, const char *reason)
 		s->drain_cb = evbuffer_add_cb(bufferevent_get_output(bev),
 		    tun_stream_drain_cb, s);
 		return -1;
-	}
-	if (s->flags & TUN_S_DIRECT) {
-		event_free(s->rev);
-		s->rev = NULL;
-		s->flags &= ~(TUN_S_DIRECT | TUN_S_READING);
-		bufferevent_enable(bev, EV_WRITE);	/* the owner's again */
 	}
 	s->bev = NULL;
 	return 0;
@@ -432,7 +444,8 @@ tun_stream_pump(struct tun_stream *s)
 		s->send_credit -= n;
 		s->in += n;
 	}
-	if (evbuffer_get_length(in) == 0 && tun_stream_read_direct(s) == -1)
+	if (evbuffer_get_length(in) == 0 && !(s->flags & TUN_S_ATTACHING) &&
+	    tun_stream_read_direct(s) == -1)
 		return -1;
 	len = evbuffer_get_length(in);
 	if (!(s->flags & TUN_S_DIRECT))

@@ -225,6 +225,32 @@ def test_visitor_reset_reaches_backend_as_reset(procs, tmp_path):
     sink.close()
 
 
+def test_visitor_reset_right_after_its_head(procs, tmp_path):
+    """A visitor that sends its request head and resets at once: the
+    gateway read the reset while handing the connection to its stream
+    and freed the stream under the caller (a use-after-free ASan saw on
+    the first such visitor).  The gateway must go on serving, and exit
+    cleanly at the end (no sanitizer report)."""
+    sink = Sink()
+    gw, ag = pair(procs, tmp_path, sink.port)
+    n = 100
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", gw.http_port))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                     struct.pack("ii", 1, 0))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: up.example.test\r\n\r\n")
+        s.close()
+    # Then a visitor that stays: its head must reach the backend.
+    before = sink.received
+    s = socket.create_connection(("127.0.0.1", gw.http_port))
+    head = b"GET /last HTTP/1.1\r\nHost: up.example.test\r\n\r\n"
+    s.sendall(head)
+    sink.wait_received(before + len(head))
+    s.close()
+    assert gw.proc.alive() and ag.proc.alive()
+    sink.close()
+
+
 def test_backend_reset_reaches_visitor_as_reset(procs, tmp_path):
     """A backend that aborts: the visitor must not see a clean end."""
     srv = socket.socket()
