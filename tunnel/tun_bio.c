@@ -192,24 +192,34 @@ tun_bio_destroy_m(BIO *b)
 	return 1;
 }
 
+int
+tun_bio_write_fd(struct evbuffer *buf, int fd)
+{
+	int	n;
+
+	while (evbuffer_get_length(buf) > 0) {
+		if ((n = evbuffer_write(buf, fd)) > 0)
+			continue;
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 1;
+		if (n == 0)
+			errno = EPIPE;
+		return -1;
+	}
+	return 0;
+}
+
 /* Send what the socket takes. */
 static void
 tun_bio_send(struct tun_bio *w)
 {
-	int	n;
-
-	while (evbuffer_get_length(w->buf) > 0 && w->err == 0) {
-		if ((n = evbuffer_write(w->buf, w->fd)) > 0)
-			continue;
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
-			w->err = n == 0 ? EPIPE : errno;
-			/* Can never be sent. */
-			evbuffer_drain(w->buf, evbuffer_get_length(w->buf));
-		}
-		break;
-	}
+	if (w->err != 0 || tun_bio_write_fd(w->buf, w->fd) != -1)
+		return;
+	w->err = errno;
+	/* Can never be sent. */
+	evbuffer_drain(w->buf, evbuffer_get_length(w->buf));
 }
 
 static void

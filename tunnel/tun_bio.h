@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <openssl/bio.h>
 
@@ -26,6 +27,14 @@
  * out of memory.
  */
 BIO	*tun_bio_new(struct event_base *, int fd);
+
+/*
+ * Write buf to socket fd until it is empty or the socket is full (also
+ * used for a stream's local socket).  Returns 0 when all is written, 1
+ * when the socket is full, -1 on error with errno set (EPIPE for a peer
+ * that closed).
+ */
+int	 tun_bio_write_fd(struct evbuffer *buf, int fd);
 
 /* Bytes held, not yet in the socket. */
 size_t	 tun_bio_pending(BIO *);

@@ -26,6 +26,7 @@
 
 #include "log.h"
 #include "mono.h"
+#include "tun_bio.h"
 #include "tun_priv.h"
 
 static void	tun_stream_buckets_grow(struct tun *);
@@ -512,25 +513,21 @@ tun_stream_write_now(struct tun_stream *s)
 	struct bufferevent	*bev = s->bev;
 	struct evbuffer		*out = bufferevent_get_output(bev);
 	char			 why[128];
-	int			 n;
+	int			 r;
 
-	while (evbuffer_get_length(out) > 0) {
-		/* A socket bufferevent keeps its output's front frozen
-		 * except while it writes; so do we. */
-		evbuffer_unfreeze(out, 1);
-		n = evbuffer_write(out, bufferevent_getfd(bev));
-		evbuffer_freeze(out, 1);
-		if (n > 0)
-			continue;
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			s->flags |= TUN_S_WBLOCKED;
-			bufferevent_enable(bev, EV_WRITE);
-			return;
-		}
+	/* A socket bufferevent keeps its output's front frozen except
+	 * while it writes; so do we. */
+	evbuffer_unfreeze(out, 1);
+	r = tun_bio_write_fd(out, bufferevent_getfd(bev));
+	evbuffer_freeze(out, 1);
+	if (r == 1) {
+		s->flags |= TUN_S_WBLOCKED;
+		bufferevent_enable(bev, EV_WRITE);
+		return;
+	}
+	if (r == -1) {
 		snprintf(why, sizeof(why), "local write error: %s",
-		    n == 0 ? "connection closed" : strerror(errno));
+		    strerror(errno));
 		tun_stream_reset(s, TUN_E_CANCEL, why);
 		return;
 	}
