@@ -51,7 +51,7 @@ struct cfg_gateway {
 	size_t			 hello_max;		/* default 16384 */
 	size_t			 http_head_max;		/* default 8192 */
 	unsigned		 streams_per_tunnel;	/* default 4096 */
-	size_t			 stream_window;		/* default 256 KiB */
+	size_t			 stream_window;		/* default 1 MiB */
 	unsigned		 max_connections;	/* default 20000 */
 	unsigned		 drain_ms;		/* default 30000 */
 	unsigned		 announce_ms;		/* default 2000 */
@@ -161,7 +161,7 @@ struct cfg_agent {
 	unsigned		 dead_peer_ms;		/* default 4000 */
 	unsigned		 connect_timeout_ms;	/* default 5000 */
 	unsigned		 drain_ms;		/* default 10000 */
-	size_t			 stream_window;		/* default 256 KiB */
+	size_t			 stream_window;		/* default 1 MiB */
 	struct cfg_listen	*admin;			/* status, or NULL */
 	struct cfg_acme		*acme;			/* or NULL */
 };

@@ -191,7 +191,7 @@ agent_parse(const char *name, const char *text, size_t len, const char *base,
 	a->dead_peer_ms = 4000;
 	a->connect_timeout_ms = 5000;
 	a->drain_ms = 10000;
-	a->stream_window = 256 * CFG_KIB;
+	a->stream_window = CFG_MIB;
 
 	if (agent_top(&d) == -1 ||
 	    cfg_identity(&d, d.root, base, "add 'identity: agent.key', the "

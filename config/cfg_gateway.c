@@ -150,7 +150,7 @@ gw_parse(const char *name, const char *text, size_t len, const char *base,
 	gw->hello_max = 16384;
 	gw->http_head_max = 8192;
 	gw->streams_per_tunnel = 4096;
-	gw->stream_window = 256 * CFG_KIB;
+	gw->stream_window = CFG_MIB;
 	gw->max_connections = 20000;
 	gw->drain_ms = 30000;
 	gw->announce_ms = 2000;

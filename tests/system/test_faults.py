@@ -154,7 +154,7 @@ def test_busy_tunnel_does_not_let_visitors_grow_the_gateway(procs, tmp_path):
     socks = []
     try:
         total = 0
-        # Each stream may put one window (256 KiB) into the tunnel; once
+        # Each stream may put one window (1 MiB) into the tunnel; once
         # the kernel buffers toward the frozen agent are full, newly
         # routed visitors find the tunnel busy.
         for _ in range(48):

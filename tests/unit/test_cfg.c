@@ -817,7 +817,7 @@ test_example_gateway(void **state)
 	assert_int_equal(gw->agents[0].npatterns, 2);
 	assert_string_equal(gw->agents[0].patterns[0], "app.example.test");
 	assert_string_equal(gw->agents[0].patterns[1], "*.example.test");
-	assert_int_equal(gw->stream_window, 256 * 1024);
+	assert_int_equal(gw->stream_window, 1024 * 1024);
 	/* New keys: the demo is one gateway, so name, admin, peers unset. */
 	assert_null(gw->name);
 	assert_null(gw->admin);
@@ -885,7 +885,7 @@ test_gateway_defaults(void **state)
 	assert_int_equal(gw->hello_max, 16384);
 	assert_int_equal(gw->http_head_max, 8192);
 	assert_int_equal(gw->streams_per_tunnel, 4096);
-	assert_int_equal(gw->stream_window, 256 * 1024);
+	assert_int_equal(gw->stream_window, 1024 * 1024);
 	assert_int_equal(gw->max_connections, 20000);
 	assert_int_equal(gw->drain_ms, 30000);
 	assert_int_equal(gw->announce_ms, 2000);
@@ -934,7 +934,7 @@ test_agent_defaults(void **state)
 	assert_int_equal(a->dead_peer_ms, 4000);
 	assert_int_equal(a->connect_timeout_ms, 5000);
 	assert_int_equal(a->drain_ms, 10000);
-	assert_int_equal(a->stream_window, 256 * 1024);
+	assert_int_equal(a->stream_window, 1024 * 1024);
 	assert_null(a->admin);
 	assert_string_equal(a->gateways[0].address, "gw1.example.net:7443");
 	assert_string_equal(a->gateways[0].host, "gw1.example.net");
@@ -979,7 +979,7 @@ test_gateway_values(void **state)
 	    "  hello_bytes: 64KiB\n"
 	    "  http_head_bytes: \"4096\"\n"
 	    "  streams_per_tunnel: 10\n"
-	    "  stream_window: 1MiB\n"
+	    "  stream_window: 2MiB\n"
 	    "  max_connections: 1000000\n"
 	    "agents:\n"
 	    GW_AGENT("alice-home", AGK, "\"*.Alice.Example.\"")
@@ -997,7 +997,7 @@ test_gateway_values(void **state)
 	assert_int_equal(gw->hello_max, 65536);
 	assert_int_equal(gw->http_head_max, 4096);
 	assert_int_equal(gw->streams_per_tunnel, 10);
-	assert_int_equal(gw->stream_window, 1024 * 1024);
+	assert_int_equal(gw->stream_window, 2 * 1024 * 1024);
 	assert_int_equal(gw->max_connections, 1000000);
 	assert_int_equal(gw->nagents, 2);
 	assert_string_equal(gw->agents[0].name, "alice-home");
