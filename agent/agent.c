@@ -124,6 +124,7 @@ main(int argc, char *argv[])
 	}
 	if ((a.tls_ctx = tun_tls_client_ctx(err, sizeof(err))) == NULL)
 		fatalx("%s", err);
+	tun_heap_tune();
 	if ((a.base = tun_base_new()) == NULL)
 		fatalx("event_base_new failed");
 	if ((a.dns = dns_new(a.base, err, sizeof(err))) == NULL)

@@ -108,6 +108,7 @@ main(int argc, char *argv[])
 	signal(SIGPIPE, SIG_IGN);
 	if ((gw.tun_ctx = tun_tls_server_ctx(err, sizeof(err))) == NULL)
 		fatalx("%s", err);
+	tun_heap_tune();
 	if ((gw.base = tun_base_new()) == NULL)
 		fatalx("event_base_new failed");
 	if ((gw.routes = gw_route_new()) == NULL)

@@ -145,6 +145,8 @@ void		 tun_stream_bytes(const struct tun_stream *, uint64_t *in,
 
 /* An event base for a relaying daemon (both daemons use one). */
 struct event_base *tun_base_new(void);
+/* Heap settings for a relaying daemon: call once at start. */
+void		 tun_heap_tune(void);
 
 /* TLS contexts for the tunnel (tun_tls.c).  NULL on failure, err set. */
 SSL_CTX		*tun_tls_server_ctx(char *err, size_t errlen);
