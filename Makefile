@@ -8,6 +8,8 @@
 #   make demo       the quick start: a visitor reaches a home backend
 #   make bench      side-by-side figures (bench/compare.py -> bench/RESULTS.md)
 #   make bench-smoke the same, tiny, printed only: proves every setup runs
+#   make bench-ab AB="REV REV..."  builds of porch against each other,
+#                   interleaved (bench/ab.py; how optimisations are measured)
 #   make install    PREFIX=/usr/local DESTDIR=
 
 PREFIX	?= /usr/local
@@ -67,7 +69,7 @@ FUZZ_BINS := $(patsubst %,build-fuzz/fuzz_%,$(FUZZERS))
 FUZZ_SECONDS ?= 20
 
 .PHONY: all asan check check-unit check-system check-asan fuzz fuzz-smoke \
-	demo bench bench-smoke install clean deps
+	demo bench bench-smoke bench-ab install clean deps
 
 all: $(BINS)
 
@@ -158,6 +160,11 @@ bench: deps all $(BUILD)/tls_rate
 # Not a test: asserts no figure, only that every setup ran (< 60 s).
 bench-smoke: all $(BUILD)/tls_rate
 	PORCH_BUILD=$(BUILD) $(PYTHON) bench/compare.py --quick --out -
+
+# Revisions or build directories against each other, e.g. AB="HEAD~1 HEAD".
+bench-ab: deps all $(BUILD)/tls_rate
+	@test -n "$(AB)" || { echo 'usage: make bench-ab AB="REV|DIR ..."'; exit 2; }
+	PORCH_BUILD=$(BUILD) $(PYTHON) bench/ab.py $(AB)
 
 # A TLS connection-rate client for bench/ (not installed).
 $(BUILD)/tls_rate: bench/tls_rate.c
