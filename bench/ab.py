@@ -19,7 +19,8 @@ Per build and run:
        of the machine were (/proc/stat) while it ran
   M1x8 8 curls of SIZE/8 at once; the same figures
   M2   tls_rate: new TLS connection + GET of 1 KiB, THREADS threads for
-       SECONDS; conn/s, p50, p99
+       SECONDS; conn/s, p50, p99, and CPU ms per connection of gateway +
+       agent (or HAProxy)
 
 Nothing asserts a figure.  Every process started is stopped at the end,
 also on SIGINT/SIGTERM; every load is bounded in count and time.
@@ -195,9 +196,13 @@ def main():
                         procs, f"{run}-{port}", port, ca.crt,
                         size // compare.STREAMS), pids, gib))
                 if "m2" in only:
-                    r["m2"].append(compare.tls_rate(port, ca.crt,
-                                                    args.threads,
-                                                    args.seconds))
+                    c0 = [compare.cpu_s(p) or 0.0 for p in pids]
+                    j = compare.tls_rate(port, ca.crt, args.threads,
+                                         args.seconds)
+                    cpu = sum((compare.cpu_s(p) or 0.0) - c
+                              for p, c in zip(pids, c0))
+                    j["cpu_ms"] = 1000.0 * cpu / max(1, j["connections"])
+                    r["m2"].append(j)
             print(f"# run {run + 1} of {args.runs} done", flush=True)
 
         med = statistics.median
@@ -224,13 +229,15 @@ def main():
             b = med(x["rate"] for x in base["m2"])
             h = med(x["rate"] for x in res["haproxy"]["m2"]) \
                 if "haproxy" in res else None
-            for label, _, _ in setups:
+            for label, _, pids in setups:
                 xs = res[label]["m2"]
                 rate = med(x["rate"] for x in xs)
                 vs = f", {rate / h:.2f}x haproxy" if h else ""
+                cpu = f"  {med(x['cpu_ms'] for x in xs):.3f} CPU ms/conn" \
+                    if pids else ""
                 print(f"  {label:24} {rate:6.0f} conn/s ({rate / b:.2f}x "
                       f"direct{vs})  p50 {med(x['p50_ms'] for x in xs):.2f}"
-                      f" ms  p99 {med(x['p99_ms'] for x in xs):.2f} ms")
+                      f" ms  p99 {med(x['p99_ms'] for x in xs):.2f} ms{cpu}")
                 print(f"  {'':24} runs: {fmt_runs(x['rate'] for x in xs)}")
         rc = 0
     except compare.Interrupted as e:
