@@ -53,7 +53,7 @@ ACME_OBJS   := $(call obj,$(ACME_SRCS))
 BINS := $(BUILD)/porch-gateway $(BUILD)/porch-agent $(BUILD)/porchctl
 
 # Unit tests: each links lib/ and only the module it tests.
-UNIT_TESTS := sni http frame bio cfg jws acme
+UNIT_TESTS := sni http frame bio cfg jws acme log
 TEST_sni_OBJS   := $(call obj,gateway/gw_sni.c)
 TEST_http_OBJS  := $(call obj,gateway/gw_http.c)
 TEST_frame_OBJS := $(call obj,tunnel/tun_frame.c)
