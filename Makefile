@@ -106,7 +106,7 @@ unit-bins: $(UNIT_BINS)
 check-unit: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do echo "== $$t"; $$t || exit 1; done
 
-check-system: all
+check-system: all $(BUILD)/tls_rate
 	PORCH_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/system
 
 check-asan: asan
