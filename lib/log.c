@@ -61,7 +61,7 @@ log_vline(const char *level, const char *fmt, va_list ap, int err)
 	static time_t	 ts_sec = -1;
 	static char	 ts[16];
 	char		 line[2048 + 256];
-	size_t		 n, room = sizeof(line) - 1;	/* keep one for '\n' */
+	size_t		 n, cap, room = sizeof(line) - 1;	/* one for '\n' */
 	struct timeval	 tv;
 	struct tm	 tm;
 
@@ -74,8 +74,8 @@ log_vline(const char *level, const char *fmt, va_list ap, int err)
 	n = log_fit(snprintf(line, room, "%s.%03ld %s[%s] ", ts,
 	    (long)tv.tv_usec / 1000, log_progname, level), room);
 	/* The message alone is capped at 2047 bytes, as it always was. */
-	n += log_fit(vsnprintf(line + n, room - n < 2048 ? room - n : 2048,
-	    fmt, ap), room - n < 2048 ? room - n : 2048);
+	cap = room - n < 2048 ? room - n : 2048;
+	n += log_fit(vsnprintf(line + n, cap, fmt, ap), cap);
 	if (err)
 		n += log_fit(snprintf(line + n, room - n, ": %s",
 		    strerror(err)), room - n);

@@ -22,27 +22,11 @@ import pytest
 
 import conftest as fx
 
+sys.path.insert(0, os.path.join(fx.ROOT, "bench"))
+import compare  # noqa: E402  (its process walk: descendants)
+
 COMPARE = os.path.join(fx.ROOT, "bench", "compare.py")
 TLS_RATE = os.path.join(fx.BUILD, "tls_rate")
-
-
-def children(pid):
-    """Every live descendant of pid (walks /proc)."""
-    kids = {}
-    for st in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(st) as f:
-                s = f.read()
-        except OSError:
-            continue
-        fields = s[s.rindex(")") + 2:].split()
-        kids.setdefault(int(fields[1]), []).append(int(st.split("/")[2]))
-    out, todo = [], [pid]
-    while todo:
-        for k in kids.get(todo.pop(), []):
-            out.append(k)
-            todo.append(k)
-    return out
 
 
 def alive(pid):
@@ -80,7 +64,7 @@ def test_interrupted_bench_stops_everything():
                 break
         assert out and out[-1].startswith("M1 run 1"), \
             "the harness never reached M1:\n" + "".join(out)
-        started = children(p.pid)
+        started = compare.descendants(p.pid)
         names = set()
         for pid in started:
             try:
