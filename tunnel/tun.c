@@ -54,6 +54,8 @@ static void	tun_under_cb(struct evbuffer *,
 		    const struct evbuffer_cb_info *, void *);
 static void	tun_connected(struct tun *);
 static void	tun_send_hello(struct tun *);
+static void	tun_send_ping(struct tun *);
+static void	tun_end_text(struct bufferevent *, short, int, char *, size_t);
 static void	tun_dispatch(struct tun *, const struct tun_frame *);
 static void	tun_recv_hello(struct tun *, const struct tun_frame *);
 static void	tun_recv_open(struct tun *, const struct tun_frame *);
@@ -254,6 +256,8 @@ tun_shutdown(struct tun *t, uint32_t code, const char *msg)
 		return;
 	}
 	tun_send_reason(t, 1, code, t->next_id, msg);
+	/* Said again in the closing line: which shutdown it was. */
+	snprintf(t->shut_why, sizeof(t->shut_why), "%s", msg);
 	tun_flush_close(t);
 }
 
@@ -398,6 +402,7 @@ tun_sink_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct tun		*t = arg;
 	struct tun_stream	*s;
+	char			 why[sizeof(t->shut_why) + 16];
 
 	(void)fd;
 	(void)ev;
@@ -407,8 +412,11 @@ tun_sink_cb(evutil_socket_t fd, short ev, void *arg)
 	if (t->closed)
 		;
 	else if (t->state == TUN_CLOSING) {
-		if (tun_out_len(t) == 0)
-			tun_close(t, "shutdown");
+		if (tun_out_len(t) == 0) {
+			snprintf(why, sizeof(why), "shutdown%s%s",
+			    t->shut_why[0] != '\0' ? ": " : "", t->shut_why);
+			tun_close(t, why);
+		}
 	} else if (tun_out_len(t) < TUN_OUT_LOW) {
 		if (t->read_paused) {
 			t->read_paused = 0;
@@ -527,6 +535,45 @@ int
 tun_is_ready(const struct tun *t)
 {
 	return !t->closed && t->state == TUN_READY;
+}
+
+int
+tun_is_confirmed(const struct tun *t)
+{
+	return tun_is_ready(t) && t->confirmed;
+}
+
+uint64_t
+tun_peer_instance(const struct tun *t)
+{
+	return t->peer_instance;
+}
+
+void
+tun_ping(struct tun *t)
+{
+	if (tun_is_ready(t))
+		tun_send_ping(t);
+}
+
+uint64_t
+tun_last_rx_ms(const struct tun *t)
+{
+	return t->last_rx_ms;
+}
+
+/* Our own send time, echoed back, gives the RTT. */
+static void
+tun_send_ping(struct tun *t)
+{
+	uint64_t	us = mono_us();
+	uint8_t		ping[8];
+	int		i;
+
+	t->last_ping_ms = mono_ms();
+	for (i = 0; i < 8; i++)
+		ping[i] = (us >> (56 - 8 * i)) & 0xff;
+	tun_send(t, TUN_PING, 0, 0, ping, sizeof(ping));
 }
 
 int
@@ -750,12 +797,23 @@ tun_read_pending(struct tun *t)
 		err = SSL_get_error(ssl, n);
 		if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
 			break;		/* a partial record: the socket has more */
-		ERR_clear_error();
 		/* The end, behind records just taken: those are read first
 		 * (tun_read_cb goes on), the tunnel closes from the loop. */
-		snprintf(t->eof_why, sizeof(t->eof_why), "%s",
-		    err == SSL_ERROR_ZERO_RETURN ? "connection closed by peer" :
-		    "TLS error");
+		if (err == SSL_ERROR_ZERO_RETURN)
+			snprintf(t->eof_why, sizeof(t->eof_why),
+			    "connection closed by peer");
+		else if (err == SSL_ERROR_SSL && ERR_peek_error() != 0 &&
+		    ERR_reason_error_string(ERR_peek_error()) != NULL)
+			snprintf(t->eof_why, sizeof(t->eof_why),
+			    "TLS error: %s",
+			    ERR_reason_error_string(ERR_peek_error()));
+		else if (err == SSL_ERROR_SYSCALL && errno != 0)
+			snprintf(t->eof_why, sizeof(t->eof_why), "%s",
+			    strerror(errno));
+		else
+			snprintf(t->eof_why, sizeof(t->eof_why),
+			    "connection closed by peer");
+		ERR_clear_error();
 		bufferevent_disable(t->bev, EV_READ | EV_WRITE);
 		event_active(t->eof_ev, EV_TIMEOUT, 0);
 		break;
@@ -768,23 +826,13 @@ tun_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct tun	*t = arg;
 	char		 why[256];
-	unsigned long	 e;
 	int		 err = EVUTIL_SOCKET_ERROR();
 
 	tun_enter(t);
 	if (what & BEV_EVENT_CONNECTED) {
 		tun_connected(t);
 	} else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		if ((e = bufferevent_get_openssl_error(bev)) != 0) {
-			char ebuf[200];
-
-			ERR_error_string_n(e, ebuf, sizeof(ebuf));
-			snprintf(why, sizeof(why), "TLS error: %s", ebuf);
-		} else if (what & BEV_EVENT_EOF)
-			snprintf(why, sizeof(why), "connection closed by peer");
-		else
-			snprintf(why, sizeof(why), "%s",
-			    evutil_socket_error_to_string(err));
+		tun_end_text(bev, what, err, why, sizeof(why));
 		if (t->state == TUN_HANDSHAKE) {
 			size_t l = strlen(why);
 
@@ -809,6 +857,43 @@ tun_event_cb(struct bufferevent *bev, short what, void *arg)
 	tun_leave(t);
 }
 
+/*
+ * Why the connection ended, in words.  libevent queues OpenSSL's errors
+ * but also SSL_get_error()'s own codes: SSL_ERROR_SYSCALL (5) means the
+ * socket failed, which errno tells ("error:00000005:lib(0)::reason(5)"
+ * would say nothing to anyone).
+ */
+static void
+tun_end_text(struct bufferevent *bev, short what, int err, char *why,
+    size_t len)
+{
+	unsigned long	 e, first = 0, sys = 0;
+	const char	*r;
+
+	while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+		if (ERR_GET_LIB(e) == 0 && e <= SSL_ERROR_WANT_CLIENT_HELLO_CB)
+			sys = e;
+		else if (first == 0)
+			first = e;
+	}
+	if (first != 0 && (r = ERR_reason_error_string(first)) != NULL)
+		snprintf(why, len, "TLS error: %s", r);
+	else if (first != 0) {
+		snprintf(why, len, "TLS error: ");
+		ERR_error_string_n(first, why + strlen(why),
+		    len - strlen(why));
+	} else if (err != 0 && (what & BEV_EVENT_ERROR))
+		snprintf(why, len, "%s", evutil_socket_error_to_string(err));
+	else if (what & BEV_EVENT_EOF || sys == SSL_ERROR_SYSCALL ||
+	    sys == SSL_ERROR_ZERO_RETURN)
+		snprintf(why, len, "connection closed by peer");
+	else if (sys != 0)
+		snprintf(why, len, "TLS connection failed (SSL error %lu)",
+		    sys);
+	else
+		snprintf(why, len, "connection failed");
+}
+
 static void
 tun_eof_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -830,10 +915,8 @@ static void
 tun_timer_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct tun	*t = arg;
-	uint64_t	 now = mono_ms(), us;
-	uint8_t		 ping[8];
-	char		 why[128];
-	int		 i;
+	uint64_t	 now = mono_ms();
+	char		 why[sizeof(t->shut_why) + 64];
 
 	(void)fd;
 	(void)ev;
@@ -852,16 +935,13 @@ tun_timer_cb(evutil_socket_t fd, short ev, void *arg)
 		}
 		if (now - t->last_ping_ms < t->p.keepalive_ms)
 			break;
-		t->last_ping_ms = now;
-		/* Our own send time, echoed back, gives the RTT. */
-		us = mono_us();
-		for (i = 0; i < 8; i++)
-			ping[i] = (us >> (56 - 8 * i)) & 0xff;
-		tun_send(t, TUN_PING, 0, 0, ping, sizeof(ping));
+		tun_send_ping(t);
 		break;
 	case TUN_CLOSING:
-		tun_close(t, tun_out_len(t) == 0 ? "shutdown" :
-		    "shutdown (flush timed out)");
+		snprintf(why, sizeof(why), "shutdown%s%s%s",
+		    t->shut_why[0] != '\0' ? ": " : "", t->shut_why,
+		    tun_out_len(t) == 0 ? "" : " (flush timed out)");
+		tun_close(t, why);
 		break;
 	}
 	tun_leave(t);
@@ -953,6 +1033,7 @@ tun_send_hello(struct tun *t)
 	tun_sign_input(t, t->p.role, msg);
 	crypto_sign_detached(h.sig, NULL, msg, sizeof(msg), t->p.key->sec);
 	snprintf(h.name, sizeof(h.name), "%s", t->name);
+	h.instance = t->p.instance;
 	n = tun_hello_encode(&h, buf);
 	tun_send(t, TUN_HELLO, 0, 0, buf, n);
 }
@@ -988,6 +1069,15 @@ tun_dispatch(struct tun *t, const struct tun_frame *f)
 	}
 	if (t->state != TUN_READY)
 		return;
+	/* Any frame but a refusal: the dialer accepted our HELLO. */
+	if (!t->confirmed && f->type != TUN_GOAWAY) {
+		t->confirmed = 1;
+		if (t->ops->confirmed != NULL) {
+			t->ops->confirmed(t, t->arg);
+			if (t->closed || t->state != TUN_READY)
+				return;
+		}
+	}
 
 	switch (f->type) {
 	case TUN_HELLO:
@@ -1108,6 +1198,7 @@ tun_recv_hello(struct tun *t, const struct tun_frame *f)
 		return;
 	}
 	memcpy(t->peer_key, h.pub, KEY_PUB_LEN);
+	t->peer_instance = h.instance;
 	log_escape(t->peer_name, sizeof(t->peer_name), h.name,
 	    strlen(h.name));
 	t->peer_window = h.window;
@@ -1119,9 +1210,21 @@ tun_recv_hello(struct tun *t, const struct tun_frame *f)
 			tun_shutdown(t, TUN_E_AUTH, err);
 		return;
 	}
+	if (t->closed)
+		return;
 	/* Admitted: only now does the accepting side prove itself. */
-	if (t->accepting && !t->closed)
+	if (t->accepting) {
 		tun_send_hello(t);
+		return;
+	}
+	/*
+	 * The dialer has accepted the acceptor.  Say so at once with a
+	 * PING (its answer is also the first RTT): an acceptor must not
+	 * let this tunnel displace another of the same key before it
+	 * knows we did not refuse it.
+	 */
+	t->confirmed = 1;
+	tun_send_ping(t);
 }
 
 static void

@@ -43,6 +43,10 @@ struct tun_ops {
 	 * called for this stream), -1 to let the stream close it. */
 	int	(*stream_retry)(struct tun *, struct tun_stream *,
 		    struct bufferevent *bev, const char *reason, void *arg);
+	/* Accepting side: the dialer accepted our HELLO (its first frame
+	 * after it came in).  Until then it may still refuse us; may be
+	 * NULL. */
+	void	(*confirmed)(struct tun *, void *arg);
 	/* The tunnel is closed; it is freed when this returns. */
 	void	(*closed)(struct tun *, const char *reason, void *arg);
 	/* A frame of a type the tunnel does not handle (ANNOUNCE, and
@@ -60,6 +64,7 @@ struct tun_params {
 	unsigned		 max_streams;
 	const char		*name;		/* our name, sent in HELLO */
 	const char		*label;		/* for log lines, e.g. gw=gw1 */
+	uint64_t		 instance;	/* sent in HELLO; 0: none */
 };
 
 /*
@@ -104,12 +109,19 @@ int		 tun_send_frame(struct tun *, uint8_t type, uint8_t flags,
 enum tun_role	 tun_role(const struct tun *);	/* ours, once authed */
 
 int		 tun_is_ready(const struct tun *);	/* authenticated */
+/* Ready, and the peer accepted us too (always so on the dialing side). */
+int		 tun_is_confirmed(const struct tun *);
+uint64_t	 tun_peer_instance(const struct tun *);	/* from HELLO */
 int		 tun_is_draining(const struct tun *);	/* GOAWAY seen/sent */
 const uint8_t	*tun_peer_key(const struct tun *);
 const char	*tun_peer_name(const struct tun *);
 const char	*tun_label(const struct tun *);
 unsigned	 tun_stream_count(const struct tun *);
 double		 tun_rtt_ms(const struct tun *);	/* last ping RTT, -1 */
+/* Send a PING now (ready tunnels only); any frame back proves the peer
+ * alive: compare tun_last_rx_ms with the time of the ping. */
+void		 tun_ping(struct tun *);
+uint64_t	 tun_last_rx_ms(const struct tun *);	/* mono_ms() */
 /* "rtt=0.214ms" or "rtt=none" for log lines; buf of 32 bytes. */
 const char	*tun_rtt_text(const struct tun *, char *buf, size_t);
 void		*tun_arg(const struct tun *);

@@ -67,7 +67,10 @@ tun_hello_encode(const struct tun_hello *h, uint8_t *out)
 	n += KEY_SIG_LEN;
 	out[n++] = (uint8_t)nl;
 	memcpy(out + n, h->name, nl);
-	return n + nl;
+	n += nl;
+	put32(out + n, (uint32_t)(h->instance >> 32));
+	put32(out + n + 4, (uint32_t)h->instance);
+	return n + 8;
 }
 
 int
@@ -88,6 +91,10 @@ tun_hello_parse(const struct tun_frame *f, struct tun_hello *h)
 	p += KEY_SIG_LEN;
 	if (get_string(&p, end, 1, h->name, sizeof(h->name)) == -1)
 		return -1;
+	/* The instance was appended later: older senders leave it out. */
+	h->instance = 0;
+	if (end - p >= 8)
+		h->instance = ((uint64_t)get32(p) << 32) | get32(p + 4);
 	/* Trailing bytes are allowed: later versions may append fields. */
 	return 0;
 }
@@ -398,7 +405,7 @@ tun_err_name(uint32_t e)
 {
 	static const char *names[] = { "none", "protocol", "refused",
 	    "unreachable", "no-service", "flow-control", "limit", "cancel",
-	    "shutdown", "auth", "internal" };
+	    "shutdown", "auth", "internal", "duplicate" };
 
 	return e < sizeof(names) / sizeof(names[0]) ? names[e] : "unknown";
 }

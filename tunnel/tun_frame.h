@@ -77,6 +77,7 @@ enum tun_err {			/* RESET and GOAWAY codes */
 	TUN_E_SHUTDOWN = 8,
 	TUN_E_AUTH = 9,
 	TUN_E_INTERNAL = 10,
+	TUN_E_DUPLICATE = 11,	/* GOAWAY: another live agent has this key */
 };
 
 struct tun_frame {
@@ -94,6 +95,9 @@ struct tun_hello {
 	uint8_t		 pub[KEY_PUB_LEN];
 	uint8_t		 sig[KEY_SIG_LEN];
 	char		 name[64];	/* free text, for logs only */
+	/* Random per process start (0: the sender did not say): a gateway
+	 * tells two agents sharing one key from one agent reconnecting. */
+	uint64_t	 instance;
 };
 
 struct tun_addr {		/* visitor and entry addresses in OPEN */

@@ -98,6 +98,7 @@ struct tun {
 	struct event		*kick;		/* starts I/O from the loop */
 	struct event		*eof_ev;	/* closes after the last read */
 	char			 eof_why[256];
+	char			 shut_why[TUN_MSG_MAX + 1];	/* tun_shutdown */
 	struct tun_params	 p;
 	char			*name;
 	char			*label;
@@ -112,6 +113,8 @@ struct tun {
 	int			 read_paused;	/* our output is over the cap */
 	char			 peer_name[64];
 	uint8_t			 peer_key[KEY_PUB_LEN];
+	uint64_t		 peer_instance;
+	int			 confirmed;	/* the peer accepted us */
 	uint32_t		 peer_window;
 	uint8_t			 exporter[32];
 	uint64_t		 start_ms;

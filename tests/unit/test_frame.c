@@ -203,8 +203,9 @@ test_hello_roundtrip(void **state)
 	assert_int_equal(strlen(names[3]), 63);
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		fill_hello(&h, names[i]);
+		h.instance = 0x0102030405060708ULL * (i + 1);
 		n = tun_hello_encode(&h, buf);
-		assert_int_equal(n, HELLO_FIXED + 1 + strlen(names[i]));
+		assert_int_equal(n, HELLO_FIXED + 1 + strlen(names[i]) + 8);
 		assert_int_equal(buf[0], TUN_VERSION);
 		assert_int_equal(buf[1], TUN_ROLE_GATEWAY);
 		assert_int_equal(buf[2], 0x00);
@@ -221,12 +222,28 @@ test_hello_roundtrip(void **state)
 		assert_memory_equal(g.pub, h.pub, KEY_PUB_LEN);
 		assert_memory_equal(g.sig, h.sig, KEY_SIG_LEN);
 		assert_string_equal(g.name, names[i]);
+		assert_true(g.instance == h.instance);
+		/* Big-endian, right after the name. */
+		assert_int_equal(buf[HELLO_FIXED + 1 + strlen(names[i])],
+		    (uint8_t)(h.instance >> 56));
 
 		/* Later versions may append fields. */
 		memset(buf + n, 0xff, 10);
 		frame_init(&f, TUN_HELLO, 0, buf, n + 10);
 		assert_int_equal(tun_hello_parse(&f, &g), 0);
 		assert_string_equal(g.name, names[i]);
+		assert_true(g.instance == h.instance);
+
+		/* A sender that predates the instance field: 0. */
+		frame_init(&f, TUN_HELLO, 0, buf, n - 8);
+		memset(&g, 0xee, sizeof(g));
+		assert_int_equal(tun_hello_parse(&f, &g), 0);
+		assert_string_equal(g.name, names[i]);
+		assert_true(g.instance == 0);
+		/* A cut instance is not one. */
+		frame_init(&f, TUN_HELLO, 0, buf, n - 3);
+		assert_int_equal(tun_hello_parse(&f, &g), 0);
+		assert_true(g.instance == 0);
 	}
 
 	/* The parser leaves version, role and window to the caller. */
@@ -276,9 +293,10 @@ test_hello_malformed(void **state)
 		if (tun_hello_parse(&f, &h) != -1)
 			fail_msg("hello accepted: %s", tab[i].what);
 	}
-	/* Every proper prefix of a valid payload. */
+	/* Every proper prefix of a valid payload up to the name's end
+	 * (the instance after it is optional). */
 	fill_hello(&h, "gw-1");
-	n = tun_hello_encode(&h, buf);
+	n = tun_hello_encode(&h, buf) - 8;
 	for (cut = 0; cut < n; cut++) {
 		frame_init(&f, TUN_HELLO, 0, buf, cut);
 		assert_int_equal(tun_hello_parse(&f, &h), -1);
@@ -1026,7 +1044,8 @@ test_names(void **state)
 	assert_string_equal(tun_err_name(TUN_E_NONE), "none");
 	assert_string_equal(tun_err_name(TUN_E_FLOW), "flow-control");
 	assert_string_equal(tun_err_name(TUN_E_INTERNAL), "internal");
-	assert_string_equal(tun_err_name(11), "unknown");
+	assert_string_equal(tun_err_name(TUN_E_DUPLICATE), "duplicate");
+	assert_string_equal(tun_err_name(12), "unknown");
 	assert_string_equal(tun_err_name(0xffffffff), "unknown");
 }
 
