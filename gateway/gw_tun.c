@@ -2,8 +2,14 @@
 /*
  * Agent tunnels on the gateway side: admit only keys in the config, and
  * accept a hostname claim only when one of the agent's patterns covers
- * it.  A refused claim is answered and logged and changes nothing else.
- * A tunnel's routes live exactly as long as the tunnel.
+ * it.  A refused claim is answered and logged and changes nothing else,
+ * but is remembered: a reload that grants the name makes it live at
+ * once.  A tunnel's routes live exactly as long as the tunnel.
+ *
+ * One key, one live session: a reconnecting agent replaces its stale
+ * session, but only once it has accepted us too, and never a session
+ * of another live process with the same key (a copied config): that
+ * one is refused, and both sides are told why.
  */
 
 #include <stdio.h>
@@ -17,9 +23,20 @@
 #include "addr.h"
 #include "gw.h"
 #include "log.h"
+#include "mono.h"
 
 #define GW_TUN_MAX_CLAIMS	4096
 #define GW_TUN_MAX_PENDING	256	/* tunnels still proving a key */
+#define GW_TUN_MAX_WANTS	256	/* refused claims remembered */
+/* How long an older session of the key has to show it is alive. */
+#define GW_TUN_PROBE_MIN_MS	1000
+#define GW_TUN_PROBE_MAX_MS	3000
+
+/* A claim not routed (yet): refused, or waiting for the probe. */
+struct gw_tun_want {
+	struct tun_claim		 claim;
+	TAILQ_ENTRY(gw_tun_want)	 entry;
+};
 
 struct gw_tun {
 	struct gw		*gw;
@@ -29,6 +46,12 @@ struct gw_tun {
 	uint64_t		 id;
 	unsigned		 nclaims;
 	int			 authed;
+	int			 live;		/* confirmed, may hold routes */
+	struct event		*probe;		/* rival session alive? */
+	uint64_t		 probe_ms;	/* when we pinged it */
+	uint64_t		 rival;		/* its id */
+	TAILQ_HEAD(, gw_tun_want) wants;
+	unsigned		 nwants;
 	TAILQ_ENTRY(gw_tun)	 entry;
 };
 
@@ -36,11 +59,22 @@ static int	gw_tun_authed(struct tun *, const struct tun_hello *, char *,
 		    size_t, void *);
 static void	gw_tun_claim(struct tun *, uint8_t, const struct tun_claim *,
 		    void *);
+static void	gw_tun_confirmed(struct tun *, void *);
 static void	gw_tun_goaway(struct tun *, const struct tun_reason *, void *);
 static void	gw_tun_closed(struct tun *, const char *, void *);
 static const struct cfg_grant *gw_tun_grant(struct gw *, const uint8_t *);
 static void	gw_tun_start(struct gw *, int, struct bufferevent *,
 		    const struct sockaddr *);
+static void	gw_tun_free(struct gw_tun *);
+static struct gw_tun *gw_tun_rival(struct gw_tun *);
+static void	gw_tun_replace(struct gw_tun *, struct gw_tun *, const char *);
+static void	gw_tun_probe_cb(evutil_socket_t, short, void *);
+static void	gw_tun_go_live(struct gw_tun *);
+static int	gw_tun_covered(struct gw_tun *, const char *);
+static void	gw_tun_decide(struct gw_tun *, const struct tun_claim *, int);
+static void	gw_tun_want_put(struct gw_tun *, const struct tun_claim *);
+static void	gw_tun_want_del(struct gw_tun *, const char *);
+static void	gw_tun_regrant(struct gw_tun *);
 
 static const struct tun_ops gw_tun_ops = {
 	.authed = gw_tun_authed,
@@ -49,6 +83,7 @@ static const struct tun_ops gw_tun_ops = {
 	.goaway = gw_tun_goaway,
 	.stream_closed = gw_fwd_stream_closed_cb,
 	.stream_retry = gw_fwd_stream_retry_cb,
+	.confirmed = gw_tun_confirmed,
 	.closed = gw_tun_closed,
 };
 
@@ -108,6 +143,9 @@ gw_tun_start(struct gw *gw, int fd, struct bufferevent *bev,
 	if ((gt = calloc(1, sizeof(*gt))) == NULL ||
 	    (ssl = SSL_new(gw->tun_ctx)) == NULL)
 		goto fail;
+	TAILQ_INIT(&gt->wants);
+	if ((gt->probe = evtimer_new(gw->base, gw_tun_probe_cb, gt)) == NULL)
+		goto fail;
 	gt->gw = gw;
 	gt->id = ++gw->next_tun_id;
 	addr_fmt(sa, gt->peer, sizeof(gt->peer));
@@ -127,11 +165,11 @@ gw_tun_start(struct gw *gw, int fd, struct bufferevent *bev,
 		log_warnx("tunnel from %s: out of memory", gt->peer);
 		gw->tun_pending--;
 		TAILQ_REMOVE(&gw->tunnels, gt, entry);
-		free(gt);
+		gw_tun_free(gt);
 	}
 	return;
 fail:
-	free(gt);
+	gw_tun_free(gt);
 	if (ssl != NULL)
 		SSL_free(ssl);
 	if (bev != NULL)
@@ -198,7 +236,7 @@ static int
 gw_tun_authed(struct tun *tun, const struct tun_hello *h, char *msg,
     size_t msglen, void *arg)
 {
-	struct gw_tun			*gt = arg, *old, *next;
+	struct gw_tun			*gt = arg;
 	const struct cfg_grant		*g;
 	char				 kt[KEY_TEXT_LEN];
 
@@ -209,7 +247,7 @@ gw_tun_authed(struct tun *tun, const struct tun_hello *h, char *msg,
 			return -1;
 		gt->gw->tun_pending--;
 		TAILQ_REMOVE(&gt->gw->tunnels, gt, entry);
-		free(gt);
+		gw_tun_free(gt);
 		return 0;
 	}
 	if ((g = gw_tun_grant(gt->gw, h->pub)) == NULL) {
@@ -225,25 +263,9 @@ gw_tun_authed(struct tun *tun, const struct tun_hello *h, char *msg,
 	gt->gw->stats.tunnels++;
 	gt->authed = 1;
 	gt->gw->tun_pending--;
-	/*
-	 * The same key again means the agent reconnected: its old session
-	 * is stale (it would time out eventually), so the names move to the
-	 * new one at once instead of staying blocked.
-	 */
-	for (old = TAILQ_FIRST(&gt->gw->tunnels); old != NULL; old = next) {
-		next = TAILQ_NEXT(old, entry);
-		/* A draining session is finishing its streams on purpose
-		 * (the agent moved it): leave it to end by itself. */
-		if (old != gt && tun_is_ready(old->tun) &&
-		    !tun_is_draining(old->tun) &&
-		    sodium_memcmp(tun_peer_key(old->tun), h->pub,
-		    KEY_PUB_LEN) == 0) {
-			log_info("agent %s reconnected from %s; replacing its "
-			    "session from %s", g->name, gt->peer, old->peer);
-			tun_close(old->tun, "replaced by a new session");
-			next = TAILQ_FIRST(&gt->gw->tunnels);
-		}
-	}
+	/* An older session of this key is dealt with once the agent has
+	 * accepted us too (gw_tun_confirmed): a dialer that pins another
+	 * gateway key must not cost the good session anything. */
 	log_info("tunnel from %s%s: agent %s (%s) authenticated", gt->peer,
 	    strstr(tun_label(tun), "via=tls-entry") != NULL ?
 	    " (on the TLS entry)" : "", g->name, kt);
@@ -255,13 +277,10 @@ gw_tun_claim(struct tun *tun, uint8_t type, const struct tun_claim *c,
     void *arg)
 {
 	struct gw_tun		*gt = arg;
-	const struct cfg_grant	*g;
-	struct tun_claim	 r;
-	size_t			 i;
-	int			 ok = 0, added;
-	char			 kinds[64];
 
+	(void)tun;
 	if (type == TUN_UNCLAIM) {
+		gw_tun_want_del(gt, c->name);
 		if (gw_route_remove(gt->gw->routes, c->name, gt) == 1) {
 			gt->nclaims--;
 			gw_peer_routes_changed(gt->gw);
@@ -271,13 +290,45 @@ gw_tun_claim(struct tun *tun, uint8_t type, const struct tun_claim *c,
 	}
 	if (type != TUN_CLAIM)
 		return;
+	if (!gt->live) {
+		/* Decided once we know whose session this is. */
+		gw_tun_want_put(gt, c);
+		return;
+	}
+	gw_tun_decide(gt, c, 0);
+}
+
+/* 1 if one of the agent's 'hostnames' patterns covers name. */
+static int
+gw_tun_covered(struct gw_tun *gt, const char *name)
+{
+	const struct cfg_grant	*g;
+	size_t			 i;
+
+	if ((g = gw_tun_grant(gt->gw, tun_peer_key(gt->tun))) == NULL)
+		return 0;
+	for (i = 0; i < g->npatterns; i++)
+		if (name_pattern_covers(g->patterns[i], name))
+			return 1;
+	return 0;
+}
+
+/*
+ * Route the claim, or refuse it and remember it (a reload may grant it
+ * later); answer the agent either way.  reload: the grant is new.
+ */
+static void
+gw_tun_decide(struct gw_tun *gt, const struct tun_claim *c, int reload)
+{
+	struct tun_claim	 r;
+	int			 added;
+	char			 kinds[64];
+
 	memset(&r, 0, sizeof(r));
 	snprintf(r.name, sizeof(r.name), "%s", c->name);
-	if ((g = gw_tun_grant(gt->gw, tun_peer_key(tun))) != NULL)
-		for (i = 0; i < g->npatterns && !ok; i++)
-			ok = name_pattern_covers(g->patterns[i], c->name);
-	if (!ok) {
+	if (!gw_tun_covered(gt, c->name)) {
 		gt->gw->stats.claims_refused++;
+		gw_tun_want_put(gt, c);
 		r.status = TUN_CLAIM_DENIED;
 		snprintf(r.msg, sizeof(r.msg), "agent %s is not authorized "
 		    "for this hostname on this gateway", gt->name);
@@ -285,6 +336,7 @@ gw_tun_claim(struct tun *tun, uint8_t type, const struct tun_claim *c,
 		    "pattern of this agent in %s covers it", gt->name,
 		    c->name, gt->gw->cfg->file);
 	} else if (gt->nclaims >= GW_TUN_MAX_CLAIMS) {
+		gw_tun_want_del(gt, c->name);
 		r.status = TUN_CLAIM_LIMIT;
 		snprintf(r.msg, sizeof(r.msg), "too many hostnames (max %d)",
 		    GW_TUN_MAX_CLAIMS);
@@ -295,15 +347,183 @@ gw_tun_claim(struct tun *tun, uint8_t type, const struct tun_claim *c,
 		r.status = TUN_CLAIM_LIMIT;
 		snprintf(r.msg, sizeof(r.msg), "gateway out of memory");
 	} else {
+		gw_tun_want_del(gt, c->name);
 		gt->nclaims += added;
 		gw_peer_routes_changed(gt->gw);
 		r.status = TUN_CLAIM_OK;
-		log_info("agent %s claimed %s (%s, priority %u, %s)",
-		    gt->name, c->name, tun_kinds_text(c->kinds, kinds,
-		    sizeof(kinds)), c->priority,
-		    c->policy == TUN_POLICY_BALANCE ? "balance" : "failover");
+		log_info("%sagent %s claimed %s (%s, priority %u, %s)",
+		    reload ? "reload: granted; " : "", gt->name, c->name,
+		    tun_kinds_text(c->kinds, kinds, sizeof(kinds)),
+		    c->priority, c->policy == TUN_POLICY_BALANCE ?
+		    "balance" : "failover");
 	}
-	tun_send_claim(tun, TUN_CLAIM_RESULT, &r);
+	tun_send_claim(gt->tun, TUN_CLAIM_RESULT, &r);
+}
+
+/* Remember (or update) a claim that is not routed. */
+static void
+gw_tun_want_put(struct gw_tun *gt, const struct tun_claim *c)
+{
+	struct gw_tun_want	*w;
+
+	TAILQ_FOREACH(w, &gt->wants, entry) {
+		if (strcmp(w->claim.name, c->name) == 0) {
+			w->claim = *c;
+			return;
+		}
+	}
+	if (gt->nwants >= GW_TUN_MAX_WANTS) {
+		/* Bounded: past this a reload cannot grant it by itself;
+		 * the agent's next claim (or reconnect) asks again. */
+		log_debug("agent %s: not remembering the claim for %s "
+		    "(%d remembered)", gt->name, c->name, GW_TUN_MAX_WANTS);
+		return;
+	}
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return;
+	w->claim = *c;
+	TAILQ_INSERT_TAIL(&gt->wants, w, entry);
+	gt->nwants++;
+}
+
+static void
+gw_tun_want_del(struct gw_tun *gt, const char *name)
+{
+	struct gw_tun_want	*w;
+
+	TAILQ_FOREACH(w, &gt->wants, entry) {
+		if (strcmp(w->claim.name, name) == 0) {
+			TAILQ_REMOVE(&gt->wants, w, entry);
+			gt->nwants--;
+			free(w);
+			return;
+		}
+	}
+}
+
+/*
+ * The agent accepted our HELLO.  Another live session of its key is
+ * either this agent's own stale one (it reconnected: take the names
+ * over at once), or another process using the same key.  The HELLO's
+ * instance tells a restarted process from the same one; a different
+ * one gets a probe: if the older session answers, it stays and this
+ * one is refused.
+ */
+static void
+gw_tun_confirmed(struct tun *tun, void *arg)
+{
+	struct gw_tun	*gt = arg, *old;
+	struct timeval	 tv;
+	double		 rtt;
+	uint64_t	 ms;
+
+	if (!gt->authed)
+		return;
+	if ((old = gw_tun_rival(gt)) == NULL) {
+		gw_tun_go_live(gt);
+		return;
+	}
+	if (tun_peer_instance(tun) == 0 ||
+	    tun_peer_instance(tun) == tun_peer_instance(old->tun)) {
+		gw_tun_replace(old, gt, "reconnected");
+		gw_tun_go_live(gt);
+		return;
+	}
+	/* A few round trips of the old session, within bounds. */
+	rtt = tun_rtt_ms(old->tun);
+	ms = GW_TUN_PROBE_MIN_MS + (rtt > 0 ? (uint64_t)(4 * rtt) : 0);
+	if (ms > GW_TUN_PROBE_MAX_MS)
+		ms = GW_TUN_PROBE_MAX_MS;
+	gt->rival = old->id;
+	gt->probe_ms = mono_ms();
+	tun_ping(old->tun);
+	log_info("agent %s connected from %s while its session from %s is "
+	    "open; checking whether that one is still alive", gt->name,
+	    gt->peer, old->peer);
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(gt->probe, &tv);
+}
+
+/* The live session of gt's key other than gt, or NULL. */
+static struct gw_tun *
+gw_tun_rival(struct gw_tun *gt)
+{
+	struct gw_tun	*old;
+
+	TAILQ_FOREACH(old, &gt->gw->tunnels, entry) {
+		/* A draining session is finishing its streams on purpose
+		 * (the agent moved it): leave it to end by itself. */
+		if (old != gt && old->live && tun_is_ready(old->tun) &&
+		    !tun_is_draining(old->tun) &&
+		    sodium_memcmp(tun_peer_key(old->tun),
+		    tun_peer_key(gt->tun), KEY_PUB_LEN) == 0)
+			return old;
+	}
+	return NULL;
+}
+
+/* Its names move to gt now; the old session's agent hears why. */
+static void
+gw_tun_replace(struct gw_tun *old, struct gw_tun *gt, const char *how)
+{
+	char	msg[TUN_MSG_MAX];
+
+	log_info("agent %s %s from %s; replacing its session from %s",
+	    gt->name, how, gt->peer, old->peer);
+	snprintf(msg, sizeof(msg), "replaced by a new session of this "
+	    "agent's key from %s", gt->peer);
+	tun_shutdown(old->tun, TUN_E_SHUTDOWN, msg);
+}
+
+static void
+gw_tun_probe_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_tun	*gt = arg, *old;
+	char		 kt[KEY_TEXT_LEN], msg[TUN_MSG_MAX + 64];
+
+	(void)fd;
+	(void)what;
+	TAILQ_FOREACH(old, &gt->gw->tunnels, entry)
+		if (old->id == gt->rival)
+			break;
+	if (old == NULL || !tun_is_ready(old->tun) ||
+	    tun_is_draining(old->tun)) {
+		gw_tun_go_live(gt);	/* it went away meanwhile */
+		return;
+	}
+	if (tun_last_rx_ms(old->tun) < gt->probe_ms) {
+		gw_tun_replace(old, gt, "reconnected (its old session stopped "
+		    "answering)");
+		gw_tun_go_live(gt);
+		return;
+	}
+	key_pub_text(tun_peer_key(gt->tun), kt);
+	log_warnx("two agents are using key %s (agent %s): one connected "
+	    "from %s, another from %s; keeping the first and refusing the "
+	    "newer. Give each replica its own key (porchctl keygen) and "
+	    "admit each under 'agents:' in %s", kt, gt->name, old->peer,
+	    gt->peer, gt->gw->cfg->file);
+	gt->gw->stats.tunnels_refused++;
+	snprintf(msg, sizeof(msg), "two agents are using key %s (the other "
+	    "from %s): give each replica its own key", kt, old->peer);
+	tun_shutdown(gt->tun, TUN_E_DUPLICATE, msg);
+}
+
+/* The session is this key's: decide the claims it made meanwhile. */
+static void
+gw_tun_go_live(struct gw_tun *gt)
+{
+	struct gw_tun_want	*w, *next;
+	struct tun_claim	 c;
+
+	gt->live = 1;
+	for (w = TAILQ_FIRST(&gt->wants); w != NULL; w = next) {
+		next = TAILQ_NEXT(w, entry);
+		c = w->claim;
+		gw_tun_want_del(gt, c.name);
+		gw_tun_decide(gt, &c, 0);
+	}
 }
 
 static void
@@ -331,6 +551,22 @@ gw_tun_closed(struct tun *tun, const char *reason, void *arg)
 		gt->gw->tun_pending--;
 	log_info("tunnel from %s (agent %s) closed: %s (last %s)",
 	    gt->peer, gt->name, reason, tun_rtt_text(tun, rtt, sizeof(rtt)));
+	gw_tun_free(gt);
+}
+
+static void
+gw_tun_free(struct gw_tun *gt)
+{
+	struct gw_tun_want	*w;
+
+	if (gt == NULL)
+		return;
+	while ((w = TAILQ_FIRST(&gt->wants)) != NULL) {
+		TAILQ_REMOVE(&gt->wants, w, entry);
+		free(w);
+	}
+	if (gt->probe != NULL)
+		event_free(gt->probe);
 	free(gt);
 }
 
@@ -400,5 +636,24 @@ gw_tun_reauthorize(struct gw *gw)
 		gt->nclaims -= n;
 		if (n > 0)
 			gw_peer_routes_changed(gw);
+		if (gt->live)
+			gw_tun_regrant(gt);
+	}
+}
+
+/* After a reload: names refused before that the agent may now claim. */
+static void
+gw_tun_regrant(struct gw_tun *gt)
+{
+	struct gw_tun_want	*w, *next;
+	struct tun_claim	 c;
+
+	for (w = TAILQ_FIRST(&gt->wants); w != NULL; w = next) {
+		next = TAILQ_NEXT(w, entry);
+		if (!gw_tun_covered(gt, w->claim.name))
+			continue;
+		c = w->claim;
+		gw_tun_want_del(gt, c.name);
+		gw_tun_decide(gt, &c, 1);
 	}
 }

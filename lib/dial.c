@@ -124,6 +124,12 @@ dial_start(struct dial *d)
 void
 dial_later(struct dial *d, const char *why)
 {
+	dial_later_floor(d, why, 0);
+}
+
+void
+dial_later_floor(struct dial *d, const char *why, unsigned floor_ms)
+{
 	struct timeval	 tv;
 	uint64_t	 delay;
 	unsigned	 shift;
@@ -136,6 +142,8 @@ dial_later(struct dial *d, const char *why)
 	if (delay > d->p.max_ms)
 		delay = d->p.max_ms;
 	delay = delay / 2 + randombytes_uniform((uint32_t)(delay / 2 + 1));
+	if (delay < floor_ms)
+		delay = floor_ms + randombytes_uniform(floor_ms / 4 + 1);
 	d->failures++;
 	log_warnx(strchr(d->host, ':') != NULL ?
 	    "%s ([%s]:%u): %s; retrying in %llu ms" :

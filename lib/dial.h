@@ -31,6 +31,10 @@ void		 dial_start(struct dial *);
  * arrive together), logging why.
  */
 void		 dial_later(struct dial *, const char *why);
+/* dial_later, but not sooner than floor_ms (a refusal that retrying
+ * soon will not cure). */
+void		 dial_later_floor(struct dial *, const char *why,
+		    unsigned floor_ms);
 /* It worked: the next failure starts from min_ms again. */
 void		 dial_reset(struct dial *);
 const char	*dial_host(const struct dial *);

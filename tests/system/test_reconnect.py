@@ -130,10 +130,14 @@ def test_reconnect_lease_replaces_stale_session(procs, tmp_path, ca):
         old.proc.send_signal(signal.SIGSTOP)
         gw.proc.set_mark()
         new.start()
-        gw.proc.wait_log(r"agent agent reconnected from 127\.0\.0\.1:\d+; "
+        # Another process (a restart): the gateway first checks that the
+        # old session is really dead (about a second), then moves over.
+        gw.proc.wait_log(r"agent agent reconnected \(its old session "
+                         r"stopped answering\) from 127\.0\.0\.1:\d+; "
                          r"replacing its session from 127\.0\.0\.1:\d+")
-        gw.proc.wait_log(r"\(agent agent\) closed: replaced by a new "
-                         r"session")
+        gw.proc.wait_log(r"\(agent agent\) closed: shutdown: replaced by a "
+                         r"new session of this agent's key from "
+                         r"127\.0\.0\.1:\d+")
         gw.proc.wait_log(rf"agent agent claimed {re.escape(HOST)} ")
         # At once: no waiting for dead_peer (4s) on the stale session;
         # a visitor routed to the stopped agent would time out here.
