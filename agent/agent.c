@@ -13,15 +13,23 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <sodium.h>
 
+#include "addr.h"
 #include "agent.h"
 #include "dns.h"
 #include "log.h"
+
+/* A reload waits this long for its backend names, then fails. */
+#define AGENT_RELOAD_LOOKUP_MS	5000
 
 static void	agent_usage(FILE *);
 static int	agent_set_name(struct cfg_agent *);
 static void	agent_signal_cb(evutil_socket_t, short, void *);
 static void	agent_reload(struct agent *);
+static void	agent_reload_resolved(struct agent_resolve *, void *);
+static void	agent_reload_apply(struct agent *, struct cfg_agent *);
+static void	agent_reload_cancel(struct agent *);
 static void	agent_reload_identity(struct agent *,
 		    const struct cfg_agent *);
 static int	agent_has_gw(const struct agent *,
@@ -90,6 +98,10 @@ main(int argc, char *argv[])
 
 	memset(&a, 0, sizeof(a));
 	TAILQ_INIT(&a.retired);
+	/* Gateways tell our reconnects from another process with our key. */
+	if (sodium_init() == -1)
+		fatalx("sodium_init failed");
+	randombytes_buf(&a.instance, sizeof(a.instance));
 	if ((a.cfg = cfg_agent_load(conf, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "porch-agent: %s\n", err);
 		return 1;
@@ -158,6 +170,7 @@ main(int argc, char *argv[])
 	/* Pending lookups are cancelled first: their callbacks name a
 	 * gateway, which must still exist then. */
 	agent_admin_stop(&a);
+	agent_reload_cancel(&a);
 	dns_free(a.dns);
 	agent_svc_stop(&a);	/* health checkers: they call gateways */
 	agent_acme_free(&a);	/* its job claims names on gateways */
@@ -244,32 +257,88 @@ agent_signal_cb(evutil_socket_t sig, short ev, void *arg)
 /*
  * SIGHUP: load the config file again and move onto it.  Everything that
  * can fail (the loader, backend lookups, allocations) runs first, so a
- * failure changes nothing.  Then services and gateways are matched by
- * name against the running ones; what is unchanged keeps running
- * untouched, and nothing points into the old config after the swap, so
- * it is freed at once.  Tunnels and streams already open keep their
- * parameters; the new timeouts and limits apply to new ones.
+ * failure changes nothing.  Backend names are looked up through c-ares
+ * while the loop goes on (a resolver that does not answer must not
+ * freeze the tunnels); the reload goes on when the answers are in.
+ * Then services and gateways are matched by name against the running
+ * ones; what is unchanged keeps running untouched, and nothing points
+ * into the old config after the swap, so it is freed at once.  Tunnels
+ * and streams already open keep their parameters; the new timeouts and
+ * limits apply to new ones.
  */
 static void
 agent_reload(struct agent *a)
 {
-	struct cfg_agent		*ncfg, *old = a->cfg;
-	struct agent_svc_reload		*sr;
-	struct agent_gw			**gws;
-	struct agent_reload_count	 sc, gc;
-	char				 err[1024];
+	struct cfg_agent	*ncfg;
+	struct agent_resolve	*res;
+	char			 err[1024];
 
-	if ((ncfg = cfg_agent_load(old->file, err, sizeof(err))) == NULL) {
+	if (a->reload_cfg != NULL) {
+		log_info("SIGHUP: the previous reload is still looking up "
+		    "backend names; reloading again when it is done");
+		a->reload_again = 1;
+		return;
+	}
+	if ((ncfg = cfg_agent_load(a->cfg->file, err, sizeof(err))) == NULL) {
 		log_warnx("reload failed, keeping the running configuration: "
 		    "%s", err);
 		return;
 	}
-	if (agent_set_name(ncfg) == -1) {
+	if (agent_set_name(ncfg) == -1 || (res = agent_resolve_new(a)) ==
+	    NULL) {
 		log_warnx("reload failed, keeping the running configuration: "
 		    "%s: out of memory", ncfg->file);
 		cfg_agent_free(ncfg);
 		return;
 	}
+	if (agent_svc_reload_names(a, ncfg, res) == -1) {
+		log_warnx("reload failed, keeping the running configuration: "
+		    "%s: out of memory", ncfg->file);
+		agent_resolve_free(res);
+		cfg_agent_free(ncfg);
+		return;
+	}
+	a->reload_cfg = ncfg;
+	a->resolve = res;
+	if (agent_resolve_pending(res) > 0)
+		log_info("reload: looking up %zu backend name(s)",
+		    agent_resolve_pending(res));
+	agent_resolve_start(res, AGENT_RELOAD_LOOKUP_MS, agent_reload_resolved,
+	    a);
+}
+
+/* Every backend name is answered (or timed out): finish the reload. */
+static void
+agent_reload_resolved(struct agent_resolve *res, void *arg)
+{
+	struct agent	*a = arg;
+
+	(void)res;
+	if (a->stopping) {
+		log_info("reload dropped: the agent is stopping");
+		agent_reload_cancel(a);
+		return;
+	}
+	agent_reload_apply(a, a->reload_cfg);
+	agent_resolve_free(a->resolve);
+	a->resolve = NULL;
+	a->reload_cfg = NULL;
+	if (a->reload_again && !a->stopping) {
+		a->reload_again = 0;
+		agent_reload(a);
+	}
+}
+
+/* Takes ncfg: it becomes a->cfg, or is freed. */
+static void
+agent_reload_apply(struct agent *a, struct cfg_agent *ncfg)
+{
+	struct cfg_agent		*old = a->cfg;
+	struct agent_svc_reload		*sr;
+	struct agent_gw			**gws;
+	struct agent_reload_count	 sc, gc;
+	char				 err[1024];
+
 	if ((sr = agent_svc_reload_prepare(a, ncfg, err, sizeof(err))) ==
 	    NULL) {
 		log_warnx("reload failed, keeping the running configuration: "
@@ -297,6 +366,34 @@ agent_reload(struct agent *a)
 	log_info("reloaded %s: %zu services (+%zu -%zu ~%zu), %zu gateways "
 	    "(+%zu -%zu ~%zu)", ncfg->file, a->nservices, sc.added,
 	    sc.removed, sc.changed, a->ngws, gc.added, gc.removed, gc.changed);
+}
+
+/* A reload still looking up names when the agent stops: drop it. */
+static void
+agent_reload_cancel(struct agent *a)
+{
+	agent_resolve_free(a->resolve);
+	a->resolve = NULL;
+	cfg_agent_free(a->reload_cfg);
+	a->reload_cfg = NULL;
+}
+
+int
+agent_backend_resolve(struct agent *a, const char *text, const char *what,
+    struct sockaddr_storage *ss, socklen_t *sslen, char *err, size_t errlen)
+{
+	/* Before the loop runs (startup, -t) blocking is harmless. */
+	if (a->base == NULL)
+		return addr_resolve(text, what, ss, sslen, err, errlen);
+	if (a->resolve != NULL)
+		return agent_resolve_get(a->resolve, text, what, ss, sslen,
+		    err, errlen);
+	/* Never block the loop: an address needs no lookup. */
+	if (addr_parse_numeric(text, ss, sslen, err, errlen) == 0)
+		return 0;
+	snprintf(err, errlen, "%s '%s': names are looked up only by a "
+	    "reload", what, text);
+	return -1;
 }
 
 /* The running key stays: tunnels are authenticated with it. */

@@ -69,7 +69,42 @@ struct agent {
 	char			 admin_text[80];
 	struct agent_acme	*acme;		/* certificates, or NULL */
 	struct agent_term	*term;		/* TLS ended here, or NULL */
+	uint64_t		 instance;	/* random, this process (HELLO) */
+	/* A SIGHUP whose backend names are being looked up: its config,
+	 * and the answers (which agent_backend_resolve uses meanwhile). */
+	struct cfg_agent	*reload_cfg;
+	struct agent_resolve	*resolve;
+	int			 reload_again;	/* SIGHUP meanwhile */
 };
+
+/* agent.c */
+/*
+ * "host:port" of a backend to an address: from the reload's lookups
+ * while a reload is applied, else (startup, before the loop runs) with
+ * the system resolver.  0, or -1 with err naming what and why.
+ */
+int		 agent_backend_resolve(struct agent *, const char *text,
+		    const char *what, struct sockaddr_storage *,
+		    socklen_t *, char *err, size_t errlen);
+
+/* agent_resolve.c: a reload's backend names, looked up off the loop. */
+struct agent_resolve;
+typedef void	(*agent_resolve_cb)(struct agent_resolve *, void *arg);
+struct agent_resolve *agent_resolve_new(struct agent *);
+/* Cancels lookups in flight: the callback never runs afterwards. */
+void		 agent_resolve_free(struct agent_resolve *);
+/* Queue "host:port" (an address needs no lookup); -1: out of memory. */
+int		 agent_resolve_add(struct agent_resolve *, const char *text);
+size_t		 agent_resolve_pending(const struct agent_resolve *);
+/* cb runs once, from the loop, when all are answered or after
+ * timeout_ms; it may free the resolver. */
+void		 agent_resolve_start(struct agent_resolve *,
+		    unsigned timeout_ms, agent_resolve_cb, void *arg);
+/* The answer for text; -1 with err as for agent_backend_resolve. */
+int		 agent_resolve_get(const struct agent_resolve *,
+		    const char *text, const char *what,
+		    struct sockaddr_storage *, socklen_t *, char *err,
+		    size_t errlen);
 
 /* agent_admin.c: the status and metrics listener (admin:). */
 int		 agent_admin_start(struct agent *, char *err, size_t errlen);
@@ -94,6 +129,11 @@ const char	*agent_gw_name(const struct agent_gw *);
 int		 agent_gw_is_open(const struct agent_gw *);
 int		 agent_gw_is_up(const struct agent_gw *);	/* authed */
 struct json_t	*agent_gw_status(const struct agent_gw *);
+/* What this gateway said of name's claim, for status: "claimed",
+ * "refused" (msg: the gateway's reason), "pending" (no answer yet),
+ * "not claimed" (we did not ask: backend down) or "not connected". */
+const char	*agent_gw_claim_state(const struct agent_gw *, const char *name,
+		    const char **msg);
 /* Claim (up) or withdraw the service on this gateway's ready tunnel. */
 void		 agent_gw_announce(struct agent_gw *,
 		    const struct agent_service *, int up);
@@ -120,6 +160,9 @@ void		 agent_svc_stop(struct agent *);
 struct agent_svc_reload;
 struct agent_svc_reload *agent_svc_reload_prepare(struct agent *,
 		    const struct cfg_agent *cfg, char *err, size_t errlen);
+/* The backend texts a reload to cfg must look up (new or changed). */
+int		 agent_svc_reload_names(struct agent *,
+		    const struct cfg_agent *cfg, struct agent_resolve *);
 void		 agent_svc_reload_apply(struct agent *,
 		    struct agent_svc_reload *, struct agent_reload_count *);
 void		 agent_svc_reload_abort(struct agent_svc_reload *);

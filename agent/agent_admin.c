@@ -20,6 +20,8 @@
 
 static void	agent_admin_cb(struct evhttp_request *, void *);
 static json_t	*agent_admin_status(struct agent *);
+static json_t	*agent_admin_service(struct agent *,
+		    const struct agent_service *);
 static void	 agent_admin_post(struct agent *, struct evhttp_request *,
 		    struct evbuffer *);
 static void	 agent_admin_metrics(struct agent *, struct evbuffer *);
@@ -137,7 +139,6 @@ agent_admin_post(struct agent *a, struct evhttp_request *req,
 static json_t *
 agent_admin_status(struct agent *a)
 {
-	struct agent_health_info	 hi;
 	const struct agent_service	*svc;
 	json_t				*gws, *svcs, *o;
 	char				 kt[KEY_TEXT_LEN];
@@ -152,21 +153,7 @@ agent_admin_status(struct agent *a)
 			json_array_append_new(gws, o);
 	for (i = 0; i < a->nservices; i++) {
 		svc = a->services[i];
-		memset(&hi, 0, sizeof(hi));
-		if (svc->health != NULL)
-			agent_health_info(svc->health, &hi);
-		o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:b, s:s, s:s}",
-		    "hostname", svc->cfg->hostname,
-		    "tls", svc->tls.sslen ? svc->tls.text : "",
-		    "http", svc->http.sslen ? svc->http.text : "",
-		    "priority", (json_int_t)svc->cfg->priority,
-		    "policy", svc->cfg->policy == CFG_POLICY_BALANCE ?
-		    "balance" : "failover",
-		    "claimed", agent_svc_is_up(svc),
-		    "health", svc->health == NULL ? "none" :
-		    agent_health_state_name(hi.state),
-		    "last_check", hi.result != NULL ? hi.result : "");
-		if (o != NULL)
+		if ((o = agent_admin_service(a, svc)) != NULL)
 			json_array_append_new(svcs, o);
 	}
 	return json_pack("{s:{s:s, s:s, s:b}, s:o, s:o, s:o*}",
@@ -175,10 +162,54 @@ agent_admin_status(struct agent *a)
 	    "certificates", agent_acme_status(a));
 }
 
+/*
+ * One service: its backends and health, and what each gateway said of
+ * its claim.  "claimed" is true only while some gateway routes it.
+ */
+static json_t *
+agent_admin_service(struct agent *a, const struct agent_service *svc)
+{
+	struct agent_health_info	 hi;
+	json_t				*per, *g;
+	const char			*state, *msg;
+	int				 claimed = 0;
+	size_t				 i;
+
+	if ((per = json_object()) == NULL)
+		return NULL;
+	for (i = 0; i < a->ngws; i++) {
+		state = agent_gw_claim_state(a->gws[i], svc->cfg->hostname,
+		    &msg);
+		claimed |= strcmp(state, "claimed") == 0;
+		g = msg[0] != '\0' ? json_pack("{s:s, s:s}", "state", state,
+		    "reason", msg) : json_pack("{s:s}", "state", state);
+		if (g != NULL)
+			json_object_set_new(per, agent_gw_name(a->gws[i]), g);
+	}
+	memset(&hi, 0, sizeof(hi));
+	if (svc->health != NULL)
+		agent_health_info(svc->health, &hi);
+	return json_pack("{s:s, s:s, s:s, s:i, s:s, s:b, s:b, s:o, s:s, "
+	    "s:s}",
+	    "hostname", svc->cfg->hostname,
+	    "tls", svc->tls.sslen ? svc->tls.text : "",
+	    "http", svc->http.sslen ? svc->http.text : "",
+	    "priority", (json_int_t)svc->cfg->priority,
+	    "policy", svc->cfg->policy == CFG_POLICY_BALANCE ?
+	    "balance" : "failover",
+	    "up", agent_svc_is_up(svc),
+	    "claimed", claimed,
+	    "gateways", per,
+	    "health", svc->health == NULL ? "none" :
+	    agent_health_state_name(hi.state),
+	    "last_check", hi.result != NULL ? hi.result : "");
+}
+
 static void
 agent_admin_metrics(struct agent *a, struct evbuffer *out)
 {
-	size_t	i;
+	const char	*msg;
+	size_t		 i, j;
 
 	evbuffer_add_printf(out, "# HELP porch_agent_gateway_up Tunnel to "
 	    "the gateway is up.\n# TYPE porch_agent_gateway_up gauge\n");
@@ -187,11 +218,23 @@ agent_admin_metrics(struct agent *a, struct evbuffer *out)
 		    "{gateway=\"%s\"} %d\n", agent_gw_name(a->gws[i]),
 		    agent_gw_is_up(a->gws[i]));
 	evbuffer_add_printf(out, "# HELP porch_agent_service_up Service is "
-	    "claimed (backend healthy or unchecked).\n"
+	    "offered (backend healthy or unchecked).\n"
 	    "# TYPE porch_agent_service_up gauge\n");
 	for (i = 0; i < a->nservices; i++)
 		evbuffer_add_printf(out, "porch_agent_service_up"
 		    "{hostname=\"%s\"} %d\n", a->services[i]->cfg->hostname,
 		    agent_svc_is_up(a->services[i]));
+	evbuffer_add_printf(out, "# HELP porch_agent_claim_granted The "
+	    "gateway routes the hostname to this agent.\n"
+	    "# TYPE porch_agent_claim_granted gauge\n");
+	for (i = 0; i < a->nservices; i++)
+		for (j = 0; j < a->ngws; j++)
+			evbuffer_add_printf(out, "porch_agent_claim_granted"
+			    "{hostname=\"%s\",gateway=\"%s\"} %d\n",
+			    a->services[i]->cfg->hostname,
+			    agent_gw_name(a->gws[j]), strcmp(
+			    agent_gw_claim_state(a->gws[j],
+			    a->services[i]->cfg->hostname, &msg),
+			    "claimed") == 0);
 	agent_acme_metrics(a, out);
 }

@@ -22,6 +22,19 @@
 #include "dial.h"
 #include "log.h"
 
+/* A claim sent on the current tunnel, and the gateway's answer. */
+enum agent_gw_claim_state {
+	AGENT_GW_CLAIM_PENDING,
+	AGENT_GW_CLAIM_OK,
+	AGENT_GW_CLAIM_REFUSED,
+};
+
+struct agent_gw_claim {
+	char			 name[NAME_MAX_LEN + 1];
+	enum agent_gw_claim_state state;
+	char			 msg[TUN_MSG_MAX + 1];
+};
+
 enum agent_gw_state {
 	AGENT_GW_DIALING,	/* resolving, connecting, or backing off */
 	AGENT_GW_TUNNEL,	/* tunnel up or handshaking */
@@ -47,13 +60,25 @@ struct agent_gw {
 	int			 retired;	/* free once closed */
 	struct event		*timer;		/* close_pending, retired */
 	char			 addr_text[64];	/* address connected to */
+	int			 duplicate;	/* refused: our key is in use */
+	struct agent_gw_claim	*claims;	/* on this tunnel */
+	size_t			 nclaims, claims_cap;
 	TAILQ_ENTRY(agent_gw)	 entry;		/* a->retired */
 };
+
+/* A refused duplicate retries no sooner than this: the other agent with
+ * our key does not go away by itself. */
+#define AGENT_GW_DUPLICATE_RETRY_MS	30000
 
 static struct dial *agent_gw_dial_new(struct agent_gw *);
 static int	agent_gw_str_eq(const char *, const char *);
 static void	agent_gw_dialed(int, const char *, void *);
 static void	agent_gw_timer_cb(evutil_socket_t, short, void *);
+static int	agent_gw_claim_send(struct agent_gw *, struct tun *, uint8_t,
+		    const struct tun_claim *);
+static struct agent_gw_claim *agent_gw_claim_find(const struct agent_gw *,
+		    const char *);
+static void	agent_gw_claim_drop(struct agent_gw *, const char *);
 
 static int	agent_gw_authed(struct tun *, const struct tun_hello *, char *,
 		    size_t, void *);
@@ -228,6 +253,7 @@ agent_gw_free(struct agent_gw *g)
 	free(g->address);
 	free(g->host);
 	free(g->server_name);
+	free(g->claims);
 	free(g);
 }
 
@@ -278,6 +304,7 @@ agent_gw_dialed(int fd, const char *addr, void *arg)
 	p.max_streams = 65536;
 	p.name = cfg->name;
 	p.label = label;
+	p.instance = g->a->instance;
 	g->state = AGENT_GW_TUNNEL;
 	g->authed = 0;
 	g->tun = tun_new(g->a->base, fd, ssl, 0, &p, &agent_gw_ops, g);
@@ -339,7 +366,7 @@ agent_gw_authed(struct tun *tun, const struct tun_hello *h, char *msg,
 			continue;
 		}
 		agent_svc_claim(a->services[i], &c);
-		tun_send_claim(tun, TUN_CLAIM, &c);
+		agent_gw_claim_send(g, tun, TUN_CLAIM, &c);
 	}
 	/* Certificate orders in progress: their probes come here too. */
 	agent_acme_foreach_name(a, agent_gw_claim_acme, tun);
@@ -362,7 +389,7 @@ agent_gw_claim_acme(const char *name, void *arg)
 		    agent_svc_is_up(g->a->services[i]))
 			return;
 	if (agent_svc_claim_for(g->a, name, &c) != 0)
-		tun_send_claim(tun, TUN_CLAIM, &c);
+		agent_gw_claim_send(g, tun, TUN_CLAIM, &c);
 }
 
 void
@@ -387,7 +414,8 @@ agent_gw_send_claim(struct agent_gw *g, const struct tun_claim *c)
 		return;		/* claimed, if up, when the tunnel is */
 	if (up && g->a->stopping)
 		return;		/* draining: nothing new */
-	if (tun_send_claim(g->tun, up ? TUN_CLAIM : TUN_UNCLAIM, c) == -1)
+	if (agent_gw_claim_send(g, g->tun, up ? TUN_CLAIM : TUN_UNCLAIM,
+	    c) == -1)
 		return;
 	if (!up)
 		log_info("gateway %s: withdrew %s", g->name, c->name);
@@ -397,11 +425,19 @@ static void
 agent_gw_claim(struct tun *tun, uint8_t type, const struct tun_claim *c,
     void *arg)
 {
-	struct agent_gw	*g = arg;
+	struct agent_gw		*g = arg;
+	struct agent_gw_claim	*cl;
 
 	(void)tun;
 	if (type != TUN_CLAIM_RESULT)
 		return;
+	/* Also unasked: a gateway reload granted a name it had refused. */
+	if ((cl = agent_gw_claim_find(g, c->name)) != NULL) {
+		cl->state = c->status == TUN_CLAIM_OK ? AGENT_GW_CLAIM_OK :
+		    AGENT_GW_CLAIM_REFUSED;
+		snprintf(cl->msg, sizeof(cl->msg), "%s",
+		    c->status == TUN_CLAIM_OK ? "" : c->msg);
+	}
 	agent_acme_claim_result(g->a, g->name, c->name,
 	    c->status == TUN_CLAIM_OK);
 	if (c->status == TUN_CLAIM_OK)
@@ -426,6 +462,17 @@ agent_gw_goaway(struct tun *tun, const struct tun_reason *r, void *arg)
 {
 	struct agent_gw	*g = arg;
 
+	if (r->code == TUN_E_DUPLICATE) {
+		/* Retrying soon would only cost the other agent a probe. */
+		log_warnx("gateway %s refused this agent: %s. Another agent is "
+		    "running with this agent's key (a copied %s?); give each "
+		    "replica its own key (porchctl keygen) and have it "
+		    "admitted on the gateways", g->name, r->msg,
+		    g->a->cfg->identity);
+		g->duplicate = 1;
+		tun_close(tun, "refused: another agent uses this key");
+		return;
+	}
 	log_info("gateway %s is going away: %s", g->name, r->msg);
 	/* Nothing new arrives here; finish what is open, then reconnect. */
 	if (tun_stream_count(tun) == 0)
@@ -461,6 +508,7 @@ agent_gw_closed(struct tun *tun, const char *reason, void *arg)
 
 	g->tun = NULL;
 	g->close_pending = 0;
+	g->nclaims = 0;		/* the gateway forgot them with the tunnel */
 	if (g->retired) {
 		log_info("gateway %s (dropped by the reload): tunnel "
 		    "closed: %s", g->name, reason);
@@ -476,6 +524,11 @@ agent_gw_closed(struct tun *tun, const char *reason, void *arg)
 	    g->authed ? "lost" : "failed", reason,
 	    tun_rtt_text(tun, rtt, sizeof(rtt)));
 	g->state = AGENT_GW_DIALING;
+	if (g->duplicate) {
+		g->duplicate = 0;
+		dial_later_floor(g->dial, why, AGENT_GW_DUPLICATE_RETRY_MS);
+		return;
+	}
 	dial_later(g->dial, why);	/* after a working tunnel: quickly */
 }
 
@@ -496,4 +549,82 @@ agent_gw_status(const struct agent_gw *g)
 	    "up", "streams", (json_int_t)(g->tun != NULL ?
 	    tun_stream_count(g->tun) : 0),
 	    "rtt_ms", rtt < 0 ? json_null() : json_real(rtt));
+}
+
+const char *
+agent_gw_claim_state(const struct agent_gw *g, const char *name,
+    const char **msg)
+{
+	const struct agent_gw_claim	*cl;
+
+	*msg = "";
+	if (!agent_gw_is_up(g))
+		return "not connected";
+	if ((cl = agent_gw_claim_find(g, name)) == NULL)
+		return "not claimed";
+	switch (cl->state) {
+	case AGENT_GW_CLAIM_OK:
+		return "claimed";
+	case AGENT_GW_CLAIM_REFUSED:
+		*msg = cl->msg;
+		return "refused";
+	default:
+		return "pending";
+	}
+}
+
+/* Send a CLAIM or UNCLAIM on tun and track it for the status page. */
+static int
+agent_gw_claim_send(struct agent_gw *g, struct tun *tun, uint8_t type,
+    const struct tun_claim *c)
+{
+	struct agent_gw_claim	*cl;
+	void			*p;
+	size_t			 cap;
+
+	if (tun_send_claim(tun, type, c) == -1)
+		return -1;
+	if (type == TUN_UNCLAIM) {
+		agent_gw_claim_drop(g, c->name);
+		return 0;
+	}
+	if ((cl = agent_gw_claim_find(g, c->name)) != NULL) {
+		/* An update of a granted claim stays granted meanwhile. */
+		if (cl->state == AGENT_GW_CLAIM_REFUSED)
+			cl->state = AGENT_GW_CLAIM_PENDING;
+		return 0;
+	}
+	if (g->nclaims == g->claims_cap) {
+		cap = g->claims_cap ? g->claims_cap * 2 : 8;
+		if ((p = reallocarray(g->claims, cap, sizeof(*cl))) == NULL)
+			return 0;	/* only the status misses it */
+		g->claims = p;
+		g->claims_cap = cap;
+	}
+	cl = &g->claims[g->nclaims++];
+	memset(cl, 0, sizeof(*cl));
+	snprintf(cl->name, sizeof(cl->name), "%s", c->name);
+	cl->state = AGENT_GW_CLAIM_PENDING;
+	return 0;
+}
+
+static struct agent_gw_claim *
+agent_gw_claim_find(const struct agent_gw *g, const char *name)
+{
+	size_t	i;
+
+	for (i = 0; i < g->nclaims; i++)
+		if (strcmp(g->claims[i].name, name) == 0)
+			return &g->claims[i];
+	return NULL;
+}
+
+static void
+agent_gw_claim_drop(struct agent_gw *g, const char *name)
+{
+	struct agent_gw_claim	*cl;
+
+	if ((cl = agent_gw_claim_find(g, name)) == NULL)
+		return;
+	*cl = g->claims[--g->nclaims];
 }

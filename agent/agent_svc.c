@@ -54,8 +54,8 @@ struct agent_svc_reload {
 	struct agent_service	**services;	/* the new a->services */
 };
 
-static int	agent_svc_resolve(const char *, struct agent_backend *, char *,
-		    size_t);
+static int	agent_svc_resolve(struct agent *, const char *,
+		    struct agent_backend *, char *, size_t);
 static void	agent_svc_backend_clear(struct agent_backend *);
 static void	agent_svc_free(struct agent_service *);
 static int	agent_svc_check(struct agent_service *);
@@ -90,12 +90,12 @@ agent_svc_init(struct agent *a, char *err, size_t errlen)
 		svc->cfg = &cfg->services[i];
 		svc->up = svc->cfg->health.check == CFG_CHECK_NONE;
 		if (svc->cfg->tls_backend != NULL &&
-		    agent_svc_resolve(svc->cfg->tls_backend, &svc->tls, err,
-		    errlen) == -1)
+		    agent_svc_resolve(a, svc->cfg->tls_backend, &svc->tls,
+		    err, errlen) == -1)
 			return -1;
 		if (svc->cfg->http_backend != NULL &&
-		    agent_svc_resolve(svc->cfg->http_backend, &svc->http, err,
-		    errlen) == -1)
+		    agent_svc_resolve(a, svc->cfg->http_backend, &svc->http,
+		    err, errlen) == -1)
 			return -1;
 	}
 	return 0;
@@ -169,11 +169,11 @@ agent_svc_reload_prepare(struct agent *a, const struct cfg_agent *cfg,
 			continue;
 		nx->resolved = 1;
 		if (c->tls_backend != NULL &&
-		    agent_svc_resolve(c->tls_backend, &nx->tls, err,
+		    agent_svc_resolve(a, c->tls_backend, &nx->tls, err,
 		    errlen) == -1)
 			goto fail;
 		if (c->http_backend != NULL &&
-		    agent_svc_resolve(c->http_backend, &nx->http, err,
+		    agent_svc_resolve(a, c->http_backend, &nx->http, err,
 		    errlen) == -1)
 			goto fail;
 	}
@@ -183,6 +183,38 @@ nomem:
 fail:
 	agent_svc_reload_abort(r);
 	return NULL;
+}
+
+int
+agent_svc_reload_names(struct agent *a, const struct cfg_agent *cfg,
+    struct agent_resolve *res)
+{
+	const struct cfg_service	*c, *was;
+	size_t				 i, j;
+
+	for (i = 0; i < cfg->nservices; i++) {
+		c = &cfg->services[i];
+		for (j = 0, was = NULL; j < a->nservices && was == NULL; j++)
+			if (strcmp(a->services[j]->cfg->hostname,
+			    c->hostname) == 0)
+				was = a->services[j]->cfg;
+		/* As in prepare: unchanged backends are not looked up. */
+		if (was == NULL ||
+		    !agent_svc_str_eq(was->tls_backend, c->tls_backend) ||
+		    !agent_svc_str_eq(was->http_backend, c->http_backend)) {
+			if (c->tls_backend != NULL &&
+			    agent_resolve_add(res, c->tls_backend) == -1)
+				return -1;
+			if (c->http_backend != NULL &&
+			    agent_resolve_add(res, c->http_backend) == -1)
+				return -1;
+		}
+		if (c->h2c_backend != NULL && (was == NULL ||
+		    !agent_svc_str_eq(was->h2c_backend, c->h2c_backend)) &&
+		    agent_resolve_add(res, c->h2c_backend) == -1)
+			return -1;
+	}
+	return 0;
 }
 
 void
@@ -585,11 +617,11 @@ agent_svc_find(struct agent *a, const char *name)
 /* Backends are local: resolve them at startup and when a reload
  * changes them, never per stream. */
 static int
-agent_svc_resolve(const char *text, struct agent_backend *be, char *err,
-    size_t errlen)
+agent_svc_resolve(struct agent *a, const char *text, struct agent_backend *be,
+    char *err, size_t errlen)
 {
-	if (addr_resolve(text, "backend", &be->ss, &be->sslen, err,
-	    errlen) == -1)
+	if (agent_backend_resolve(a, text, "backend", &be->ss, &be->sslen,
+	    err, errlen) == -1)
 		return -1;
 	if ((be->text = strdup(text)) == NULL) {
 		snprintf(err, errlen, "out of memory");

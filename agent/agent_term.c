@@ -126,7 +126,7 @@ static struct agent_term_site *agent_term_site_new(
 		    const struct cfg_service *);
 static int	agent_term_site_names(struct agent_term_site *,
 		    const struct cfg_service *);
-static int	agent_term_site_h2c(struct agent_term_site *,
+static int	agent_term_site_h2c(struct agent *, struct agent_term_site *,
 		    const struct cfg_service *, char *, size_t);
 static int	agent_term_site_load(struct agent_term *,
 		    struct agent_term_site *, char *, size_t);
@@ -744,7 +744,7 @@ agent_term_sync(struct agent_term *t, int strict, char *err, size_t errlen)
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
-		if (agent_term_site_h2c(site, cs, why, sizeof(why)) == -1) {
+		if (agent_term_site_h2c(a, site, cs, why, sizeof(why)) == -1) {
 			if (strict) {
 				snprintf(err, errlen, "%s", why);
 				return -1;
@@ -821,7 +821,7 @@ agent_term_site_names(struct agent_term_site *site,
 
 /* Resolve the h2c backend when it is new or changed (never per stream). */
 static int
-agent_term_site_h2c(struct agent_term_site *site,
+agent_term_site_h2c(struct agent *a, struct agent_term_site *site,
     const struct cfg_service *cs, char *err, size_t errlen)
 {
 	char	*text;
@@ -838,8 +838,8 @@ agent_term_site_h2c(struct agent_term_site *site,
 	free(site->h2c_text);
 	site->h2c_text = NULL;
 	site->h2c_len = 0;
-	if (addr_resolve(cs->h2c_backend, "h2c backend", &site->h2c,
-	    &site->h2c_len, err, errlen) == -1)
+	if (agent_backend_resolve(a, cs->h2c_backend, "h2c backend",
+	    &site->h2c, &site->h2c_len, err, errlen) == -1)
 		return -1;
 	if ((text = strdup(cs->h2c_backend)) == NULL) {
 		site->h2c_len = 0;

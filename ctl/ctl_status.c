@@ -141,8 +141,9 @@ str(json_t *o, const char *key)
 static void
 ctl_print_agent(json_t *doc)
 {
-	json_t	*ag = json_object_get(doc, "agent"), *v;
-	size_t	 i;
+	json_t		*ag = json_object_get(doc, "agent"), *v, *st;
+	const char	*gw;
+	size_t		 i;
 
 	printf("agent %s (%s)%s\n", str(ag, "name"), str(ag, "key"),
 	    json_is_true(json_object_get(ag, "draining")) ? ", DRAINING" : "");
@@ -153,14 +154,22 @@ ctl_print_agent(json_t *doc)
 		    (long long)json_integer_value(json_object_get(v,
 		    "streams")));
 	printf("\nservices:\n");
-	json_array_foreach(json_object_get(doc, "services"), i, v)
-		printf("  %-28s %-9s priority %-3lld %-8s health %-7s %s\n",
+	json_array_foreach(json_object_get(doc, "services"), i, v) {
+		printf("  %-28s %-11s priority %-3lld %-8s health %-7s %s\n",
 		    str(v, "hostname"),
 		    json_is_true(json_object_get(v, "claimed")) ? "claimed" :
-		    "withdrawn",
+		    json_is_false(json_object_get(v, "up")) ? "withdrawn" :
+		    "not claimed",
 		    (long long)json_integer_value(json_object_get(v,
 		    "priority")), str(v, "policy"), str(v, "health"),
 		    str(v, "last_check"));
+		/* Per gateway: a refusal names the gateway's reason. */
+		json_object_foreach(json_object_get(v, "gateways"), gw, st)
+			printf("    on %-20s %s%s%s\n", gw, str(st, "state"),
+			    json_object_get(st, "reason") != NULL ? ": " : "",
+			    json_object_get(st, "reason") != NULL ?
+			    str(st, "reason") : "");
+	}
 	if (json_array_size(json_object_get(doc, "certificates")) == 0)
 		return;
 	printf("\ncertificates:\n");
