@@ -171,9 +171,13 @@ $(BUILD)/tls_rate: bench/tls_rate.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS) -lpthread
 
+# The example configs go where the daemons' -h points.
+EXAMPLES := $(wildcard config/examples/*.yaml)
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/share/doc/porch/examples
+	install -m 644 $(EXAMPLES) $(DESTDIR)$(PREFIX)/share/doc/porch/examples
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -50,6 +50,7 @@ agent_usage(FILE *f)
 	    "agent obtains and renews their certificates itself.\n"
 	    "\n"
 	    "  -c FILE  configuration file (YAML); see config/examples/agent.yaml\n"
+	    "           (installed in /usr/local/share/doc/porch/examples/ by default)\n"
 	    "  -t       check the configuration, the key and the backends, then exit\n"
 	    "  -v       verbose (debug) logging\n"
 	    "  -h       this help\n"

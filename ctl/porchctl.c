@@ -6,6 +6,10 @@
  * gateway's status.
  */
 
+#include <sys/stat.h>
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,6 +17,7 @@
 #include "key.h"
 
 static int	ctl_keygen(const char *);
+static int	ctl_mkparent(const char *);
 static int	ctl_pubkey(const char *);
 static void	ctl_usage(FILE *);
 
@@ -21,7 +26,8 @@ ctl_usage(FILE *f)
 {
 	fprintf(f,
 	    "usage: porchctl keygen FILE   write a new Ed25519 identity to FILE\n"
-	    "                              (mode 0600) and print its public key\n"
+	    "                              (mode 0600; a missing directory is\n"
+	    "                              made 0700) and print its public key\n"
 	    "       porchctl pubkey FILE   print the public key of FILE\n"
 	    "       porchctl status ADDR [--json]\n"
 	    "                              show a gateway's agents, routes and\n"
@@ -67,7 +73,15 @@ ctl_keygen(const char *path)
 {
 	struct key_pair	kp;
 	char		err[512], kt[KEY_TEXT_LEN];
+	char		dir[PATH_MAX];
 
+	/* dirname() may write to its argument. */
+	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir)) {
+		fprintf(stderr, "porchctl: %s: path too long\n", path);
+		return 1;
+	}
+	if (ctl_mkparent(dirname(dir)) == -1)
+		return 1;
 	if (key_generate(path, &kp, err, sizeof(err)) == -1) {
 		fprintf(stderr, "porchctl: %s\n", err);
 		return 1;
@@ -75,6 +89,43 @@ ctl_keygen(const char *path)
 	printf("%s\n", key_pub_text(kp.pub, kt));
 	key_clear(&kp);
 	return 0;
+}
+
+/*
+ * Make dir and whichever of its parents are missing, mode 0700: it will
+ * hold a secret key.  Directories that exist are left as they are; the
+ * operator may have reasons for their modes.
+ */
+static int
+ctl_mkparent(const char *dir)
+{
+	struct stat	st;
+	char		parent[PATH_MAX];
+
+	if (stat(dir, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			return 0;
+		fprintf(stderr, "porchctl: %s: not a directory\n", dir);
+		return -1;
+	}
+	if (errno != ENOENT) {
+		fprintf(stderr, "porchctl: %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	/* dir is shorter than PATH_MAX: the caller copied it from one. */
+	snprintf(parent, sizeof(parent), "%s", dir);
+	if (ctl_mkparent(dirname(parent)) == -1)
+		return -1;
+	if (mkdir(dir, 0700) == 0) {
+		fprintf(stderr, "porchctl: created directory %s (mode 0700)\n",
+		    dir);
+		return 0;
+	}
+	if (errno == EEXIST)		/* made by someone else meanwhile */
+		return 0;
+	fprintf(stderr, "porchctl: cannot create directory %s: %s\n", dir,
+	    strerror(errno));
+	return -1;
 }
 
 static int

@@ -38,6 +38,7 @@ gw_usage(FILE *f)
 	    "through the tunnel of the porch-agent that claimed the name.\n"
 	    "\n"
 	    "  -c FILE  configuration file (YAML); see config/examples/gateway.yaml\n"
+	    "           (installed in /usr/local/share/doc/porch/examples/ by default)\n"
 	    "  -t       check the configuration and the identity key, then exit\n"
 	    "  -v       verbose (debug) logging\n"
 	    "  -h       this help\n"

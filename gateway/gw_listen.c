@@ -22,6 +22,7 @@
 
 static int	gw_listen_one(struct gw *, const struct cfg_listen *,
 		    enum gw_entry, char *, size_t);
+static void	gw_listen_hint_cap(char *, size_t);
 static void	gw_listen_accept_cb(struct evconnlistener *, evutil_socket_t,
 		    struct sockaddr *, int, void *);
 static void	gw_listen_error_cb(struct evconnlistener *, void *);
@@ -79,7 +80,7 @@ gw_listen_reload(struct gw *gw)
 {
 	const struct cfg_gateway	*cfg = gw->cfg;
 	struct gw_listener		*l, *next;
-	char				 err[256];
+	char				 err[768];
 	size_t				 i, k;
 	const struct {
 		enum gw_entry		 entry;
@@ -144,8 +145,12 @@ gw_listen_one(struct gw *gw, const struct cfg_listen *cl, enum gw_entry entry,
 	struct gw_listener	*l;
 	int			 fd;
 
-	if ((fd = sock_listen(&cl->ss, cl->sslen, cl->text, err, errlen)) == -1)
+	if ((fd = sock_listen(&cl->ss, cl->sslen, cl->text, err, errlen)) ==
+	    -1) {
+		if (errno == EACCES)
+			gw_listen_hint_cap(err, errlen);
 		return -1;
+	}
 	l = calloc(1, sizeof(*l));
 	if (l == NULL) {
 		close(fd);
@@ -170,6 +175,28 @@ gw_listen_one(struct gw *gw, const struct cfg_listen *cl, enum gw_entry entry,
 	log_info("listening on %s (%s)", cl->text, entry == GW_ENTRY_TLS ?
 	    "tls" : entry == GW_ENTRY_HTTP ? "http" : "tunnel");
 	return 0;
+}
+
+/*
+ * A privileged port refused to an unprivileged gateway: say how to grant
+ * the one capability it needs, naming this very binary, rather than
+ * leave the operator to run it as root.
+ */
+static void
+gw_listen_hint_cap(char *err, size_t errlen)
+{
+	char	exe[512];
+	size_t	len = strlen(err);
+	ssize_t	n;
+
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		snprintf(exe, sizeof(exe), "porch-gateway");
+	else
+		exe[n] = '\0';
+	snprintf(err + len, errlen - len, "; grant it with "
+	    "'setcap cap_net_bind_service=+ep %s' or, under systemd, "
+	    "AmbientCapabilities=CAP_NET_BIND_SERVICE in the unit", exe);
 }
 
 static void
