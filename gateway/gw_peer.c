@@ -726,8 +726,8 @@ gw_peer_authed(struct tun *tun, const struct tun_hello *h, char *msg,
 		    "pins %s%s; if that gateway's key changed, put its new "
 		    "key in that entry and reload", got, p->name,
 		    p->gw->cfg->file, want, hint);
-		snprintf(msg, msglen, "that gateway pins key %s for you, not "
-		    "the key you presented", want);
+		snprintf(msg, msglen, "your key is not the one pinned for you "
+		    "there (%s)", want);
 		return -1;
 	}
 	dial_reset(p->dial);
@@ -852,11 +852,15 @@ gw_peer_closed(struct tun *tun, const char *reason, void *arg)
 	if (p->refusal[0] != '\0')
 		snprintf(why, sizeof(why), "%s", p->refusal);
 	else if (!p->authed && strncmp(reason, "refused by peer: ",
-	    rlen) == 0)
-		snprintf(why, sizeof(why), "it refused our key %s (%s); in "
+	    rlen) == 0 && strstr(reason, key_pub_text(p->gw->key.pub,
+	    kt)) != NULL)
+		snprintf(why, sizeof(why), "it does not know our key %s; in "
 		    "%s's config, the 'peers:' entry for this gateway must "
-		    "pin it", key_pub_text(p->gw->key.pub, kt), reason + rlen,
-		    p->name);
+		    "pin it", kt, p->name);
+	else if (!p->authed && strncmp(reason, "refused by peer: ",
+	    rlen) == 0)
+		snprintf(why, sizeof(why), "it refused the link: %s",
+		    reason + rlen);
 	else
 		snprintf(why, sizeof(why), "link %s: %s (last %s)", p->authed ?
 		    "lost" : "failed", reason, tun_rtt_text(tun, rtt,
