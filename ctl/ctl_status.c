@@ -2,8 +2,9 @@
 /*
  * porchctl status: fetch a gateway's /status from its admin listener and
  * print it for people: agents, peers, then every route with its replicas
- * (local agents, or a peer gateway) and why each one is or is not in use.  A plain HTTP/1.0 GET over loopback
- * with a deadline; --json prints the document as it came.
+ * (local agents, or a peer gateway) and why each one is or is not in
+ * use.  A plain HTTP/1.0 GET over loopback with a deadline; --json
+ * prints the document as it came.
  */
 
 #include <sys/socket.h>

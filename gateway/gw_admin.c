@@ -2,8 +2,9 @@
 /*
  * The admin listener: GET /status (JSON: the gateway, its agents, its
  * peers, every route, local or learned from a peer, and why each replica
- * is used or not) and GET /metrics (Prometheus text).  Read-only; meant for loopback.  Served by
- * libevent's evhttp with a request timeout and size limits.
+ * is used or not) and GET /metrics (Prometheus text).  Read-only; meant
+ * for loopback.  Served by libevent's evhttp with a request timeout and
+ * size limits.
  */
 
 #include <stdio.h>
@@ -201,10 +202,13 @@ gw_admin_peer_metrics(struct gw *gw, struct evbuffer *out)
 				continue;	/* unknown: no sample */
 			if (strcmp(name, "peer_rtt_seconds") == 0)
 				x /= 1000.0;
-			evbuffer_add_printf(out, "porch_gateway_%s{peer=\"%s\"%s%s"
-			    "%s} %.6g\n", name, label, m[k].dir != NULL ?
-			    ",direction=\"" : "", m[k].dir != NULL ? m[k].dir : "",
-			    m[k].dir != NULL ? "\"" : "", x);
+			if (m[k].dir != NULL)
+				evbuffer_add_printf(out, "porch_gateway_%s"
+				    "{peer=\"%s\",direction=\"%s\"} %.6g\n",
+				    name, label, m[k].dir, x);
+			else
+				evbuffer_add_printf(out, "porch_gateway_%s"
+				    "{peer=\"%s\"} %.6g\n", name, label, x);
 		}
 	}
 	json_decref(peers);

@@ -39,12 +39,12 @@
 struct gw_peer {
 	struct gw		*gw;
 	char			 name[64];
-	char			 addr[NAME_MAX_LEN + 16];	/* as configured */
+	char			 addr[NAME_MAX_LEN + 16];	/* configured */
 	uint8_t			 key[KEY_PUB_LEN];
 	uint64_t		 id;		/* in the gw_tun id space */
 	struct tun		*tun;		/* the link, NULL when down */
-	struct tun		*pending;	/* accepted, not yet accepted back */
-	int			 pending_refused;	/* it said why: logged */
+	struct tun		*pending;	/* we admitted it, not it us */
+	int			 pending_refused;	/* it said why */
 	struct dial		*dial;		/* we dial (our key is lower) */
 	int			 authed;
 	uint64_t		 gen;		/* of the full set being read */
@@ -54,7 +54,9 @@ struct gw_peer {
 	uint64_t		 rx_ann_ms;	/* its last ANNOUNCE, 0: none */
 	uint64_t		 tx_ann_ms;	/* ours, 0: none */
 	char			 refusal[512];	/* why we refused its HELLO */
-	char			 last_error[600];	/* why the link went down */
+	char			 last_error[600];	/* why it went down */
+	uint64_t		 quiet_ms;	/* no link nor attempt since */
+	int			 quiet_logged;
 	TAILQ_HEAD(, gw_peer_name) names;	/* this peer's, for forget */
 	TAILQ_ENTRY(gw_peer)	 entry;
 };
@@ -88,6 +90,7 @@ static void	gw_peer_link(struct gw_peer *, struct tun *);
 static void	gw_peer_orphan(struct tun *, const char *);
 static void	gw_peer_timer_cb(evutil_socket_t, short, void *);
 static void	gw_peer_announce(struct gw_peer *);
+static void	gw_peer_quiet(struct gw *, struct gw_peer *, uint64_t);
 static void	gw_peer_forget(struct gw_peers *, struct gw_peer *, uint64_t);
 static unsigned	gw_peer_hash(const char *);
 static void	gw_peer_name_free(struct gw_peers *, struct gw_peer_name *);
@@ -220,6 +223,7 @@ gw_peer_add(struct gw *gw, const struct cfg_peer *cp, char *err,
 	TAILQ_INIT(&p->names);
 	p->gw = gw;
 	p->id = ++gw->next_tun_id;
+	p->quiet_ms = mono_ms();
 	snprintf(p->name, sizeof(p->name), "%s", cp->name);
 	snprintf(p->addr, sizeof(p->addr), "%s", cp->address);
 	memcpy(p->key, cp->key, KEY_PUB_LEN);
@@ -366,6 +370,7 @@ gw_peer_adopt(struct gw *gw, struct tun *tun, const struct tun_hello *h,
 	}
 	p->pending = tun;
 	p->pending_refused = 0;
+	p->quiet_ms = mono_ms();
 	log_debug("peer %s: admitted its key (%s); waiting for it to accept "
 	    "ours", p->name, tun_label(tun));
 	return 0;
@@ -691,6 +696,7 @@ gw_peer_link(struct gw_peer *p, struct tun *tun)
 	p->tun = tun;
 	p->authed = 1;
 	p->up_ms = mono_ms();
+	p->quiet_logged = 0;
 	p->last_error[0] = '\0';
 	log_info("peer %s: link up (%s)", p->name, tun_label(tun));
 	gw_peer_routes_changed(p->gw);
@@ -839,7 +845,7 @@ gw_peer_closed(struct tun *tun, const char *reason, void *arg)
 
 	if (tun == p->pending) {
 		p->pending = NULL;
-		if (!p->pending_refused)
+		if (!p->pending_refused && !p->gw->stopping)
 			log_info("peer %s: link from %s closed before it "
 			    "accepted our key: %s", p->name, tun_label(tun),
 			    reason);
@@ -869,6 +875,7 @@ gw_peer_closed(struct tun *tun, const char *reason, void *arg)
 	p->refusal[0] = '\0';
 	p->authed = 0;
 	p->up_ms = p->rx_ann_ms = p->tx_ann_ms = 0;
+	p->quiet_ms = mono_ms();
 	p->nout = 0;
 	if (p->dial != NULL && !p->gw->stopping)
 		dial_later(p->dial, why);
@@ -918,9 +925,11 @@ gw_peer_timer_cb(evutil_socket_t fd, short ev, void *arg)
 
 	(void)fd;
 	(void)ev;
-	TAILQ_FOREACH(p, &gw->peers->list, entry)
+	TAILQ_FOREACH(p, &gw->peers->list, entry) {
 		if (p->tun != NULL && p->authed)
 			gw_peer_announce(p);
+		gw_peer_quiet(gw, p, now);
+	}
 	/* Expire what peers stopped announcing. */
 	TAILQ_FOREACH(p, &gw->peers->list, entry) {
 		for (n = TAILQ_FIRST(&p->names); n != NULL; n = next) {
@@ -929,6 +938,29 @@ gw_peer_timer_cb(evutil_socket_t fd, short ev, void *arg)
 				gw_peer_name_free(gw->peers, n);
 		}
 	}
+}
+
+/*
+ * A peer we wait for that never dials: with a wrong key pinned on
+ * either side, both may think the other dials, and nothing at all
+ * would be logged.  Say so once per quiet spell.
+ */
+static void
+gw_peer_quiet(struct gw *gw, struct gw_peer *p, uint64_t now)
+{
+	char		kt[KEY_TEXT_LEN], pt[KEY_TEXT_LEN];
+	uint64_t	limit = 3 * (uint64_t)gw->cfg->dead_peer_ms;
+
+	if (p->dial != NULL || p->tun != NULL || p->pending != NULL ||
+	    p->quiet_logged || gw->stopping || now - p->quiet_ms < limit)
+		return;
+	p->quiet_logged = 1;
+	log_warnx("peer %s: no link for %llus; with the key pinned for it "
+	    "in %s (%s), it is the side that dials: check that it runs, "
+	    "reaches our tunnel listener and pins our key %s, and that the "
+	    "key pinned here is its own", p->name,
+	    (unsigned long long)((now - p->quiet_ms) / 1000), gw->cfg->file,
+	    key_pub_text(p->key, pt), key_pub_text(gw->key.pub, kt));
 }
 
 struct gw_peer_ann {

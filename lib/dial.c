@@ -127,7 +127,7 @@ dial_later(struct dial *d, const char *why)
 	struct timeval	 tv;
 	uint64_t	 delay;
 	unsigned	 shift;
-	char		 msg[1024];	/* a peer key refusal names two keys */
+	char		 msg[1024];	/* a peer key refusal: two keys */
 
 	snprintf(msg, sizeof(msg), "%s", why);	/* may be last_error */
 	dial_cancel(d);

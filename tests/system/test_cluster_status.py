@@ -17,10 +17,10 @@ HOST = "app.example.test"
 FAST = "timeouts:\n  announce: 200ms"
 
 
-def with_admin(procs, tmp_path, name):
+def with_admin(procs, tmp_path, name, timeouts=FAST):
     port = free_port()
     g = Gateway(procs, str(tmp_path), name=name,
-                extra=f'admin: "127.0.0.1:{port}"\n' + FAST)
+                extra=f'admin: "127.0.0.1:{port}"\n' + timeouts)
     g.admin = f"127.0.0.1:{port}"
     return g
 
@@ -159,17 +159,19 @@ def raw_key(pub):
     return base64.b64decode(pub[len("ed25519:"):])
 
 
-def ordered_pair(procs, tmp_path):
-    """g1 and g2, and a third key W, with g1's key lowest and g2's
-    highest: g1 dials g2 whether it pins g2's key or W, and g2, whether
-    it pins g1's key or W, waits to be dialed."""
-    g1 = with_admin(procs, tmp_path, "g1")
-    g2 = with_admin(procs, tmp_path, "g2")
+def ordered_pair(procs, tmp_path, timeouts=FAST, order=(0, 1, 2)):
+    """g1 and g2, and a third key W.  By default g1's key is lowest and
+    g2's highest: g1 dials g2 whether it pins g2's key or W, and g2,
+    whether it pins g1's key or W, waits to be dialed.  order: the ranks
+    of g1's, W's and g2's keys."""
+    g1 = with_admin(procs, tmp_path, "g1", timeouts)
+    g2 = with_admin(procs, tmp_path, "g2", timeouts)
     spare = os.path.join(str(tmp_path), "spare.key")
     keys = [(g1.key_path, g1.pub), (g2.key_path, g2.pub),
             (spare, keygen(spare))]
     keys.sort(key=lambda k: raw_key(k[1]))
-    (g1.key_path, g1.pub), wrong, (g2.key_path, g2.pub) = keys
+    (g1.key_path, g1.pub), wrong, (g2.key_path, g2.pub) = \
+        (keys[i] for i in order)
     return g1, g2, wrong[1]
 
 
@@ -237,4 +239,30 @@ def test_unknown_peer_key_is_refused_clearly_on_both_sides(procs, tmp_path):
     about = [x for x in g1.proc.log().splitlines() if "peer g2" in x]
     assert all(re.search(line, x) for x in about), about
     for g in (g1, g2):
+        assert g.proc.count(r"link up") == 0, g.proc.log()
+
+
+def test_peers_that_both_wait_to_be_dialed_say_so(procs, tmp_path):
+    """g1 pins for g2 a key W that sorts below g1's own: g1 waits for g2
+    to dial, and g2 (whose key sorts above g1's) waits for g1.  Nothing
+    connects; each says so once, naming the keys to check."""
+    g1, g2, wrong = ordered_pair(
+        procs, tmp_path, "timeouts:\n  announce: 200ms\n"
+        "  keepalive: 200ms\n  dead_peer: 1s", order=(1, 0, 2))
+    g1.peers.append(("g2", g2.tunnel_port, wrong))
+    g2.peer(g1)
+    g2.start()
+    g1.start()
+    quiet = (r"peer {}: no link for \d+s; with the key pinned for it in "
+             r"{} \({}\), it is the side that dials: check that it runs, "
+             r"reaches our tunnel listener and pins our key {}")
+    g1.proc.wait_log(quiet.format("g2", re.escape(g1.conf),
+                                  re.escape(wrong), re.escape(g1.pub)),
+                     timeout=8, since_mark=False)
+    g2.proc.wait_log(quiet.format("g1", re.escape(g2.conf),
+                                  re.escape(g1.pub), re.escape(g2.pub)),
+                     timeout=8, since_mark=False)
+    time.sleep(0.5)     # a few more timer ticks: still said only once
+    for g in (g1, g2):
+        assert g.proc.count(r"no link for") == 1, g.proc.log()
         assert g.proc.count(r"link up") == 0, g.proc.log()
