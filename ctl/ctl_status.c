@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * porchctl status: fetch a gateway's /status from its admin listener and
- * print it for people: agents, then every route with its replicas and
- * why each one is or is not in use.  A plain HTTP/1.0 GET over loopback
- * with a deadline; --json prints the document as it came.
+ * print it for people: agents, peers, then every route with its replicas
+ * (local agents, or a peer gateway) and why each one is or is not in
+ * use.  A plain HTTP/1.0 GET over loopback with a deadline; --json
+ * prints the document as it came.
  */
 
 #include <sys/socket.h>
@@ -24,6 +25,9 @@
 
 static char	*ctl_fetch(const char *, char *, size_t);
 static void	 ctl_print(json_t *);
+static void	 ctl_print_peers(json_t *);
+static const char *ctl_num(json_t *, const char *, const char *, char *,
+		    size_t);
 
 int
 ctl_status(const char *addr, int raw)
@@ -221,10 +225,23 @@ ctl_print(json_t *doc)
 		    (long long)json_integer_value(json_object_get(v,
 		    "claims")), rt);
 	}
+	ctl_print_peers(json_object_get(doc, "peers"));
 	printf("\nroutes:\n");
 	json_array_foreach(json_object_get(doc, "routes"), i, r) {
-		printf("  %s (%s)\n", str(r, "name"), str(r, "policy"));
-		json_array_foreach(json_object_get(r, "replicas"), j, rep)
+		printf("  %s (%s)\n", str(r, "name"),
+		    strcmp(str(r, "policy"), "peer") == 0 ?
+		    "learned from peers only" : str(r, "policy"));
+		json_array_foreach(json_object_get(r, "replicas"), j, rep) {
+			if (json_object_get(rep, "peer") != NULL) {
+				/* A peer gateway's agent: one hop away. */
+				printf("    %-33s %-8s %-11s streams %-5lld "
+				    "%s\n", str(rep, "agent"),
+				    str(rep, "kinds"), str(rep, "state"),
+				    (long long)json_integer_value(
+				    json_object_get(rep, "streams")),
+				    str(rep, "why"));
+				continue;
+			}
 			printf("    %-20s priority %-3lld %-8s %-11s streams "
 			    "%-5lld %s\n", str(rep, "agent"),
 			    (long long)json_integer_value(json_object_get(rep,
@@ -232,5 +249,51 @@ ctl_print(json_t *doc)
 			    str(rep, "state"),
 			    (long long)json_integer_value(json_object_get(rep,
 			    "streams")), str(rep, "why"));
+		}
 	}
+}
+
+/* The other gateways of the cluster: link, RTT, names each way. */
+static void
+ctl_print_peers(json_t *peers)
+{
+	json_t	*v;
+	size_t	 i;
+	char	 rtt[32], in[32], out[32], up[32];
+
+	if (json_array_size(peers) == 0)
+		return;
+	printf("\npeers:\n");
+	json_array_foreach(peers, i, v) {
+		printf("  %-20s %-10s %-6s %-22s rtt %s\n", str(v, "peer"),
+		    str(v, "state"), str(v, "link"), str(v, "address"),
+		    ctl_num(v, "rtt_ms", "%.3f ms", rtt, sizeof(rtt)));
+		printf("    names announced: %lld by it (last %s), %lld by "
+		    "us (last %s); up %s, streams %lld\n",
+		    (long long)json_integer_value(json_object_get(v,
+		    "names_in")),
+		    ctl_num(v, "last_announce_in_age_s", "%.1fs ago", in,
+		    sizeof(in)),
+		    (long long)json_integer_value(json_object_get(v,
+		    "names_out")),
+		    ctl_num(v, "last_announce_out_age_s", "%.1fs ago", out,
+		    sizeof(out)),
+		    ctl_num(v, "up_s", "%.0fs", up, sizeof(up)),
+		    (long long)json_integer_value(json_object_get(v,
+		    "streams")));
+		if (json_is_string(json_object_get(v, "last_error")))
+			printf("    last error: %s\n", str(v, "last_error"));
+	}
+}
+
+/* A number field formatted with fmt (one double), or "-" if absent. */
+static const char *
+ctl_num(json_t *o, const char *key, const char *fmt, char *buf, size_t len)
+{
+	json_t	*v = json_object_get(o, key);
+
+	if (!json_is_number(v))
+		return "-";
+	snprintf(buf, len, fmt, json_number_value(v));
+	return buf;
 }

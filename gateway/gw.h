@@ -136,7 +136,10 @@ struct tun *gw_peer_lookup(struct gw *, const char *name, uint8_t kind,
 	    uint64_t *id);
 void	gw_peer_routes_changed(struct gw *);
 unsigned gw_peer_streams(struct gw *);
+/* Every peer: link state, RTT, names announced each way (jansson). */
 struct json_t *gw_peer_status(struct gw *);
+/* Add the names learned from peers, as replicas "via peer X". */
+void	gw_peer_route_status(struct gw *, struct json_t *routes);
 
 /* gw_admin.c: the status and metrics listener. */
 int	gw_admin_start(struct gw *, char *err, size_t errlen);

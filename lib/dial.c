@@ -133,7 +133,7 @@ dial_later_floor(struct dial *d, const char *why, unsigned floor_ms)
 	struct timeval	 tv;
 	uint64_t	 delay;
 	unsigned	 shift;
-	char		 msg[300];
+	char		 msg[1024];	/* a peer key refusal: two keys */
 
 	snprintf(msg, sizeof(msg), "%s", why);	/* may be last_error */
 	dial_cancel(d);
