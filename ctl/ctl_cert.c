@@ -549,8 +549,8 @@ static int
 ctl_cert_renew(const struct cfg_agent *cfg, const char *name, long wait)
 {
 	json_t			*o, *st, *c;
-	char			 err[1024], path[512];
-	const char		*state, *pending;
+	char			 err[1024], path[512], pending[256];
+	const char		*state;
 	unsigned long long	 order, id;
 	double			 deadline;
 	int			 rc = -1;
@@ -582,7 +582,7 @@ ctl_cert_renew(const struct cfg_agent *cfg, const char *name, long wait)
 	/* Piped output too: the line is seen while we wait, not after. */
 	fflush(stdout);
 	deadline = ctl_cert_now() + (double)wait;
-	pending = "";
+	pending[0] = '\0';
 	for (;;) {
 		struct timespec ts = { 0, 250 * 1000 * 1000 };
 
@@ -614,7 +614,8 @@ ctl_cert_renew(const struct cfg_agent *cfg, const char *name, long wait)
 			    name, ctl_cert_str(c, "last_error"));
 			rc = 1;
 		} else if (id < order)
-			pending = ctl_cert_str(c, "order_pending");
+			snprintf(pending, sizeof(pending), "%s",
+			    ctl_cert_str(c, "order_pending"));
 		json_decref(st);
 		if (rc != -1)
 			return rc;
