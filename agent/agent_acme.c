@@ -566,7 +566,7 @@ agent_acme_schedule(struct agent_cert *c)
 		    agent_acme_time(at, b, sizeof(b)), c->ari_end > 0 ?
 		    " (inside the CA's renewal window)" : "");
 	else if ((hold = agent_acme_hold(c->m)) != NULL)
-		log_info("acme %s: %s; ordering %s", c->name, why != NULL ?
+		log_info("acme %s: %s; %s", c->name, why != NULL ?
 		    why : "renewal due", hold);
 	else {
 		log_info("acme %s: %s; ordering now", c->name, why != NULL ?
@@ -680,16 +680,16 @@ agent_acme_gws_settled(const struct agent_acme *m)
 	    time(NULL) - m->first_up >= ACME_SETTLE_S);
 }
 
-/* What holds back an order that is due, as "ordering %s"; NULL: none. */
+/* What holds back an order that is due, said in words; NULL: none. */
 static const char *
 agent_acme_hold(const struct agent_acme *m)
 {
 	if (m->job != NULL)
-		return "after the running job";
+		return "ordering after the running job";
 	if (m->a->stopping)
-		return "never: the agent is stopping";
+		return "not ordering: the agent is stopping";
 	if (!agent_acme_gws_settled(m))
-		return "once the gateway tunnels are up";
+		return "ordering once the gateway tunnels are up";
 	return NULL;
 }
 
@@ -742,10 +742,10 @@ agent_acme_renew_now(struct agent *a, const char *name, uint64_t *order,
 	c->due_kind = AGENT_JOB_ORDER;
 	hold = agent_acme_hold(m);
 	c->announced = hold == NULL;
-	log_info("acme %s: renewal requested; ordering %s", name,
-	    hold != NULL ? hold : "now");
-	snprintf(msg, msglen, "%s: ordering %s", name, hold != NULL ? hold :
-	    "now");
+	log_info("acme %s: renewal requested; %s", name,
+	    hold != NULL ? hold : "ordering now");
+	snprintf(msg, msglen, "%s: %s", name, hold != NULL ? hold :
+	    "ordering now");
 	agent_acme_next(m);
 	return 0;
 }
@@ -1601,7 +1601,8 @@ agent_acme_status(struct agent *a)
 		    agent_acme_order_state(c->order_state)));
 		json_object_set_new(o, "order_pending", json_string(
 		    !c->requested || c->ordering ? "" :
-		    (hold = agent_acme_hold(m)) != NULL ? hold : "now"));
+		    (hold = agent_acme_hold(m)) != NULL ? hold :
+		    "ordering now"));
 		json_array_append_new(arr, o);
 	}
 	return arr;

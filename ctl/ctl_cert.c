@@ -582,7 +582,7 @@ ctl_cert_renew(const struct cfg_agent *cfg, const char *name, long wait)
 	/* Piped output too: the line is seen while we wait, not after. */
 	fflush(stdout);
 	deadline = ctl_cert_now() + (double)wait;
-	pending[0] = '\0';
+	snprintf(pending, sizeof(pending), "-");
 	for (;;) {
 		struct timespec ts = { 0, 250 * 1000 * 1000 };
 
@@ -625,10 +625,10 @@ ctl_cert_renew(const struct cfg_agent *cfg, const char *name, long wait)
 	}
 	if (id < order)
 		fprintf(stderr, "porchctl: %s: order %llu has not started after "
-		    "%lds (%s%s); the agent still orders it, see porchctl "
-		    "cert status\n", name, order, wait, strcmp(pending, "-") ==
-		    0 ? "the agent gives no reason" : "ordering ",
-		    strcmp(pending, "-") == 0 ? "" : pending);
+		    "%lds (%s); the request stays with the agent, see porchctl "
+		    "cert status\n", name, order,
+		    wait, strcmp(pending, "-") == 0 ? "the agent gives no "
+		    "reason; was it restarted?" : pending);
 	else
 		fprintf(stderr, "porchctl: %s: order %llu still running after "
 		    "%lds; the agent goes on with it, see porchctl cert "
