@@ -236,8 +236,10 @@ void		 agent_acme_free(struct agent *);
 /* After a reload: follow the services' certificates. */
 void		 agent_acme_reload(struct agent *);
 void		 agent_acme_kick(struct agent *);	/* a tunnel is up */
+/* Order NAME now; *order: the id of the order that answers the request
+ * (agent_acme_status shows its outcome under that id). */
 int		 agent_acme_renew_now(struct agent *, const char *name,
-		    char *msg, size_t msglen);
+		    uint64_t *order, char *msg, size_t msglen);
 /* agent_acme_child.c: the order process, in the child after fork();
  * its lines to the agent are at most this long. */
 #define AGENT_ACME_LINE_MAX	2048

@@ -55,6 +55,13 @@ enum agent_job_kind {
 	AGENT_JOB_CHECK,	/* renewal information only */
 };
 
+enum agent_order_state {
+	AGENT_ORDER_NONE,	/* no order since the agent started */
+	AGENT_ORDER_RUNNING,
+	AGENT_ORDER_SUCCEEDED,
+	AGENT_ORDER_FAILED,
+};
+
 /* A challenge answer we serve while the CA validates. */
 struct agent_chal {
 	TAILQ_ENTRY(agent_chal)	 entry;
@@ -84,6 +91,15 @@ struct agent_cert {
 	struct event		*timer;
 	int			 ordering;	/* job of this cert running */
 	int			 present;	/* in the config (reload) */
+	/*
+	 * Orders are numbered per certificate since the agent started, so
+	 * that porchctl cert renew --wait follows the order it asked for
+	 * (counters of failures say nothing about which order failed).
+	 */
+	uint64_t		 orders;	/* id of the latest order */
+	enum agent_order_state	 order_state;	/* and its outcome */
+	int			 requested;	/* renew_now: order next */
+	int			 announced;	/* "ordering now" is logged */
 };
 
 /* A hook command still running. */
@@ -150,6 +166,9 @@ static void	agent_acme_arm(struct agent_cert *);
 static void	agent_acme_timer_cb(evutil_socket_t, short, void *);
 static void	agent_acme_next(struct agent_acme *);
 static int	agent_acme_gws_ready(struct agent_acme *);
+static int	agent_acme_gws_settled(const struct agent_acme *);
+static const char *agent_acme_hold(const struct agent_acme *);
+static const char *agent_acme_order_state(enum agent_order_state);
 static int	agent_acme_spawn(struct agent_acme *, struct agent_cert *,
 		    enum agent_job_kind);
 static void	agent_acme_read_cb(struct bufferevent *, void *);
@@ -506,16 +525,18 @@ agent_acme_cert_load(struct agent_cert *c, int state_too)
  * share so that replicas and restarts spread out, or inside the CA's
  * renewal window once known.  A failure pushes the attempt back
  * exponentially, and the saved schedule survives restarts, so the CA
- * never sees a tight loop.
+ * never sees a tight loop.  An order asked for (porchctl cert renew)
+ * goes first, backoff or not: a person is waiting for it.
  */
 static void
 agent_acme_schedule(struct agent_cert *c)
 {
 	time_t		 now = time(NULL), life, at;
+	const char	*why, *hold;
 	char		 b[64];
 
 	c->due_kind = AGENT_JOB_ORDER;
-	if (!c->have || !c->names_match)
+	if (c->requested || !c->have || !c->names_match)
 		at = now;
 	else if (c->ari_end > 0) {
 		at = c->ari_start + (time_t)(arc4random_uniform((uint32_t)
@@ -528,19 +549,30 @@ agent_acme_schedule(struct agent_cert *c)
 		at = c->not_before + life * 2 / 3 -
 		    (time_t)arc4random_uniform((uint32_t)(life / 30 + 1));
 	}
-	if (c->st.failures > 0 && c->st.next_attempt > at)
+	if (!c->requested && c->st.failures > 0 && c->st.next_attempt > at)
 		at = c->st.next_attempt;
 	c->due = at;
-	if (!c->have || !c->names_match)
-		log_info("acme %s: %s; ordering now", c->name, !c->have ?
-		    "no certificate yet" : "the certificate lacks configured "
-		    "names");
+	why = c->requested ? "renewal requested" : !c->have ?
+	    "no certificate yet" : !c->names_match ?
+	    "the certificate lacks configured names" : NULL;
+	/* Say what really happens next: "ordering now" only when the
+	 * order starts now, else when it will. */
+	c->announced = 0;
+	if (at > now && why != NULL)
+		log_info("acme %s: %s; next attempt in %s", c->name, why,
+		    agent_acme_delay((unsigned)(at - now), b, sizeof(b)));
 	else if (at > now)
 		log_info("acme %s: renewal scheduled %s%s", c->name,
 		    agent_acme_time(at, b, sizeof(b)), c->ari_end > 0 ?
 		    " (inside the CA's renewal window)" : "");
-	else
-		log_info("acme %s: renewal due; ordering now", c->name);
+	else if ((hold = agent_acme_hold(c->m)) != NULL)
+		log_info("acme %s: %s; %s", c->name, why != NULL ?
+		    why : "renewal due", hold);
+	else {
+		log_info("acme %s: %s; ordering now", c->name, why != NULL ?
+		    why : "renewal due");
+		c->announced = 1;
+	}
 	/* Ask the CA's renewal information first, if due for a look: it
 	 * may move the date (RFC 9773). */
 	if (c->have && c->names_match && at > now &&
@@ -630,7 +662,35 @@ agent_acme_gws_ready(struct agent_acme *m)
 	}
 	if (m->first_up == 0)
 		m->first_up = time(NULL);
-	return up == a->ngws || time(NULL) - m->first_up >= ACME_SETTLE_S;
+	return agent_acme_gws_settled(m);
+}
+
+/* agent_acme_gws_ready without marking the first tunnel's time. */
+static int
+agent_acme_gws_settled(const struct agent_acme *m)
+{
+	const struct agent	*a = m->a;
+	size_t			 i, up = 0;
+
+	for (i = 0; i < a->ngws; i++)
+		up += agent_gw_is_up(a->gws[i]) != 0;
+	if (up == 0)
+		return 0;
+	return up == a->ngws || (m->first_up != 0 &&
+	    time(NULL) - m->first_up >= ACME_SETTLE_S);
+}
+
+/* What holds back an order that is due, said in words; NULL: none. */
+static const char *
+agent_acme_hold(const struct agent_acme *m)
+{
+	if (m->job != NULL)
+		return "ordering after the running job";
+	if (m->a->stopping)
+		return "not ordering: the agent is stopping";
+	if (!agent_acme_gws_settled(m))
+		return "ordering once the gateway tunnels are up";
+	return NULL;
 }
 
 /* A gateway tunnel came up: a waiting order may go. */
@@ -641,15 +701,21 @@ agent_acme_kick(struct agent *a)
 		agent_acme_next(a->acme);
 }
 
-/* Order (or check) now, on request (porchctl cert renew). */
+/*
+ * Order now, on request (porchctl cert renew): *order is the id the
+ * order answering it has, or will have, in agent_acme_status.  The
+ * backoff of earlier failures does not apply; their count stays.
+ */
 int
-agent_acme_renew_now(struct agent *a, const char *name, char *msg,
-    size_t msglen)
+agent_acme_renew_now(struct agent *a, const char *name, uint64_t *order,
+    char *msg, size_t msglen)
 {
 	struct agent_acme	*m = a->acme;
 	struct agent_cert	*c = NULL;
+	const char		*hold;
 	size_t			 i;
 
+	*order = 0;
 	if (m == NULL) {
 		snprintf(msg, msglen, "this agent has no acme: section");
 		return -1;
@@ -663,17 +729,23 @@ agent_acme_renew_now(struct agent *a, const char *name, char *msg,
 		return -1;
 	}
 	if (c->ordering) {
+		*order = c->orders;
 		snprintf(msg, msglen, "%s: an order is already running", name);
 		return 0;
 	}
+	/* The next order of this certificate answers the request, also if
+	 * a renewal-information job of it runs now (its end reschedules,
+	 * and the schedule honours the request). */
+	*order = c->orders + 1;
+	c->requested = 1;
 	c->due = time(NULL);
 	c->due_kind = AGENT_JOB_ORDER;
-	c->st.failures = 0;
-	c->st.next_attempt = 0;
-	log_info("acme %s: renewal requested; ordering %s", name,
-	    m->job != NULL ? "after the running job" : "now");
-	snprintf(msg, msglen, "%s: ordering %s", name, m->job != NULL ?
-	    "after the running job" : "now");
+	hold = agent_acme_hold(m);
+	c->announced = hold == NULL;
+	log_info("acme %s: renewal requested; %s", name,
+	    hold != NULL ? hold : "ordering now");
+	snprintf(msg, msglen, "%s: %s", name, hold != NULL ? hold :
+	    "ordering now");
 	agent_acme_next(m);
 	return 0;
 }
@@ -721,8 +793,16 @@ agent_acme_spawn(struct agent_acme *m, struct agent_cert *c,
 	m->job_reaped = 0;
 	m->job_result = 0;
 	c->ordering = kind == AGENT_JOB_ORDER;
-	if (kind == AGENT_JOB_ORDER)
+	if (kind == AGENT_JOB_ORDER) {
 		c->st.last_attempt = m->job_started;
+		c->requested = 0;
+		c->orders++;
+		c->order_state = AGENT_ORDER_RUNNING;
+		/* Said here when the schedule could not say it. */
+		if (!c->announced)
+			log_info("acme %s: ordering now", c->name);
+		c->announced = 0;
+	}
 	log_debug("acme %s: %s job started, pid %ld", c->name,
 	    kind == AGENT_JOB_ORDER ? "order" : "renewal-info", (long)pid);
 	return 0;
@@ -842,6 +922,7 @@ agent_acme_job_end(struct agent_acme *m, int ok, const char *kind,
 	}
 	if (ok) {
 		m->issued++;
+		c->order_state = AGENT_ORDER_SUCCEEDED;
 		c->st.failures = 0;
 		c->st.next_attempt = 0;
 		c->st.last_success = time(NULL);
@@ -863,6 +944,7 @@ agent_acme_job_end(struct agent_acme *m, int ok, const char *kind,
 		return;
 	}
 	m->failed++;
+	c->order_state = AGENT_ORDER_FAILED;
 	c->st.failures++;
 	delay = agent_acme_backoff(m, c->st.failures, retry_s);
 	c->st.next_attempt = time(NULL) + delay;
@@ -1454,6 +1536,21 @@ agent_acme_time(time_t t, char *buf, size_t len)
 
 /* ---- status ---- */
 
+static const char *
+agent_acme_order_state(enum agent_order_state s)
+{
+	switch (s) {
+	case AGENT_ORDER_RUNNING:
+		return "running";
+	case AGENT_ORDER_SUCCEEDED:
+		return "succeeded";
+	case AGENT_ORDER_FAILED:
+		return "failed";
+	default:
+		return "none";
+	}
+}
+
 json_t *
 agent_acme_status(struct agent *a)
 {
@@ -1462,6 +1559,7 @@ agent_acme_status(struct agent *a)
 	json_t			*arr, *o, *names;
 	time_t			 now = time(NULL);
 	char			 b1[64], b2[64], b3[64], b4[64];
+	const char		*hold;
 	size_t			 i, j;
 
 	if ((arr = json_array()) == NULL || m == NULL)
@@ -1493,8 +1591,19 @@ agent_acme_status(struct agent *a)
 		    "failures", (int)c->st.failures,
 		    "last_error", c->st.last_error,
 		    "renewal_info", c->ari_end > 0);
-		if (o != NULL)
-			json_array_append_new(arr, o);
+		if (o == NULL)
+			continue;
+		/* The latest order by id (porchctl cert renew --wait), and
+		 * what holds back one that was asked for. */
+		json_object_set_new(o, "order_id",
+		    json_integer((json_int_t)c->orders));
+		json_object_set_new(o, "order_state", json_string(
+		    agent_acme_order_state(c->order_state)));
+		json_object_set_new(o, "order_pending", json_string(
+		    !c->requested || c->ordering ? "" :
+		    (hold = agent_acme_hold(m)) != NULL ? hold :
+		    "ordering now"));
+		json_array_append_new(arr, o);
 	}
 	return arr;
 }

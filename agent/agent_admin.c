@@ -101,7 +101,11 @@ agent_admin_cb(struct evhttp_request *req, void *arg)
 	}
 }
 
-/* POST /acme/renew?name=NAME: order that certificate now. */
+/*
+ * POST /acme/renew?name=NAME: order that certificate now.  202 with a
+ * line for people and the header Porch-Order: the order_id under which
+ * /status shows that order's outcome.
+ */
 static void
 agent_admin_post(struct agent *a, struct evhttp_request *req,
     struct evbuffer *out)
@@ -109,7 +113,8 @@ agent_admin_post(struct agent *a, struct evhttp_request *req,
 	const struct evhttp_uri	*u = evhttp_request_get_evhttp_uri(req);
 	struct evkeyvalq	 q;
 	const char		*name = NULL, *path, *query;
-	char			 msg[512];
+	char			 msg[512], id[32];
+	uint64_t		 order = 0;
 	int			 rc;
 
 	path = u != NULL ? evhttp_uri_get_path(u) : NULL;
@@ -126,11 +131,17 @@ agent_admin_post(struct agent *a, struct evhttp_request *req,
 		snprintf(msg, sizeof(msg), "missing ?name=HOSTNAME");
 		rc = -1;
 	} else
-		rc = agent_acme_renew_now(a, name, msg, sizeof(msg));
+		rc = agent_acme_renew_now(a, name, &order, msg, sizeof(msg));
 	evhttp_clear_headers(&q);
 	evbuffer_add_printf(out, "%s\n", msg);
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "text/plain");
+	/* The order to follow in /status (order_id): porchctl --wait. */
+	if (rc == 0) {
+		snprintf(id, sizeof(id), "%llu", (unsigned long long)order);
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Porch-Order", id);
+	}
 	evhttp_send_reply(req, rc == 0 ? 202 : 400, rc == 0 ? "Accepted" :
 	    "Bad Request", out);
 	evbuffer_free(out);

@@ -22,6 +22,9 @@
 #include "cfg.h"
 #include "ctl.h"
 
+#define CTL_CERT_WAIT_S		300	/* --wait: orders take seconds */
+#define CTL_CERT_WAIT_MAX_S	(24 * 60 * 60)
+
 static int	 ctl_cert_status(const struct cfg_agent *, int);
 static int	 ctl_cert_revoke(const struct cfg_agent *, const char *, int);
 static json_t	*ctl_cert_one(const struct cfg_acme *,
@@ -31,9 +34,9 @@ static const char *ctl_cert_str(json_t *, const char *);
 static void	 ctl_cert_line(const char *, const char *);
 static char	*ctl_cert_time(time_t, char *, size_t);
 static void	 ctl_cert_usage(FILE *);
-static int	 ctl_cert_renew(const struct cfg_agent *, const char *, int);
-static json_t	*ctl_cert_agent(const char *, const char *, int, char *,
-		    size_t);
+static int	 ctl_cert_renew(const struct cfg_agent *, const char *, long);
+static json_t	*ctl_cert_agent(const char *, const char *, int,
+		    unsigned long long *, char *, size_t);
 
 static void
 ctl_cert_usage(FILE *f)
@@ -50,11 +53,17 @@ ctl_cert_usage(FILE *f)
 	    "                              unspecified (default), 1\n"
 	    "                              keyCompromise, 4 superseded,\n"
 	    "                              5 cessationOfOperation\n"
-	    "       porchctl cert issue|renew -c AGENT.yaml NAME [--wait]\n"
+	    "       porchctl cert issue|renew -c AGENT.yaml NAME\n"
+	    "            [--wait[=SECONDS]]\n"
 	    "                              ask the running agent (its\n"
 	    "                              'admin:' address) to order NAME's\n"
 	    "                              certificate now; --wait follows\n"
-	    "                              the order to its end\n");
+	    "                              that order for up to SECONDS\n"
+	    "                              (default %d): exit 0 with the new\n"
+	    "                              serial, 1 with the CA's error or\n"
+	    "                              when the time is up (the order\n"
+	    "                              goes on in the agent)\n",
+	    CTL_CERT_WAIT_S);
 }
 
 /* argv[0] is "cert". */
@@ -64,8 +73,8 @@ ctl_cert(int argc, char *argv[])
 	struct cfg_agent	*cfg;
 	const char		*cmd, *file = NULL, *name = NULL;
 	char			 err[1024], *end;
-	long			 reason = 0;
-	int			 i, json = 0, wait = 0, rc;
+	long			 reason = 0, wait = 0;
+	int			 i, json = 0, rc;
 
 	if (argc < 2) {
 		ctl_cert_usage(stderr);
@@ -102,7 +111,18 @@ ctl_cert(int argc, char *argv[])
 			}
 		} else if (strcmp(argv[i], "--wait") == 0 &&
 		    strcmp(cmd, "renew") == 0)
-			wait = 1;
+			wait = CTL_CERT_WAIT_S;
+		else if (strncmp(argv[i], "--wait=", 7) == 0 &&
+		    strcmp(cmd, "renew") == 0) {
+			wait = strtol(argv[i] + 7, &end, 10);
+			if (argv[i][7] == '\0' || *end != '\0' || wait < 1 ||
+			    wait > CTL_CERT_WAIT_MAX_S) {
+				fprintf(stderr, "porchctl: %s: give the seconds "
+				    "to wait, 1 to %d\n", argv[i],
+				    CTL_CERT_WAIT_MAX_S);
+				return 2;
+			}
+		}
 		else if (argv[i][0] != '-' && name == NULL &&
 		    strcmp(cmd, "status") != 0)
 			name = argv[i];
@@ -421,14 +441,35 @@ ctl_cert_body(char *data, size_t size, size_t n, void *arg)
 	return size * n;
 }
 
+/* "Porch-Order: N": the id of the order the agent's answer is about. */
+static size_t
+ctl_cert_header(char *data, size_t size, size_t n, void *arg)
+{
+	unsigned long long	*order = arg;
+	const char		*name = "Porch-Order:";
+	char			 v[32], *end;
+	size_t			 len = size * n, k = strlen(name);
+
+	if (len > k && len - k < sizeof(v) && strncasecmp(data, name,
+	    k) == 0) {
+		memcpy(v, data + k, len - k);
+		v[len - k] = '\0';
+		*order = strtoull(v, &end, 10);
+		if (end == v || strspn(end, " \t\r\n") != strlen(end))
+			*order = 0;
+	}
+	return len;
+}
+
 /*
  * One request to the agent's admin listener: POST path (post 1) or GET
  * /status.  Returns the parsed status, or for a POST a JSON string
- * holding the agent's answer; NULL with err set.
+ * holding the agent's answer and in *order the id of the order that
+ * answers it (0: the agent gave none); NULL with err set.
  */
 static json_t *
-ctl_cert_agent(const char *admin, const char *path, int post, char *err,
-    size_t errlen)
+ctl_cert_agent(const char *admin, const char *path, int post,
+    unsigned long long *order, char *err, size_t errlen)
 {
 	struct ctl_cert_buf	 b = { NULL, 0 };
 	CURL			*c;
@@ -447,8 +488,12 @@ ctl_cert_agent(const char *admin, const char *path, int post, char *err,
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, ctl_cert_body);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	if (post)
+	if (post) {
+		*order = 0;
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+		curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, ctl_cert_header);
+		curl_easy_setopt(c, CURLOPT_HEADERDATA, order);
+	}
 	if ((rc = curl_easy_perform(c)) != CURLE_OK)
 		snprintf(err, errlen, "cannot reach the agent at %s: %s (is it "
 		    "running, and is this its 'admin:' address?)", admin,
@@ -487,13 +532,28 @@ ctl_cert_find(json_t *status, const char *name)
 	return NULL;
 }
 
-static int
-ctl_cert_renew(const struct cfg_agent *cfg, const char *name, int wait)
+static double
+ctl_cert_now(void)
 {
-	json_t		*o, *st, *c;
-	char		 err[1024], path[512], before[96];
-	const char	*s;
-	int		 tries, failures = 0, rc = 1;
+	struct timespec	ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/*
+ * Ask the agent to order NAME's certificate; wait > 0: follow that order
+ * (by the id the agent answered with) for up to wait seconds.
+ */
+static int
+ctl_cert_renew(const struct cfg_agent *cfg, const char *name, long wait)
+{
+	json_t			*o, *st, *c;
+	char			 err[1024], path[512], pending[256];
+	const char		*state;
+	unsigned long long	 order, id;
+	double			 deadline;
+	int			 rc = -1;
 
 	if (cfg->admin == NULL) {
 		fprintf(stderr, "porchctl: %s has no 'admin:' address, so the "
@@ -501,58 +561,77 @@ ctl_cert_renew(const struct cfg_agent *cfg, const char *name, int wait)
 		    "\"127.0.0.1:9901\"' and reload it (SIGHUP)\n", cfg->file);
 		return 1;
 	}
-	before[0] = '\0';
-	if (wait && (st = ctl_cert_agent(cfg->admin->text, "/status", 0, err,
-	    sizeof(err))) != NULL) {
-		if ((c = ctl_cert_find(st, name)) != NULL) {
-			snprintf(before, sizeof(before), "%s",
-			    ctl_cert_str(c, "serial"));
-			failures = (int)json_integer_value(json_object_get(c,
-			    "failures"));
-		}
-		json_decref(st);
-	}
 	snprintf(path, sizeof(path), "/acme/renew?name=%s", name);
-	if ((o = ctl_cert_agent(cfg->admin->text, path, 1, err,
+	if ((o = ctl_cert_agent(cfg->admin->text, path, 1, &order, err,
 	    sizeof(err))) == NULL) {
 		fprintf(stderr, "porchctl: %s\n", err);
 		return 1;
 	}
 	printf("%s", json_string_value(o));
 	json_decref(o);
-	if (!wait)
+	if (wait == 0)
 		return 0;
-	/* Orders are bounded by the agent (minutes at most); so is this. */
-	for (tries = 0; tries < 20 * 60 * 2; tries++) {
-		struct timespec ts = { 0, 500 * 1000 * 1000 };
+	if (order == 0) {
+		fprintf(stderr, "porchctl: the agent did not say which order "
+		    "to follow (a porch-agent older than this porchctl?); see "
+		    "porchctl cert status\n");
+		return 1;
+	}
+	printf("%s: waiting up to %lds for the outcome of order %llu\n",
+	    name, wait, order);
+	/* Piped output too: the line is seen while we wait, not after. */
+	fflush(stdout);
+	deadline = ctl_cert_now() + (double)wait;
+	snprintf(pending, sizeof(pending), "-");
+	for (;;) {
+		struct timespec ts = { 0, 250 * 1000 * 1000 };
 
-		nanosleep(&ts, NULL);
-		if ((st = ctl_cert_agent(cfg->admin->text, "/status", 0, err,
-		    sizeof(err))) == NULL) {
+		if ((st = ctl_cert_agent(cfg->admin->text, "/status", 0, NULL,
+		    err, sizeof(err))) == NULL) {
 			fprintf(stderr, "porchctl: %s\n", err);
 			return 1;
 		}
-		c = ctl_cert_find(st, name);
-		s = c != NULL ? ctl_cert_str(c, "state") : "";
-		if (c != NULL && strcmp(s, "ordering") != 0 &&
-		    strcmp(ctl_cert_str(c, "serial"), before) != 0) {
-			printf("%s: certificate obtained, valid until %s\n",
-			    name, ctl_cert_str(c, "not_after"));
-			rc = 0;
-		} else if (c != NULL && strcmp(s, "ordering") != 0 &&
-		    json_integer_value(json_object_get(c, "failures")) >
-		    failures) {
-			printf("%s: order failed: %s\n", name,
-			    ctl_cert_str(c, "last_error"));
-			rc = 1;
-		} else {
+		if ((c = ctl_cert_find(st, name)) == NULL) {
+			fprintf(stderr, "porchctl: %s: the agent no longer has "
+			    "this certificate (reloaded without it?)\n", name);
 			json_decref(st);
-			continue;
+			return 1;
 		}
+		id = (unsigned long long)json_integer_value(json_object_get(c,
+		    "order_id"));
+		state = ctl_cert_str(c, "order_state");
+		/* A later order means ours ended: the certificate says how. */
+		if (id > order)
+			state = strcmp(ctl_cert_str(c, "last_error"), "-") == 0 ?
+			    "succeeded" : "failed";
+		if (id >= order && strcmp(state, "succeeded") == 0) {
+			printf("%s: certificate obtained, valid until %s, "
+			    "serial %s\n", name, ctl_cert_str(c, "not_after"),
+			    ctl_cert_str(c, "serial"));
+			rc = 0;
+		} else if (id >= order && strcmp(state, "failed") == 0) {
+			fprintf(stderr, "porchctl: %s: order failed: %s\n",
+			    name, ctl_cert_str(c, "last_error"));
+			rc = 1;
+		} else if (id < order)
+			snprintf(pending, sizeof(pending), "%s",
+			    ctl_cert_str(c, "order_pending"));
 		json_decref(st);
-		return rc;
+		if (rc != -1)
+			return rc;
+		if (ctl_cert_now() >= deadline)
+			break;
+		nanosleep(&ts, NULL);
 	}
-	fprintf(stderr, "porchctl: %s: no result after 20 minutes; see "
-	    "porchctl cert status\n", name);
+	if (id < order)
+		fprintf(stderr, "porchctl: %s: order %llu has not started after "
+		    "%lds (%s); the request stays with the agent, see porchctl "
+		    "cert status\n", name, order,
+		    wait, strcmp(pending, "-") == 0 ? "the agent gives no "
+		    "reason; was it restarted?" : pending);
+	else
+		fprintf(stderr, "porchctl: %s: order %llu still running after "
+		    "%lds; the agent goes on with it, see porchctl cert "
+		    "status\n", name, order, wait);
 	return 1;
 }

@@ -36,7 +36,7 @@ ctl_usage(FILE *f)
 	    "                              (the 'admin:' of its config)\n"
 	    "       porchctl cert status -c AGENT.yaml [--json]\n"
 	    "       porchctl cert revoke -c AGENT.yaml NAME [--reason N]\n"
-	    "       porchctl cert renew -c AGENT.yaml NAME [--wait]\n"
+	    "       porchctl cert renew -c AGENT.yaml NAME [--wait[=SECONDS]]\n"
 	    "                              an agent's ACME certificates: state\n"
 	    "                              and revocation from its state\n"
 	    "                              directory, issue/renew through the\n"

@@ -235,9 +235,14 @@ def test_forced_renewal_replaces_atomically_and_runs_hook(procs, ca_stack,
                        timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "ordering now" in r.stdout, r.stdout
-    assert re.search(r"certificate obtained, valid until 20\d\d-", r.stdout)
+    m = re.search(r"certificate obtained, valid until 20\d\d-.*, serial "
+                  r"([0-9A-Fa-f:]+)\n", r.stdout)
+    assert m, r.stdout
     a.proc.wait_log(r"renew_hook done")
     second = check_cert(pebble, state)
+    # --wait prints the serial of the certificate that order obtained.
+    assert m.group(1).replace(":", "").lower().lstrip("0") == \
+        second.split("=")[1].lower().lstrip("0"), (r.stdout, second)
     v2 = os.readlink(cert_dir(state))
     assert second != first and v2 != v1
     # The previous version is kept whole next to the new one.
