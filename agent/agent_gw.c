@@ -464,11 +464,10 @@ agent_gw_goaway(struct tun *tun, const struct tun_reason *r, void *arg)
 
 	if (r->code == TUN_E_DUPLICATE) {
 		/* Retrying soon would only cost the other agent a probe. */
-		log_warnx("gateway %s refused this agent: %s. Another agent is "
-		    "running with this agent's key (a copied %s?); give each "
-		    "replica its own key (porchctl keygen) and have it "
-		    "admitted on the gateways", g->name, r->msg,
-		    g->a->cfg->identity);
+		log_warnx("gateway %s refused this agent: %s. Is a copy of "
+		    "%s running elsewhere? Each replica needs a key of its "
+		    "own (porchctl keygen), admitted on the gateways",
+		    g->name, r->msg, g->a->cfg->identity);
 		g->duplicate = 1;
 		tun_close(tun, "refused: another agent uses this key");
 		return;

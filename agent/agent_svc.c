@@ -507,10 +507,11 @@ agent_svc_open(struct agent *a, struct tun *tun, struct tun_stream *s,
 		return;
 	}
 	tun_addr_to_ss(&o->src, &ss);
-	snprintf(label, sizeof(label), "%s visitor=%s sni=%s backend=%s",
+	/* An HTTP visitor named its site in Host, not in SNI. */
+	snprintf(label, sizeof(label), "%s visitor=%s %s=%s backend=%s",
 	    tun_label(tun), ss.ss_family == AF_UNSPEC ? "-" :
-	    addr_fmt((struct sockaddr *)&ss, peer, sizeof(peer)), o->name,
-	    be->text);
+	    addr_fmt((struct sockaddr *)&ss, peer, sizeof(peer)),
+	    o->kind == TUN_KIND_TLS ? "sni" : "host", o->name, be->text);
 	tun_stream_set_label(s, label);
 	if ((d = calloc(1, sizeof(*d))) == NULL) {
 		tun_stream_reset(s, TUN_E_INTERNAL, "agent out of memory");

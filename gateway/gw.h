@@ -158,10 +158,10 @@ void	gw_route_free(struct gw_route_table *);
 /* 1: a new claim, 0: an existing one updated, -1: out of memory. */
 int	gw_route_add(struct gw_route_table *, const char *name,
 	    const struct tun_claim *, struct gw_tun *);
-/* Remove t's claims that no pattern of g covers; cb hears each name. */
+/* Remove t's claims that no pattern of g covers; cb hears each one. */
 unsigned gw_route_revoke(struct gw_route_table *, struct gw_tun *,
-	    const struct cfg_grant *, void (*cb)(const char *, void *),
-	    void *);
+	    const struct cfg_grant *,
+	    void (*cb)(const struct tun_claim *, void *), void *);
 /* 1 if the tunnel had claimed the name, else 0. */
 int	gw_route_remove(struct gw_route_table *, const char *name,
 	    struct gw_tun *);

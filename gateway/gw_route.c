@@ -9,6 +9,7 @@
  */
 
 #include <sys/queue.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -389,10 +390,12 @@ gw_route_foreach(struct gw_route_table *rt,
 
 unsigned
 gw_route_revoke(struct gw_route_table *rt, struct gw_tun *t,
-    const struct cfg_grant *g, void (*cb)(const char *, void *), void *arg)
+    const struct cfg_grant *g,
+    void (*cb)(const struct tun_claim *, void *), void *arg)
 {
 	struct gw_route		*r, **pp;
 	struct gw_route_claim	*c, *cn;
+	struct tun_claim	 tc;
 	unsigned		 n = 0;
 	size_t			 i, k;
 	int			 ok;
@@ -407,7 +410,13 @@ gw_route_revoke(struct gw_route_table *rt, struct gw_tun *t,
 				cn = TAILQ_NEXT(c, entry);
 				if (c->tun != t || ok)
 					continue;
-				cb(r->name, arg);
+				memset(&tc, 0, sizeof(tc));
+				tc.kinds = c->kinds;
+				tc.priority = c->priority;
+				tc.policy = c->policy;
+				snprintf(tc.name, sizeof(tc.name), "%s",
+				    r->name);
+				cb(&tc, arg);
 				TAILQ_REMOVE(&r->claims, c, entry);
 				free(c);
 				n++;

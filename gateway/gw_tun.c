@@ -597,17 +597,20 @@ gw_tun_status(struct gw *gw)
 	return a;
 }
 
+/* A reload took a granted name away: tell the agent, and remember the
+ * claim, so that a later reload granting it again makes it live. */
 static void
-gw_tun_revoked(const char *name, void *arg)
+gw_tun_revoked(const struct tun_claim *c, void *arg)
 {
 	struct gw_tun		*gt = arg;
 	struct tun_claim	 r;
 
 	log_warnx("reload: agent %s may no longer claim %s; route removed",
-	    gt->name, name);
+	    gt->name, c->name);
+	gw_tun_want_put(gt, c);
 	memset(&r, 0, sizeof(r));
 	r.status = TUN_CLAIM_DENIED;
-	snprintf(r.name, sizeof(r.name), "%s", name);
+	snprintf(r.name, sizeof(r.name), "%s", c->name);
 	snprintf(r.msg, sizeof(r.msg), "no longer authorized for this "
 	    "hostname on this gateway (configuration reloaded)");
 	tun_send_claim(gt->tun, TUN_CLAIM_RESULT, &r);

@@ -56,6 +56,7 @@ static void	tun_connected(struct tun *);
 static void	tun_send_hello(struct tun *);
 static void	tun_send_ping(struct tun *);
 static void	tun_end_text(struct bufferevent *, short, int, char *, size_t);
+static int	tun_errno_is_end(int);
 static void	tun_dispatch(struct tun *, const struct tun_frame *);
 static void	tun_recv_hello(struct tun *, const struct tun_frame *);
 static void	tun_recv_open(struct tun *, const struct tun_frame *);
@@ -807,7 +808,7 @@ tun_read_pending(struct tun *t)
 			snprintf(t->eof_why, sizeof(t->eof_why),
 			    "TLS error: %s",
 			    ERR_reason_error_string(ERR_peek_error()));
-		else if (err == SSL_ERROR_SYSCALL && errno != 0)
+		else if (err == SSL_ERROR_SYSCALL && tun_errno_is_end(errno))
 			snprintf(t->eof_why, sizeof(t->eof_why), "%s",
 			    strerror(errno));
 		else
@@ -858,6 +859,19 @@ tun_event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 /*
+ * errno values that end a connection.  libevent takes a reset for a
+ * dirty shutdown (an EOF), but errno still says what happened; a stale
+ * EAGAIN or EINTR says nothing.
+ */
+static int
+tun_errno_is_end(int e)
+{
+	return e == ECONNRESET || e == ETIMEDOUT || e == EPIPE ||
+	    e == ECONNABORTED || e == EHOSTUNREACH || e == ENETUNREACH ||
+	    e == ENETDOWN || e == EHOSTDOWN;
+}
+
+/*
  * Why the connection ended, in words.  libevent queues OpenSSL's errors
  * but also SSL_get_error()'s own codes: SSL_ERROR_SYSCALL (5) means the
  * socket failed, which errno tells ("error:00000005:lib(0)::reason(5)"
@@ -882,7 +896,8 @@ tun_end_text(struct bufferevent *bev, short what, int err, char *why,
 		snprintf(why, len, "TLS error: ");
 		ERR_error_string_n(first, why + strlen(why),
 		    len - strlen(why));
-	} else if (err != 0 && (what & BEV_EVENT_ERROR))
+	} else if (err != 0 && ((what & BEV_EVENT_ERROR) ||
+	    (sys == SSL_ERROR_SYSCALL && tun_errno_is_end(err))))
 		snprintf(why, len, "%s", evutil_socket_error_to_string(err));
 	else if (what & BEV_EVENT_EOF || sys == SSL_ERROR_SYSCALL ||
 	    sys == SSL_ERROR_ZERO_RETURN)
