@@ -46,6 +46,7 @@ struct gw_tun {
 	uint64_t		 id;
 	unsigned		 nclaims;
 	int			 authed;
+	int			 refused;	/* authed said no, and why */
 	int			 live;		/* confirmed, may hold routes */
 	struct event		*probe;		/* rival session alive? */
 	uint64_t		 probe_ms;	/* when we pinged it */
@@ -243,8 +244,10 @@ gw_tun_authed(struct tun *tun, const struct tun_hello *h, char *msg,
 	key_pub_text(h->pub, kt);
 	if (h->role == TUN_ROLE_PEER) {
 		/* Another gateway of the cluster: gw_peer owns it now. */
-		if (gw_peer_adopt(gt->gw, tun, h, msg, msglen) == -1)
+		if (gw_peer_adopt(gt->gw, tun, h, msg, msglen) == -1) {
+			gt->refused = 1;
 			return -1;
+		}
 		gt->gw->tun_pending--;
 		TAILQ_REMOVE(&gt->gw->tunnels, gt, entry);
 		gw_tun_free(gt);
@@ -257,6 +260,7 @@ gw_tun_authed(struct tun *tun, const struct tun_hello *h, char *msg,
 		snprintf(msg, msglen, "agent key %s is not admitted by this "
 		    "gateway", kt);
 		gt->gw->stats.tunnels_refused++;
+		gt->refused = 1;
 		return -1;
 	}
 	snprintf(gt->name, sizeof(gt->name), "%s", g->name);
@@ -549,8 +553,14 @@ gw_tun_closed(struct tun *tun, const char *reason, void *arg)
 	TAILQ_REMOVE(&gt->gw->tunnels, gt, entry);
 	if (!gt->authed)
 		gt->gw->tun_pending--;
-	log_info("tunnel from %s (agent %s) closed: %s (last %s)",
-	    gt->peer, gt->name, reason, tun_rtt_text(tun, rtt, sizeof(rtt)));
+	/* A refusal was logged with its reason; its close says nothing. */
+	if (gt->refused)
+		log_debug("tunnel from %s (refused) closed: %s", gt->peer,
+		    reason);
+	else
+		log_info("tunnel from %s (agent %s) closed: %s (last %s)",
+		    gt->peer, gt->name, reason,
+		    tun_rtt_text(tun, rtt, sizeof(rtt)));
 	gw_tun_free(gt);
 }
 
