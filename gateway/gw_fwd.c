@@ -214,7 +214,8 @@ gw_fwd_open(struct gw_fwd *f, struct bufferevent *bev)
 		    tun_kind_name(f->o.kind),
 		    ss.ss_family == AF_UNSPEC ? "-" :
 		    addr_fmt((struct sockaddr *)&ss, addr, sizeof(addr)),
-		    gw_fwd_name_key(f), f->o.name, agent, f->via[0] ? " via=peer:" : "", f->via,
+		    gw_fwd_name_key(f), f->o.name, agent,
+		    f->via[0] ? " via=peer:" : "", f->via,
 		    f->tries > 1 ? " replayed=1" : "");
 		/* Keep a copy for a replay only while one is still allowed. */
 		replay = f->tries <= gw->cfg->retries ? gw->cfg->replay_max : 0;

@@ -44,8 +44,8 @@ static enum gw_sni_result gw_sni_server_name(struct gw_sni_cur *,
 		    struct gw_sni_hello *);
 static enum gw_sni_result gw_sni_alpn(struct gw_sni_cur *,
 		    struct gw_sni_hello *);
-static int	gw_sni_ip_literal(const uint8_t *, size_t);
 static int	gw_sni_ends_in_number(const char *);
+static int	gw_sni_ipv6(const uint8_t *, size_t);
 static int	gw_sni_u8(struct gw_sni_cur *, uint8_t *);
 static int	gw_sni_u16(struct gw_sni_cur *, uint16_t *);
 static int	gw_sni_skip(struct gw_sni_cur *, size_t);
@@ -275,14 +275,16 @@ gw_sni_server_name(struct gw_sni_cur *ext, struct gw_sni_hello *out)
 			continue;
 		if (nhost++ > 0)
 			return GW_SNI_MALFORMED;
-		if (gw_sni_ip_literal(name.p, name.n)) {
-			out->ip_literal = 1;
-			continue;
-		}
 		if (name_normalize((const char *)name.p, name.n, out->name,
-		    0) == -1)
+		    0) == 0) {
+			if (!gw_sni_ends_in_number(out->name)) {
+				out->has_name = 1;
+				continue;
+			}
+		} else if (!gw_sni_ipv6(name.p, name.n))
 			return GW_SNI_MALFORMED;
-		out->has_name = 1;
+		memset(out->name, 0, sizeof(out->name));
+		out->ip_literal = 1;
 	}
 	return GW_SNI_FOUND;
 }
@@ -311,30 +313,10 @@ gw_sni_alpn(struct gw_sni_cur *ext, struct gw_sni_hello *out)
 }
 
 /*
- * An IPv6 address, or a name whose last label is a number: an IPv4
- * address to a browser (WHATWG URL "ends in a number"), the rule
- * gw_http.c applies to Host.  No top-level domain is numeric.
+ * A name whose last label is a decimal or 0x number is an IPv4 address
+ * to a browser (WHATWG URL "ends in a number"): the rule gw_http.c
+ * applies to Host.  No top-level domain is numeric.
  */
-static int
-gw_sni_ip_literal(const uint8_t *p, size_t n)
-{
-	char		s[INET6_ADDRSTRLEN + 2];
-	char		norm[NAME_MAX_LEN + 1];
-	struct in6_addr	a6;
-
-	if (name_normalize((const char *)p, n, norm, 0) == 0)
-		return gw_sni_ends_in_number(norm);
-	if (n >= 2 && p[0] == '[' && p[n - 1] == ']') {
-		p++;
-		n -= 2;
-	}
-	if (n == 0 || n >= sizeof(s) || memchr(p, '\0', n) != NULL)
-		return 0;
-	memcpy(s, p, n);
-	s[n] = '\0';
-	return inet_pton(AF_INET6, s, &a6) == 1;
-}
-
 static int
 gw_sni_ends_in_number(const char *name)
 {
@@ -353,6 +335,24 @@ gw_sni_ends_in_number(const char *name)
 		if (*s < '0' || *s > '9')
 			return 0;
 	return 1;
+}
+
+/* An IPv6 address, bare or in brackets. */
+static int
+gw_sni_ipv6(const uint8_t *p, size_t n)
+{
+	char		s[INET6_ADDRSTRLEN];
+	struct in6_addr	a6;
+
+	if (n >= 2 && p[0] == '[' && p[n - 1] == ']') {
+		p++;
+		n -= 2;
+	}
+	if (n == 0 || n >= sizeof(s) || memchr(p, '\0', n) != NULL)
+		return 0;
+	memcpy(s, p, n);
+	s[n] = '\0';
+	return inet_pton(AF_INET6, s, &a6) == 1;
 }
 
 static int
