@@ -43,7 +43,10 @@ gw_usage(FILE *f)
 	    "  -v       verbose (debug) logging\n"
 	    "  -h       this help\n"
 	    "\n"
-	    "Signals: SIGTERM/SIGINT stop (tunnels get GOAWAY).\n");
+	    "Signals: SIGTERM/SIGINT stop accepting, give open connections up\n"
+	    "to timeouts.drain to finish (agents and peers get GOAWAY), then stop;\n"
+	    "SIGHUP reloads the configuration, keeping established connections\n"
+	    "(a configuration with errors is refused and the running one kept).\n");
 }
 
 int

@@ -149,10 +149,12 @@ gw_conn_free(struct gw_conn *c, int counted)
 			if (strcmp(gw_conn_result_tab[i].name, c->result) == 0)
 				gw_conn_result_tab[i].count++;
 	}
+	/* The name came from the SNI or from the Host header. */
 	if (c->result != NULL)
-		log_info("conn=%06x entry=%s peer=%s sni=%s result=%s ms=%llu",
+		log_info("conn=%06x entry=%s peer=%s %s=%s result=%s ms=%llu",
 		    c->id, c->kind == GW_ENTRY_TLS ? "tls" : "http",
 		    addr_fmt((struct sockaddr *)&c->peer, peer, sizeof(peer)),
+		    c->kind == GW_ENTRY_TLS ? "sni" : "host",
 		    c->name[0] ? c->name : "-", c->result,
 		    (unsigned long long)(mono_ms() - c->start_ms));
 	TAILQ_REMOVE(&c->gw->conns, c, entry);
@@ -195,6 +197,7 @@ gw_conn_read_tls(struct gw_conn *c, const uint8_t *buf, size_t len)
 
 	switch (gw_sni_parse(buf, len, cap, &h)) {
 	case GW_SNI_FOUND:
+		/* An IP literal (h.ip_literal) names no route either. */
 		if (!h.has_name) {
 			gw_conn_reply(c, "no-sni", gw_alert_unrecognized_name,
 			    sizeof(gw_alert_unrecognized_name));

@@ -42,6 +42,7 @@ struct gw_fwd {
 
 static int	gw_fwd_open(struct gw_fwd *, struct bufferevent *);
 static void	gw_fwd_free(struct gw_fwd *);
+static const char *gw_fwd_name_key(const struct gw_fwd *);
 
 int
 gw_fwd_start(struct gw *gw, struct bufferevent *bev, const struct tun_open *o,
@@ -112,11 +113,11 @@ gw_fwd_stream_retry_cb(struct tun *tun, struct tun_stream *s,
 	f->out = NULL;		/* that stream is going away */
 	if (f->tries > f->gw->cfg->retries || f->tries >= GW_FWD_MAX_TRIES)
 		return -1;
-	log_info("conn=%06x sni=%s: replaying to another replica after: %s",
-	    f->conn_id, f->o.name, why);
+	log_info("conn=%06x %s=%s: replaying to another replica after: %s",
+	    f->conn_id, gw_fwd_name_key(f), f->o.name, why);
 	if (gw_fwd_open(f, bev) == -1) {
-		log_warnx("conn=%06x sni=%s: no other replica to replay to",
-		    f->conn_id, f->o.name);
+		log_warnx("conn=%06x %s=%s: no other replica to replay to",
+		    f->conn_id, gw_fwd_name_key(f), f->o.name);
 		f->gw->stats.replay_failed++;
 		return -1;
 	}
@@ -209,11 +210,12 @@ gw_fwd_open(struct gw_fwd *f, struct bufferevent *bev)
 			return -1;
 		f->tried[f->tries++] = id;
 		snprintf(label, sizeof(label), "conn=%06x entry=%s peer=%s "
-		    "sni=%s agent=%s%s%s%s", f->conn_id,
+		    "%s=%s agent=%s%s%s%s", f->conn_id,
 		    tun_kind_name(f->o.kind),
 		    ss.ss_family == AF_UNSPEC ? "-" :
 		    addr_fmt((struct sockaddr *)&ss, addr, sizeof(addr)),
-		    f->o.name, agent, f->via[0] ? " via=peer:" : "", f->via,
+		    gw_fwd_name_key(f), f->o.name, agent,
+		    f->via[0] ? " via=peer:" : "", f->via,
 		    f->tries > 1 ? " replayed=1" : "");
 		/* Keep a copy for a replay only while one is still allowed. */
 		replay = f->tries <= gw->cfg->retries ? gw->cfg->replay_max : 0;
@@ -226,4 +228,11 @@ gw_fwd_open(struct gw_fwd *f, struct bufferevent *bev)
 		}
 	}
 	return -1;
+}
+
+/* The log key of the route name: where the visitor said it. */
+static const char *
+gw_fwd_name_key(const struct gw_fwd *f)
+{
+	return tun_kind_entry(f->o.kind) == TUN_KIND_HTTP ? "host" : "sni";
 }

@@ -19,6 +19,7 @@
 
 /* What the lines seen so far said about the route. */
 struct gw_http_state {
+	int		 skipped;	/* empty lines before the request */
 	int		 nline;
 	int		 minor;		/* HTTP/1.minor */
 	const uint8_t	*auth;		/* absolute-form authority */
@@ -60,10 +61,23 @@ gw_http_parse(const uint8_t *buf, size_t len, size_t max,
 		if (n > 0 && line[n - 1] == '\r')
 			n--;
 
-		if (nl != NULL && n == 0) {
-			/* RFC 9112 2.2 allows refusing a leading empty line. */
-			if (st.nline == 0)
+		if (nl != NULL && n == 0 && st.nline == 0) {
+			/*
+			 * RFC 9112 2.2: a server SHOULD ignore at least one
+			 * empty line before the request-line (old clients
+			 * put a CRLF after a POST body, some tools one
+			 * before the request).  We see only the first
+			 * request of a connection, so more than one is
+			 * garbage: refusing it fails fast instead of letting
+			 * a stream of CRLFs hold the connection until the
+			 * cap or the deadline.
+			 */
+			if (st.skipped++ > 0)
 				return GW_HTTP_MALFORMED;
+			pos = (size_t)(nl - buf) + 1;
+			continue;
+		}
+		if (nl != NULL && n == 0) {
 			out->head_len = (size_t)(nl - buf) + 1;
 			r = gw_http_finish(&st, out);
 			goto done;

@@ -8,6 +8,9 @@
  * and other garbage on the TLS port fail on the first bytes.
  */
 
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <string.h>
 
 #include "gw_sni.h"
@@ -41,6 +44,8 @@ static enum gw_sni_result gw_sni_server_name(struct gw_sni_cur *,
 		    struct gw_sni_hello *);
 static enum gw_sni_result gw_sni_alpn(struct gw_sni_cur *,
 		    struct gw_sni_hello *);
+static int	gw_sni_ends_in_number(const char *);
+static int	gw_sni_ipv6(const uint8_t *, size_t);
 static int	gw_sni_u8(struct gw_sni_cur *, uint8_t *);
 static int	gw_sni_u16(struct gw_sni_cur *, uint16_t *);
 static int	gw_sni_skip(struct gw_sni_cur *, size_t);
@@ -110,7 +115,13 @@ gw_sni_records(const uint8_t *buf, size_t len, size_t max, size_t *wantp,
 			return GW_SNI_MALFORMED;
 		if (avail > 1 && buf[off + 1] != 3)
 			return GW_SNI_MALFORMED;
-		if (avail > 2 && (buf[off + 2] < 1 || buf[off + 2] > 3))
+		/*
+		 * RFC 8446 5.1: legacy_record_version is to be ignored in
+		 * a first ClientHello.  Clients send 3.1, some 3.0 or 3.3,
+		 * in any of the hello's records; the major byte alone is
+		 * enough to tell TLS from garbage.
+		 */
+		if (avail > 2 && buf[off + 2] > 3)
 			return GW_SNI_MALFORMED;
 		if (avail < GW_SNI_REC_HDR)
 			break;
@@ -243,13 +254,16 @@ gw_sni_hello(const uint8_t *p, size_t n, struct gw_sni_hello *out)
 
 /*
  * RFC 6066 3.  A second host_name is refused rather than ignored: the
- * backend's TLS library may pick another entry than we routed on.
+ * backend's TLS library may pick another entry than we routed on.  An IP
+ * address there is forbidden, but some clients send one: it names no
+ * route, so the hello is one without a usable name.
  */
 static enum gw_sni_result
 gw_sni_server_name(struct gw_sni_cur *ext, struct gw_sni_hello *out)
 {
 	struct gw_sni_cur	list, name;
 	uint8_t			type;
+	int			nhost = 0;
 
 	if (gw_sni_vec16(ext, &list) == -1 || ext->n != 0 || list.n == 0)
 		return GW_SNI_MALFORMED;
@@ -259,12 +273,18 @@ gw_sni_server_name(struct gw_sni_cur *ext, struct gw_sni_hello *out)
 			return GW_SNI_MALFORMED;
 		if (type != GW_SNI_NAME_HOST)
 			continue;
-		if (out->has_name)
+		if (nhost++ > 0)
 			return GW_SNI_MALFORMED;
 		if (name_normalize((const char *)name.p, name.n, out->name,
-		    0) == -1)
+		    0) == 0) {
+			if (!gw_sni_ends_in_number(out->name)) {
+				out->has_name = 1;
+				continue;
+			}
+		} else if (!gw_sni_ipv6(name.p, name.n))
 			return GW_SNI_MALFORMED;
-		out->has_name = 1;
+		memset(out->name, 0, sizeof(out->name));
+		out->ip_literal = 1;
 	}
 	return GW_SNI_FOUND;
 }
@@ -290,6 +310,49 @@ gw_sni_alpn(struct gw_sni_cur *ext, struct gw_sni_hello *out)
 		}
 	}
 	return GW_SNI_FOUND;
+}
+
+/*
+ * A name whose last label is a decimal or 0x number is an IPv4 address
+ * to a browser (WHATWG URL "ends in a number"): the rule gw_http.c
+ * applies to Host.  No top-level domain is numeric.
+ */
+static int
+gw_sni_ends_in_number(const char *name)
+{
+	const char	*label, *s;
+
+	label = strrchr(name, '.');
+	label = label != NULL ? label + 1 : name;
+	if (label[0] == '0' && label[1] == 'x') {
+		for (s = label + 2; *s != '\0'; s++)
+			if (!((*s >= '0' && *s <= '9') ||
+			    (*s >= 'a' && *s <= 'f')))
+				return 0;
+		return 1;
+	}
+	for (s = label; *s != '\0'; s++)
+		if (*s < '0' || *s > '9')
+			return 0;
+	return 1;
+}
+
+/* An IPv6 address, bare or in brackets. */
+static int
+gw_sni_ipv6(const uint8_t *p, size_t n)
+{
+	char		s[INET6_ADDRSTRLEN];
+	struct in6_addr	a6;
+
+	if (n >= 2 && p[0] == '[' && p[n - 1] == ']') {
+		p++;
+		n -= 2;
+	}
+	if (n == 0 || n >= sizeof(s) || memchr(p, '\0', n) != NULL)
+		return 0;
+	memcpy(s, p, n);
+	s[n] = '\0';
+	return inet_pton(AF_INET6, s, &a6) == 1;
 }
 
 static int

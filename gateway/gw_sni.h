@@ -18,6 +18,8 @@ enum gw_sni_result {
 
 struct gw_sni_hello {
 	int	has_name;		/* server_name extension with host_name */
+	int	ip_literal;		/* host_name was an IP address: has_name
+					 * is 0, name empty (RFC 6066 3) */
 	char	name[NAME_MAX_LEN + 1];	/* normalized (lower-case, no dot) */
 	size_t	nalpn;			/* protocols kept (first GW_SNI_ALPN_MAX) */
 	char	alpn[GW_SNI_ALPN_MAX][256];
@@ -28,8 +30,10 @@ struct gw_sni_hello {
  * Parse the TLS records at buf[0..len) as a ClientHello that may span
  * several handshake records.  Pure: no I/O, no allocation, no logging.
  * Records past the one that completes the hello are left alone.  A
- * server_name that is present but not a valid hostname is MALFORMED.  A
- * hello without server_name is FOUND with has_name = 0.  max caps the
+ * server_name that is present but not a valid hostname is MALFORMED,
+ * unless it is an IP address: then FOUND with has_name = 0 and
+ * ip_literal = 1.  A hello without server_name is FOUND with has_name =
+ * 0.  Record versions 3.0 to 3.3 are accepted.  max caps the
  * total bytes of records the caller will buffer.
  */
 enum gw_sni_result gw_sni_parse(const uint8_t *buf, size_t len, size_t max,

@@ -19,7 +19,7 @@ check(const uint8_t *buf, size_t len, size_t max)
 	struct gw_http_head	h, h2;
 	enum gw_http_result	r;
 	char			norm[NAME_MAX_LEN + 1];
-	size_t			l;
+	size_t			l, lead;
 
 	r = gw_http_parse(buf, len, max, &h);
 	switch (r) {
@@ -44,9 +44,11 @@ check(const uint8_t *buf, size_t len, size_t max)
 	    name_normalize(h.host, l, norm, 0) == -1 ||
 	    strcmp(norm, h.host) != 0)
 		abort();
+	/* The request line starts the head, or follows one empty line. */
+	lead = buf[0] == '\n' ? 1 : buf[0] == '\r' && buf[1] == '\n' ? 2 : 0;
 	l = strnlen(h.method, sizeof(h.method));
-	if (l == 0 || l == sizeof(h.method) ||
-	    memcmp(h.method, buf, l) != 0 || buf[l] != ' ')
+	if (l == 0 || l == sizeof(h.method) || lead + l >= h.head_len ||
+	    memcmp(h.method, buf + lead, l) != 0 || buf[lead + l] != ' ')
 		abort();
 	l = strnlen(h.path, sizeof(h.path));
 	if (l == 0 || l == sizeof(h.path))

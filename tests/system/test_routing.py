@@ -181,7 +181,7 @@ def test_several_hostnames_on_one_agent(procs, tmp_path, ca):
         gw.proc.wait_log(rf"entry=tls peer=127\.0\.0\.1:\d+ "
                          rf"sni={re.escape(host)} agent=agent stream=\d+")
         gw.proc.wait_log(rf"entry=http peer=127\.0\.0\.1:\d+ "
-                         rf"sni={re.escape(host)} agent=agent stream=\d+")
+                         rf"host={re.escape(host)} agent=agent stream=\d+")
 
 
 # ---------------------------------------------------------------- 2
@@ -225,7 +225,7 @@ def test_two_agents_and_wildcard_vs_exact(procs, tmp_path, ca):
         assert r.returncode == 0, f"{host}: {r.stderr}"
         assert r.stdout == f"{tag} http {host}\n", host
         gw.proc.wait_log(rf"entry=http peer=127\.0\.0\.1:\d+ "
-                         rf"sni={re.escape(host)} agent={agent} stream=")
+                         rf"host={re.escape(host)} agent={agent} stream=")
 
     # The wildcard covers one label only, and nothing else is routed.
     r = subprocess.run(
@@ -264,14 +264,14 @@ def test_http_entry_routes_by_host(stack):
         resp = recv_until_eof(s)
     assert http_status(resp) == 404, resp
     gw.proc.wait_log(rf"entry=http peer=127\.0\.0\.1:{port} "
-                     rf"sni=nope\.example\.test result=no-route")
+                     rf"host=nope\.example\.test result=no-route")
     r = curl(f"http://other.example.test:{gw.http_port}/",
              "other.example.test", gw.http_port,
              extra=["-o", "/dev/null", "-w", "%{http_code}"])
     assert r.returncode == 0, r.stderr
     assert r.stdout == "404"
     gw.proc.wait_log(r"entry=http peer=127\.0\.0\.1:\d+ "
-                     r"sni=other\.example\.test result=no-route")
+                     r"host=other\.example\.test result=no-route")
 
 
 # ---------------------------------------------------------------- 4
@@ -448,7 +448,7 @@ def test_garbage_on_both_entries(stack):
             s.sendall(data)
             resp = recv_until_eof(s)
         assert http_status(resp) == 400, (data[:16], resp)
-        gw.proc.wait_log(rf"entry=http peer=127\.0\.0\.1:{port} sni=- "
+        gw.proc.wait_log(rf"entry=http peer=127\.0\.0\.1:{port} host=- "
                          rf"result=malformed-request")
 
     # A head over http_head_bytes (8192 by default): 431.
@@ -460,7 +460,7 @@ def test_garbage_on_both_entries(stack):
         resp = recv_until_eof(s)
     assert http_status(resp) == 431, resp
     gw.proc.wait_log(rf"entry=http peer=127\.0\.0\.1:{port} "
-                     rf"sni=- result=head-too-big")
+                     rf"host=- result=head-too-big")
 
     # Still alive and still routing on both entries.
     assert gw.proc.alive()

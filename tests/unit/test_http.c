@@ -75,6 +75,13 @@ static const struct {
 	    "1x.example", "GET", "/", 0 },
 	{ "GET / HTTP/1.1\r\nHost: example.0xg\r\n\r\n",
 	    "example.0xg", "GET", "/", 0 },
+	/* One empty line before the request line (RFC 9112 2.2). */
+	{ "\r\nGET / HTTP/1.1\r\nHost: lead.example\r\n\r\n",
+	    "lead.example", "GET", "/", 0 },
+	{ "\nGET / HTTP/1.1\nHost: lead-lf.example\n\n",
+	    "lead-lf.example", "GET", "/", 0 },
+	{ "\r\nPOST /p HTTP/1.0\r\nHost: lead.example\r\n\r\nxy",
+	    "lead.example", "POST", "/p", 2 },
 };
 
 static const struct {
@@ -140,8 +147,14 @@ static const struct {
 	{ "long method", "ABCDEFGHIJKLMNOP / HTTP/1.1\r\nHost: a.example\r\n"
 	    "\r\n" },
 	{ "empty method", " / HTTP/1.1\r\nHost: a.example\r\n\r\n" },
-	{ "leading empty line", "\r\nGET / HTTP/1.1\r\nHost: a.example\r\n"
+	{ "two leading empty lines", "\r\n\r\nGET / HTTP/1.1\r\n"
+	    "Host: a.example\r\n\r\n" },
+	{ "two leading LFs", "\n\nGET / HTTP/1.1\r\nHost: a.example\r\n"
 	    "\r\n" },
+	{ "leading bare CR", "\rGET / HTTP/1.1\r\nHost: a.example\r\n\r\n" },
+	{ "leading space line", " \r\nGET / HTTP/1.1\r\nHost: a.example\r\n"
+	    "\r\n" },
+	{ "empty line only", "\r\n\r\n" },
 	{ "CR inside", "GET / HTTP/1.1\r\nHost: a.exa\rmple\r\n\r\n" },
 	{ "bare CR ending", "GET / HTTP/1.1\rHost: a.example\r\r" },
 	{ "control in value", "GET / HTTP/1.1\r\nHost: a.example\r\n"
@@ -218,7 +231,8 @@ static void
 test_fail_fast(void **state)
 {
 	static const char *const early[] = {
-		"\x16", "\x80", "\x00", " ", "\r\n", "GET\x01",
+		"\x16", "\x80", "\x00", " ", "\r\n\r\n", "\n\n", "\r\n\n",
+		"\r\n ", "\r\n\x16", "GET\x01",
 		"GET / HTTP/2", "GET / HTTP/1.2", "GET / HTTP/1.1x",
 		"GET / http", "ABCDEFGHIJKLMNOP",
 		"GET / HTTP/1.1\r\n ",

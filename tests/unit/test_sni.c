@@ -244,6 +244,19 @@ test_real_hello(void **state)
 	    GW_SNI_FOUND);
 	assert_int_equal(parse(real_hello, sizeof(real_hello),
 	    sizeof(real_hello) - 1, &h), GW_SNI_TOO_BIG);
+
+	/* The same hello with record version 3.0, as some clients send,
+	 * and 3.3: the record version is to be ignored (RFC 8446 5.1). */
+	memcpy(buf, real_hello, sizeof(real_hello));
+	buf[2] = 0;
+	assert_int_equal(parse(buf, sizeof(real_hello), BIG, &h),
+	    GW_SNI_FOUND);
+	assert_string_equal(h.name, "x.example");
+	check_prefixes(buf, sizeof(real_hello));
+	buf[2] = 3;
+	assert_int_equal(parse(buf, sizeof(real_hello), BIG, &h),
+	    GW_SNI_FOUND);
+	assert_string_equal(h.name, "x.example");
 }
 
 /* The captured hello re-cut into 2, 3 and many records. */
@@ -608,6 +621,67 @@ test_server_name_list(void **state)
 	assert_int_equal(parse(rec, n, BIG, &h), GW_SNI_MALFORMED);
 }
 
+/*
+ * An IP address as server_name (RFC 6066 forbids it, some clients send
+ * it) is a hello without a usable name, not a name to look up.
+ */
+static void
+test_ip_literal(void **state)
+{
+	static const char *const lit[] = {
+		"127.0.0.1", "192.168.1.1.", "10.1", "3232235777", "a.0x7f",
+		"a.example.123", "::1", "[::1]", "2001:db8::1", "::ffff:1.2.3.4",
+		"FE80::1",
+	};
+	static const char *const bad[] = {
+		":::", "[::1", "::1]", "[]", "1:2:3:4:5:6:7:8:9", "[a.example]",
+		"127.0.0.1:443",
+	};
+	struct gw_sni_hello	h;
+	struct ext		e;
+	uint8_t			sd[64];
+	size_t			i, n;
+
+	(void)state;
+	for (i = 0; i < sizeof(lit) / sizeof(lit[0]); i++) {
+		n = simple_hello(rec, lit[i], NULL, 0);
+		if (parse(rec, n, BIG, &h) != GW_SNI_FOUND)
+			fail_msg("'%s' not found", lit[i]);
+		if (h.has_name || !h.ip_literal || h.name[0] != '\0')
+			fail_msg("'%s' taken for a name", lit[i]);
+		assert_int_equal(h.consumed, n);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		n = simple_hello(rec, bad[i], NULL, 0);
+		if (parse(rec, n, BIG, &h) != GW_SNI_MALFORMED)
+			fail_msg("'%s' accepted", bad[i]);
+	}
+	/* Names that only look numeric stay names. */
+	n = simple_hello(rec, "1x.example", NULL, 0);
+	assert_int_equal(parse(rec, n, BIG, &h), GW_SNI_FOUND);
+	assert_true(h.has_name);
+	assert_false(h.ip_literal);
+	assert_string_equal(h.name, "1x.example");
+	n = simple_hello(rec, "123.example", NULL, 0);
+	assert_int_equal(parse(rec, n, BIG, &h), GW_SNI_FOUND);
+	assert_string_equal(h.name, "123.example");
+	/* An address and a name: still two host_names. */
+	e.type = 0;
+	e.data = sd;
+	memcpy(sd, "\x00\x10\x00\x00\x03" "::1\x00\x00\x07" "a.exam1", 18);
+	e.len = 18;
+	n = records(rec, hs, hello_build(hs, &e, 1, 0), 16384);
+	assert_int_equal(parse(rec, n, BIG, &h), GW_SNI_MALFORMED);
+	memcpy(sd, "\x00\x10\x00\x00\x07" "a.exam1\x00\x00\x03" "::1", 18);
+	n = records(rec, hs, hello_build(hs, &e, 1, 0), 16384);
+	assert_int_equal(parse(rec, n, BIG, &h), GW_SNI_MALFORMED);
+	/* An address with a NUL inside is garbage. */
+	memcpy(sd, "\x00\x07\x00\x00\x04" "::1\x00", 9);
+	e.len = 9;
+	n = records(rec, hs, hello_build(hs, &e, 1, 0), 16384);
+	assert_int_equal(parse(rec, n, BIG, &h), GW_SNI_MALFORMED);
+}
+
 static void
 test_duplicate_ext(void **state)
 {
@@ -714,12 +788,16 @@ test_records(void **state)
 	n = simple_hello(rec, "a.example", NULL, 0);
 	l = n - 5;
 
-	/* Record versions 3.1 to 3.3 only. */
+	/* Record versions 3.0 to 3.3 (RFC 8446 5.1: ignored), no other. */
 	rec[2] = 3;
 	assert_int_equal(parse(rec, n, BIG, &h), GW_SNI_FOUND);
+	rec[2] = 0;
+	assert_int_equal(parse(rec, n, BIG, &h), GW_SNI_FOUND);
+	assert_string_equal(h.name, "a.example");
+	check_prefixes(rec, n);
 	rec[2] = 4;
 	assert_int_equal(parse(rec, 3, BIG, &h), GW_SNI_MALFORMED);
-	rec[2] = 0;
+	rec[2] = 0xff;
 	assert_int_equal(parse(rec, 3, BIG, &h), GW_SNI_MALFORMED);
 	rec[2] = 1;
 	rec[1] = 2;
@@ -741,6 +819,20 @@ test_records(void **state)
 	/* Another record type between two halves of the hello. */
 	n = records_n(rec, hs, l, 2);
 	assert_int_equal(parse(rec, n, BIG, &h), GW_SNI_FOUND);
+	/* Each record of the hello may carry any version from 3.0 to 3.3;
+	 * a bad one in the second record fails on its own byte. */
+	rec[2] = 0;
+	rec[5 + (l + 1) / 2 + 2] = 3;
+	assert_int_equal(parse(rec, n, BIG, &h), GW_SNI_FOUND);
+	assert_string_equal(h.name, "a.example");
+	rec[2] = 3;
+	rec[5 + (l + 1) / 2 + 2] = 0;
+	assert_int_equal(parse(rec, n, BIG, &h), GW_SNI_FOUND);
+	rec[5 + (l + 1) / 2 + 2] = 4;
+	assert_int_equal(parse(rec, 5 + (l + 1) / 2 + 3, BIG, &h),
+	    GW_SNI_MALFORMED);
+	rec[2] = 1;
+	rec[5 + (l + 1) / 2 + 2] = 1;
 	rec[5 + (l + 1) / 2] = 21;	/* alert */
 	assert_int_equal(parse(rec, n, BIG, &h), GW_SNI_MALFORMED);
 	rec[5 + (l + 1) / 2] = 20;	/* change_cipher_spec */
@@ -810,6 +902,7 @@ main(void)
 		cmocka_unit_test(test_bad_names),
 		cmocka_unit_test(test_alpn),
 		cmocka_unit_test(test_server_name_list),
+		cmocka_unit_test(test_ip_literal),
 		cmocka_unit_test(test_duplicate_ext),
 		cmocka_unit_test(test_bad_lengths),
 		cmocka_unit_test(test_records),
