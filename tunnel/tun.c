@@ -13,6 +13,8 @@
 
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stdlib.h>
@@ -53,6 +55,9 @@ static void	tun_drained_cb(void *);
 static void	tun_under_cb(struct evbuffer *,
 		    const struct evbuffer_cb_info *, void *);
 static void	tun_connected(struct tun *);
+static void	tun_cap_update(struct tun *);
+static int	tun_fd(struct tun *);
+static void	tun_lowat_set(struct tun *, size_t);
 static void	tun_send_hello(struct tun *);
 static void	tun_send_ping(struct tun *);
 static void	tun_end_text(struct bufferevent *, short, int, char *, size_t);
@@ -100,7 +105,9 @@ tun_new_common(struct event_base *base, int fd, struct bufferevent *under,
 	t->next_id = accepting ? 2 : 1;
 	t->start_ms = t->last_rx_ms = mono_ms();
 	TAILQ_INIT(&t->streams);
+	TAILQ_INIT(&t->fresh);
 	TAILQ_INIT(&t->waiting);
+	t->out_cap = TUN_OUT_START;
 	TAILQ_INIT(&t->dirty);
 	/* Small while idle (most tunnels, most of the time); doubled as
 	 * streams come (tun_stream_new). */
@@ -157,6 +164,9 @@ tun_new_common(struct event_base *base, int fd, struct bufferevent *under,
 	    tun_under_cb, t)) == NULL)
 		goto fail_t;
 	bufferevent_openssl_set_allow_dirty_shutdown(t->bev, 1);
+	/* Queue in the kernel only what cannot wait here (the scheduler
+	 * cannot reorder bytes once they are in the socket). */
+	tun_lowat_set(t, t->out_cap / 2);
 	/* No write callback: we write the SSL ourselves (tun_flush_out). */
 	bufferevent_setcb(t->bev, tun_read_cb, NULL, tun_event_cb, t);
 	/* Without a read mark the TLS layer reads 4 KiB at a time. */
@@ -389,6 +399,8 @@ tun_flush_cb(evutil_socket_t fd, short ev, void *arg)
 	 * frames) that then goes out in the same TLS write. */
 	tun_stream_write_dirty(t);
 	if (!t->closed)
+		tun_stream_schedule(t);
+	if (!t->closed)
 		tun_flush_out(t);
 	tun_leave(t);
 }
@@ -402,7 +414,6 @@ static void
 tun_sink_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	struct tun		*t = arg;
-	struct tun_stream	*s;
 	char			 why[sizeof(t->shut_why) + 16];
 
 	(void)fd;
@@ -418,21 +429,74 @@ tun_sink_cb(evutil_socket_t fd, short ev, void *arg)
 			    t->shut_why[0] != '\0' ? ": " : "", t->shut_why);
 			tun_close(t, why);
 		}
-	} else if (tun_out_len(t) < TUN_OUT_LOW) {
-		if (t->read_paused) {
+	} else {
+		if (t->read_paused && tun_out_len(t) < TUN_OUT_LOW) {
 			t->read_paused = 0;
 			bufferevent_enable(t->bev, EV_READ);
 			tun_read_cb(t->bev, t);	/* frames already buffered */
 		}
-		while (!t->closed && (s = TAILQ_FIRST(&t->waiting)) != NULL) {
-			TAILQ_REMOVE(&t->waiting, s, wentry);
-			s->flags &= ~TUN_S_WAITING;
-			tun_stream_pump(s);
-			if (tun_out_len(t) >= TUN_OUT_HIGH)
-				break;
-		}
+		/* Any progress gives the queued streams their turns, not
+		 * only a drained tunnel: a steady flow of bulk data must not
+		 * starve them. */
+		tun_cap_update(t);
+		tun_stream_schedule(t);
 	}
 	tun_leave(t);
+}
+
+/*
+ * The stream data the tunnel holds follows the path: about what the
+ * congestion window carries, so a slow uplink does not queue seconds of
+ * bulk data in front of a new visitor, and a fast one stays busy.
+ */
+static void
+tun_cap_update(struct tun *t)
+{
+	struct tcp_info	 ti;
+	socklen_t	 len = sizeof(ti);
+	uint64_t	 now = mono_ms(), c;
+	int		 fd = tun_fd(t);
+
+	if (now - t->cap_ms < TUN_CAP_MS || fd < 0)
+		return;
+	t->cap_ms = now;
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == -1)
+		return;
+	c = (uint64_t)ti.tcpi_snd_cwnd * ti.tcpi_snd_mss;
+	if (c < TUN_OUT_MIN)
+		c = TUN_OUT_MIN;
+	if (c > TUN_OUT_HIGH)
+		c = TUN_OUT_HIGH;
+	if (c != t->out_cap)
+		tun_lowat_set(t, (size_t)c / 2);
+	t->out_cap = (size_t)c;
+}
+
+/*
+ * What the kernel may hold unsent (TCP_NOTSENT_LOWAT; the write BIO
+ * waits for it): half the cap, so a fast path keeps its socket full and
+ * a slow one queues its backlog here, where the scheduler orders it.
+ */
+static void
+tun_lowat_set(struct tun *t, size_t lowat)
+{
+	int	v;
+
+	if (lowat < TUN_NOTSENT)
+		lowat = TUN_NOTSENT;
+	v = (int)lowat;
+	if (setsockopt(tun_fd(t), IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v,
+	    sizeof(v)) == 0 && t->wbio != NULL)
+		tun_bio_set_lowat(t->wbio, lowat);
+}
+
+/* The tunnel's socket (below the filter on the TLS entry). */
+static int
+tun_fd(struct tun *t)
+{
+	struct bufferevent	*under = bufferevent_get_underlying(t->bev);
+
+	return bufferevent_getfd(under != NULL ? under : t->bev);
 }
 
 /* The write BIO sent its last bytes. */

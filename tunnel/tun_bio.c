@@ -13,6 +13,8 @@
  * the end of a pass waits on our own write event.
  */
 
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
 #include <errno.h>
 #include <stdlib.h>
 
@@ -30,6 +32,7 @@ struct tun_bio {
 	struct event	*wait_ev;	/* the socket has room again */
 	void		(*drained)(void *);
 	void		*arg;
+	size_t		 lowat;		/* wait for unsent < lowat */
 };
 
 static BIO_METHOD	*tun_bio_method(void);
@@ -38,6 +41,7 @@ static long	tun_bio_ctrl_m(BIO *, int, long, void *);
 static int	tun_bio_destroy_m(BIO *);
 static void	tun_bio_send(struct tun_bio *);
 static void	tun_bio_flush_cb(evutil_socket_t, short, void *);
+static int	tun_bio_backlogged(struct tun_bio *);
 
 BIO *
 tun_bio_new(struct event_base *base, int fd)
@@ -80,6 +84,14 @@ tun_bio_set_drained(BIO *b, void (*cb)(void *), void *arg)
 
 	w->drained = cb;
 	w->arg = arg;
+}
+
+void
+tun_bio_set_lowat(BIO *b, size_t lowat)
+{
+	struct tun_bio	*w = BIO_get_data(b);
+
+	w->lowat = lowat;
 }
 
 void
@@ -231,8 +243,22 @@ tun_bio_flush_cb(evutil_socket_t fd, short ev, void *arg)
 	(void)ev;
 	w->scheduled = 0;
 	tun_bio_send(w);
-	if (evbuffer_get_length(w->buf) > 0)
+	if (evbuffer_get_length(w->buf) > 0 || tun_bio_backlogged(w))
 		event_add(w->wait_ev, NULL);
 	else if (w->drained != NULL)
 		w->drained(w->arg);
+}
+
+/*
+ * The kernel still holds lowat or more unsent: more now would only wait
+ * there.  The socket turns writable (wait_ev) once it is below (the
+ * socket's TCP_NOTSENT_LOWAT is the same).
+ */
+static int
+tun_bio_backlogged(struct tun_bio *w)
+{
+	int	n;
+
+	return w->lowat > 0 && w->err == 0 &&
+	    ioctl(w->fd, SIOCOUTQNSD, &n) == 0 && (size_t)n >= w->lowat;
 }

@@ -40,8 +40,13 @@ int	 tun_bio_write_fd(struct evbuffer *buf, int fd);
 size_t	 tun_bio_pending(BIO *);
 
 /* Call cb(arg) from the loop each time the held bytes have all reached
- * the socket; cb NULL to stop. */
+ * the socket (and, with a lowat, the kernel holds fewer than lowat of
+ * them unsent); cb NULL to stop. */
 void	 tun_bio_set_drained(BIO *, void (*cb)(void *), void *arg);
+
+/* The socket's TCP_NOTSENT_LOWAT: the drained callback waits until the
+ * kernel's unsent bytes are below it (0: do not wait). */
+void	 tun_bio_set_lowat(BIO *, size_t);
 
 /* Before the SSL is freed: send what the socket takes now, then stop
  * (no more events, no callback).  Bytes the socket refuses are lost. */

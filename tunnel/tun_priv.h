@@ -13,14 +13,27 @@
 #define TUN_BUCKETS_MAX	65536
 /* One side opens only odd ids, the other only even: hash id / 2. */
 #define TUN_BUCKET(id, n)	(((id) >> 1) & ((n) - 1))
-#define TUN_OUT_HIGH	(1024 * 1024)	/* tunnel output that stops streams */
-#define TUN_OUT_LOW	(256 * 1024)	/* ... and resumes them */
+/*
+ * Stream data may fill the tunnel's output (frames for TLS, and records
+ * not yet in the socket) up to a cap that follows the path: about what
+ * the congestion window carries, between these bounds.  Past it, streams
+ * queue for their turn; control frames are never held back.
+ */
+#define TUN_OUT_MIN	(64 * 1024)
+#define TUN_OUT_HIGH	(1024 * 1024)
+#define TUN_OUT_START	(256 * 1024)	/* until the first measurement */
+#define TUN_OUT_LOW	(256 * 1024)	/* resume reading the peer */
+#define TUN_CAP_MS	100		/* how often the cap is measured */
+/* The least the kernel may hold unsent (TCP_NOTSENT_LOWAT, half the
+ * cap): bytes in the socket can no longer be reordered. */
+#define TUN_NOTSENT	(32 * 1024)
 #define TUN_OUT_CAP	(4 * 1024 * 1024)	/* stop reading the peer */
 #define TUN_SHUTDOWN_MS	2000		/* bound on flushing a GOAWAY */
 #define TUN_TICK_MS	250		/* keepalive and dead-peer checks */
 #define TUN_DATA_CHUNK	(16384 - TUN_HDR_LEN)	/* one frame, one record */
 #define TUN_READ_MAX	(256 * 1024)	/* tunnel bytes per read callback */
 #define TUN_LOCAL_IO	(64 * 1024)	/* local socket bytes per syscall */
+#define TUN_QUANTUM	TUN_LOCAL_IO	/* a stream's turn */
 #define TUN_DIRECT_FRAMES 4		/* DATA frames filled by one readv */
 #define TUN_AUTH_CTX	"porch-auth-v1"
 
@@ -48,13 +61,17 @@ enum tun_end {
 #define TUN_S_REMOTE_FIN	0x04
 #define TUN_S_SHUT_WR		0x08	/* local write side shut down */
 #define TUN_S_READING		0x10	/* reading the local side */
-#define TUN_S_WAITING		0x20	/* on the tunnel's waiting list */
+#define TUN_S_WAITING		0x20	/* queued for a turn (fresh or
+					 * waiting list) */
 #define TUN_S_DIRECT		0x40	/* bev is a socket we read and write
 					 * ourselves */
 #define TUN_S_DIRTY		0x80	/* on the tunnel's dirty list */
 #define TUN_S_WBLOCKED		0x100	/* socket full: libevent writes */
 #define TUN_S_ATTACHING		0x200	/* in tun_stream_attach: no local
 					 * I/O that could free the stream */
+#define TUN_S_FRESH		0x400	/* queued on t->fresh */
+#define TUN_S_BACKLOG		0x800	/* its last turn left it more to
+					 * send: it queues as a bulk stream */
 
 struct tun_stream {
 	struct tun		*tun;
@@ -126,7 +143,13 @@ struct tun {
 	struct tun_stream	**buckets;
 	size_t			 nbuckets;
 	struct tun_stream_list	 streams;
+	/* Streams with bytes to send, waiting for a turn: those that were
+	 * idle go first (a new visitor's hello), then the backlogged ones
+	 * round robin, one quantum each. */
+	struct tun_stream_list	 fresh;
 	struct tun_stream_list	 waiting;
+	size_t			 out_cap;	/* see TUN_OUT_MIN */
+	uint64_t		 cap_ms;	/* when out_cap was measured */
 	struct tun_stream_list	 dirty;		/* local output to write */
 };
 
@@ -143,6 +166,7 @@ struct tun_stream *tun_stream_new(struct tun *, uint32_t);
 struct tun_stream *tun_stream_find(struct tun *, uint32_t);
 void	tun_stream_free(struct tun_stream *, const char *, enum tun_end);
 int	tun_stream_pump(struct tun_stream *);
+void	tun_stream_schedule(struct tun *);
 void	tun_stream_recv_data(struct tun *, const uint8_t *, uint32_t,
 	    struct evbuffer *);
 void	tun_stream_write_dirty(struct tun *);

@@ -11,6 +11,13 @@
  * straight into DATA frames on the stream's own event, written at the
  * end of the loop pass (tun_stream_write_dirty); libevent's write event
  * is used only while the socket is full.
+ *
+ * Streams share the tunnel fairly.  A stream sends at most a quantum at
+ * a time, and only while the tunnel's output is below its cap; past
+ * that it queues.  The scheduler serves the streams that were idle
+ * first (a new visitor's hello, a small request), then the backlogged
+ * ones round robin, so no stream waits behind another's bulk data for
+ * more than a quantum per busy stream.
  */
 
 #include <sys/queue.h>
@@ -37,7 +44,11 @@ static void	tun_stream_dirty(struct tun_stream *);
 static void	tun_stream_write_now(struct tun_stream *);
 static void	tun_stream_read_cb(struct bufferevent *, void *);
 static void	tun_stream_readable_cb(evutil_socket_t, short, void *);
-static int	tun_stream_read_direct(struct tun_stream *);
+static int	tun_stream_read_direct(struct tun_stream *, size_t, int *);
+static int	tun_stream_send(struct tun_stream *, size_t, int *);
+static int	tun_stream_wants(const struct tun_stream *);
+static void	tun_stream_enqueue(struct tun_stream *);
+static void	tun_stream_dequeue(struct tun_stream *);
 static void	tun_stream_write_cb(struct bufferevent *, void *);
 static void	tun_stream_event_cb(struct bufferevent *, short, void *);
 static void	tun_stream_drain_cb(struct evbuffer *,
@@ -319,8 +330,7 @@ tun_stream_free(struct tun_stream *s, const char *reason, enum tun_end end)
 		}
 	}
 	TAILQ_REMOVE(&t->streams, s, entry);
-	if (s->flags & TUN_S_WAITING)
-		TAILQ_REMOVE(&t->waiting, s, wentry);
+	tun_stream_dequeue(s);
 	if (s->flags & TUN_S_DIRTY)
 		TAILQ_REMOVE(&t->dirty, s, dentry);
 	if (s->rev != NULL)
@@ -390,17 +400,114 @@ tun_stream_retry(struct tun_stream *s, const char *reason)
 }
 
 /*
- * Move what the local side sent into DATA frames, as far as credit and
- * the tunnel's own backlog allow.  Returns -1 if the stream was freed.
+ * Something changed for the stream: local bytes, credit, or EOF.  With
+ * nobody queued and room in the tunnel's output it sends a quantum now;
+ * otherwise it queues for its turn.  Returns -1 if the stream was freed.
  */
 int
 tun_stream_pump(struct tun_stream *s)
 {
 	struct tun	*t = s->tun;
+	int		 more;
+
+	if (s->flags & TUN_S_WAITING)
+		return 0;		/* its turn is coming */
+	if (s->bev != NULL && t->state != TUN_CLOSING &&
+	    (!TAILQ_EMPTY(&t->fresh) || !TAILQ_EMPTY(&t->waiting) ||
+	    tun_out_len(t) >= t->out_cap) && tun_stream_wants(s)) {
+		tun_stream_enqueue(s);
+		return 0;
+	}
+	if (tun_stream_send(s, TUN_QUANTUM, &more) == -1)
+		return -1;
+	if (more)
+		tun_stream_enqueue(s);
+	return 0;
+}
+
+/*
+ * Give queued streams their turns while the tunnel's output has room:
+ * the fresh ones first, then the backlogged ones round robin.
+ */
+void
+tun_stream_schedule(struct tun *t)
+{
+	struct tun_stream	*s;
+	int			 more;
+
+	while (!t->closed && t->state != TUN_CLOSING &&
+	    tun_out_len(t) < t->out_cap) {
+		if ((s = TAILQ_FIRST(&t->fresh)) == NULL &&
+		    (s = TAILQ_FIRST(&t->waiting)) == NULL)
+			break;
+		tun_stream_dequeue(s);
+		if (tun_stream_send(s, TUN_QUANTUM, &more) == -1)
+			continue;	/* freed */
+		if (more)
+			tun_stream_enqueue(s);
+	}
+}
+
+/* Might it send now: bytes (or a readable socket) and credit? */
+static int
+tun_stream_wants(const struct tun_stream *s)
+{
+	if (s->send_credit == 0)
+		return 0;
+	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
+		return 1;
+	return (s->flags & TUN_S_DIRECT) && !(s->flags & TUN_S_LOCAL_EOF);
+}
+
+/* Queue for a turn; no local reads until then (they would spin). */
+static void
+tun_stream_enqueue(struct tun_stream *s)
+{
+	struct tun	*t = s->tun;
+
+	if (s->flags & TUN_S_WAITING)
+		return;
+	tun_stream_set_reading(s, 0);
+	if (s->flags & TUN_S_BACKLOG)
+		TAILQ_INSERT_TAIL(&t->waiting, s, wentry);
+	else {
+		TAILQ_INSERT_TAIL(&t->fresh, s, wentry);
+		s->flags |= TUN_S_FRESH;
+	}
+	s->flags |= TUN_S_WAITING;
+	/* The scheduler runs at the end of the pass (tun_flush_cb), and
+	 * whenever the socket takes bytes (tun_sink_cb). */
+	event_active(t->flush_ev, EV_TIMEOUT, 0);
+}
+
+static void
+tun_stream_dequeue(struct tun_stream *s)
+{
+	struct tun	*t = s->tun;
+
+	if (!(s->flags & TUN_S_WAITING))
+		return;
+	if (s->flags & TUN_S_FRESH)
+		TAILQ_REMOVE(&t->fresh, s, wentry);
+	else
+		TAILQ_REMOVE(&t->waiting, s, wentry);
+	s->flags &= ~(TUN_S_WAITING | TUN_S_FRESH);
+}
+
+/*
+ * Move up to budget bytes of what the local side sent into DATA frames,
+ * as far as credit and the tunnel's cap allow; *more says it stopped
+ * with more to send (it must queue).  Returns -1 if the stream was freed.
+ */
+static int
+tun_stream_send(struct tun_stream *s, size_t budget, int *more)
+{
+	struct tun	*t = s->tun;
 	struct evbuffer	*in, *out = t->out;
 	struct evbuffer_iovec iov;
-	size_t		 len, n;
+	size_t		 len, n, sent = 0;
 
+	*more = 0;
 	if (s->bev == NULL)
 		return 0;
 	if (t->state == TUN_CLOSING) {
@@ -409,11 +516,8 @@ tun_stream_pump(struct tun_stream *s)
 	}
 	in = bufferevent_get_input(s->bev);
 	while ((len = evbuffer_get_length(in)) > 0 && s->send_credit > 0) {
-		if (tun_out_len(t) >= TUN_OUT_HIGH) {
-			if (!(s->flags & TUN_S_WAITING)) {
-				TAILQ_INSERT_TAIL(&t->waiting, s, wentry);
-				s->flags |= TUN_S_WAITING;
-			}
+		if (sent >= budget || tun_out_len(t) >= t->out_cap) {
+			*more = 1;
 			break;
 		}
 		n = len;
@@ -421,6 +525,8 @@ tun_stream_pump(struct tun_stream *s)
 			n = s->send_credit;
 		if (n > TUN_DATA_CHUNK)
 			n = TUN_DATA_CHUNK;
+		if (n > budget - sent)
+			n = budget - sent;
 		/*
 		 * Header and payload in one contiguous piece: the TLS layer
 		 * writes one record per piece, so a frame fills exactly one
@@ -444,26 +550,28 @@ tun_stream_pump(struct tun_stream *s)
 		evbuffer_commit_space(out, &iov, 1);
 		s->send_credit -= n;
 		s->in += n;
+		sent += n;
 	}
-	if (evbuffer_get_length(in) == 0 && !(s->flags & TUN_S_ATTACHING) &&
-	    tun_stream_read_direct(s) == -1)
+	if (!*more && evbuffer_get_length(in) == 0 &&
+	    !(s->flags & TUN_S_ATTACHING) &&
+	    tun_stream_read_direct(s, budget - sent, more) == -1)
 		return -1;
 	len = evbuffer_get_length(in);
-	if (!(s->flags & TUN_S_DIRECT))
+	/* A bulk stream, next time it queues: at the back. */
+	if (*more || (s->send_credit == 0 && s->in > 0 &&
+	    (len > 0 || (s->flags & TUN_S_DIRECT))))
+		s->flags |= TUN_S_BACKLOG;
+	else
+		s->flags &= ~TUN_S_BACKLOG;
+	if (*more)
+		tun_stream_set_reading(s, 0);	/* queued: read on its turn */
+	else if (!(s->flags & TUN_S_DIRECT))
 		tun_stream_set_reading(s, len == 0 &&
 		    !(s->flags & TUN_S_LOCAL_EOF));
 	else if (len > 0 || (s->flags & TUN_S_LOCAL_EOF) ||
 	    s->send_credit == 0)
 		tun_stream_set_reading(s, 0);	/* a WINDOW pumps again */
-	else if (tun_out_len(t) >= TUN_OUT_HIGH) {
-		/* No read until the tunnel drains, or the socket, still
-		 * readable, would wake us in a loop. */
-		tun_stream_set_reading(s, 0);
-		if (!(s->flags & TUN_S_WAITING)) {
-			TAILQ_INSERT_TAIL(&t->waiting, s, wentry);
-			s->flags |= TUN_S_WAITING;
-		}
-	} else
+	else
 		tun_stream_set_reading(s, 1);
 	if (len == 0 && (s->flags & TUN_S_LOCAL_EOF) &&
 	    !(s->flags & TUN_S_FIN_SENT)) {
@@ -597,7 +705,7 @@ tun_stream_read_cb(struct bufferevent *bev, void *arg)
  * freed).
  */
 static int
-tun_stream_read_direct(struct tun_stream *s)
+tun_stream_read_direct(struct tun_stream *s, size_t budget, int *more)
 {
 	struct tun		*t = s->tun;
 	struct evbuffer		*out = t->out;
@@ -611,12 +719,17 @@ tun_stream_read_direct(struct tun_stream *s)
 
 	if ((s->flags & TUN_S_LOCAL_EOF) || (fd = bufferevent_getfd(s->bev)) < 0)
 		return 0;
-	while (s->send_credit > 0 && total < TUN_LOCAL_IO &&
-	    tun_out_len(t) < TUN_OUT_HIGH) {
+	if (budget > TUN_LOCAL_IO)
+		budget = TUN_LOCAL_IO;
+	while (s->send_credit > 0) {
+		if (total >= budget || tun_out_len(t) >= t->out_cap) {
+			*more = 1;	/* the socket may hold more */
+			break;
+		}
 		/* Up to TUN_DIRECT_FRAMES frames in one read: payloads go
 		 * in place, each after the room for its header. */
-		want = s->send_credit < TUN_LOCAL_IO - total ? s->send_credit :
-		    TUN_LOCAL_IO - total;
+		want = s->send_credit < budget - total ? s->send_credit :
+		    budget - total;
 		nk = (int)((want + TUN_DATA_CHUNK - 1) / TUN_DATA_CHUNK);
 		if (nk > TUN_DIRECT_FRAMES) {
 			nk = TUN_DIRECT_FRAMES;
