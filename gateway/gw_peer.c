@@ -40,7 +40,8 @@
  * TTL three times that interval, so a large table costs a bounded rate.
  */
 #define GW_PEER_FULL_BUDGET	(64 * 1024)
-#define GW_PEER_COALESCE_MS	50	/* changes announced at most this often */
+#define GW_PEER_COALESCE_US	5000	/* changes announced at most this often */
+#define GW_PEER_SYNC_SHARE	20	/* ...and the sync takes 1/20 of the time */
 #define GW_PEER_MIN_BUCKETS	256
 
 struct gw_peer {
@@ -103,8 +104,8 @@ struct gw_peers {
 	struct event		*timer;		/* full sets and expiry */
 	unsigned		 timer_ms;	/* its period */
 	struct event		*change;	/* one shot: changes */
-	uint64_t		 change_ms;	/* when it last ran */
-	unsigned		 sync_ms;	/* how long the last sync took */
+	uint64_t		 change_us;	/* when it last ran */
+	uint64_t		 sync_us;	/* how long the last sync took */
 	SSL_CTX			*client_ctx;
 };
 
@@ -534,15 +535,15 @@ gw_peer_routes_changed(struct gw *gw)
 	if (ps == NULL || ps->change == NULL ||
 	    evtimer_pending(ps->change, NULL))
 		return;
-	now = mono_ms();
-	window = GW_PEER_COALESCE_MS;
-	if (window < 10 * (uint64_t)ps->sync_ms)
-		window = 10 * (uint64_t)ps->sync_ms;
-	at = ps->change_ms + window;
-	if (ps->change_ms == 0 || at <= now)
+	now = mono_us();
+	window = GW_PEER_COALESCE_US;
+	if (window < GW_PEER_SYNC_SHARE * ps->sync_us)
+		window = GW_PEER_SYNC_SHARE * ps->sync_us;
+	at = ps->change_us + window;
+	if (ps->change_us == 0 || at <= now)
 		at = now;
-	tv.tv_sec = (at - now) / 1000;
-	tv.tv_usec = ((at - now) % 1000) * 1000;
+	tv.tv_sec = (at - now) / 1000000;
+	tv.tv_usec = (at - now) % 1000000;
 	evtimer_add(ps->change, &tv);
 }
 
@@ -1065,7 +1066,7 @@ gw_peer_change_cb(evutil_socket_t fd, short ev, void *arg)
 	(void)fd;
 	(void)ev;
 	gw_peer_announce(gw, 0);
-	gw->peers->change_ms = mono_ms();
+	gw->peers->change_us = mono_us();
 }
 
 /*
@@ -1122,10 +1123,10 @@ gw_peer_announce(struct gw *gw, int tick)
 	if ((delta = calloc(1, sizeof(*delta))) == NULL)
 		return;
 	gw_peer_ann_init(delta, 3 * every, 0);
-	t0 = mono_ms();
+	t0 = mono_us();
 	gw_peer_sync(gw, delta);
 	gw_peer_ann_finish(delta);
-	ps->sync_ms = (unsigned)(mono_ms() - t0);
+	ps->sync_us = mono_us() - t0;
 	TAILQ_FOREACH(p, &ps->list, entry) {
 		if (p->tun == NULL || !p->authed || !tun_is_ready(p->tun))
 			continue;
