@@ -860,6 +860,7 @@ gw_peer_frame(struct tun *tun, const struct tun_frame *f, void *arg)
 		return;
 	p->rx_ann_ms = now;
 	if (f->flags & TUN_F_START) {
+		gw_peer_refused(p);	/* from updates: a line of their own */
 		p->gen++;
 		p->in_set = 1;
 	}
