@@ -40,8 +40,8 @@
  * TTL three times that interval, so a large table costs a bounded rate.
  */
 #define GW_PEER_FULL_BUDGET	(64 * 1024)
-#define GW_PEER_COALESCE_US	5000	/* changes announced at most this often */
-#define GW_PEER_SYNC_SHARE	20	/* ...and the sync takes 1/20 of the time */
+#define GW_PEER_COALESCE_US	5000	/* changes: at most this often */
+#define GW_PEER_SYNC_SHARE	20	/* and a sync in 1/20 of that */
 #define GW_PEER_MIN_BUCKETS	256
 
 struct gw_peer {
@@ -58,7 +58,7 @@ struct gw_peer {
 	uint64_t		 gen;		/* of the full set being read */
 	int			 in_set;	/* between its START and END */
 	unsigned		 nnames;
-	unsigned		 refused;	/* over the limit, not yet logged */
+	unsigned		 refused;	/* over the limit, unlogged */
 	uint64_t		 full_due_ms;	/* our next full set; 0: now */
 	uint64_t		 up_ms;		/* mono ms the link came up */
 	uint64_t		 rx_ann_ms;	/* its last ANNOUNCE, 0: none */
@@ -105,13 +105,13 @@ struct gw_peers {
 	unsigned		 timer_ms;	/* its period */
 	struct event		*change;	/* one shot: changes */
 	uint64_t		 change_us;	/* when it last ran */
-	uint64_t		 sync_us;	/* how long the last sync took */
+	uint64_t		 sync_us;	/* the last sync took */
 	SSL_CTX			*client_ctx;
 };
 
 /* ANNOUNCE frames being built, kept to send to one peer or several. */
 struct gw_peer_ann {
-	uint8_t		*out;		/* records: u8 flags, u16 len, payload */
+	uint8_t		*out;		/* u8 flags, u16 len, payload */
 	size_t		 outlen, outcap;
 	size_t		 last;		/* offset of the last record */
 	uint8_t		 buf[TUN_MAX_PAYLOAD];
@@ -119,7 +119,7 @@ struct gw_peer_ann {
 	uint32_t	 ttl;
 	unsigned	 count;		/* entries in all frames */
 	unsigned	 nframes;
-	int		 full;		/* START on the first, END on the last */
+	int		 full;		/* START first, END last */
 };
 
 static int	gw_peer_add(struct gw *, const struct cfg_peer *, char *,
@@ -593,7 +593,7 @@ gw_peer_status(struct gw *gw)
 		TAILQ_FOREACH(n, &p->names, pentry)
 			if (n->kinds != 0 && n->expires >= now)
 				json_array_append_new(in, json_string(n->name));
-		/* What it holds from us: the last full set and changes since. */
+		/* What it holds from us: our last full set, and since. */
 		if (up && p->full_due_ms != 0)
 			TAILQ_FOREACH(n, &gw->peers->outlist, pentry)
 				json_array_append_new(out,
