@@ -53,6 +53,7 @@ struct cfg_gateway {
 	unsigned		 streams_per_tunnel;	/* default 4096 */
 	size_t			 stream_window;		/* default 1 MiB */
 	unsigned		 max_connections;	/* default 20000 */
+	unsigned		 names_per_peer;	/* default 100000 */
 	unsigned		 drain_ms;		/* default 30000 */
 	unsigned		 announce_ms;		/* default 2000 */
 	unsigned		 retries;		/* default 2 (0..8) */

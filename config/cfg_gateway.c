@@ -28,7 +28,8 @@ static const char *const gw_timeout_keys[] = {
 };
 static const char *const gw_limit_keys[] = {
 	"hello_bytes", "http_head_bytes", "streams_per_tunnel",
-	"stream_window", "max_connections", "retries", "replay_bytes", NULL
+	"stream_window", "max_connections", "retries", "replay_bytes",
+	"names_per_peer", NULL
 };
 static const char *const gw_agent_keys[] = {
 	"name", "key", "hostnames", NULL
@@ -152,6 +153,7 @@ gw_parse(const char *name, const char *text, size_t len, const char *base,
 	gw->streams_per_tunnel = 4096;
 	gw->stream_window = CFG_MIB;
 	gw->max_connections = 20000;
+	gw->names_per_peer = 100000;
 	gw->drain_ms = 30000;
 	gw->announce_ms = 2000;
 	gw->retries = 2;
@@ -397,6 +399,11 @@ gw_limits(struct cfg_doc *d, struct cfg_gateway *gw, struct cfg_node *map)
 	if ((n = cfg_map_get(map, "max_connections")) != NULL &&
 	    cfg_uint(d, n, "limits.max_connections", 1, 1000000,
 	    &gw->max_connections) == -1)
+		return -1;
+	/* Bounds what one peer can make us hold (~100 bytes a name). */
+	if ((n = cfg_map_get(map, "names_per_peer")) != NULL &&
+	    cfg_uint(d, n, "limits.names_per_peer", 1, 1000000,
+	    &gw->names_per_peer) == -1)
 		return -1;
 	if ((n = cfg_map_get(map, "retries")) != NULL &&
 	    cfg_uint(d, n, "limits.retries", 0, 8, &gw->retries) == -1)

@@ -32,9 +32,17 @@
 #include "log.h"
 #include "mono.h"
 
-#define GW_PEER_BUCKETS		256
-#define GW_PEER_MAX_NAMES	65536	/* learned from all peers */
-#define GW_PEER_MAX_PEER_NAMES	8192	/* learned from any one peer */
+/*
+ * What we announce: a full set to each peer every few periods, and in
+ * between only what changed (incremental, coalesced over a short
+ * window).  A full set may take about this many bytes per announce
+ * period; a larger set is sent every so many periods instead, with a
+ * TTL three times that interval, so a large table costs a bounded rate.
+ */
+#define GW_PEER_FULL_BUDGET	(64 * 1024)
+#define GW_PEER_COALESCE_US	5000	/* changes: at most this often */
+#define GW_PEER_SYNC_SHARE	20	/* and a sync in 1/20 of that */
+#define GW_PEER_MIN_BUCKETS	256
 
 struct gw_peer {
 	struct gw		*gw;
@@ -48,8 +56,10 @@ struct gw_peer {
 	struct dial		*dial;		/* we dial (our key is lower) */
 	int			 authed;
 	uint64_t		 gen;		/* of the full set being read */
+	int			 in_set;	/* between its START and END */
 	unsigned		 nnames;
-	unsigned		 nout;		/* names in our last ANNOUNCE */
+	unsigned		 refused;	/* over the limit, unlogged */
+	uint64_t		 full_due_ms;	/* our next full set; 0: now */
 	uint64_t		 up_ms;		/* mono ms the link came up */
 	uint64_t		 rx_ann_ms;	/* its last ANNOUNCE, 0: none */
 	uint64_t		 tx_ann_ms;	/* ours, 0: none */
@@ -61,24 +71,55 @@ struct gw_peer {
 	TAILQ_ENTRY(gw_peer)	 entry;
 };
 
-/* A name a peer said it can serve, until expires. */
+/*
+ * A name a peer said it can serve, until expires; or (peer NULL) one of
+ * ours as we last announced it.
+ */
 struct gw_peer_name {
-	char			 name[NAME_MAX_LEN + 1];
+	struct gw_peer_name	*next;		/* hash chain */
+	TAILQ_ENTRY(gw_peer_name) pentry;	/* its peer's list, or ours */
 	struct gw_peer		*peer;
-	uint8_t			 kinds;
 	uint64_t		 expires;	/* mono ms */
 	uint64_t		 gen;
-	struct gw_peer_name	*next;		/* hash chain */
-	TAILQ_ENTRY(gw_peer_name) pentry;	/* its peer's list */
+	unsigned		 hash;		/* name_hash() */
+	uint8_t			 kinds;
+	char			 name[];
+};
+TAILQ_HEAD(gw_peer_name_list, gw_peer_name);
+
+/* Chained hash of names, grown as it fills. */
+struct gw_peer_table {
+	struct gw_peer_name	**buckets;
+	size_t			 nbuckets;	/* a power of two, or 0 */
+	size_t			 count;
 };
 
 struct gw_peers {
 	TAILQ_HEAD(, gw_peer)	 list;
-	struct gw_peer_name	*buckets[GW_PEER_BUCKETS];
-	unsigned		 nnames;
-	struct event		*timer;		/* announce and expire */
+	struct gw_peer_table	 in;		/* learned from peers */
+	struct gw_peer_table	 out;		/* ours, as announced */
+	struct gw_peer_name_list outlist;	/* the same, in order */
+	uint64_t		 out_gen;	/* of the last sync */
+	size_t			 out_bytes;	/* a full set's entries */
+	struct event		*timer;		/* full sets and expiry */
 	unsigned		 timer_ms;	/* its period */
+	struct event		*change;	/* one shot: changes */
+	uint64_t		 change_us;	/* when it last ran */
+	uint64_t		 sync_us;	/* the last sync took */
 	SSL_CTX			*client_ctx;
+};
+
+/* ANNOUNCE frames being built, kept to send to one peer or several. */
+struct gw_peer_ann {
+	uint8_t		*out;		/* u8 flags, u16 len, payload */
+	size_t		 outlen, outcap;
+	size_t		 last;		/* offset of the last record */
+	uint8_t		 buf[TUN_MAX_PAYLOAD];
+	size_t		 len;
+	uint32_t	 ttl;
+	unsigned	 count;		/* entries in all frames */
+	unsigned	 nframes;
+	int		 full;		/* START first, END last */
 };
 
 static int	gw_peer_add(struct gw *, const struct cfg_peer *, char *,
@@ -89,11 +130,26 @@ static void	gw_peer_dialed(int, const char *, void *);
 static void	gw_peer_link(struct gw_peer *, struct tun *);
 static void	gw_peer_orphan(struct tun *, const char *);
 static void	gw_peer_timer_cb(evutil_socket_t, short, void *);
-static void	gw_peer_announce(struct gw_peer *);
+static void	gw_peer_change_cb(evutil_socket_t, short, void *);
+static void	gw_peer_announce(struct gw *, int);
+static unsigned	gw_peer_full_periods(struct gw_peers *);
+static void	gw_peer_sync(struct gw *, struct gw_peer_ann *);
+static void	gw_peer_sync_one(const char *, uint8_t, void *);
+static void	gw_peer_ann_init(struct gw_peer_ann *, uint32_t, int);
+static void	gw_peer_ann_add(struct gw_peer_ann *, const char *, uint8_t);
+static void	gw_peer_ann_flush(struct gw_peer_ann *);
+static void	gw_peer_ann_finish(struct gw_peer_ann *);
+static void	gw_peer_ann_send(struct gw_peer_ann *, struct gw_peer *);
 static void	gw_peer_quiet(struct gw *, struct gw_peer *, uint64_t);
+static void	gw_peer_refused(struct gw_peer *);
 static void	gw_peer_forget(struct gw_peers *, struct gw_peer *, uint64_t);
-static unsigned	gw_peer_hash(const char *);
 static void	gw_peer_name_free(struct gw_peers *, struct gw_peer_name *);
+static struct gw_peer_name *gw_peer_table_find(struct gw_peer_table *,
+		    unsigned, const struct gw_peer *, const char *);
+static int	gw_peer_table_insert(struct gw_peer_table *,
+		    struct gw_peer_name *);
+static void	gw_peer_table_remove(struct gw_peer_table *,
+		    struct gw_peer_name *);
 static struct gw_peer *gw_peer_by_key(struct gw *, const uint8_t *);
 
 static int	gw_peer_authed(struct tun *, const struct tun_hello *, char *,
@@ -136,6 +192,7 @@ gw_peer_start(struct gw *gw, char *err, size_t errlen)
 	}
 	gw->peers = ps;
 	TAILQ_INIT(&ps->list);
+	TAILQ_INIT(&ps->outlist);
 	for (i = 0; i < cfg->npeers; i++)
 		if (gw_peer_add(gw, &cfg->peers[i], err, errlen) == -1)
 			return -1;
@@ -178,7 +235,10 @@ gw_peer_reload(struct gw *gw)
 		    gw_peer_add(gw, &cfg->peers[i], err, sizeof(err)) == -1)
 			log_warnx("reload: peer %s: %s", cfg->peers[i].name,
 			    err);
-	/* The TTL we announce follows announce_ms: so must the period. */
+	/* The TTL we announce follows announce_ms: full sets again now. */
+	TAILQ_FOREACH(p, &gw->peers->list, entry)
+		p->full_due_ms = 0;
+	/* ... and the period follows it too. */
 	if (gw->peers->timer != NULL &&
 	    gw->peers->timer_ms != cfg->announce_ms) {
 		struct timeval	tv;
@@ -218,6 +278,10 @@ gw_peer_add(struct gw *gw, const struct cfg_peer *cp, char *err,
 		event_add(ps->timer, &tv);
 		ps->timer_ms = gw->cfg->announce_ms;
 	}
+	/* Not the periodic timer: activating that one would delay it. */
+	if (ps->change == NULL && (ps->change = evtimer_new(gw->base,
+	    gw_peer_change_cb, gw)) == NULL)
+		goto oom;
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		goto oom;
 	TAILQ_INIT(&p->names);
@@ -276,8 +340,9 @@ gw_peer_remove(struct gw *gw, struct gw_peer *p)
 void
 gw_peer_stop(struct gw *gw)
 {
-	struct gw_peers	*ps = gw->peers;
-	struct gw_peer	*p;
+	struct gw_peers		*ps = gw->peers;
+	struct gw_peer		*p;
+	struct gw_peer_name	*n;
 
 	if (ps == NULL)
 		return;
@@ -285,6 +350,12 @@ gw_peer_stop(struct gw *gw)
 		gw_peer_remove(gw, p);
 	if (ps->timer != NULL)
 		event_free(ps->timer);
+	if (ps->change != NULL)
+		event_free(ps->change);
+	while ((n = TAILQ_FIRST(&ps->outlist)) != NULL)
+		gw_peer_name_free(ps, n);
+	free(ps->in.buckets);
+	free(ps->out.buckets);
 	SSL_CTX_free(ps->client_ctx);
 	free(ps);
 	gw->peers = NULL;
@@ -383,6 +454,7 @@ gw_peer_lookup(struct gw *gw, const char *name, uint8_t kind,
     uint64_t *id)
 {
 	struct gw_peer_name	*n, *best = NULL;
+	struct gw_peer_table	*t;
 	const char		*dot;
 	char			 wild[NAME_MAX_LEN + 3];
 	uint64_t		 now = mono_ms();
@@ -392,6 +464,9 @@ gw_peer_lookup(struct gw *gw, const char *name, uint8_t kind,
 
 	if (gw->peers == NULL || gw->stopping)
 		return NULL;
+	t = &gw->peers->in;
+	if (t->nbuckets == 0)
+		return NULL;
 	for (pass = 0; pass < 2 && best == NULL; pass++) {
 		if (pass == 1) {
 			if ((dot = strchr(name, '.')) == NULL)
@@ -399,8 +474,8 @@ gw_peer_lookup(struct gw *gw, const char *name, uint8_t kind,
 			snprintf(wild, sizeof(wild), "*%s", dot);
 			name = wild;
 		}
-		for (n = gw->peers->buckets[gw_peer_hash(name)]; n != NULL;
-		    n = n->next) {
+		for (n = t->buckets[name_hash(name) & (t->nbuckets - 1)];
+		    n != NULL; n = n->next) {
 			if (strcmp(n->name, name) != 0 || !(n->kinds & kind) ||
 			    n->expires < now || n->peer->tun == NULL ||
 			    !n->peer->authed ||
@@ -444,19 +519,32 @@ gw_peer_streams(struct gw *gw)
 	return n;
 }
 
-/* Local routes changed: tell the peers now rather than at the next tick. */
+/*
+ * Local routes changed: tell the peers soon rather than at the next
+ * tick.  A burst of changes makes one announcement: the first at once
+ * (next loop pass), the next no sooner than a short window later, and
+ * the window grows with the cost of comparing a large table.
+ */
 void
 gw_peer_routes_changed(struct gw *gw)
 {
-	if (gw->peers != NULL && gw->peers->timer != NULL)
-		event_active(gw->peers->timer, EV_TIMEOUT, 0);
-}
+	struct gw_peers	*ps = gw->peers;
+	struct timeval	 tv;
+	uint64_t	 now, at, window;
 
-static void
-gw_peer_status_out(const char *name, uint8_t kinds, void *arg)
-{
-	(void)kinds;
-	json_array_append_new(arg, json_string(name));
+	if (ps == NULL || ps->change == NULL ||
+	    evtimer_pending(ps->change, NULL))
+		return;
+	now = mono_us();
+	window = GW_PEER_COALESCE_US;
+	if (window < GW_PEER_SYNC_SHARE * ps->sync_us)
+		window = GW_PEER_SYNC_SHARE * ps->sync_us;
+	at = ps->change_us + window;
+	if (ps->change_us == 0 || at <= now)
+		at = now;
+	tv.tv_sec = (at - now) / 1000000;
+	tv.tv_usec = (at - now) % 1000000;
+	evtimer_add(ps->change, &tv);
 }
 
 /* Seconds since a mono ms stamp, or null when it never happened. */
@@ -505,8 +593,11 @@ gw_peer_status(struct gw *gw)
 		TAILQ_FOREACH(n, &p->names, pentry)
 			if (n->kinds != 0 && n->expires >= now)
 				json_array_append_new(in, json_string(n->name));
-		if (up)
-			gw_route_foreach(gw->routes, gw_peer_status_out, out);
+		/* What it holds from us: our last full set, and since. */
+		if (up && p->full_due_ms != 0)
+			TAILQ_FOREACH(n, &gw->peers->outlist, pentry)
+				json_array_append_new(out,
+				    json_string(n->name));
 		o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:I, "
 		    "s:I, s:o, s:o, s:o, s:o, s:o}",
 		    "peer", p->name, "address", p->addr,
@@ -519,7 +610,7 @@ gw_peer_status(struct gw *gw)
 		    "streams", (json_int_t)(p->tun != NULL ?
 		    tun_stream_count(p->tun) : 0),
 		    "names_in", (json_int_t)json_array_size(in),
-		    "names_out", (json_int_t)(up ? p->nout : 0),
+		    "names_out", (json_int_t)json_array_size(out),
 		    "announced_in", in, "announced_out", out,
 		    "last_announce_in_age_s", gw_peer_age(p->rx_ann_ms, now),
 		    "last_announce_out_age_s", gw_peer_age(p->tx_ann_ms, now),
@@ -546,7 +637,7 @@ gw_peer_route_status(struct gw *gw, json_t *routes)
 	char			 kinds[64], agent[96], buf[160];
 	uint64_t		 now = mono_ms(), id;
 	uint8_t			 kind;
-	size_t			 i;
+	size_t			 i, b;
 	double			 rtt;
 	int			 local, mine, other;
 
@@ -556,8 +647,8 @@ gw_peer_route_status(struct gw *gw, json_t *routes)
 	json_array_foreach(routes, i, r)
 		json_object_set(index, json_string_value(json_object_get(r,
 		    "name")), r);
-	for (i = 0; i < GW_PEER_BUCKETS; i++) {
-		for (n = gw->peers->buckets[i]; n != NULL; n = n->next) {
+	for (b = 0; b < gw->peers->in.nbuckets; b++) {
+		for (n = gw->peers->in.buckets[b]; n != NULL; n = n->next) {
 			if ((r = json_object_get(index, n->name)) == NULL) {
 				r = json_pack("{s:s, s:s, s:[]}", "name",
 				    n->name, "policy", "peer", "replicas");
@@ -698,6 +789,7 @@ gw_peer_link(struct gw_peer *p, struct tun *tun)
 	p->up_ms = mono_ms();
 	p->quiet_logged = 0;
 	p->last_error[0] = '\0';
+	p->full_due_ms = 0;
 	log_info("peer %s: link up (%s)", p->name, tun_label(tun));
 	gw_peer_routes_changed(p->gw);
 }
@@ -741,6 +833,11 @@ gw_peer_authed(struct tun *tun, const struct tun_hello *h, char *msg,
 	return 0;
 }
 
+/*
+ * A peer's ANNOUNCE: a frame of a full set, or changes (no flag outside
+ * a set).  Each entry refreshes only its own name; the END of a full set
+ * withdraws what the set did not list.
+ */
 static void
 gw_peer_frame(struct tun *tun, const struct tun_frame *f, void *arg)
 {
@@ -750,7 +847,7 @@ gw_peer_frame(struct tun *tun, const struct tun_frame *f, void *arg)
 	struct tun_claim	 c;
 	uint32_t		 ttl;
 	uint64_t		 now = mono_ms();
-	size_t			 off = 0;
+	size_t			 off = 0, nl;
 	unsigned		 h;
 	int			 r;
 
@@ -762,46 +859,66 @@ gw_peer_frame(struct tun *tun, const struct tun_frame *f, void *arg)
 	if (tun != p->tun)
 		return;
 	p->rx_ann_ms = now;
-	if (f->flags & TUN_F_START)
+	if (f->flags & TUN_F_START) {
+		gw_peer_refused(p);	/* from updates: a line of their own */
 		p->gen++;
+		p->in_set = 1;
+	}
 	while ((r = tun_announce_parse(f, &ttl, &off, &c)) == 1) {
-		h = gw_peer_hash(c.name);
-		for (n = ps->buckets[h]; n != NULL; n = n->next)
-			if (n->peer == p && strcmp(n->name, c.name) == 0)
-				break;
+		h = name_hash(c.name);
+		n = gw_peer_table_find(&ps->in, h, p, c.name);
+		if (c.kinds == 0) {
+			if (n != NULL)
+				gw_peer_name_free(ps, n);
+			continue;
+		}
 		if (n == NULL) {
-			if (c.kinds == 0)
-				continue;
-			if (ps->nnames >= GW_PEER_MAX_NAMES ||
-			    p->nnames >= GW_PEER_MAX_PEER_NAMES) {
-				log_warnx("peer %s: announces more names than "
-				    "kept (%u per peer, %u in all); ignoring %s",
-				    p->name, GW_PEER_MAX_PEER_NAMES,
-				    GW_PEER_MAX_NAMES, c.name);
+			/* Counted, and logged once per announcement. */
+			if (p->nnames >= p->gw->cfg->names_per_peer) {
+				p->refused++;
 				continue;
 			}
-			if ((n = calloc(1, sizeof(*n))) == NULL)
+			nl = strlen(c.name);
+			if ((n = calloc(1, sizeof(*n) + nl + 1)) == NULL)
 				continue;
-			snprintf(n->name, sizeof(n->name), "%s", c.name);
+			memcpy(n->name, c.name, nl + 1);
+			n->hash = h;
 			n->peer = p;
-			n->next = ps->buckets[h];
-			ps->buckets[h] = n;
+			if (gw_peer_table_insert(&ps->in, n) == -1) {
+				free(n);
+				continue;
+			}
 			TAILQ_INSERT_TAIL(&p->names, n, pentry);
-			ps->nnames++;
 			p->nnames++;
 		}
 		n->kinds = c.kinds;
 		n->gen = p->gen;
 		/* Soft state: gone unless announced again in time. */
-		n->expires = c.kinds != 0 ? now + ttl : 0;
+		n->expires = now + ttl;
 	}
 	if (r == -1) {
 		log_warnx("peer %s: malformed ANNOUNCE", p->name);
 		return;
 	}
 	/* The end of a full set: what it did not list is withdrawn. */
-	if (f->flags & TUN_F_END)
+	if (f->flags & TUN_F_END) {
 		gw_peer_forget(ps, p, p->gen);
+		p->in_set = 0;
+		gw_peer_refused(p);
+	}
+}
+
+/* Names over the limit since the last report: one line for them all. */
+static void
+gw_peer_refused(struct gw_peer *p)
+{
+	if (p->refused == 0)
+		return;
+	log_warnx("peer %s: ignored %u names beyond limits.names_per_peer "
+	    "(%u) in its announcement; raise the limit in %s if the "
+	    "cluster serves that many", p->name, p->refused,
+	    p->gw->cfg->names_per_peer, p->gw->cfg->file);
+	p->refused = 0;
 }
 
 /* A visitor forwarded by a peer: to a local agent only. */
@@ -876,7 +993,9 @@ gw_peer_closed(struct tun *tun, const char *reason, void *arg)
 	p->authed = 0;
 	p->up_ms = p->rx_ann_ms = p->tx_ann_ms = 0;
 	p->quiet_ms = mono_ms();
-	p->nout = 0;
+	p->in_set = 0;
+	p->refused = 0;
+	p->full_due_ms = 0;
 	if (p->dial != NULL && !p->gw->stopping)
 		dial_later(p->dial, why);
 	else
@@ -896,22 +1015,19 @@ gw_peer_forget(struct gw_peers *ps, struct gw_peer *p, uint64_t gen)
 	}
 }
 
-/* Unlink a learned name from its hash chain and its peer's list. */
+/* Unlink a name from its table and its list, and free it. */
 static void
 gw_peer_name_free(struct gw_peers *ps, struct gw_peer_name *n)
 {
-	struct gw_peer_name	**pp;
-
-	for (pp = &ps->buckets[gw_peer_hash(n->name)]; *pp != NULL;
-	    pp = &(*pp)->next) {
-		if (*pp == n) {
-			*pp = n->next;
-			break;
-		}
+	if (n->peer != NULL) {
+		gw_peer_table_remove(&ps->in, n);
+		TAILQ_REMOVE(&n->peer->names, n, pentry);
+		n->peer->nnames--;
+	} else {
+		gw_peer_table_remove(&ps->out, n);
+		TAILQ_REMOVE(&ps->outlist, n, pentry);
+		ps->out_bytes -= 2 + strlen(n->name);
 	}
-	TAILQ_REMOVE(&n->peer->names, n, pentry);
-	ps->nnames--;
-	n->peer->nnames--;
 	free(n);
 }
 
@@ -925,10 +1041,12 @@ gw_peer_timer_cb(evutil_socket_t fd, short ev, void *arg)
 
 	(void)fd;
 	(void)ev;
+	gw_peer_announce(gw, 1);
 	TAILQ_FOREACH(p, &gw->peers->list, entry) {
-		if (p->tun != NULL && p->authed)
-			gw_peer_announce(p);
 		gw_peer_quiet(gw, p, now);
+		/* Refusals among changes: at most one line a period. */
+		if (!p->in_set)
+			gw_peer_refused(p);
 	}
 	/* Expire what peers stopped announcing. */
 	TAILQ_FOREACH(p, &gw->peers->list, entry) {
@@ -938,6 +1056,18 @@ gw_peer_timer_cb(evutil_socket_t fd, short ev, void *arg)
 				gw_peer_name_free(gw->peers, n);
 		}
 	}
+}
+
+/* Local routes changed a moment ago (coalesced): announce the changes. */
+static void
+gw_peer_change_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct gw	*gw = arg;
+
+	(void)fd;
+	(void)ev;
+	gw_peer_announce(gw, 0);
+	gw->peers->change_us = mono_us();
 }
 
 /*
@@ -963,58 +1093,208 @@ gw_peer_quiet(struct gw *gw, struct gw_peer *p, uint64_t now)
 	    key_pub_text(p->key, pt), key_pub_text(gw->key.pub, kt));
 }
 
-struct gw_peer_ann {
-	struct gw_peer	*p;
-	uint8_t		 buf[TUN_MAX_PAYLOAD];
-	size_t		 len;
-	uint32_t	 ttl;
-	unsigned	 count;
-	int		 first;
+/*
+ * Bring our announced table up to date and tell every linked peer: the
+ * changes to those that hold our last full set, a full set to those due
+ * one (a new link, or the interval passed: tick).
+ */
+static void
+gw_peer_announce(struct gw *gw, int tick)
+{
+	struct gw_peers		*ps = gw->peers;
+	struct gw_peer		*p;
+	struct gw_peer_ann	*delta = NULL, *full = NULL;
+	struct gw_peer_name	*n;
+	uint64_t		 now = mono_ms(), t0, period, every;
+	int			 linked = 0;
+
+	if (gw->stopping)
+		return;
+	TAILQ_FOREACH(p, &ps->list, entry) {
+		if (p->tun != NULL && p->authed && tun_is_ready(p->tun))
+			linked = 1;
+		else
+			p->full_due_ms = 0;
+	}
+	if (!linked)
+		return;
+	period = gw->cfg->announce_ms;
+	/* What changes say holds until the next full set, at the latest. */
+	every = gw_peer_full_periods(ps) * period;
+	if ((delta = calloc(1, sizeof(*delta))) == NULL)
+		return;
+	gw_peer_ann_init(delta, 3 * every, 0);
+	t0 = mono_us();
+	gw_peer_sync(gw, delta);
+	gw_peer_ann_finish(delta);
+	ps->sync_us = mono_us() - t0;
+	TAILQ_FOREACH(p, &ps->list, entry) {
+		if (p->tun == NULL || !p->authed || !tun_is_ready(p->tun))
+			continue;
+		if (p->full_due_ms != 0 && p->full_due_ms > now + every)
+			p->full_due_ms = now + every;
+		/* Due now, within half a period (the ticks' own jitter). */
+		if (p->full_due_ms == 0 || (tick &&
+		    p->full_due_ms <= now + period / 2)) {
+			if (full == NULL) {
+				if ((full = calloc(1, sizeof(*full))) == NULL)
+					break;
+				every = gw_peer_full_periods(ps) * period;
+				gw_peer_ann_init(full, 3 * every, 1);
+				TAILQ_FOREACH(n, &ps->outlist, pentry)
+					gw_peer_ann_add(full, n->name,
+					    n->kinds);
+				gw_peer_ann_finish(full);
+			}
+			gw_peer_ann_send(full, p);
+			p->full_due_ms = now + every;
+		} else if (delta->count > 0)
+			gw_peer_ann_send(delta, p);
+	}
+	free(delta->out);
+	free(delta);
+	if (full != NULL)
+		free(full->out);
+	free(full);
+}
+
+/* A full set every this many periods: about the budget per period. */
+static unsigned
+gw_peer_full_periods(struct gw_peers *ps)
+{
+	return 1 + ps->out_bytes / GW_PEER_FULL_BUDGET;
+}
+
+struct gw_peer_sync_arg {
+	struct gw_peers		*ps;
+	struct gw_peer_ann	*delta;
 };
 
+/* Compare the route table with what we announced; the differences go
+ * into delta, kinds 0 for names no longer served. */
 static void
-gw_peer_ann_flush(struct gw_peer_ann *a, int last)
+gw_peer_sync(struct gw *gw, struct gw_peer_ann *delta)
 {
-	uint8_t	flags = (a->first ? TUN_F_START : 0) | (last ? TUN_F_END : 0);
+	struct gw_peers		*ps = gw->peers;
+	struct gw_peer_sync_arg	 a;
+	struct gw_peer_name	*n, *next;
 
-	tun_send_frame(a->p->tun, TUN_ANNOUNCE, flags, a->buf, a->len);
-	a->first = 0;
+	a.ps = ps;
+	a.delta = delta;
+	ps->out_gen++;
+	gw_route_foreach(gw->routes, gw_peer_sync_one, &a);
+	for (n = TAILQ_FIRST(&ps->outlist); n != NULL; n = next) {
+		next = TAILQ_NEXT(n, pentry);
+		if (n->gen != ps->out_gen) {
+			gw_peer_ann_add(delta, n->name, 0);
+			gw_peer_name_free(ps, n);
+		}
+	}
+}
+
+static void
+gw_peer_sync_one(const char *name, uint8_t kinds, void *arg)
+{
+	struct gw_peer_sync_arg	*a = arg;
+	struct gw_peers		*ps = a->ps;
+	struct gw_peer_name	*n;
+	unsigned		 h = name_hash(name);
+	size_t			 nl;
+
+	if ((n = gw_peer_table_find(&ps->out, h, NULL, name)) == NULL) {
+		nl = strlen(name);
+		/* Out of memory: not announced, tried again next time. */
+		if ((n = calloc(1, sizeof(*n) + nl + 1)) == NULL)
+			return;
+		memcpy(n->name, name, nl + 1);
+		n->hash = h;
+		if (gw_peer_table_insert(&ps->out, n) == -1) {
+			free(n);
+			return;
+		}
+		TAILQ_INSERT_TAIL(&ps->outlist, n, pentry);
+		ps->out_bytes += 2 + nl;
+	} else if (n->kinds == kinds) {
+		n->gen = ps->out_gen;
+		return;
+	}
+	n->kinds = kinds;
+	n->gen = ps->out_gen;
+	gw_peer_ann_add(a->delta, name, kinds);
+}
+
+static void
+gw_peer_ann_init(struct gw_peer_ann *a, uint32_t ttl, int full)
+{
+	a->ttl = ttl;
+	a->full = full;
 	a->len = tun_announce_begin(a->buf, a->ttl);
 }
 
 static void
-gw_peer_ann_add(const char *name, uint8_t kinds, void *arg)
+gw_peer_ann_add(struct gw_peer_ann *a, const char *name, uint8_t kinds)
 {
-	struct gw_peer_ann	*a = arg;
-	size_t			 n;
+	size_t	n;
 
 	if ((n = tun_announce_add(a->buf, a->len, name, kinds)) == 0) {
-		gw_peer_ann_flush(a, 0);
+		gw_peer_ann_flush(a);
 		n = tun_announce_add(a->buf, a->len, name, kinds);
 	}
+	if (n == 0)
+		return;
 	a->len = n;
 	a->count++;
 }
 
-/* The full set of names our local agents serve, in as many frames. */
+/* Keep the frame built so far as a record, and start the next one. */
 static void
-gw_peer_announce(struct gw_peer *p)
+gw_peer_ann_flush(struct gw_peer_ann *a)
 {
-	struct gw_peer_ann	*a;
+	size_t	 need = 3 + a->len, cap;
+	uint8_t	*out;
 
-	if (p->tun == NULL || !tun_is_ready(p->tun) || p->gw->stopping)
-		return;
-	if ((a = calloc(1, sizeof(*a))) == NULL)
-		return;
-	a->p = p;
-	a->ttl = 3 * p->gw->cfg->announce_ms;
-	a->first = 1;
+	if (a->outlen + need > a->outcap) {
+		cap = a->outcap == 0 ? 4 * TUN_MAX_PAYLOAD : a->outcap;
+		while (cap < a->outlen + need)
+			cap *= 2;
+		/* Out of memory: the frame is lost; a full set repairs. */
+		if ((out = realloc(a->out, cap)) == NULL)
+			goto next;
+		a->out = out;
+		a->outcap = cap;
+	}
+	a->out[a->outlen] = a->full && a->nframes == 0 ? TUN_F_START : 0;
+	a->out[a->outlen + 1] = a->len >> 8;
+	a->out[a->outlen + 2] = a->len & 0xff;
+	memcpy(a->out + a->outlen + 3, a->buf, a->len);
+	a->last = a->outlen;
+	a->outlen += need;
+	a->nframes++;
+next:
 	a->len = tun_announce_begin(a->buf, a->ttl);
-	gw_route_foreach(p->gw->routes, gw_peer_ann_add, a);
-	gw_peer_ann_flush(a, 1);
-	p->nout = a->count;
+}
+
+/* The last frame: a full set always has one (END; maybe empty). */
+static void
+gw_peer_ann_finish(struct gw_peer_ann *a)
+{
+	if (a->len > 4 || (a->full && a->nframes == 0))
+		gw_peer_ann_flush(a);
+	if (a->full && a->nframes > 0)
+		a->out[a->last] |= TUN_F_END;
+}
+
+static void
+gw_peer_ann_send(struct gw_peer_ann *a, struct gw_peer *p)
+{
+	size_t	off, len;
+
+	for (off = 0; off < a->outlen; off += 3 + len) {
+		len = (size_t)a->out[off + 1] << 8 | a->out[off + 2];
+		tun_send_frame(p->tun, TUN_ANNOUNCE, a->out[off],
+		    a->out + off + 3, len);
+	}
 	p->tx_ann_ms = mono_ms();
-	free(a);
 }
 
 static void
@@ -1025,8 +1305,65 @@ gw_peer_orphan_closed(struct tun *tun, const char *reason, void *arg)
 	(void)arg;
 }
 
-static unsigned
-gw_peer_hash(const char *s)
+static struct gw_peer_name *
+gw_peer_table_find(struct gw_peer_table *t, unsigned h,
+    const struct gw_peer *p, const char *name)
 {
-	return name_hash(s) % GW_PEER_BUCKETS;
+	struct gw_peer_name	*n;
+
+	if (t->nbuckets == 0)
+		return NULL;
+	for (n = t->buckets[h & (t->nbuckets - 1)]; n != NULL; n = n->next)
+		if (n->hash == h && n->peer == p && strcmp(n->name, name) == 0)
+			return n;
+	return NULL;
+}
+
+/* Insert n (hash set): 0, or -1 (no memory for a first table). */
+static int
+gw_peer_table_insert(struct gw_peer_table *t, struct gw_peer_name *n)
+{
+	struct gw_peer_name	**nb, *m, *next;
+	size_t			 size, i, b;
+
+	if (t->count >= t->nbuckets) {
+		size = t->nbuckets == 0 ? GW_PEER_MIN_BUCKETS :
+		    2 * t->nbuckets;
+		/* Grown once it holds a name a bucket; if that fails,
+		 * longer chains, still correct. */
+		if ((nb = calloc(size, sizeof(*nb))) != NULL) {
+			for (i = 0; i < t->nbuckets; i++) {
+				for (m = t->buckets[i]; m != NULL; m = next) {
+					next = m->next;
+					b = m->hash & (size - 1);
+					m->next = nb[b];
+					nb[b] = m;
+				}
+			}
+			free(t->buckets);
+			t->buckets = nb;
+			t->nbuckets = size;
+		} else if (t->nbuckets == 0)
+			return -1;
+	}
+	b = n->hash & (t->nbuckets - 1);
+	n->next = t->buckets[b];
+	t->buckets[b] = n;
+	t->count++;
+	return 0;
+}
+
+static void
+gw_peer_table_remove(struct gw_peer_table *t, struct gw_peer_name *n)
+{
+	struct gw_peer_name	**pp;
+
+	for (pp = &t->buckets[n->hash & (t->nbuckets - 1)]; *pp != NULL;
+	    pp = &(*pp)->next) {
+		if (*pp == n) {
+			*pp = n->next;
+			t->count--;
+			return;
+		}
+	}
 }

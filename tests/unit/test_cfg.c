@@ -232,7 +232,11 @@ static const struct bad bad_configs[] = {
 	    "limits: expected a mapping, got a sequence" },
 	{ "gw_unknown_limit", GW, GW_BASE "limits:\n  retry: 1\n", "6:3",
 	    "allowed: hello_bytes, http_head_bytes, streams_per_tunnel, "
-	    "stream_window, max_connections, retries, replay_bytes)" },
+	    "stream_window, max_connections, retries, replay_bytes, "
+	    "names_per_peer)" },
+	{ "gw_names_per_peer_zero", GW,
+	    GW_BASE "limits:\n  names_per_peer: 0\n", "6:19", "limits.names_per_peer: out of range: '0' (must be between "
+	    "1 and 1000000)" },
 
 	/* Gateway: drain, announce, retries, replay. */
 	{ "gw_drain_long", GW, GW_BASE "timeouts:\n  drain: 61m\n", "6:10",
