@@ -590,8 +590,7 @@ gw_tun_confirmed(struct tun *tun, void *arg)
 static struct gw_tun *
 gw_tun_rival(struct gw_tun *gt)
 {
-	struct gw_tun	*old;
-
+	struct gw_tun		*old;
 	struct gw_tun_index	*ix = gt->gw->tun_index;
 	const uint8_t		*key = tun_peer_key(gt->tun);
 
@@ -688,9 +687,9 @@ static void
 gw_tun_closed(struct tun *tun, const char *reason, void *arg)
 {
 	struct gw_tun	*gt = arg;
-	char		 rtt[32];
-
 	struct gw	*gw = gt->gw;
+	char		 rtt[32];
+	int		 authed = gt->authed;
 
 	gw_route_remove_tun(gw->routes, gt);
 	if (gt->nclaims > 0)
@@ -705,11 +704,9 @@ gw_tun_closed(struct tun *tun, const char *reason, void *arg)
 		log_info("tunnel from %s (agent %s) closed: %s (last %s)",
 		    gt->peer, gt->name, reason,
 		    tun_rtt_text(tun, rtt, sizeof(rtt)));
-	if (!gt->authed) {
-		gw_tun_free(gt);
+	gw_tun_free(gt);
+	if (!authed)
 		gw_tun_pending_done(gw);
-	} else
-		gw_tun_free(gt);
 }
 
 static void
