@@ -232,7 +232,8 @@ static const struct bad bad_configs[] = {
 	    "limits: expected a mapping, got a sequence" },
 	{ "gw_unknown_limit", GW, GW_BASE "limits:\n  retry: 1\n", "6:3",
 	    "allowed: hello_bytes, http_head_bytes, streams_per_tunnel, "
-	    "stream_window, max_connections, retries, replay_bytes)" },
+	    "stream_window, max_connections, retries, replay_bytes, "
+	    "claims_per_tunnel)" },
 
 	/* Gateway: drain, announce, retries, replay. */
 	{ "gw_drain_long", GW, GW_BASE "timeouts:\n  drain: 61m\n", "6:10",
