@@ -171,6 +171,11 @@ $(BUILD)/tls_rate: bench/tls_rate.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS) -lpthread
 
+# N agent tunnels from one process, for bench/storm.py (not installed).
+$(BUILD)/many_agents: bench/many_agents.c $(COMMON_OBJS)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
 # The example configs go where the daemons' -h points.
 EXAMPLES := $(wildcard config/examples/*.yaml)
 install: all

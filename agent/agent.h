@@ -14,6 +14,7 @@
 #include "tun.h"
 
 struct agent_gw;
+struct agent_svc_index;
 struct agent_acme;
 struct agent_term;
 struct dns;
@@ -41,6 +42,7 @@ struct agent_service {
 	struct agent_backend	 http;
 	struct agent_health	*health;	/* NULL: no checks, always up */
 	int			 up;		/* claimable (see is_up) */
+	int			 kept;		/* reload: in the new config */
 };
 
 /* What a reload did to one kind of object, for the summary line. */
@@ -58,6 +60,7 @@ struct agent {
 	struct dns		*dns;
 	struct agent_service	**services;
 	size_t			 nservices;
+	struct agent_svc_index	*svc_index;	/* services by hostname */
 	struct agent_gw		**gws;
 	size_t			 ngws;
 	/* Gateways a reload dropped, draining their last tunnel. */
@@ -169,6 +172,8 @@ void		 agent_svc_reload_abort(struct agent_svc_reload *);
 /* Claimable: no health checks, or the last verdict was up (a checker
  * restarted by a reload keeps the old verdict until its first one). */
 int		 agent_svc_is_up(const struct agent_service *);
+/* The service whose hostname is exactly name, or NULL. */
+struct agent_service *agent_svc_lookup(struct agent *, const char *name);
 void		 agent_svc_open(struct agent *, struct tun *,
 		    struct tun_stream *, const struct tun_open *);
 void		 agent_svc_stream_closed(struct tun_stream *);

@@ -63,6 +63,10 @@ struct agent_gw {
 	int			 duplicate;	/* refused: our key is in use */
 	struct agent_gw_claim	*claims;	/* on this tunnel */
 	size_t			 nclaims, claims_cap;
+	struct event		*limit_ev;	/* sums refusals at the limit */
+	unsigned		 limit_refused;	/* since the last line */
+	char			 limit_first[NAME_MAX_LEN + 1];
+	char			 limit_msg[TUN_MSG_MAX + 1];
 	TAILQ_ENTRY(agent_gw)	 entry;		/* a->retired */
 };
 
@@ -79,6 +83,9 @@ static int	agent_gw_claim_send(struct agent_gw *, struct tun *, uint8_t,
 static struct agent_gw_claim *agent_gw_claim_find(const struct agent_gw *,
 		    const char *);
 static void	agent_gw_claim_drop(struct agent_gw *, const char *);
+static void	agent_gw_limit_cb(evutil_socket_t, short, void *);
+static void	agent_gw_limit_log(struct agent_gw *);
+static const char *agent_gw_busy(const char *, unsigned, char *, size_t);
 
 static int	agent_gw_authed(struct tun *, const struct tun_hello *, char *,
 		    size_t, void *);
@@ -122,8 +129,9 @@ agent_gw_new(struct agent *a, const struct cfg_remote *r)
 	if (g->name == NULL || g->address == NULL || g->host == NULL)
 		goto fail;
 	g->timer = event_new(a->base, -1, 0, agent_gw_timer_cb, g);
+	g->limit_ev = evtimer_new(a->base, agent_gw_limit_cb, g);
 	g->dial = agent_gw_dial_new(g);
-	if (g->timer == NULL || g->dial == NULL)
+	if (g->timer == NULL || g->limit_ev == NULL || g->dial == NULL)
 		goto fail;
 	return g;
 fail:
@@ -249,6 +257,8 @@ agent_gw_free(struct agent_gw *g)
 	dial_free(g->dial);
 	if (g->timer != NULL)
 		event_free(g->timer);
+	if (g->limit_ev != NULL)
+		event_free(g->limit_ev);
 	free(g->name);
 	free(g->address);
 	free(g->host);
@@ -381,13 +391,12 @@ agent_gw_claim_acme(const char *name, void *arg)
 {
 	struct tun		*tun = arg;
 	struct agent_gw		*g = tun_arg(tun);
+	struct agent_service	*svc;
 	struct tun_claim	 c;
-	size_t			 i;
 
-	for (i = 0; i < g->a->nservices; i++)
-		if (strcmp(g->a->services[i]->cfg->hostname, name) == 0 &&
-		    agent_svc_is_up(g->a->services[i]))
-			return;
+	if ((svc = agent_svc_lookup(g->a, name)) != NULL &&
+	    agent_svc_is_up(svc))
+		return;
 	if (agent_svc_claim_for(g->a, name, &c) != 0)
 		agent_gw_claim_send(g, tun, TUN_CLAIM, &c);
 }
@@ -440,12 +449,56 @@ agent_gw_claim(struct tun *tun, uint8_t type, const struct tun_claim *c,
 	}
 	agent_acme_claim_result(g->a, g->name, c->name,
 	    c->status == TUN_CLAIM_OK);
-	if (c->status == TUN_CLAIM_OK)
+	switch (c->status) {
+	case TUN_CLAIM_OK:
 		log_info("gateway %s: serving %s", g->name, c->name);
-	else
+		break;
+	case TUN_CLAIM_LIMIT:
+		/* Thousands of names may hit it at once: one line. */
+		if (g->limit_refused++ == 0) {
+			struct timeval tv = { 1, 0 };
+
+			snprintf(g->limit_first, sizeof(g->limit_first), "%s",
+			    c->name[0] ? c->name : "?");
+			snprintf(g->limit_msg, sizeof(g->limit_msg), "%s",
+			    c->msg);
+			evtimer_add(g->limit_ev, &tv);
+		}
+		break;
+	case TUN_CLAIM_INVALID:
+		log_warnx("gateway %s refused hostname %s: %s; check the "
+		    "service's hostname in %s", g->name,
+		    c->name[0] ? c->name : "?", c->msg, g->a->cfg->file);
+		break;
+	default:
 		log_warnx("gateway %s refused hostname %s: %s; ask the "
 		    "gateway's operator to grant it to this agent's key",
 		    g->name, c->name[0] ? c->name : "?", c->msg);
+		break;
+	}
+}
+
+static void
+agent_gw_limit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	agent_gw_limit_log(arg);
+}
+
+/* The names refused over the gateway's limit since the last line. */
+static void
+agent_gw_limit_log(struct agent_gw *g)
+{
+	if (g->limit_refused == 0)
+		return;
+	log_warnx("gateway %s refused %u hostname%s (%s%s): %s; serve fewer "
+	    "names through this gateway, or ask its operator to raise "
+	    "limits.claims_per_tunnel", g->name, g->limit_refused,
+	    g->limit_refused == 1 ? "" : "s", g->limit_first,
+	    g->limit_refused > 1 ? " and others" : "", g->limit_msg);
+	g->limit_refused = 0;
+	evtimer_del(g->limit_ev);
 }
 
 static void
@@ -508,6 +561,7 @@ agent_gw_closed(struct tun *tun, const char *reason, void *arg)
 	g->tun = NULL;
 	g->close_pending = 0;
 	g->nclaims = 0;		/* the gateway forgot them with the tunnel */
+	agent_gw_limit_log(g);
 	if (g->retired) {
 		log_info("gateway %s (dropped by the reload): tunnel "
 		    "closed: %s", g->name, reason);
@@ -519,9 +573,11 @@ agent_gw_closed(struct tun *tun, const char *reason, void *arg)
 		agent_check_stopped(g->a);
 		return;
 	}
-	snprintf(why, sizeof(why), "tunnel %s: %s (last %s)",
-	    g->authed ? "lost" : "failed", reason,
-	    tun_rtt_text(tun, rtt, sizeof(rtt)));
+	if (g->authed || agent_gw_busy(reason, g->connect_ms, why,
+	    sizeof(why)) == NULL)
+		snprintf(why, sizeof(why), "tunnel %s: %s (last %s)",
+		    g->authed ? "lost" : "failed", reason,
+		    tun_rtt_text(tun, rtt, sizeof(rtt)));
 	g->state = AGENT_GW_DIALING;
 	if (g->duplicate) {
 		g->duplicate = 0;
@@ -529,6 +585,33 @@ agent_gw_closed(struct tun *tun, const char *reason, void *arg)
 		return;
 	}
 	dial_later(g->dial, why);	/* after a working tunnel: quickly */
+}
+
+/*
+ * A tunnel that ended before the gateway answered the TLS handshake:
+ * a gateway at its limit of handshakes in progress closes or leaves
+ * waiting what it cannot take.  Say so in words, not as a TLS error.
+ * NULL: some other failure.
+ */
+static const char *
+agent_gw_busy(const char *reason, unsigned connect_ms, char *buf,
+    size_t len)
+{
+	if (strstr(reason, "during TLS handshake") != NULL &&
+	    (strstr(reason, "closed by peer") != NULL ||
+	    strstr(reason, "reset by peer") != NULL ||
+	    strstr(reason, "unexpected eof") != NULL)) {
+		snprintf(buf, len, "gateway busy: it closed the connection "
+		    "before the TLS handshake (too many agents connecting "
+		    "at once?)");
+		return buf;
+	}
+	if (strstr(reason, "handshake timeout (TLS not finished)") != NULL) {
+		snprintf(buf, len, "gateway busy: it did not answer the TLS "
+		    "handshake within %u s", connect_ms * 2 / 1000);
+		return buf;
+	}
+	return NULL;
 }
 
 int

@@ -5,7 +5,8 @@
  * a PROXY header, then relay.  A backend that refuses or does not answer
  * becomes a stream reset, so the gateway closes the visitor at once.
  * The services themselves live here too, and move onto a reloaded config
- * without touching the streams in flight.
+ * without touching the streams in flight.  They are found by hostname
+ * in a hash table (an agent may serve thousands of names).
  */
 
 #include <sys/socket.h>
@@ -48,6 +49,17 @@ struct agent_svc_next {
 	struct agent_backend		 http;
 };
 
+/* Services by hostname: open addressing, at most half full. */
+struct agent_svc_slot {
+	struct agent_service	*svc;
+	size_t			 pos;		/* in a->services: config order */
+};
+
+struct agent_svc_index {
+	struct agent_svc_slot	*slots;
+	size_t			 mask;		/* slots - 1, a power of two */
+};
+
 struct agent_svc_reload {
 	struct agent_svc_next	*next;
 	size_t			 n;
@@ -66,6 +78,10 @@ static int	agent_svc_health_eq(const struct cfg_health *,
 static const struct agent_service *agent_svc_find(struct agent *,
 		    const char *);
 static void	agent_svc_dial_cb(struct bufferevent *, short, void *);
+static void	agent_svc_index_build(struct agent *);
+static void	agent_svc_index_free(struct agent *);
+static const struct agent_svc_slot *agent_svc_index_get(struct agent *,
+		    const char *);
 static void	agent_svc_health_cb(const struct agent_service *, int, void *);
 
 int
@@ -98,6 +114,7 @@ agent_svc_init(struct agent *a, char *err, size_t errlen)
 		    err, errlen) == -1)
 			return -1;
 	}
+	agent_svc_index_build(a);
 	return 0;
 }
 
@@ -106,6 +123,7 @@ agent_svc_clear(struct agent *a)
 {
 	size_t	i;
 
+	agent_svc_index_free(a);
 	for (i = 0; i < a->nservices; i++)
 		agent_svc_free(a->services[i]);
 	free(a->services);
@@ -142,7 +160,7 @@ agent_svc_reload_prepare(struct agent *a, const struct cfg_agent *cfg,
 	struct agent_svc_reload	*r;
 	struct agent_svc_next	*nx;
 	const struct cfg_service *c;
-	size_t			 i, j;
+	size_t			 i;
 
 	if ((r = calloc(1, sizeof(*r))) == NULL ||
 	    (r->next = calloc(cfg->nservices + 1, sizeof(*r->next))) == NULL ||
@@ -152,10 +170,7 @@ agent_svc_reload_prepare(struct agent *a, const struct cfg_agent *cfg,
 	for (i = 0; i < cfg->nservices; i++) {
 		nx = &r->next[r->n++];
 		c = nx->cfg = &cfg->services[i];
-		for (j = 0; j < a->nservices && nx->old == NULL; j++)
-			if (strcmp(a->services[j]->cfg->hostname,
-			    c->hostname) == 0)
-				nx->old = a->services[j];
+		nx->old = agent_svc_lookup(a, c->hostname);
 		if (nx->old == NULL &&
 		    (nx->fresh = calloc(1, sizeof(*nx->fresh))) == NULL)
 			goto nomem;
@@ -190,14 +205,13 @@ agent_svc_reload_names(struct agent *a, const struct cfg_agent *cfg,
     struct agent_resolve *res)
 {
 	const struct cfg_service	*c, *was;
-	size_t				 i, j;
+	struct agent_service		*old;
+	size_t				 i;
 
 	for (i = 0; i < cfg->nservices; i++) {
 		c = &cfg->services[i];
-		for (j = 0, was = NULL; j < a->nservices && was == NULL; j++)
-			if (strcmp(a->services[j]->cfg->hostname,
-			    c->hostname) == 0)
-				was = a->services[j]->cfg;
+		old = agent_svc_lookup(a, c->hostname);
+		was = old != NULL ? old->cfg : NULL;
 		/* As in prepare: unchanged backends are not looked up. */
 		if (was == NULL ||
 		    !agent_svc_str_eq(was->tls_backend, c->tls_backend) ||
@@ -246,11 +260,17 @@ agent_svc_reload_apply(struct agent *a, struct agent_svc_reload *r,
 	int				 kept, restart, reclaim, was_up;
 
 	memset(cnt, 0, sizeof(*cnt));
+	/* Marks the services kept (an old one is kept at most once). */
+	for (j = 0; j < r->n; j++)
+		if (r->next[j].old != NULL)
+			r->next[j].old->kept = 1;
+	/* Some are freed below: no lookup until the new index is up. */
+	agent_svc_index_free(a);
 	/* Gone from the config: withdraw it where it is claimed. */
 	for (i = 0; i < a->nservices; i++) {
 		svc = a->services[i];
-		for (j = 0, kept = 0; j < r->n && !kept; j++)
-			kept = r->next[j].old == svc;
+		kept = svc->kept;
+		svc->kept = 0;
 		if (kept)
 			continue;
 		log_info("reload: service %s removed", svc->cfg->hostname);
@@ -335,6 +355,7 @@ agent_svc_reload_apply(struct agent *a, struct agent_svc_reload *r,
 	a->nservices = r->n;
 	r->services = NULL;
 	agent_svc_reload_abort(r);
+	agent_svc_index_build(a);
 }
 
 int
@@ -437,13 +458,11 @@ agent_svc_claim(const struct agent_service *svc, struct tun_claim *c)
 uint8_t
 agent_svc_claim_for(struct agent *a, const char *name, struct tun_claim *c)
 {
-	size_t	i;
+	struct agent_service	*svc;
 
-	for (i = 0; i < a->nservices; i++) {
-		if (strcmp(a->services[i]->cfg->hostname, name) != 0)
-			continue;
-		agent_svc_claim(a->services[i], c);
-		if (!a->services[i]->up)
+	if ((svc = agent_svc_lookup(a, name)) != NULL) {
+		agent_svc_claim(svc, c);
+		if (!svc->up)
 			c->kinds &= TUN_KINDS_ACME;
 		return c->kinds;
 	}
@@ -590,13 +609,35 @@ agent_svc_dial_cb(struct bufferevent *bev, short what, void *arg)
 	    TUN_E_UNREACHABLE, msg);	/* frees d and bev */
 }
 
-/* Exact names first, then a "*.parent" service one label up. */
+/*
+ * Exact names first, then a "*.parent" service one label up, then any
+ * wildcard service covering the name (the earliest in the config).
+ */
 static const struct agent_service *
 agent_svc_find(struct agent *a, const char *name)
 {
-	const char	*dot;
-	size_t		 i;
+	const struct agent_svc_slot	*sl, *best = NULL;
+	const char			*dot;
+	char				 wild[NAME_MAX_LEN + 3];
+	size_t				 i;
 
+	if (a->svc_index != NULL) {
+		if ((sl = agent_svc_index_get(a, name)) != NULL)
+			return sl->svc;
+		/* "*.parent" for each parent: one label up first. */
+		for (dot = strchr(name, '.'); dot != NULL;
+		    dot = strchr(dot + 1, '.')) {
+			snprintf(wild, sizeof(wild), "*%s", dot);
+			if ((sl = agent_svc_index_get(a, wild)) == NULL)
+				continue;
+			if (dot == strchr(name, '.'))
+				return sl->svc;
+			if (best == NULL || sl->pos < best->pos)
+				best = sl;
+		}
+		return best != NULL ? best->svc : NULL;
+	}
+	/* Out of memory when the index was built: scan. */
 	for (i = 0; i < a->nservices; i++)
 		if (strcmp(a->services[i]->cfg->hostname, name) == 0)
 			return a->services[i];
@@ -629,4 +670,74 @@ agent_svc_resolve(struct agent *a, const char *text, struct agent_backend *be,
 		return -1;
 	}
 	return 0;
+}
+
+struct agent_service *
+agent_svc_lookup(struct agent *a, const char *name)
+{
+	const struct agent_svc_slot	*sl;
+	size_t				 i;
+
+	if (a->svc_index != NULL)
+		return (sl = agent_svc_index_get(a, name)) != NULL ?
+		    sl->svc : NULL;
+	for (i = 0; i < a->nservices; i++)
+		if (strcmp(a->services[i]->cfg->hostname, name) == 0)
+			return a->services[i];
+	return NULL;
+}
+
+static const struct agent_svc_slot *
+agent_svc_index_get(struct agent *a, const char *name)
+{
+	struct agent_svc_index	*ix = a->svc_index;
+	size_t			 h;
+
+	for (h = name_hash(name) & ix->mask; ix->slots[h].svc != NULL;
+	    h = (h + 1) & ix->mask)
+		if (strcmp(ix->slots[h].svc->cfg->hostname, name) == 0)
+			return &ix->slots[h];
+	return NULL;
+}
+
+/* a->services as they are now; out of memory, lookups scan instead. */
+static void
+agent_svc_index_build(struct agent *a)
+{
+	struct agent_svc_index	*ix;
+	size_t			 i, h, n = 16;
+
+	agent_svc_index_free(a);
+	while (n < 2 * a->nservices)
+		n <<= 1;
+	if ((ix = calloc(1, sizeof(*ix))) == NULL ||
+	    (ix->slots = calloc(n, sizeof(*ix->slots))) == NULL) {
+		free(ix);
+		log_warnx("out of memory indexing the services; finding "
+		    "them by a scan");
+		return;
+	}
+	ix->mask = n - 1;
+	for (i = 0; i < a->nservices; i++) {
+		for (h = name_hash(a->services[i]->cfg->hostname) & ix->mask;
+		    ix->slots[h].svc != NULL; h = (h + 1) & ix->mask)
+			if (strcmp(ix->slots[h].svc->cfg->hostname,
+			    a->services[i]->cfg->hostname) == 0)
+				break;
+		if (ix->slots[h].svc == NULL) {	/* the first one wins */
+			ix->slots[h].svc = a->services[i];
+			ix->slots[h].pos = i;
+		}
+	}
+	a->svc_index = ix;
+}
+
+static void
+agent_svc_index_free(struct agent *a)
+{
+	if (a->svc_index == NULL)
+		return;
+	free(a->svc_index->slots);
+	free(a->svc_index);
+	a->svc_index = NULL;
 }

@@ -58,6 +58,7 @@ struct cfg_gateway {
 	unsigned		 announce_ms;		/* default 2000 */
 	unsigned		 retries;		/* default 2 (0..8) */
 	size_t			 replay_max;		/* default 64 KiB */
+	unsigned		 claims_per_tunnel;	/* default 16384 */
 	struct cfg_grant	*agents;
 	size_t			 nagents;
 	struct cfg_peer		*peers;

@@ -29,7 +29,7 @@ static const char *const gw_timeout_keys[] = {
 static const char *const gw_limit_keys[] = {
 	"hello_bytes", "http_head_bytes", "streams_per_tunnel",
 	"stream_window", "max_connections", "retries", "replay_bytes",
-	"names_per_peer", NULL
+	"names_per_peer", "claims_per_tunnel", NULL
 };
 static const char *const gw_agent_keys[] = {
 	"name", "key", "hostnames", NULL
@@ -158,6 +158,7 @@ gw_parse(const char *name, const char *text, size_t len, const char *base,
 	gw->announce_ms = 2000;
 	gw->retries = 2;
 	gw->replay_max = 64 * CFG_KIB;
+	gw->claims_per_tunnel = 16384;
 
 	if (gw_top(&d) == -1 ||
 	    cfg_identity(&d, d.root, base, "add 'identity: gateway.key', the "
@@ -411,6 +412,10 @@ gw_limits(struct cfg_doc *d, struct cfg_gateway *gw, struct cfg_node *map)
 	if ((n = cfg_map_get(map, "replay_bytes")) != NULL &&
 	    cfg_size(d, n, "limits.replay_bytes", 0, CFG_MIB,
 	    &gw->replay_max) == -1)
+		return -1;
+	if ((n = cfg_map_get(map, "claims_per_tunnel")) != NULL &&
+	    cfg_uint(d, n, "limits.claims_per_tunnel", 1, 1000000,
+	    &gw->claims_per_tunnel) == -1)
 		return -1;
 	return 0;
 }

@@ -6,6 +6,8 @@
  * signals; everything else lives in gw_*.c.
  */
 
+#include <sys/resource.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -26,6 +28,7 @@ static void	gw_signal_cb(evutil_socket_t, short, void *);
 static void	gw_set_name(struct gw *);
 static void	gw_stop_check_cb(evutil_socket_t, short, void *);
 static void	gw_reload(struct gw *);
+static void	gw_raise_nofile(void);
 
 static void
 gw_usage(FILE *f)
@@ -110,6 +113,7 @@ main(int argc, char *argv[])
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+	gw_raise_nofile();
 	if ((gw.tun_ctx = tun_tls_server_ctx(err, sizeof(err))) == NULL)
 		fatalx("%s", err);
 	tun_heap_tune();
@@ -228,6 +232,23 @@ gw_set_name(struct gw *gw)
 	    name_normalize(host, strnlen(host, sizeof(host)), gw->name,
 	    0) == -1)
 		snprintf(gw->name, sizeof(gw->name), "porch-gateway");
+}
+
+/*
+ * Every agent holds a descriptor, and so does every visitor: the soft
+ * limit (often 1024) would cap a gateway at a few hundred agents, while
+ * the hard limit is what the administrator allows.  Use all of it.
+ */
+static void
+gw_raise_nofile(void)
+{
+	struct rlimit	rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		log_warn("setrlimit RLIMIT_NOFILE");
 }
 
 static void

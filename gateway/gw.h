@@ -30,7 +30,10 @@ struct gw_listener {
 
 struct gw_tun;
 struct gw_conn;
+struct gw_route_claim;
+struct gw_tun_index;
 TAILQ_HEAD(gw_tun_list, gw_tun);
+TAILQ_HEAD(gw_route_claim_list, gw_route_claim);
 TAILQ_HEAD(gw_conn_list, gw_conn);
 TAILQ_HEAD(gw_listener_list, gw_listener);
 
@@ -68,6 +71,9 @@ struct gw {
 	int			 accept_paused;
 	unsigned		 nconns;	/* visitor connections open */
 	unsigned		 tun_pending;	/* tunnels not yet authenticated */
+	int			 tun_paced;	/* tunnel accept off: pending
+						 * handshakes at their cap */
+	struct gw_tun_index	*tun_index;	/* gw_tun.c's: by key */
 	uint32_t		 next_conn_id;
 	uint64_t		 next_tun_id;
 	struct event		*sig_term, *sig_int, *sig_hup;
@@ -86,6 +92,9 @@ int	gw_listen_start(struct gw *, char *err, size_t errlen);
 void	gw_listen_stop(struct gw *);
 void	gw_listen_conn_closed(struct gw *);	/* a visitor went away */
 void	gw_listen_reload(struct gw *);
+/* Stop (1) or resume (0) accepting on the tunnel listeners: admission
+ * is paced at the handshake cap, the kernel's backlog holds the rest. */
+void	gw_listen_tun_pace(struct gw *, int pause);
 
 /* gw_conn.c: one visitor connection until it is routed. */
 void	gw_conn_accept(struct gw *, struct gw_listener *, int fd,
@@ -98,6 +107,7 @@ void	gw_tun_accept(struct gw *, struct gw_listener *, int fd,
 /* Takes bev, whose input holds a ClientHello for us with ALPN porch/1. */
 void	gw_tun_accept_over(struct gw *, struct bufferevent *,
 	    const struct sockaddr *);
+/* Also frees the key indexes: at exit. */
 void	gw_tun_close_all(struct gw *, const char *reason);
 void	gw_tun_drain_all(struct gw *, const char *reason);
 /* After a reload: drop agents no longer admitted, claims not covered. */
@@ -105,6 +115,8 @@ void	gw_tun_reauthorize(struct gw *);
 const char *gw_tun_name(const struct gw_tun *);
 struct tun *gw_tun_tun(const struct gw_tun *);
 uint64_t gw_tun_id(const struct gw_tun *);	/* unique for the process */
+/* The tunnel's claims, linked by gw_route (its tun_link). */
+struct gw_route_claim_list *gw_tun_claims(struct gw_tun *);
 void	gw_tun_params(struct gw *, struct tun_params *, enum tun_role,
 	    const char *label);
 struct json_t *gw_tun_status(struct gw *);	/* every agent tunnel */
@@ -165,6 +177,9 @@ unsigned gw_route_revoke(struct gw_route_table *, struct gw_tun *,
 /* 1 if the tunnel had claimed the name, else 0. */
 int	gw_route_remove(struct gw_route_table *, const char *name,
 	    struct gw_tun *);
+/* 1 if the tunnel has claimed the name, else 0. */
+int	gw_route_has(struct gw_route_table *, const char *name,
+	    const struct gw_tun *);
 void	gw_route_remove_tun(struct gw_route_table *, struct gw_tun *);
 /*
  * The replica for a visitor: exact name first, then the one-label

@@ -3,7 +3,9 @@
  * Listening sockets for the TLS and HTTP entries and the tunnel, and the
  * accept limits: a cap on open visitor connections, and a pause when the
  * process runs out of descriptors, resumed by a timer or by the next
- * connection that closes.
+ * connection that closes.  The tunnel listener also pauses while the
+ * agents' handshakes in progress are at their cap (gw_tun.c paces it);
+ * its long backlog holds a reconnect storm meanwhile.
  */
 
 #include <sys/socket.h>
@@ -19,6 +21,10 @@
 #include "gw.h"
 #include "log.h"
 #include "sock.h"
+
+/* Connections the kernel holds for the tunnel listener while it is
+ * paced: a restart's thousands of agents (capped by somaxconn). */
+#define GW_LISTEN_TUN_BACKLOG	65535
 
 static int	gw_listen_one(struct gw *, const struct cfg_listen *,
 		    enum gw_entry, char *, size_t);
@@ -126,6 +132,8 @@ gw_listen_reload(struct gw *gw)
 			l = TAILQ_LAST(&gw->listeners, gw_listener_list);
 			if (gw->accept_paused && l->entry != GW_ENTRY_TUNNEL)
 				evconnlistener_disable(l->lev);
+			if (gw->tun_paced && l->entry == GW_ENTRY_TUNNEL)
+				evconnlistener_disable(l->lev);
 		}
 	}
 }
@@ -151,6 +159,10 @@ gw_listen_one(struct gw *gw, const struct cfg_listen *cl, enum gw_entry entry,
 			gw_listen_hint_cap(err, errlen);
 		return -1;
 	}
+	/* listen() again only sets the backlog; the kernel caps it. */
+	if (entry == GW_ENTRY_TUNNEL &&
+	    listen(fd, GW_LISTEN_TUN_BACKLOG) == -1)
+		log_warn("listen %s: backlog", cl->text);
 	l = calloc(1, sizeof(*l));
 	if (l == NULL) {
 		close(fd);
@@ -265,6 +277,44 @@ gw_listen_pause(struct gw *gw, int pause, int all)
 		/* The tunnel listener keeps going: agents are few and
 		 * must be able to reconnect while visitors are capped. */
 		if (l->entry == GW_ENTRY_TUNNEL && pause && !all)
+			continue;
+		/* Nor does it resume while its handshakes are at the cap. */
+		if (l->entry == GW_ENTRY_TUNNEL && !pause && gw->tun_paced)
+			continue;
+		if (pause)
+			evconnlistener_disable(l->lev);
+		else
+			evconnlistener_enable(l->lev);
+	}
+}
+
+/*
+ * The agents' handshakes in progress reached their cap (pause) or fell
+ * below it: accept on the tunnel listeners follows.  Nothing is refused
+ * meanwhile; connections wait in the listen backlog.
+ */
+void
+gw_listen_tun_pace(struct gw *gw, int pause)
+{
+	struct gw_listener	*l;
+
+	if (pause == gw->tun_paced)
+		return;
+	gw->tun_paced = pause;
+	if (pause)
+		log_info("%u agent handshakes in progress: accepting more "
+		    "tunnels as they finish", gw->tun_pending);
+	else
+		log_debug("agent handshakes below the cap: accepting "
+		    "tunnels again");
+	if (gw->stopping)
+		return;
+	TAILQ_FOREACH(l, &gw->listeners, entry_link) {
+		if (l->entry != GW_ENTRY_TUNNEL)
+			continue;
+		/* Descriptors ran out: gw_listen_resume_cb resumes it. */
+		if (!pause && gw->accept_paused && gw->nconns <
+		    gw->cfg->max_connections)
 			continue;
 		if (pause)
 			evconnlistener_disable(l->lev);

@@ -22,11 +22,13 @@
 
 struct gw_route_claim {
 	struct gw_tun			*tun;
+	struct gw_route			*route;		/* the name claimed */
 	uint8_t				 kinds;
 	uint8_t				 priority;
 	uint8_t				 policy;
 	uint64_t			 seq;		/* claim order */
-	TAILQ_ENTRY(gw_route_claim)	 entry;
+	TAILQ_ENTRY(gw_route_claim)	 entry;		/* route's claims */
+	TAILQ_ENTRY(gw_route_claim)	 tun_link;	/* the tunnel's */
 };
 
 struct gw_route {
@@ -50,6 +52,8 @@ static struct gw_route_claim *gw_route_balance(struct gw_route *, uint8_t,
 			    const uint64_t *, size_t);
 static struct gw_route	*gw_route_find(struct gw_route_table *, const char *,
 			    struct gw_route ***);
+static void		 gw_route_unlink(struct gw_route_table *,
+			    struct gw_route_claim *);
 
 struct gw_route_table *
 gw_route_new(void)
@@ -120,7 +124,9 @@ gw_route_add(struct gw_route_table *rt, const char *name,
 	c->priority = cl->priority;
 	c->policy = cl->policy;
 	c->seq = rt->next_seq++;
+	c->route = r;
 	TAILQ_INSERT_TAIL(&r->claims, c, entry);
+	TAILQ_INSERT_TAIL(gw_tun_claims(t), c, tun_link);
 	return 1;
 }
 
@@ -129,51 +135,60 @@ gw_route_remove(struct gw_route_table *rt, const char *name, struct gw_tun *t)
 {
 	struct gw_route		*r, **pp;
 	struct gw_route_claim	*c;
-	int			 found = 0;
 
 	if ((r = gw_route_find(rt, name, &pp)) == NULL)
 		return 0;
 	TAILQ_FOREACH(c, &r->claims, entry) {
 		if (c->tun == t) {
-			TAILQ_REMOVE(&r->claims, c, entry);
-			free(c);
-			found = 1;
-			break;
+			gw_route_unlink(rt, c);
+			return 1;
 		}
 	}
-	if (TAILQ_EMPTY(&r->claims)) {
-		*pp = r->next;
-		free(r->name);
-		free(r);
-	}
-	return found;
+	return 0;
 }
 
+int
+gw_route_has(struct gw_route_table *rt, const char *name,
+    const struct gw_tun *t)
+{
+	struct gw_route		*r, **pp;
+	struct gw_route_claim	*c;
+
+	if ((r = gw_route_find(rt, name, &pp)) == NULL)
+		return 0;
+	TAILQ_FOREACH(c, &r->claims, entry)
+		if (c->tun == t)
+			return 1;
+	return 0;
+}
+
+/* O(the tunnel's claims): each claim is on its tunnel's list too. */
 void
 gw_route_remove_tun(struct gw_route_table *rt, struct gw_tun *t)
 {
-	struct gw_route		*r, **pp;
-	struct gw_route_claim	*c, *cn;
-	size_t			 i;
+	struct gw_route_claim	*c;
 
-	for (i = 0; i < GW_ROUTE_BUCKETS; i++) {
-		pp = &rt->buckets[i];
-		while ((r = *pp) != NULL) {
-			for (c = TAILQ_FIRST(&r->claims); c != NULL; c = cn) {
-				cn = TAILQ_NEXT(c, entry);
-				if (c->tun == t) {
-					TAILQ_REMOVE(&r->claims, c, entry);
-					free(c);
-				}
-			}
-			if (TAILQ_EMPTY(&r->claims)) {
-				*pp = r->next;
-				free(r->name);
-				free(r);
-			} else
-				pp = &r->next;
-		}
-	}
+	while ((c = TAILQ_FIRST(gw_tun_claims(t))) != NULL)
+		gw_route_unlink(rt, c);
+}
+
+/* Free a claim, and its route if it was the last claimant. */
+static void
+gw_route_unlink(struct gw_route_table *rt, struct gw_route_claim *c)
+{
+	struct gw_route		*r = c->route, **pp;
+
+	TAILQ_REMOVE(&r->claims, c, entry);
+	TAILQ_REMOVE(gw_tun_claims(c->tun), c, tun_link);
+	free(c);
+	if (!TAILQ_EMPTY(&r->claims))
+		return;
+	for (pp = &rt->buckets[gw_route_hash(r->name)]; *pp != r;
+	    pp = &(*pp)->next)
+		;
+	*pp = r->next;
+	free(r->name);
+	free(r);
 }
 
 struct gw_tun *
@@ -393,41 +408,27 @@ gw_route_revoke(struct gw_route_table *rt, struct gw_tun *t,
     const struct cfg_grant *g,
     void (*cb)(const struct tun_claim *, void *), void *arg)
 {
-	struct gw_route		*r, **pp;
 	struct gw_route_claim	*c, *cn;
 	struct tun_claim	 tc;
 	unsigned		 n = 0;
-	size_t			 i, k;
+	size_t			 k;
 	int			 ok;
 
-	for (i = 0; i < GW_ROUTE_BUCKETS; i++) {
-		pp = &rt->buckets[i];
-		while ((r = *pp) != NULL) {
-			for (ok = 0, k = 0; k < g->npatterns && !ok; k++)
-				ok = name_pattern_covers(g->patterns[k],
-				    r->name);
-			for (c = TAILQ_FIRST(&r->claims); c != NULL; c = cn) {
-				cn = TAILQ_NEXT(c, entry);
-				if (c->tun != t || ok)
-					continue;
-				memset(&tc, 0, sizeof(tc));
-				tc.kinds = c->kinds;
-				tc.priority = c->priority;
-				tc.policy = c->policy;
-				snprintf(tc.name, sizeof(tc.name), "%s",
-				    r->name);
-				cb(&tc, arg);
-				TAILQ_REMOVE(&r->claims, c, entry);
-				free(c);
-				n++;
-			}
-			if (TAILQ_EMPTY(&r->claims)) {
-				*pp = r->next;
-				free(r->name);
-				free(r);
-			} else
-				pp = &r->next;
-		}
+	for (c = TAILQ_FIRST(gw_tun_claims(t)); c != NULL; c = cn) {
+		cn = TAILQ_NEXT(c, tun_link);
+		for (ok = 0, k = 0; k < g->npatterns && !ok; k++)
+			ok = name_pattern_covers(g->patterns[k],
+			    c->route->name);
+		if (ok)
+			continue;
+		memset(&tc, 0, sizeof(tc));
+		tc.kinds = c->kinds;
+		tc.priority = c->priority;
+		tc.policy = c->policy;
+		snprintf(tc.name, sizeof(tc.name), "%s", c->route->name);
+		cb(&tc, arg);
+		gw_route_unlink(rt, c);
+		n++;
 	}
 	return n;
 }

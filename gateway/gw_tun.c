@@ -10,8 +10,16 @@
  * session, but only once it has accepted us too, and never a session
  * of another live process with the same key (a copied config): that
  * one is refused, and both sides are told why.
+ *
+ * Tunnels and grants are found by key in hash tables, and each tunnel
+ * lists its own claims, so a reconnect storm of thousands of agents
+ * costs each one O(1), not a scan of all the others.  Admission is
+ * paced: at GW_TUN_MAX_PENDING handshakes in progress the tunnel
+ * listener stops accepting (the kernel's backlog holds the rest) and
+ * agents on the TLS entry wait in a queue, until a handshake ends.
  */
 
+#include <sys/queue.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +33,10 @@
 #include "log.h"
 #include "mono.h"
 
-#define GW_TUN_MAX_CLAIMS	4096
 #define GW_TUN_MAX_PENDING	256	/* tunnels still proving a key */
+#define GW_TUN_MAX_WAITING	4096	/* TLS-entry tunnels queued */
+#define GW_TUN_KEY_BUCKETS	256	/* to start with; doubles */
+#define GW_TUN_LIMIT_LOG_MS	1000	/* refusals over the limit: summed */
 #define GW_TUN_MAX_WANTS	256	/* refused claims remembered */
 /* How long an older session of the key has to show it is alive. */
 #define GW_TUN_PROBE_MIN_MS	1000
@@ -38,6 +48,33 @@ struct gw_tun_want {
 	TAILQ_ENTRY(gw_tun_want)	 entry;
 };
 
+LIST_HEAD(gw_tun_keylist, gw_tun);
+
+/* A tunnel on the TLS entry waiting for a handshake slot. */
+struct gw_tun_wait {
+	struct bufferevent		*bev;
+	struct sockaddr_storage		 sa;
+	TAILQ_ENTRY(gw_tun_wait)	 entry;
+};
+
+/*
+ * Lookups by public key.  A public key is no secret, so a plain memcmp
+ * finds it: the constant-time compare the old scans used guarded
+ * nothing, and cost a compare with every agent for every handshake.
+ */
+struct gw_tun_index {
+	struct gw_tun_keylist	*tuns;		/* authed agent tunnels */
+	size_t			 ntbuckets;	/* a power of two */
+	size_t			 ntuns;
+	const struct cfg_gateway *cfg;		/* grants were built from */
+	const struct cfg_grant	**grants;	/* open addressing, or NULL */
+	size_t			 ngslots;	/* a power of two */
+	uint64_t		 seed;
+	TAILQ_HEAD(, gw_tun_wait) waiting;
+	unsigned		 nwaiting;
+	struct event		*admit_ev;	/* a handshake slot is free */
+};
+
 struct gw_tun {
 	struct gw		*gw;
 	struct tun		*tun;
@@ -45,6 +82,12 @@ struct gw_tun {
 	char			 peer[64];	/* remote address */
 	uint64_t		 id;
 	unsigned		 nclaims;
+	struct gw_route_claim_list claims;	/* gw_route's, by tun_link */
+	int			 indexed;	/* on the key index */
+	LIST_ENTRY(gw_tun)	 key_link;
+	struct event		*limit_ev;	/* sum refusals over the limit */
+	unsigned		 limit_refused;	/* since the last line */
+	char			 limit_first[NAME_MAX_LEN + 1];
 	int			 authed;
 	int			 refused;	/* authed said no, and why */
 	int			 live;		/* confirmed, may hold routes */
@@ -76,6 +119,15 @@ static void	gw_tun_decide(struct gw_tun *, const struct tun_claim *, int);
 static void	gw_tun_want_put(struct gw_tun *, const struct tun_claim *);
 static void	gw_tun_want_del(struct gw_tun *, const char *);
 static void	gw_tun_regrant(struct gw_tun *);
+static struct gw_tun_index *gw_tun_index(struct gw *);
+static uint64_t	gw_tun_key_hash(const struct gw_tun_index *, const uint8_t *);
+static void	gw_tun_index_add(struct gw_tun *);
+static void	gw_tun_index_del(struct gw_tun *);
+static void	gw_tun_grants_build(struct gw *);
+static void	gw_tun_pending_done(struct gw *);
+static void	gw_tun_admit_cb(evutil_socket_t, short, void *);
+static void	gw_tun_limit_cb(evutil_socket_t, short, void *);
+static void	gw_tun_limit_log(struct gw_tun *);
 
 static const struct tun_ops gw_tun_ops = {
 	.authed = gw_tun_authed,
@@ -115,12 +167,49 @@ gw_tun_params(struct gw *gw, struct tun_params *p, enum tun_role role,
 	p->label = label;
 }
 
-/* An agent that came in on the TLS entry (ALPN porch/1, our name). */
+/*
+ * An agent that came in on the TLS entry (ALPN porch/1, our name).  That
+ * listener serves visitors too and cannot stop for agents: at the cap,
+ * the agent waits in a queue (its bytes stay unread) for a slot.
+ */
 void
 gw_tun_accept_over(struct gw *gw, struct bufferevent *bev,
     const struct sockaddr *sa)
 {
-	gw_tun_start(gw, -1, bev, sa);
+	struct gw_tun_index	*ix;
+	struct gw_tun_wait	*w;
+	char			 peer[64];
+
+	if ((ix = gw_tun_index(gw)) == NULL) {
+		log_warnx("tunnel from %s: out of memory",
+		    addr_fmt(sa, peer, sizeof(peer)));
+		bufferevent_free(bev);
+		return;
+	}
+	if (gw->tun_pending < GW_TUN_MAX_PENDING &&
+	    TAILQ_EMPTY(&ix->waiting)) {
+		gw_tun_start(gw, -1, bev, sa);
+		return;
+	}
+	if (ix->nwaiting >= GW_TUN_MAX_WAITING ||
+	    (w = calloc(1, sizeof(*w))) == NULL) {
+		/* The agent hears a close before the TLS handshake and
+		 * says the gateway is busy. */
+		log_warnx("tunnel from %s (on the TLS entry): refused, %u "
+		    "handshakes in progress and %u agents waiting",
+		    addr_fmt(sa, peer, sizeof(peer)), gw->tun_pending,
+		    ix->nwaiting);
+		bufferevent_free(bev);
+		return;
+	}
+	/* gw_conn's callbacks point to a gw_conn that is gone. */
+	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	bufferevent_disable(bev, EV_READ | EV_WRITE);
+	w->bev = bev;
+	memcpy(&w->sa, sa, sa->sa_family == AF_INET6 ?
+	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+	TAILQ_INSERT_TAIL(&ix->waiting, w, entry);
+	ix->nwaiting++;
 }
 
 /* Takes fd, or bev when fd is -1. */
@@ -131,21 +220,17 @@ gw_tun_start(struct gw *gw, int fd, struct bufferevent *bev,
 	struct gw_tun			*gt = NULL;
 	struct tun_params		 p;
 	SSL				*ssl = NULL;
-	char				 label[96], peer[64];
+	char				 label[96];
 
-	/* Unauthenticated handshakes cost TLS work and descriptors; an
-	 * admitted agent needs only one, so a flood is cut off here. */
-	if (gw->tun_pending >= GW_TUN_MAX_PENDING) {
-		log_warnx("tunnel from %s: refused, %u handshakes already in "
-		    "progress", addr_fmt(sa, peer, sizeof(peer)),
-		    gw->tun_pending);
-		goto fail;
-	}
-	if ((gt = calloc(1, sizeof(*gt))) == NULL ||
+	if (gw_tun_index(gw) == NULL ||
+	    (gt = calloc(1, sizeof(*gt))) == NULL ||
 	    (ssl = SSL_new(gw->tun_ctx)) == NULL)
 		goto fail;
 	TAILQ_INIT(&gt->wants);
-	if ((gt->probe = evtimer_new(gw->base, gw_tun_probe_cb, gt)) == NULL)
+	TAILQ_INIT(&gt->claims);
+	if ((gt->probe = evtimer_new(gw->base, gw_tun_probe_cb, gt)) == NULL ||
+	    (gt->limit_ev = evtimer_new(gw->base, gw_tun_limit_cb,
+	    gt)) == NULL)
 		goto fail;
 	gt->gw = gw;
 	gt->id = ++gw->next_tun_id;
@@ -156,7 +241,14 @@ gw_tun_start(struct gw *gw, int fd, struct bufferevent *bev,
 	gw_tun_params(gw, &p, TUN_ROLE_GATEWAY, label);
 	/* Linked before tun_new: its callbacks may fire from here on. */
 	TAILQ_INSERT_TAIL(&gw->tunnels, gt, entry);
-	gw->tun_pending++;
+	/*
+	 * Unauthenticated handshakes cost TLS work and descriptors; at the
+	 * cap the tunnel listener stops accepting until one ends, so a
+	 * storm of agents is admitted at the pace the CPU allows and none
+	 * is turned away (gw_tun_admit_cb resumes).
+	 */
+	if (++gw->tun_pending >= GW_TUN_MAX_PENDING && !gw->tun_paced)
+		gw_listen_tun_pace(gw, 1);
 	if (bev != NULL)
 		gt->tun = tun_new_over(gw->base, bev, ssl, &p, &gw_tun_ops, gt);
 	else
@@ -164,9 +256,9 @@ gw_tun_start(struct gw *gw, int fd, struct bufferevent *bev,
 	if (gt->tun == NULL) {
 		/* tun_new* freed what it was given. */
 		log_warnx("tunnel from %s: out of memory", gt->peer);
-		gw->tun_pending--;
 		TAILQ_REMOVE(&gw->tunnels, gt, entry);
 		gw_tun_free(gt);
+		gw_tun_pending_done(gw);
 	}
 	return;
 fail:
@@ -182,10 +274,24 @@ fail:
 void
 gw_tun_close_all(struct gw *gw, const char *reason)
 {
-	struct gw_tun	*gt;
+	struct gw_tun_index	*ix = gw->tun_index;
+	struct gw_tun_wait	*w;
+	struct gw_tun		*gt;
 
 	while ((gt = TAILQ_FIRST(&gw->tunnels)) != NULL)
 		tun_close(gt->tun, reason);	/* frees gt via closed */
+	if (ix == NULL)
+		return;
+	while ((w = TAILQ_FIRST(&ix->waiting)) != NULL) {
+		TAILQ_REMOVE(&ix->waiting, w, entry);
+		bufferevent_free(w->bev);
+		free(w);
+	}
+	event_free(ix->admit_ev);
+	free(ix->tuns);
+	free(ix->grants);
+	free(ix);
+	gw->tun_index = NULL;
 }
 
 /*
@@ -221,15 +327,34 @@ gw_tun_id(const struct gw_tun *gt)
 	return gt->id;
 }
 
+struct gw_route_claim_list *
+gw_tun_claims(struct gw_tun *gt)
+{
+	return &gt->claims;
+}
+
+/* The grant of a key; a key is public, so memcmp (see gw_tun_index). */
 static const struct cfg_grant *
 gw_tun_grant(struct gw *gw, const uint8_t *key)
 {
-	size_t	i;
+	struct gw_tun_index	*ix = gw->tun_index;
+	size_t			 i, mask;
 
-	for (i = 0; i < gw->cfg->nagents; i++)
-		if (sodium_memcmp(gw->cfg->agents[i].key, key,
-		    KEY_PUB_LEN) == 0)
-			return &gw->cfg->agents[i];
+	if (ix->cfg != gw->cfg)
+		gw_tun_grants_build(gw);
+	if (ix->grants == NULL) {
+		/* Out of memory when it was built: scan. */
+		for (i = 0; i < gw->cfg->nagents; i++)
+			if (memcmp(gw->cfg->agents[i].key, key,
+			    KEY_PUB_LEN) == 0)
+				return &gw->cfg->agents[i];
+		return NULL;
+	}
+	mask = ix->ngslots - 1;
+	for (i = gw_tun_key_hash(ix, key) & mask; ix->grants[i] != NULL;
+	    i = (i + 1) & mask)
+		if (memcmp(ix->grants[i]->key, key, KEY_PUB_LEN) == 0)
+			return ix->grants[i];
 	return NULL;
 }
 
@@ -244,13 +369,15 @@ gw_tun_authed(struct tun *tun, const struct tun_hello *h, char *msg,
 	key_pub_text(h->pub, kt);
 	if (h->role == TUN_ROLE_PEER) {
 		/* Another gateway of the cluster: gw_peer owns it now. */
-		if (gw_peer_adopt(gt->gw, tun, h, msg, msglen) == -1) {
+		struct gw	*gw = gt->gw;
+
+		if (gw_peer_adopt(gw, tun, h, msg, msglen) == -1) {
 			gt->refused = 1;
 			return -1;
 		}
-		gt->gw->tun_pending--;
-		TAILQ_REMOVE(&gt->gw->tunnels, gt, entry);
+		TAILQ_REMOVE(&gw->tunnels, gt, entry);
 		gw_tun_free(gt);
+		gw_tun_pending_done(gw);
 		return 0;
 	}
 	if ((g = gw_tun_grant(gt->gw, h->pub)) == NULL) {
@@ -266,7 +393,8 @@ gw_tun_authed(struct tun *tun, const struct tun_hello *h, char *msg,
 	snprintf(gt->name, sizeof(gt->name), "%s", g->name);
 	gt->gw->stats.tunnels++;
 	gt->authed = 1;
-	gt->gw->tun_pending--;
+	gw_tun_index_add(gt);
+	gw_tun_pending_done(gt->gw);
 	/* An older session of this key is dealt with once the agent has
 	 * accepted us too (gw_tun_confirmed): a dialer that pins another
 	 * gateway key must not cost the good session anything. */
@@ -339,13 +467,22 @@ gw_tun_decide(struct gw_tun *gt, const struct tun_claim *c, int reload)
 		log_warnx("agent %s claimed %s: refused, no 'hostnames' "
 		    "pattern of this agent in %s covers it", gt->name,
 		    c->name, gt->gw->cfg->file);
-	} else if (gt->nclaims >= GW_TUN_MAX_CLAIMS) {
+	} else if (gt->nclaims >= gt->gw->cfg->claims_per_tunnel &&
+	    !gw_route_has(gt->gw->routes, c->name, gt)) {
 		gw_tun_want_del(gt, c->name);
+		gt->gw->stats.claims_refused++;
 		r.status = TUN_CLAIM_LIMIT;
-		snprintf(r.msg, sizeof(r.msg), "too many hostnames (max %d)",
-		    GW_TUN_MAX_CLAIMS);
-		log_warnx("agent %s claimed %s: refused, over %d claims",
-		    gt->name, c->name, GW_TUN_MAX_CLAIMS);
+		snprintf(r.msg, sizeof(r.msg), "the gateway allows at most "
+		    "%u names per agent", gt->gw->cfg->claims_per_tunnel);
+		/* One line per burst, with the count (gw_tun_limit_cb). */
+		if (gt->limit_refused++ == 0) {
+			struct timeval tv = { GW_TUN_LIMIT_LOG_MS / 1000,
+			    (GW_TUN_LIMIT_LOG_MS % 1000) * 1000 };
+
+			snprintf(gt->limit_first, sizeof(gt->limit_first),
+			    "%s", c->name);
+			evtimer_add(gt->limit_ev, &tv);
+		}
 	} else if ((added = gw_route_add(gt->gw->routes, c->name, c,
 	    gt)) == -1) {
 		r.status = TUN_CLAIM_LIMIT;
@@ -453,15 +590,17 @@ gw_tun_confirmed(struct tun *tun, void *arg)
 static struct gw_tun *
 gw_tun_rival(struct gw_tun *gt)
 {
-	struct gw_tun	*old;
+	struct gw_tun		*old;
+	struct gw_tun_index	*ix = gt->gw->tun_index;
+	const uint8_t		*key = tun_peer_key(gt->tun);
 
-	TAILQ_FOREACH(old, &gt->gw->tunnels, entry) {
+	LIST_FOREACH(old, &ix->tuns[gw_tun_key_hash(ix, key) &
+	    (ix->ntbuckets - 1)], key_link) {
 		/* A draining session is finishing its streams on purpose
 		 * (the agent moved it): leave it to end by itself. */
 		if (old != gt && old->live && tun_is_ready(old->tun) &&
 		    !tun_is_draining(old->tun) &&
-		    sodium_memcmp(tun_peer_key(old->tun),
-		    tun_peer_key(gt->tun), KEY_PUB_LEN) == 0)
+		    memcmp(tun_peer_key(old->tun), key, KEY_PUB_LEN) == 0)
 			return old;
 	}
 	return NULL;
@@ -483,12 +622,15 @@ gw_tun_replace(struct gw_tun *old, struct gw_tun *gt, const char *how)
 static void
 gw_tun_probe_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct gw_tun	*gt = arg, *old;
-	char		 kt[KEY_TEXT_LEN], msg[TUN_MSG_MAX + 64];
+	struct gw_tun		*gt = arg, *old;
+	struct gw_tun_index	*ix = gt->gw->tun_index;
+	char			 kt[KEY_TEXT_LEN], msg[TUN_MSG_MAX + 64];
 
 	(void)fd;
 	(void)what;
-	TAILQ_FOREACH(old, &gt->gw->tunnels, entry)
+	/* The rival has our key: it is in our bucket, if still there. */
+	LIST_FOREACH(old, &ix->tuns[gw_tun_key_hash(ix,
+	    tun_peer_key(gt->tun)) & (ix->ntbuckets - 1)], key_link)
 		if (old->id == gt->rival)
 			break;
 	if (old == NULL || !tun_is_ready(old->tun) ||
@@ -545,14 +687,15 @@ static void
 gw_tun_closed(struct tun *tun, const char *reason, void *arg)
 {
 	struct gw_tun	*gt = arg;
+	struct gw	*gw = gt->gw;
 	char		 rtt[32];
+	int		 authed = gt->authed;
 
-	gw_route_remove_tun(gt->gw->routes, gt);
+	gw_route_remove_tun(gw->routes, gt);
 	if (gt->nclaims > 0)
-		gw_peer_routes_changed(gt->gw);
-	TAILQ_REMOVE(&gt->gw->tunnels, gt, entry);
-	if (!gt->authed)
-		gt->gw->tun_pending--;
+		gw_peer_routes_changed(gw);
+	TAILQ_REMOVE(&gw->tunnels, gt, entry);
+	gw_tun_limit_log(gt);
 	/* A refusal was logged with its reason; its close says nothing. */
 	if (gt->refused)
 		log_debug("tunnel from %s (refused) closed: %s", gt->peer,
@@ -562,6 +705,8 @@ gw_tun_closed(struct tun *tun, const char *reason, void *arg)
 		    gt->peer, gt->name, reason,
 		    tun_rtt_text(tun, rtt, sizeof(rtt)));
 	gw_tun_free(gt);
+	if (!authed)
+		gw_tun_pending_done(gw);
 }
 
 static void
@@ -571,12 +716,15 @@ gw_tun_free(struct gw_tun *gt)
 
 	if (gt == NULL)
 		return;
+	gw_tun_index_del(gt);
 	while ((w = TAILQ_FIRST(&gt->wants)) != NULL) {
 		TAILQ_REMOVE(&gt->wants, w, entry);
 		free(w);
 	}
 	if (gt->probe != NULL)
 		event_free(gt->probe);
+	if (gt->limit_ev != NULL)
+		event_free(gt->limit_ev);
 	free(gt);
 }
 
@@ -633,6 +781,8 @@ gw_tun_reauthorize(struct gw *gw)
 	const struct cfg_grant	*g;
 	unsigned		 n;
 
+	if (gw->tun_index != NULL)
+		gw_tun_grants_build(gw);	/* the old config goes */
 	for (gt = TAILQ_FIRST(&gw->tunnels); gt != NULL; gt = next) {
 		next = TAILQ_NEXT(gt, entry);
 		if (!gt->authed)
@@ -669,4 +819,179 @@ gw_tun_regrant(struct gw_tun *gt)
 		gw_tun_want_del(gt, c.name);
 		gw_tun_decide(gt, &c, 1);
 	}
+}
+
+/* The key indexes and the admission queue, made with the first tunnel. */
+static struct gw_tun_index *
+gw_tun_index(struct gw *gw)
+{
+	struct gw_tun_index	*ix;
+
+	if (gw->tun_index != NULL)
+		return gw->tun_index;
+	if ((ix = calloc(1, sizeof(*ix))) == NULL)
+		return NULL;
+	ix->ntbuckets = GW_TUN_KEY_BUCKETS;
+	ix->tuns = calloc(ix->ntbuckets, sizeof(*ix->tuns));
+	ix->admit_ev = event_new(gw->base, -1, 0, gw_tun_admit_cb, gw);
+	if (ix->tuns == NULL || ix->admit_ev == NULL) {
+		if (ix->admit_ev != NULL)
+			event_free(ix->admit_ev);
+		free(ix->tuns);
+		free(ix);
+		return NULL;
+	}
+	randombytes_buf(&ix->seed, sizeof(ix->seed));
+	TAILQ_INIT(&ix->waiting);
+	gw->tun_index = ix;
+	return ix;
+}
+
+/* Keys are uniform bytes already; the seed keeps chains unguessable. */
+static uint64_t
+gw_tun_key_hash(const struct gw_tun_index *ix, const uint8_t *key)
+{
+	uint64_t	h;
+
+	memcpy(&h, key, sizeof(h));
+	h = (h ^ ix->seed) * 0x9e3779b97f4a7c15ULL;
+	return h ^ (h >> 29);
+}
+
+/* An agent proved its key: findable by it from now on. */
+static void
+gw_tun_index_add(struct gw_tun *gt)
+{
+	struct gw_tun_index	*ix = gt->gw->tun_index;
+	struct gw_tun_keylist	*nb;
+	struct gw_tun		*t;
+	size_t			 i, n;
+
+	if (ix->ntuns >= 2 * ix->ntbuckets &&
+	    (nb = calloc(2 * ix->ntbuckets, sizeof(*nb))) != NULL) {
+		/* Rehash; out of memory, the chains just grow longer. */
+		n = 2 * ix->ntbuckets;
+		for (i = 0; i < ix->ntbuckets; i++) {
+			while ((t = LIST_FIRST(&ix->tuns[i])) != NULL) {
+				LIST_REMOVE(t, key_link);
+				LIST_INSERT_HEAD(&nb[gw_tun_key_hash(ix,
+				    tun_peer_key(t->tun)) & (n - 1)], t,
+				    key_link);
+			}
+		}
+		free(ix->tuns);
+		ix->tuns = nb;
+		ix->ntbuckets = n;
+	}
+	LIST_INSERT_HEAD(&ix->tuns[gw_tun_key_hash(ix,
+	    tun_peer_key(gt->tun)) & (ix->ntbuckets - 1)], gt, key_link);
+	ix->ntuns++;
+	gt->indexed = 1;
+}
+
+static void
+gw_tun_index_del(struct gw_tun *gt)
+{
+	if (!gt->indexed)
+		return;
+	LIST_REMOVE(gt, key_link);
+	gt->gw->tun_index->ntuns--;
+	gt->indexed = 0;
+}
+
+/*
+ * The grants of the running config by key (open addressing, at most
+ * half full).  A key listed twice finds its first entry, as the scan
+ * did.  Out of memory: NULL, and gw_tun_grant scans.
+ */
+static void
+gw_tun_grants_build(struct gw *gw)
+{
+	struct gw_tun_index	*ix = gw->tun_index;
+	const struct cfg_grant	**slots, *g;
+	size_t			 i, h, n = 16;
+
+	free(ix->grants);
+	ix->grants = NULL;
+	ix->cfg = gw->cfg;
+	while (n < 2 * gw->cfg->nagents)
+		n <<= 1;
+	if ((slots = calloc(n, sizeof(*slots))) == NULL) {
+		log_warnx("out of memory indexing the agents; finding them "
+		    "by a scan");
+		return;
+	}
+	for (i = 0; i < gw->cfg->nagents; i++) {
+		g = &gw->cfg->agents[i];
+		for (h = gw_tun_key_hash(ix, g->key) & (n - 1);
+		    slots[h] != NULL; h = (h + 1) & (n - 1))
+			if (memcmp(slots[h]->key, g->key, KEY_PUB_LEN) == 0)
+				break;
+		if (slots[h] == NULL)
+			slots[h] = g;
+	}
+	ix->grants = slots;
+	ix->ngslots = n;
+}
+
+/* A handshake ended (either way): a paced listener may go on. */
+static void
+gw_tun_pending_done(struct gw *gw)
+{
+	gw->tun_pending--;
+	if (gw->tun_paced)
+		event_active(gw->tun_index->admit_ev, EV_TIMEOUT, 0);
+}
+
+/*
+ * Slots are free: first the agents waiting on the TLS entry, in order,
+ * then the tunnel listener again (its backlog waited in the kernel).
+ * From the loop, not from inside the tunnel whose handshake ended.
+ */
+static void
+gw_tun_admit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw		*gw = arg;
+	struct gw_tun_index	*ix = gw->tun_index;
+	struct gw_tun_wait	*w;
+	struct bufferevent	*bev;
+	struct sockaddr_storage	 sa;
+
+	(void)fd;
+	(void)what;
+	while (gw->tun_pending < GW_TUN_MAX_PENDING &&
+	    (w = TAILQ_FIRST(&ix->waiting)) != NULL) {
+		TAILQ_REMOVE(&ix->waiting, w, entry);
+		ix->nwaiting--;
+		bev = w->bev;
+		sa = w->sa;
+		free(w);
+		gw_tun_start(gw, -1, bev, (struct sockaddr *)&sa);
+	}
+	if (gw->tun_paced && gw->tun_pending < GW_TUN_MAX_PENDING &&
+	    TAILQ_EMPTY(&ix->waiting))
+		gw_listen_tun_pace(gw, 0);
+}
+
+static void
+gw_tun_limit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	gw_tun_limit_log(arg);
+}
+
+/* The claims refused over the limit since the last line, in one line. */
+static void
+gw_tun_limit_log(struct gw_tun *gt)
+{
+	if (gt->limit_refused == 0)
+		return;
+	log_warnx("agent %s: refused %u claim%s over the limit of %u names "
+	    "per agent (%s%s; limits.claims_per_tunnel in %s)", gt->name,
+	    gt->limit_refused, gt->limit_refused == 1 ? "" : "s",
+	    gt->gw->cfg->claims_per_tunnel, gt->limit_first,
+	    gt->limit_refused > 1 ? " and others" : "", gt->gw->cfg->file);
+	gt->limit_refused = 0;
+	evtimer_del(gt->limit_ev);
 }

@@ -233,9 +233,10 @@ static const struct bad bad_configs[] = {
 	{ "gw_unknown_limit", GW, GW_BASE "limits:\n  retry: 1\n", "6:3",
 	    "allowed: hello_bytes, http_head_bytes, streams_per_tunnel, "
 	    "stream_window, max_connections, retries, replay_bytes, "
-	    "names_per_peer)" },
+	    "names_per_peer, claims_per_tunnel)" },
 	{ "gw_names_per_peer_zero", GW,
-	    GW_BASE "limits:\n  names_per_peer: 0\n", "6:19", "limits.names_per_peer: out of range: '0' (must be between "
+	    GW_BASE "limits:\n  names_per_peer: 0\n", "6:19",
+	    "limits.names_per_peer: out of range: '0' (must be between "
 	    "1 and 1000000)" },
 
 	/* Gateway: drain, announce, retries, replay. */
