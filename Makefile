@@ -69,6 +69,7 @@ FUZZ_BINS := $(patsubst %,build-fuzz/fuzz_%,$(FUZZERS))
 FUZZ_SECONDS ?= 20
 
 .PHONY: all asan check check-unit check-system check-asan fuzz fuzz-smoke \
+	fuzz-long fuzz-merge soak \
 	demo bench bench-smoke bench-ab install clean deps
 
 all: $(BINS)
@@ -147,6 +148,34 @@ fuzz-smoke: $(FUZZ_BINS)
 	        { tail -50 build-fuzz/fuzz_$$f.log; exit 1; }; \
 	    grep -E '^#[0-9]+ +DONE' build-fuzz/fuzz_$$f.log || true; \
 	done
+
+# Each target for FUZZ_MINUTES, on the corpus it grew before and the
+# seeds in the tree, with what libFuzzer says at the end (execs, corpus,
+# any crash: a crash fails the target and leaves its input in build-fuzz/).
+FUZZ_MINUTES ?= 10
+fuzz-long: $(FUZZ_BINS)
+	@for f in $(FUZZERS); do \
+	    echo "== fuzz_$$f for $(FUZZ_MINUTES) min"; \
+	    mkdir -p build-fuzz/corpus-$$f; \
+	    build-fuzz/fuzz_$$f -max_total_time=$$(($(FUZZ_MINUTES) * 60)) \
+	        -max_len=20000 -print_final_stats=1 \
+	        -artifact_prefix=build-fuzz/crash-$$f- \
+	        build-fuzz/corpus-$$f tests/fuzz/corpus/$$f \
+	        >build-fuzz/fuzz_$$f.long.log 2>&1 || \
+	        { tail -50 build-fuzz/fuzz_$$f.long.log; exit 1; }; \
+	    grep -E '^stat::number_of_executed_units|^#[0-9]+ +DONE' \
+	        build-fuzz/fuzz_$$f.long.log; \
+	done
+
+# Keep what the fuzzers found in the tree, minimised (tools/fuzz-merge.sh).
+fuzz-merge: $(FUZZ_BINS)
+	@sh tools/fuzz-merge.sh $(FUZZERS)
+
+# ASan gateway and agents under a mixed load for SOAK_MINUTES (tests/soak.py).
+SOAK_MINUTES ?= 30
+soak: asan
+	PORCH_BUILD=build-asan PORCH_ASAN=1 $(PYTHON) tests/soak.py \
+	    --minutes $(SOAK_MINUTES)
 
 deps:
 	@sh tools/deps.sh
