@@ -391,7 +391,7 @@ def build_label(d, many):
     return f"porch {name}"
 
 
-def build_version(d, root, skip):
+def build_version(d, skip):
     d = os.path.abspath(d)
     top = run(["git", "-C", d, "rev-parse", "--show-toplevel"], check=False)
     if top.returncode != 0:
@@ -604,10 +604,15 @@ def main():
 
         # ssh -R: sshd on gw's uplink address, ssh from home; HAProxy
         # SNI on gw's visitor address in front of the forwarded port.
-        _, _, fwd = cmp.start_ssh_tunnel(procs, tmp, backend,
-                                         listen=GW_UP_IP, ssh_wrap=home)
-        _, ports["ssh-R"] = cmp.start_haproxy(procs, tmp, "haproxy-ssh",
-                                              fwd, bind=GW_VIS_IP)
+        sshd, ssh, fwd = cmp.start_ssh_tunnel(procs, tmp, backend,
+                                              listen=GW_UP_IP, ssh_wrap=home)
+        hap, ports["ssh-R"] = cmp.start_haproxy(procs, tmp, "haproxy-ssh",
+                                                fwd, bind=GW_VIS_IP)
+        # setup -> () -> [(label, pid)] of its relay processes (CPU)
+        relays = {"port-fwd": lambda: [],
+                  "ssh-R": lambda: [("haproxy", hap.pid), ("sshd", sshd.pid)]
+                  + [("sshd", x) for x in cmp.descendants(sshd.pid)]
+                  + [("ssh", ssh.pid)]}
 
         # porch: one gateway (gw) and one agent (home) per build.
         for i, (b, label) in enumerate(zip(builds, labels)):
@@ -651,6 +656,8 @@ services:
                 os.path.join(b, "porch-agent"), "-c", aconf], daemon=True)
             a.wait_log(rf"gateway gw{i}: serving {HOST}", timeout=20)
             ports[label] = tls_port
+            relays[label] = (lambda g=g, a=a: [("gateway", g.pid),
+                                               ("agent", a.pid)])
 
         print(f"# porch uplink: {', '.join(f'{r} Mbit/s' for r in rates)}"
               f"; loss {args.loss}; {args.seconds:g} s per load, "
@@ -665,9 +672,16 @@ services:
                 for s in setups:
                     # Let the previous load's queues drain.
                     time.sleep(1.0)
+                    c0 = {(lbl, pid): cmp.cpu_s(pid)
+                          for lbl, pid in relays[s]()}
                     f = one_load(procs, topo, tmp, fx, ca, s, ports[s],
                                  args.seconds, warm,
                                  f"{rate}-{int(loss)}-{r}-{setups.index(s)}")
+                    f["cpu"] = {}
+                    for lbl, pid in relays[s]():
+                        t0, t1 = c0.get((lbl, pid), 0.0), cmp.cpu_s(pid)
+                        if t0 is not None and t1 is not None:
+                            f["cpu"][lbl] = f["cpu"].get(lbl, 0.0) + t1 - t0
                     res.setdefault(((rate, loss), s), []).append(f)
                     n, k = f["new"], f["ka"]
                     print(f"{rate:4d} Mbit/s{' loss' if loss else '     '} "
@@ -692,10 +706,13 @@ services:
                 print(f"  loss rule: {m[0].strip() if m else '?'}")
 
         table, targets, bad = report(conds, setups, res)
+        detail = details(conds, setups, res, args.seconds)
         print()
         print(table)
         print()
         print(targets)
+        print()
+        print(detail)
         if bad:
             print("no figure for: " + "; ".join(bad), file=sys.stderr)
             rc = 1
@@ -706,7 +723,7 @@ services:
               f"{load1:.2f} at the end")
         if args.out != "-":
             write_doc(args, fx, cmp, builds, labels, rates, warm, table,
-                      targets, started, elapsed, load0, load1)
+                      targets, detail, started, elapsed, load0, load1)
             print(f"wrote {args.out}")
         ok = True
     except Interrupted as e:
@@ -805,10 +822,34 @@ def report(conds, setups, res):
     return "\n".join(rows), "\n".join(tg), bad
 
 
+def details(conds, setups, res, seconds):
+    """One line per load: curl's own whole-run goodput, the relays' CPU,
+    the small requests' errors."""
+    out = []
+    for cond in conds:
+        rate, loss = cond
+        cname = f"{rate} Mbit/s" + (f", {LOSS_PER_MILLE / 10:g} % loss"
+                                    if loss else "")
+        for s in setups:
+            for i, f in enumerate(res.get((cond, s), [])):
+                cpu = f.get("cpu", {})
+                errs = sorted(set(f["new"]["errors"] + f["ka"]["errors"]))
+                out.append(
+                    f"- {cname}, {s}, run {i + 1}: downloads over the whole "
+                    f"run (curl) {f['whole'][0] / 1e6:.2f} / "
+                    f"{f['whole'][1] / 1e6:.2f} MB/s"
+                    + ("; CPU s over the load (" + f"{seconds:g} s): "
+                       + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+                       if cpu else "")
+                    + (f"; small-request errors: {'; '.join(errs)[:400]}"
+                       if errs else ""))
+    return "\n".join(out)
+
+
 def write_doc(args, fx, cmp, builds, labels, rates, warm, table, targets,
-              started, elapsed, load0, load1):
-    out_rel = os.path.relpath(os.path.abspath(args.out), fx.ROOT)
-    vers = [f"{lbl}: {build_version(b, fx.ROOT, out_rel)}"
+              detail, started, elapsed, load0, load1):
+    # The results file itself does not count as a change.
+    vers = [f"{lbl}: {build_version(b, 'bench/UPLINK.md')}"
             for lbl, b in zip(labels, builds)]
     vers += [cmp.version(["haproxy", "-v"]),
              cmp.version(["ssh", "-V"], stderr=True),
@@ -869,6 +910,8 @@ def write_doc(args, fx, cmp, builds, labels, rates, warm, table, targets,
         "Targets (issue 13), from this run (p99 against port-fwd's + "
         "20 ms; waited: none; split: the smaller download ≥ 90 % of "
         "the larger; goodput ≥ 95 % of the link):", "", targets, "",
+        "Each load (the relays' CPU: HAProxy, sshd and its children, "
+        "ssh; porch-gateway, porch-agent; utime+stime):", "", detail, "",
         "Setups: port-fwd = visitor → the gateway's address, nftables "
         "DNAT → home's nginx (a real port forward; the baseline); ssh-R "
         "= visitor → HAProxy SNI → private sshd ← `ssh -N -R` from home "
