@@ -245,6 +245,7 @@ class Topology:
         self.rate = None
         self.loss = False
         self.orig_ns = None
+        self.cc = "?"
 
     def wrap(self, ns):
         return ["ip", "netns", "exec", ns]
@@ -268,6 +269,14 @@ class Topology:
             run(["ip", "-n", ns, "link", "set", dev, "up"])
         for ns in (self.home, self.gw, self.vis):
             run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        # One frame per packet on the uplink, as on a real one: with
+        # GSO, tbf passes 64 kB bursts whole and one "lost packet" of
+        # the loss rule would be a dozen segments.
+        run(["ip", "-n", self.home, "link", "set", "dev", self.up_dev,
+             "gso_max_segs", "1"])
+        self.cc = run(self.wrap(self.home) + [
+            "sysctl", "-n", "net.ipv4.tcp_congestion_control"],
+            check=False).stdout.strip() or "?"
         run(["ip", "-n", self.home, "route", "add", "default", "via",
              GW_UP_IP])
         run(["ip", "-n", self.vis, "route", "add", "default", "via",
@@ -509,6 +518,7 @@ def one_load(procs, topo, tmp, fx, ca, label, port, seconds, warm, tag):
         waited = [r for r in rs if r[2] is None or r[2] > dl_end]
         errs = sorted({r[3] for r in rs if r[3]})
         out[kind] = {"n": len(rs), "lat": lat, "waited": len(waited),
+                     "never": sum(1 for r in rs if r[2] is None),
                      "errors": errs}
     return out
 
@@ -723,7 +733,7 @@ services:
               f"{load1:.2f} at the end")
         if args.out != "-":
             write_doc(args, fx, cmp, builds, labels, rates, warm, table,
-                      targets, detail, started, elapsed, load0, load1)
+                      targets, detail, topo, started, elapsed, load0, load1)
             print(f"wrote {args.out}")
         ok = True
     except Interrupted as e:
@@ -787,7 +797,9 @@ def report(conds, setups, res):
             a["total"] = (d1 + d2) * 8 / 1e6
             a["link"] = a["total"] / rate
             agg[s] = a
-            if a["new"][0] is None or a["ka"][0] is None or not d1 or not d2:
+            # Requests that all waited are a figure; no download or no
+            # request issued is not.
+            if not d1 or not d2 or not a["new"][3] or not a["ka"][3]:
                 bad.append(f"{cname} {s}")
             rows.append(
                 f"| {cname} | {s} | {fmt(a['new'][0])} / {fmt(a['new'][1])}"
@@ -837,7 +849,12 @@ def details(conds, setups, res, seconds):
                 out.append(
                     f"- {cname}, {s}, run {i + 1}: downloads over the whole "
                     f"run (curl) {f['whole'][0] / 1e6:.2f} / "
-                    f"{f['whole'][1] / 1e6:.2f} MB/s"
+                    f"{f['whole'][1] / 1e6:.2f} MB/s; small requests "
+                    "that waited: completed after the end / never: new "
+                    f"{f['new']['waited'] - f['new']['never']}/"
+                    f"{f['new']['never']}, keep-alive "
+                    f"{f['ka']['waited'] - f['ka']['never']}/"
+                    f"{f['ka']['never']}"
                     + ("; CPU s over the load (" + f"{seconds:g} s): "
                        + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
                        if cpu else "")
@@ -847,7 +864,7 @@ def details(conds, setups, res, seconds):
 
 
 def write_doc(args, fx, cmp, builds, labels, rates, warm, table, targets,
-              detail, started, elapsed, load0, load1):
+              detail, topo, started, elapsed, load0, load1):
     # The results file itself does not count as a change.
     vers = [f"{lbl}: {build_version(b, 'bench/UPLINK.md')}"
             for lbl, b in zip(labels, builds)]
@@ -880,13 +897,15 @@ def write_doc(args, fx, cmp, builds, labels, rates, warm, table, targets,
         f"- date: {time.strftime('%Y-%m-%d %H:%M %Z', time.localtime(started))}"
         f" ({elapsed:.0f} s)",
         f"- machine: {os.cpu_count()} CPUs ({cpuname}), Linux "
-        f"{platform.release()}, TCP congestion control {tcp_cc}; every "
+        f"{platform.release()}, TCP congestion control {tcp_cc} (in "
+        f"the namespaces: {topo.cc}); every "
         "process shares these cores; load average (1 min) "
         f"{load0:.2f} at the start, {load1:.2f} at the end",
         f"- uplink (home → gw veth): tbf rate "
         f"{', '.join(str(r) for r in rates)} Mbit/s, burst 64 kB, latency "
         f"100 ms; loss {LOSS_PER_MILLE / 10:g} % (nftables numgen, netdev "
-        "ingress at the gw end) where marked; MTU 1500; the gw → "
+        "ingress at the gw end) where marked; MTU 1500, GSO off on the "
+        "uplink (gso_max_segs 1: one frame per packet); the gw → "
         "visitor link and the downlink are not limited",
         f"- load: two curl downloads of a {BIG_MIB} MiB file for "
         f"{args.seconds:g} s (curl --max-time), small requests (GET of "
