@@ -70,7 +70,7 @@ FUZZ_SECONDS ?= 20
 
 .PHONY: all asan check check-unit check-system check-asan fuzz fuzz-smoke \
 	fuzz-long fuzz-merge soak \
-	demo bench bench-smoke bench-ab install clean deps
+	demo bench bench-smoke bench-ab bench-uplink install clean deps
 
 all: $(BINS)
 
@@ -194,6 +194,11 @@ bench-smoke: all $(BUILD)/tls_rate
 bench-ab: deps all $(BUILD)/tls_rate
 	@test -n "$(AB)" || { echo 'usage: make bench-ab AB="REV|DIR ..."'; exit 2; }
 	PORCH_BUILD=$(BUILD) $(PYTHON) bench/ab.py $(AB)
+
+# Fairness and latency over a slow home uplink (network namespaces;
+# root): bench/uplink.py -> bench/UPLINK.md.
+bench-uplink: deps all
+	PORCH_BUILD=$(BUILD) $(PYTHON) bench/uplink.py
 
 # A TLS connection-rate client for bench/ (not installed).
 $(BUILD)/tls_rate: bench/tls_rate.c

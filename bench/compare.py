@@ -279,7 +279,7 @@ defaults
     timeout client 600s
     timeout server 600s
 frontend sni
-    bind 127.0.0.1:{port}
+    bind {bind}:{port}
     tcp-request inspect-delay 5s
     tcp-request content accept if {{ req.ssl_hello_type 1 }}
     use_backend home if {{ req.ssl_sni -i {host} }}
@@ -288,17 +288,20 @@ backend home
 """
 
 
-def start_haproxy(procs, tmp, name, backend):
+def start_haproxy(procs, tmp, name, backend, bind="127.0.0.1"):
+    """bind: the address it listens on (bench/uplink.py: a namespace's
+    own address)."""
     port = fx.free_port()
     cfg = os.path.join(tmp, f"{name}.cfg")
     with open(cfg, "w") as f:
-        f.write(HAPROXY_CFG.format(port=port, host=HOST, backend=backend))
+        f.write(HAPROXY_CFG.format(bind=bind, port=port, host=HOST,
+                                   backend=backend))
     p = procs.start(name, ["haproxy", "-f", cfg, "-db"])
-    fx.wait_port(port)
+    fx.wait_port(port, host=bind)
     return p, port
 
 
-SSHD_CFG = """ListenAddress 127.0.0.1:{port}
+SSHD_CFG = """ListenAddress {listen}:{port}
 HostKey {hostkey}
 PidFile {dir}/sshd.pid
 AuthorizedKeysFile {authkeys}
@@ -315,9 +318,11 @@ LogLevel INFO
 """
 
 
-def start_ssh_tunnel(procs, tmp, backend):
+def start_ssh_tunnel(procs, tmp, backend, listen="127.0.0.1", ssh_wrap=()):
     """A private sshd and a home ssh client with -R; returns
-    (sshd proc, ssh proc, forwarded port)."""
+    (sshd proc, ssh proc, forwarded port).  listen: sshd's address;
+    ssh_wrap: argv before ssh's (bench/uplink.py runs it in the home
+    namespace).  The forwarded port is on the loopback of sshd's side."""
     d = os.path.join(tmp, "ssh")
     os.makedirs(d, exist_ok=True)
     try:
@@ -333,19 +338,19 @@ def start_ssh_tunnel(procs, tmp, backend):
     port, fwd = fx.free_port(), fx.free_port()
     cfg = os.path.join(d, "sshd_config")
     with open(cfg, "w") as f:
-        f.write(SSHD_CFG.format(port=port, hostkey=hostkey, dir=d,
-                                authkeys=authkeys))
+        f.write(SSHD_CFG.format(listen=listen, port=port, hostkey=hostkey,
+                                dir=d, authkeys=authkeys))
     sshd = procs.start("sshd", [shutil.which("sshd") or "/usr/sbin/sshd",
                                 "-D", "-f", cfg, "-e"])
-    fx.wait_port(port)
+    fx.wait_port(port, host=listen)
     user = "root" if os.geteuid() == 0 else getpass.getuser()
     ssh = procs.start("ssh-home", [
-        "ssh", "-N", "-F", "/dev/null", "-i", userkey,
+        *ssh_wrap, "ssh", "-N", "-F", "/dev/null", "-i", userkey,
         "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
         "-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=ERROR",
         "-p", str(port), "-R", f"127.0.0.1:{fwd}:{backend}",
-        f"{user}@127.0.0.1"])
+        f"{user}@{listen}"])
     deadline = time.monotonic() + 15
     while True:
         if not ssh.alive():
