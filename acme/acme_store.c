@@ -61,9 +61,31 @@ acme_store_init(const char *state, char *err, size_t errlen)
 	if (acme_store_state_ok(state, err, errlen) == -1 ||
 	    acme_store_mkdirs(state, err, errlen) == -1)
 		return -1;
-	/* It holds private keys: a directory made by hand with the usual
-	 * 0755 is tightened, as ssh would insist. */
-	if (stat(state, &st) == -1 || ((st.st_mode & 077) != 0 &&
+	/*
+	 * Private keys live here: not through a symbolic link (whoever
+	 * controls the link decides where they go), and only in a
+	 * directory of the user the agent runs as (another user could
+	 * read or swap them).
+	 */
+	if (lstat(state, &st) == -1) {
+		snprintf(err, errlen, "%s: %s", state, strerror(errno));
+		return -1;
+	}
+	if (S_ISLNK(st.st_mode)) {
+		snprintf(err, errlen, "%s is a symbolic link; set "
+		    "acme.state_dir to the directory itself", state);
+		return -1;
+	}
+	if (st.st_uid != geteuid()) {
+		snprintf(err, errlen, "%s is owned by uid %u, not by the user "
+		    "the agent runs as (uid %u); chown it to that user or "
+		    "choose another acme.state_dir", state,
+		    (unsigned)st.st_uid, (unsigned)geteuid());
+		return -1;
+	}
+	/* A directory made by hand with the usual 0755 is tightened, as
+	 * ssh would insist. */
+	if (((st.st_mode & 077) != 0 &&
 	    chmod(state, 0700) == -1)) {
 		snprintf(err, errlen, "%s: %s (the state directory holds "
 		    "private keys and must be private, mode 0700)", state,

@@ -73,6 +73,7 @@ static void	 problem(const struct acme_problem_ctx *, const char *, int,
 		    unsigned, struct acme_error *);
 static char	*tmpdir(void);
 static void	 rmtree(const char *);
+static void	 test_store_state_dir_checked(void **);
 static int	 count_versions(const char *);
 static char	*slurp(const char *);
 
@@ -760,6 +761,34 @@ test_store_private(void **state)
 	free(dir);
 }
 
+/* A state directory behind a symlink, or another user's, is refused. */
+static void
+test_store_state_dir_checked(void **state)
+{
+	char	*dir, real[1100], err[512];
+
+	(void)state;
+	dir = tmpdir();
+	snprintf(real, sizeof(real), "%s.real", dir);
+	assert_int_equal(mkdir(real, 0700), 0);
+	assert_int_equal(symlink(real, dir), 0);
+	assert_int_equal(acme_store_init(dir, err, sizeof(err)), -1);
+	has(err, "is a symbolic link; set acme.state_dir to the directory");
+	assert_int_equal(unlink(dir), 0);
+	/* Another user's directory (only root can make one to test). */
+	if (geteuid() == 0) {
+		assert_int_equal(mkdir(dir, 0700), 0);
+		assert_int_equal(chown(dir, 65534, 65534), 0);
+		assert_int_equal(acme_store_init(dir, err, sizeof(err)), -1);
+		has(err, "is owned by uid 65534, not by the user the agent "
+		    "runs as (uid 0)");
+		assert_int_equal(chown(dir, 0, 0), 0);
+		assert_int_equal(acme_store_init(dir, err, sizeof(err)), 0);
+	}
+	rmtree(dir);
+	free(dir);
+}
+
 static char *
 tmpdir(void)
 {
@@ -833,6 +862,7 @@ main(void)
 		cmocka_unit_test(test_store_account),
 		cmocka_unit_test(test_store_write),
 		cmocka_unit_test(test_store_private),
+		cmocka_unit_test(test_store_state_dir_checked),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
