@@ -21,6 +21,9 @@ struct cfg_grant {
 	uint8_t		 key[KEY_PUB_LEN];
 	char		**patterns;	/* normalized; "*.x" covers below x */
 	size_t		 npatterns;
+	unsigned	 min_priority;	/* claims below it are raised to it
+					   (1..255, default 1: no bound) */
+	int		 acme;		/* may take ACME probes (default 1) */
 };
 
 /* Another gateway of the cluster, linked by a mutually pinned tunnel. */
@@ -30,6 +33,11 @@ struct cfg_peer {
 	char		*host;
 	unsigned	 port;
 	uint8_t		 key[KEY_PUB_LEN];
+	/* The names its announcements are believed for, as for agents.
+	 * No 'hostnames' key (has_hostnames 0): believed for none. */
+	char		**patterns;
+	size_t		 npatterns;
+	int		 has_hostnames;
 };
 
 struct cfg_gateway {

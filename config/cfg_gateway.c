@@ -32,10 +32,10 @@ static const char *const gw_limit_keys[] = {
 	"names_per_peer", "claims_per_tunnel", NULL
 };
 static const char *const gw_agent_keys[] = {
-	"name", "key", "hostnames", NULL
+	"name", "key", "hostnames", "min_priority", "acme", NULL
 };
 static const char *const gw_peer_keys[] = {
-	"name", "address", "key", NULL
+	"name", "address", "key", "hostnames", NULL
 };
 
 /* Host (at most 255 bytes, as cfg_hostport splits it), ':' and port. */
@@ -68,6 +68,10 @@ static int	 gw_agent(struct cfg_doc *, struct cfg_grant *,
 		    struct cfg_node *, size_t);
 static int	 gw_agent_dups(struct cfg_doc *, struct cfg_gateway *,
 		    struct cfg_node *);
+static int	 gw_patterns(struct cfg_doc *, struct cfg_node *,
+		    const char *, char ***, size_t *);
+static int	 gw_bool(struct cfg_doc *, const struct cfg_node *,
+		    const char *, int *);
 static int	 gw_peers(struct cfg_doc *, struct cfg_gateway *,
 		    struct cfg_node *);
 static int	 gw_peer(struct cfg_doc *, struct cfg_peer *,
@@ -126,6 +130,9 @@ cfg_gateway_free(struct cfg_gateway *gw)
 		free(gw->peers[i].name);
 		free(gw->peers[i].address);
 		free(gw->peers[i].host);
+		for (j = 0; j < gw->peers[i].npatterns; j++)
+			free(gw->peers[i].patterns[j]);
+		free(gw->peers[i].patterns);
 	}
 	free(gw->peers);
 	free(gw);
@@ -443,10 +450,7 @@ gw_agent(struct cfg_doc *d, struct cfg_grant *g, struct cfg_node *map,
     size_t idx)
 {
 	struct cfg_node	*n, *hn;
-	struct cfg_dup	*ents;
-	char		 what[64], fname[80], fkey[80], fhosts[80];
-	size_t		 i, cnt, first, dup;
-	int		 found;
+	char		 what[64], fname[80], fkey[80], fhosts[80], f[80];
 
 	snprintf(what, sizeof(what), "agents[%zu]", idx);
 	snprintf(fname, sizeof(fname), "%s.name", what);
@@ -463,23 +467,53 @@ gw_agent(struct cfg_doc *d, struct cfg_grant *g, struct cfg_node *map,
 	    cfg_pubkey(d, n, fkey, g->key) == -1)
 		return -1;
 	if (cfg_map_require(d, map, what, "hostnames", "list the names this "
-	    "agent may claim, e.g. [\"app.example.net\"]", &hn) == -1 ||
-	    cfg_expect_list(d, hn, fhosts) == -1)
+	    "agent may claim, e.g. [\"app.example.net\"]", &hn) == -1)
 		return -1;
-	if ((cnt = cfg_list_len(hn)) == 0)
+	if (cfg_expect_list(d, hn, fhosts) == -1)
+		return -1;
+	if (cfg_list_len(hn) == 0)
 		return cfg_error(d, hn, "%s: empty list (grant at least one "
 		    "hostname, e.g. [\"app.example.net\"])", fhosts);
-	g->patterns = xcalloc(cnt, sizeof(*g->patterns));
+	if (gw_patterns(d, hn, fhosts, &g->patterns, &g->npatterns) == -1)
+		return -1;
+	/* Bounds on what the grant lets the agent take from the others. */
+	g->min_priority = 1;
+	g->acme = 1;
+	snprintf(f, sizeof(f), "%s.min_priority", what);
+	if ((n = cfg_map_get(map, "min_priority")) != NULL &&
+	    cfg_uint(d, n, f, 1, 255, &g->min_priority) == -1)
+		return -1;
+	snprintf(f, sizeof(f), "%s.acme", what);
+	if ((n = cfg_map_get(map, "acme")) != NULL &&
+	    gw_bool(d, n, f, &g->acme) == -1)
+		return -1;
+	return 0;
+}
+
+/* A list of hostname patterns (may be empty), each listed once. */
+static int
+gw_patterns(struct cfg_doc *d, struct cfg_node *hn, const char *fhosts,
+    char ***patterns, size_t *npatterns)
+{
+	struct cfg_dup	*ents;
+	size_t		 i, cnt, first, dup;
+	int		 found;
+
+	if (cfg_expect_list(d, hn, fhosts) == -1)
+		return -1;
+	if ((cnt = cfg_list_len(hn)) == 0)
+		return 0;
+	*patterns = xcalloc(cnt, sizeof(**patterns));
 	for (i = 0; i < cnt; i++) {
 		if (cfg_hostname(d, cfg_list_item(hn, i), fhosts,
-		    &g->patterns[i]) == -1)
+		    &(*patterns)[i]) == -1)
 			return -1;
-		g->npatterns++;
+		(*npatterns)++;
 	}
 	ents = xcalloc(cnt, sizeof(*ents));
 	for (i = 0; i < cnt; i++) {
-		ents[i].key = g->patterns[i];
-		ents[i].len = strlen(g->patterns[i]);
+		ents[i].key = (*patterns)[i];
+		ents[i].len = strlen((*patterns)[i]);
 		ents[i].order = i;
 	}
 	found = cfg_dup_find(ents, cnt, &first, &dup);
@@ -488,6 +522,24 @@ gw_agent(struct cfg_doc *d, struct cfg_grant *g, struct cfg_node *map,
 		return cfg_bad(d, cfg_list_item(hn, dup), fhosts,
 		    "duplicate hostname", "first at line %u; list it once",
 		    cfg_list_item(hn, first)->line);
+	return 0;
+}
+
+static int
+gw_bool(struct cfg_doc *d, const struct cfg_node *n, const char *what,
+    int *out)
+{
+	const char	*v;
+
+	if (cfg_string(d, n, what, &v) == -1)
+		return -1;
+	if (strcmp(v, "true") == 0)
+		*out = 1;
+	else if (strcmp(v, "false") == 0)
+		*out = 0;
+	else
+		return cfg_bad(d, n, what, "not a boolean", "write true or "
+		    "false");
 	return 0;
 }
 
@@ -565,6 +617,18 @@ gw_peer(struct cfg_doc *d, struct cfg_peer *p, struct cfg_node *map,
 	    "as printed by 'porchctl pubkey' on that gateway", &n) == -1 ||
 	    cfg_pubkey(d, n, f, p->key) == -1)
 		return -1;
+	/*
+	 * The names its announcements are believed for.  Without the key,
+	 * none (the gateway warns at start and reload): a peer could
+	 * otherwise take visitors and ACME probes of any name.  An empty
+	 * list says so on purpose: the peer only takes our visitors.
+	 */
+	snprintf(f, sizeof(f), "%s.hostnames", what);
+	if ((n = cfg_map_get(map, "hostnames")) != NULL) {
+		p->has_hostnames = 1;
+		if (gw_patterns(d, n, f, &p->patterns, &p->npatterns) == -1)
+			return -1;
+	}
 	return 0;
 }
 

@@ -143,9 +143,22 @@ void	gw_peer_stop(struct gw *);
 void	gw_peer_drain(struct gw *);
 int	gw_peer_adopt(struct gw *, struct tun *, const struct tun_hello *,
 	    char *msg, size_t msglen);
+/*
+ * How far a peer's announcement of a name is believed.  Today only the
+ * operator's grant (peers[].hostnames) makes it believed; a proof that
+ * the name's DNS points at the peer would add a level below GRANT: good
+ * for visitors, never enough to take ACME probes from a local agent.
+ */
+enum gw_peer_trust {
+	GW_PEER_TRUST_NONE = 0,		/* not believed: for the status */
+	GW_PEER_TRUST_SOME = 1,		/* the least believed: visitors */
+	GW_PEER_TRUST_GRANT = 2,	/* peers[].hostnames covers it */
+};
+/* The nearest peer that announced name for kind, believed at least
+ * min_trust; NULL: none. */
 struct tun *gw_peer_lookup(struct gw *, const char *name, uint8_t kind,
-	    const uint64_t *skip, size_t nskip, const char **peer_name,
-	    uint64_t *id);
+	    enum gw_peer_trust min_trust, const uint64_t *skip, size_t nskip,
+	    const char **peer_name, uint64_t *id);
 void	gw_peer_routes_changed(struct gw *);
 unsigned gw_peer_streams(struct gw *);
 /* Every peer: link state, RTT, names announced each way (jansson). */
@@ -167,10 +180,22 @@ const struct gw_conn_result *gw_conn_results(size_t *n);
 /* gw_route.c: hostname -> agent tunnels that claimed it. */
 struct gw_route_table *gw_route_new(void);
 void	gw_route_free(struct gw_route_table *);
-/* 1: a new claim, 0: an existing one updated, -1: out of memory. */
+/*
+ * The claim a grant allows (eff): a priority below its min_priority
+ * raised, ACME kinds dropped if it says acme: false.  Returns what
+ * changed: GW_ROUTE_* bits.  eff->kinds 0: nothing left to route.
+ */
+#define GW_ROUTE_RAISED		0x01
+#define GW_ROUTE_NO_ACME	0x02
+int	gw_route_bound(const struct cfg_grant *, const struct tun_claim *asked,
+	    struct tun_claim *eff);
+/* Route eff (asked, as the agent sent it, is kept for the status and
+ * reloads).  1: a new claim, 0: an existing one updated, -1: no memory. */
 int	gw_route_add(struct gw_route_table *, const char *name,
-	    const struct tun_claim *, struct gw_tun *);
-/* Remove t's claims that no pattern of g covers; cb hears each one. */
+	    const struct tun_claim *eff, const struct tun_claim *asked,
+	    struct gw_tun *);
+/* Remove t's claims that no pattern of g covers, or that g's bounds
+ * leave no kind of; cb hears each one.  The others get g's bounds. */
 unsigned gw_route_revoke(struct gw_route_table *, struct gw_tun *,
 	    const struct cfg_grant *,
 	    void (*cb)(const struct tun_claim *, void *), void *);

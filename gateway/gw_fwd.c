@@ -11,6 +11,12 @@
  * both halves keep their own flow control.  Such a visitor is never sent
  * on to another peer: one hop at most, and no loops.
  *
+ * An ACME probe goes to a peer only as far as the peer is believed for
+ * the name: when an agent of ours is granted the name, a peer must be
+ * granted it too (peers[].hostnames), whatever else may prove its
+ * claim, or else a peer's operator could validate, and obtain a
+ * certificate for, a name it does not serve.
+ *
  * A gw_fwd lives as long as the visitor's connection; the streams that
  * carry it hold it as udata.
  */
@@ -43,6 +49,7 @@ struct gw_fwd {
 static int	gw_fwd_open(struct gw_fwd *, struct bufferevent *);
 static void	gw_fwd_free(struct gw_fwd *);
 static const char *gw_fwd_name_key(const struct gw_fwd *);
+static enum gw_peer_trust gw_fwd_trust(struct gw *, const struct gw_fwd *);
 
 int
 gw_fwd_start(struct gw *gw, struct bufferevent *bev, const struct tun_open *o,
@@ -202,8 +209,9 @@ gw_fwd_open(struct gw_fwd *f, struct bufferevent *bev)
 			id = gw_tun_id(t);
 			snprintf(agent, sizeof(agent), "%s", gw_tun_name(t));
 		} else if (f->in == NULL && f->via[0] == '\0' &&
-		    (tun = gw_peer_lookup(gw, f->o.name, f->o.kind, f->tried,
-		    f->tries, &peer, &id)) != NULL) {
+		    (tun = gw_peer_lookup(gw, f->o.name, f->o.kind,
+		    gw_fwd_trust(gw, f), f->tried, f->tries, &peer,
+		    &id)) != NULL) {
 			/* No local agent: one hop to a peer that has one. */
 			snprintf(agent, sizeof(agent), "peer:%s", peer);
 		} else
@@ -235,4 +243,27 @@ static const char *
 gw_fwd_name_key(const struct gw_fwd *f)
 {
 	return tun_kind_entry(f->o.kind) == TUN_KIND_HTTP ? "host" : "sni";
+}
+
+/*
+ * How far a peer must be believed for the visitor's name.  An ACME probe
+ * for a name one of our agents is granted needs the operator's own
+ * grant to the peer: our agent may be the name's only rightful server,
+ * and the probe decides who gets a certificate.
+ */
+static enum gw_peer_trust
+gw_fwd_trust(struct gw *gw, const struct gw_fwd *f)
+{
+	const struct cfg_grant	*g;
+	size_t			 i, k;
+
+	if (!(f->o.kind & TUN_KINDS_ACME))
+		return GW_PEER_TRUST_SOME;
+	for (i = 0; i < gw->cfg->nagents; i++) {
+		g = &gw->cfg->agents[i];
+		for (k = 0; k < g->npatterns; k++)
+			if (name_pattern_covers(g->patterns[k], f->o.name))
+				return GW_PEER_TRUST_GRANT;
+	}
+	return GW_PEER_TRUST_SOME;
 }

@@ -14,6 +14,13 @@
  * the dialer's first ANNOUNCE arrives, which the dialer sends only after
  * accepting the acceptor's HELLO.  Until then the accepted link is
  * pending: it neither replaces a working link nor carries visitors.
+ *
+ * What a peer announces is believed only as far as the operator allows:
+ * a name counts (takes visitors, ACME probes) only when the peer's
+ * 'hostnames' in our config cover it.  Other names are kept, bounded as
+ * any, so that the status can show them and a reload can grant them at
+ * once, but no visitor goes there.  And however long a TTL a peer
+ * sends, a name lasts at most a few of its full-set intervals.
  */
 
 #include <sys/queue.h>
@@ -43,6 +50,15 @@
 #define GW_PEER_COALESCE_US	5000	/* changes: at most this often */
 #define GW_PEER_SYNC_SHARE	20	/* and a sync in 1/20 of that */
 #define GW_PEER_MIN_BUCKETS	256
+/*
+ * A peer's TTL is cut to this many of its full-set intervals, as we
+ * would send them (GW_PEER_FULL_BUDGET, our timeouts.announce) for a
+ * set of the size it last sent.  A sender gives three; four keep a name
+ * across two lost sets and a peer whose period is somewhat longer than
+ * ours, yet a peer that stops refreshing (or asks for days) loses its
+ * names within seconds, as it would by closing the link.
+ */
+#define GW_PEER_TTL_SETS	4
 
 struct gw_peer {
 	struct gw		*gw;
@@ -59,6 +75,10 @@ struct gw_peer {
 	int			 in_set;	/* between its START and END */
 	unsigned		 nnames;
 	unsigned		 refused;	/* over the limit, unlogged */
+	unsigned		 untrusted_new;	/* names not believed, unlogged */
+	char			 untrusted_first[NAME_MAX_LEN + 1];
+	size_t			 set_bytes;	/* its last full set's size */
+	size_t			 set_acc;	/* the one being read */
 	uint64_t		 full_due_ms;	/* our next full set; 0: now */
 	uint64_t		 up_ms;		/* mono ms the link came up */
 	uint64_t		 rx_ann_ms;	/* its last ANNOUNCE, 0: none */
@@ -79,10 +99,12 @@ struct gw_peer_name {
 	struct gw_peer_name	*next;		/* hash chain */
 	TAILQ_ENTRY(gw_peer_name) pentry;	/* its peer's list, or ours */
 	struct gw_peer		*peer;
-	uint64_t		 expires;	/* mono ms */
+	uint64_t		 seen;		/* mono ms, last announced */
+	uint32_t		 ttl;		/* as it said (see expiry) */
 	uint64_t		 gen;
 	unsigned		 hash;		/* name_hash() */
 	uint8_t			 kinds;
+	uint8_t			 trust;		/* enum gw_peer_trust */
 	char			 name[];
 };
 TAILQ_HEAD(gw_peer_name_list, gw_peer_name);
@@ -151,6 +173,12 @@ static int	gw_peer_table_insert(struct gw_peer_table *,
 static void	gw_peer_table_remove(struct gw_peer_table *,
 		    struct gw_peer_name *);
 static struct gw_peer *gw_peer_by_key(struct gw *, const uint8_t *);
+static const struct cfg_peer *gw_peer_cfg(struct gw *, const struct gw_peer *);
+static uint8_t	gw_peer_trust(const struct cfg_peer *, const char *);
+static void	gw_peer_retrust(struct gw *, struct gw_peer *);
+static void	gw_peer_untrusted(struct gw_peer *);
+static void	gw_peer_warn_hostnames(struct gw *, const char *);
+static uint64_t	gw_peer_expiry(struct gw *, const struct gw_peer_name *);
 
 static int	gw_peer_authed(struct tun *, const struct tun_hello *, char *,
 		    size_t, void *);
@@ -196,7 +224,31 @@ gw_peer_start(struct gw *gw, char *err, size_t errlen)
 	for (i = 0; i < cfg->npeers; i++)
 		if (gw_peer_add(gw, &cfg->peers[i], err, errlen) == -1)
 			return -1;
+	gw_peer_warn_hostnames(gw, "");
 	return 0;
+}
+
+/*
+ * A peer entry without 'hostnames' (a config from before they existed)
+ * makes the link, but the peer takes nothing from us: say so loudly, at
+ * every start and reload, rather than lose its visitors quietly.
+ */
+static void
+gw_peer_warn_hostnames(struct gw *gw, const char *when)
+{
+	const struct cfg_peer	*cp;
+	size_t			 i;
+
+	for (i = 0; i < gw->cfg->npeers; i++) {
+		cp = &gw->cfg->peers[i];
+		if (cp->has_hostnames)
+			continue;
+		log_warnx("%speer %s has no 'hostnames' in %s: no name it "
+		    "announces is believed, so no visitor or ACME probe goes "
+		    "to it; list the names it serves under peers[%zu]."
+		    "hostnames (an empty list silences this)", when,
+		    cp->name, gw->cfg->file, i);
+	}
 }
 
 /*
@@ -236,8 +288,12 @@ gw_peer_reload(struct gw *gw)
 			log_warnx("reload: peer %s: %s", cfg->peers[i].name,
 			    err);
 	/* The TTL we announce follows announce_ms: full sets again now. */
-	TAILQ_FOREACH(p, &gw->peers->list, entry)
+	TAILQ_FOREACH(p, &gw->peers->list, entry) {
 		p->full_due_ms = 0;
+		/* A name granted or taken away counts at once. */
+		gw_peer_retrust(gw, p);
+	}
+	gw_peer_warn_hostnames(gw, "reload: ");
 	/* ... and the period follows it too. */
 	if (gw->peers->timer != NULL &&
 	    gw->peers->timer_ms != cfg->announce_ms) {
@@ -450,8 +506,8 @@ gw_peer_adopt(struct gw *gw, struct tun *tun, const struct tun_hello *h,
 /* The peer that claims a visitor's name, if any (one hop only). */
 struct tun *
 gw_peer_lookup(struct gw *gw, const char *name, uint8_t kind,
-    const uint64_t *skip, size_t nskip, const char **peer_name,
-    uint64_t *id)
+    enum gw_peer_trust min_trust, const uint64_t *skip, size_t nskip,
+    const char **peer_name, uint64_t *id)
 {
 	struct gw_peer_name	*n, *best = NULL;
 	struct gw_peer_table	*t;
@@ -464,6 +520,8 @@ gw_peer_lookup(struct gw *gw, const char *name, uint8_t kind,
 
 	if (gw->peers == NULL || gw->stopping)
 		return NULL;
+	if (min_trust < GW_PEER_TRUST_SOME)
+		min_trust = GW_PEER_TRUST_SOME;	/* never the unbelieved */
 	t = &gw->peers->in;
 	if (t->nbuckets == 0)
 		return NULL;
@@ -477,7 +535,9 @@ gw_peer_lookup(struct gw *gw, const char *name, uint8_t kind,
 		for (n = t->buckets[name_hash(name) & (t->nbuckets - 1)];
 		    n != NULL; n = n->next) {
 			if (strcmp(n->name, name) != 0 || !(n->kinds & kind) ||
-			    n->expires < now || n->peer->tun == NULL ||
+			    n->trust < min_trust ||
+			    gw_peer_expiry(gw, n) < now ||
+			    n->peer->tun == NULL ||
 			    !n->peer->authed ||
 			    !tun_is_ready(n->peer->tun) ||
 			    tun_is_draining(n->peer->tun))
@@ -572,10 +632,12 @@ gw_peer_status(struct gw *gw)
 {
 	struct gw_peer		*p;
 	struct gw_peer_name	*n;
-	json_t			*a, *o, *in, *out;
+	const struct cfg_peer	*cp;
+	json_t			*a, *o, *in, *out, *refused, *hosts;
 	char			 kt[KEY_TEXT_LEN];
 	uint64_t		 now = mono_ms();
 	double			 rtt;
+	size_t			 i;
 	int			 up;
 
 	if ((a = json_array()) == NULL)
@@ -585,21 +647,34 @@ gw_peer_status(struct gw *gw)
 	TAILQ_FOREACH(p, &gw->peers->list, entry) {
 		up = p->tun != NULL && p->authed;
 		rtt = up ? tun_rtt_ms(p->tun) : -1;
+		out = refused = NULL;
 		if ((in = json_array()) == NULL || (out = json_array()) ==
-		    NULL) {
+		    NULL || (refused = json_array()) == NULL) {
 			json_decref(in);
+			json_decref(out);
 			break;
 		}
+		/* Believed names, and those its grant does not cover. */
 		TAILQ_FOREACH(n, &p->names, pentry)
-			if (n->kinds != 0 && n->expires >= now)
-				json_array_append_new(in, json_string(n->name));
+			if (n->kinds != 0 && gw_peer_expiry(gw, n) >= now)
+				json_array_append_new(n->trust >=
+				    GW_PEER_TRUST_SOME ? in : refused,
+				    json_string(n->name));
+		cp = gw_peer_cfg(gw, p);
+		hosts = json_null();
+		if (cp != NULL && cp->has_hostnames) {
+			hosts = json_array();
+			for (i = 0; hosts != NULL && i < cp->npatterns; i++)
+				json_array_append_new(hosts,
+				    json_string(cp->patterns[i]));
+		}
 		/* What it holds from us: our last full set, and since. */
 		if (up && p->full_due_ms != 0)
 			TAILQ_FOREACH(n, &gw->peers->outlist, pentry)
 				json_array_append_new(out,
 				    json_string(n->name));
 		o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:I, "
-		    "s:I, s:o, s:o, s:o, s:o, s:o}",
+		    "s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:I, s:o}",
 		    "peer", p->name, "address", p->addr,
 		    "key", key_pub_text(p->key, kt),
 		    "link", p->dial != NULL ? "dial" : "accept",
@@ -615,7 +690,14 @@ gw_peer_status(struct gw *gw)
 		    "last_announce_in_age_s", gw_peer_age(p->rx_ann_ms, now),
 		    "last_announce_out_age_s", gw_peer_age(p->tx_ann_ms, now),
 		    "last_error", p->last_error[0] != '\0' ?
-		    json_string(p->last_error) : json_null());
+		    json_string(p->last_error) : json_null(),
+		    "hostnames", hosts,
+		    "trust", hosts == NULL || json_is_null(hosts) ?
+		    "none: no 'hostnames' for this peer in the configuration"
+		    : json_array_size(hosts) == 0 ? "none: 'hostnames' is "
+		    "empty" : "names covered by 'hostnames'",
+		    "names_refused", (json_int_t)json_array_size(refused),
+		    "refused_in", refused);
 		if (o != NULL)
 			json_array_append_new(a, o);
 	}
@@ -666,7 +748,8 @@ gw_peer_route_status(struct gw *gw, json_t *routes)
 				    NULL, 0) != NULL)
 					local = 1;
 				else if (gw_peer_lookup(gw, n->name, kind,
-				    NULL, 0, &pname, &id) == NULL)
+				    GW_PEER_TRUST_SOME, NULL, 0, &pname,
+				    &id) == NULL)
 					continue;
 				else if (id == n->peer->id)
 					mine = 1;
@@ -675,7 +758,13 @@ gw_peer_route_status(struct gw *gw, json_t *routes)
 			}
 			buf[0] = '\0';
 			why = buf;
-			if (n->expires < now || n->kinds == 0) {
+			if (n->trust < GW_PEER_TRUST_SOME) {
+				state = "refused";
+				snprintf(buf, sizeof(buf), "not granted to peer "
+				    "%s: no pattern of its 'hostnames' covers "
+				    "this name", n->peer->name);
+			} else if (gw_peer_expiry(gw, n) < now ||
+			    n->kinds == 0) {
 				state = "down";
 				why = "announcement expired";
 			} else if (n->peer->tun == NULL || !n->peer->authed) {
@@ -715,9 +804,9 @@ gw_peer_route_status(struct gw *gw, json_t *routes)
 			    sizeof(kinds)), "state", state, "why", why,
 			    "streams", (json_int_t)(n->peer->tun != NULL ?
 			    tun_stream_count(n->peer->tun) : 0),
-			    "expires_in_s", n->expires >= now ?
-			    json_real((double)(n->expires - now) / 1000.0) :
-			    json_null());
+			    "expires_in_s", gw_peer_expiry(gw, n) >= now ?
+			    json_real((double)(gw_peer_expiry(gw, n) - now) /
+			    1000.0) : json_null());
 			if (rep != NULL && (reps = json_object_get(r,
 			    "replicas")) != NULL)
 				json_array_append_new(reps, rep);
@@ -845,6 +934,7 @@ gw_peer_frame(struct tun *tun, const struct tun_frame *f, void *arg)
 	struct gw_peers		*ps = p->gw->peers;
 	struct gw_peer_name	*n;
 	struct tun_claim	 c;
+	const struct cfg_peer	*cp;
 	uint32_t		 ttl;
 	uint64_t		 now = mono_ms();
 	size_t			 off = 0, nl;
@@ -861,11 +951,17 @@ gw_peer_frame(struct tun *tun, const struct tun_frame *f, void *arg)
 	p->rx_ann_ms = now;
 	if (f->flags & TUN_F_START) {
 		gw_peer_refused(p);	/* from updates: a line of their own */
+		gw_peer_untrusted(p);
 		p->gen++;
 		p->in_set = 1;
+		p->set_acc = 0;
 	}
+	cp = gw_peer_cfg(p->gw, p);
 	while ((r = tun_announce_parse(f, &ttl, &off, &c)) == 1) {
 		h = name_hash(c.name);
+		/* The set's size, as the sender sizes its interval. */
+		if (p->in_set && c.kinds != 0)
+			p->set_acc += 2 + strlen(c.name);
 		n = gw_peer_table_find(&ps->in, h, p, c.name);
 		if (c.kinds == 0) {
 			if (n != NULL)
@@ -890,11 +986,17 @@ gw_peer_frame(struct tun *tun, const struct tun_frame *f, void *arg)
 			}
 			TAILQ_INSERT_TAIL(&p->names, n, pentry);
 			p->nnames++;
+			n->trust = gw_peer_trust(cp, n->name);
+			if (n->trust < GW_PEER_TRUST_SOME &&
+			    p->untrusted_new++ == 0)
+				snprintf(p->untrusted_first,
+				    sizeof(p->untrusted_first), "%s", n->name);
 		}
 		n->kinds = c.kinds;
 		n->gen = p->gen;
 		/* Soft state: gone unless announced again in time. */
-		n->expires = now + ttl;
+		n->seen = now;
+		n->ttl = ttl;
 	}
 	if (r == -1) {
 		log_warnx("peer %s: malformed ANNOUNCE", p->name);
@@ -904,8 +1006,83 @@ gw_peer_frame(struct tun *tun, const struct tun_frame *f, void *arg)
 	if (f->flags & TUN_F_END) {
 		gw_peer_forget(ps, p, p->gen);
 		p->in_set = 0;
+		p->set_bytes = p->set_acc;
 		gw_peer_refused(p);
+		gw_peer_untrusted(p);
 	}
+}
+
+/* New names it announced that no 'hostnames' pattern covers: a line. */
+static void
+gw_peer_untrusted(struct gw_peer *p)
+{
+	if (p->untrusted_new == 0)
+		return;
+	log_warnx("peer %s announced %u name%s not granted to it (%s%s): "
+	    "ignored; if it serves %s, add %s to its 'hostnames' in %s",
+	    p->name, p->untrusted_new, p->untrusted_new == 1 ? "" : "s",
+	    p->untrusted_first, p->untrusted_new > 1 ? ", ..." : "",
+	    p->untrusted_new == 1 ? "it" : "them", p->untrusted_new == 1 ?
+	    "the name" : "the names", p->gw->cfg->file);
+	p->untrusted_new = 0;
+}
+
+/* Our config's entry for the peer (by key: the config is replaced on
+ * reload, and nothing keeps a pointer into it). */
+static const struct cfg_peer *
+gw_peer_cfg(struct gw *gw, const struct gw_peer *p)
+{
+	size_t	i;
+
+	for (i = 0; i < gw->cfg->npeers; i++)
+		if (memcmp(gw->cfg->peers[i].key, p->key, KEY_PUB_LEN) == 0)
+			return &gw->cfg->peers[i];
+	return NULL;
+}
+
+/* How far the peer of entry cp is believed for name. */
+static uint8_t
+gw_peer_trust(const struct cfg_peer *cp, const char *name)
+{
+	size_t	i;
+
+	if (cp == NULL)
+		return GW_PEER_TRUST_NONE;
+	for (i = 0; i < cp->npatterns; i++)
+		if (name_pattern_covers(cp->patterns[i], name))
+			return GW_PEER_TRUST_GRANT;
+	/* A proof that name's DNS points at the peer would come here. */
+	return GW_PEER_TRUST_NONE;
+}
+
+/* After a reload: what p announced, believed by the new grant. */
+static void
+gw_peer_retrust(struct gw *gw, struct gw_peer *p)
+{
+	const struct cfg_peer	*cp = gw_peer_cfg(gw, p);
+	struct gw_peer_name	*n;
+
+	TAILQ_FOREACH(n, &p->names, pentry)
+		n->trust = gw_peer_trust(cp, n->name);
+}
+
+/*
+ * When a name of a peer expires: when it said (ttl), but no later than
+ * GW_PEER_TTL_SETS of its full-set intervals after it last said it.
+ * The interval is the one we would use for a set of the size it last
+ * sent (or is sending: a first set's names count it in full at END).
+ */
+static uint64_t
+gw_peer_expiry(struct gw *gw, const struct gw_peer_name *n)
+{
+	const struct gw_peer	*p = n->peer;
+	size_t			 bytes;
+	uint64_t		 cap;
+
+	bytes = p->set_bytes > p->set_acc ? p->set_bytes : p->set_acc;
+	cap = (uint64_t)GW_PEER_TTL_SETS * (1 + bytes / GW_PEER_FULL_BUDGET) *
+	    gw->cfg->announce_ms;
+	return n->seen + (n->ttl < cap ? n->ttl : cap);
 }
 
 /* Names over the limit since the last report: one line for them all. */
@@ -995,6 +1172,8 @@ gw_peer_closed(struct tun *tun, const char *reason, void *arg)
 	p->quiet_ms = mono_ms();
 	p->in_set = 0;
 	p->refused = 0;
+	p->untrusted_new = 0;
+	p->set_bytes = p->set_acc = 0;
 	p->full_due_ms = 0;
 	if (p->dial != NULL && !p->gw->stopping)
 		dial_later(p->dial, why);
@@ -1045,14 +1224,16 @@ gw_peer_timer_cb(evutil_socket_t fd, short ev, void *arg)
 	TAILQ_FOREACH(p, &gw->peers->list, entry) {
 		gw_peer_quiet(gw, p, now);
 		/* Refusals among changes: at most one line a period. */
-		if (!p->in_set)
+		if (!p->in_set) {
 			gw_peer_refused(p);
+			gw_peer_untrusted(p);
+		}
 	}
 	/* Expire what peers stopped announcing. */
 	TAILQ_FOREACH(p, &gw->peers->list, entry) {
 		for (n = TAILQ_FIRST(&p->names); n != NULL; n = next) {
 			next = TAILQ_NEXT(n, pentry);
-			if (n->expires < now)
+			if (gw_peer_expiry(gw, n) < now)
 				gw_peer_name_free(gw->peers, n);
 		}
 	}

@@ -6,6 +6,11 @@
  * that of its most preferred claim: failover takes the usable claim with
  * the lowest priority value (the earliest on a tie), balance the one
  * whose tunnel carries the fewest streams (a random one on a tie).
+ *
+ * A claim is routed within its agent's grant: a priority below the
+ * grant's min_priority is raised to it, and ACME kinds are dropped when
+ * the grant says acme: false.  What the agent asked is kept, so that a
+ * reload can apply new bounds and the status can say what was changed.
  */
 
 #include <sys/queue.h>
@@ -26,6 +31,8 @@ struct gw_route_claim {
 	uint8_t				 kinds;
 	uint8_t				 priority;
 	uint8_t				 policy;
+	uint8_t				 asked_kinds;	/* before the */
+	uint8_t				 asked_priority; /* grant's bounds */
 	uint64_t			 seq;		/* claim order */
 	TAILQ_ENTRY(gw_route_claim)	 entry;		/* route's claims */
 	TAILQ_ENTRY(gw_route_claim)	 tun_link;	/* the tunnel's */
@@ -54,6 +61,8 @@ static struct gw_route	*gw_route_find(struct gw_route_table *, const char *,
 			    struct gw_route ***);
 static void		 gw_route_unlink(struct gw_route_table *,
 			    struct gw_route_claim *);
+static void		 gw_route_limited(const struct gw_route_claim *,
+			    char *, size_t);
 
 struct gw_route_table *
 gw_route_new(void)
@@ -84,9 +93,30 @@ gw_route_free(struct gw_route_table *rt)
 	free(rt);
 }
 
+/* The claim asked within g's bounds; GW_ROUTE_* bits say what changed. */
+int
+gw_route_bound(const struct cfg_grant *g, const struct tun_claim *asked,
+    struct tun_claim *eff)
+{
+	int	changed = 0;
+
+	*eff = *asked;
+	if (eff->priority < g->min_priority) {
+		eff->priority = g->min_priority;
+		changed |= GW_ROUTE_RAISED;
+	}
+	if (!g->acme && (eff->kinds & TUN_KINDS_ACME)) {
+		eff->kinds &= ~TUN_KINDS_ACME;
+		changed |= GW_ROUTE_NO_ACME;
+	}
+	return changed;
+}
+
+/* cl: the claim as routed (gw_route_bound), asked: as the agent sent it. */
 int
 gw_route_add(struct gw_route_table *rt, const char *name,
-    const struct tun_claim *cl, struct gw_tun *t)
+    const struct tun_claim *cl, const struct tun_claim *asked,
+    struct gw_tun *t)
 {
 	struct gw_route		*r, **pp;
 	struct gw_route_claim	*c;
@@ -108,6 +138,8 @@ gw_route_add(struct gw_route_table *rt, const char *name,
 			c->kinds = cl->kinds;	/* a repeated claim updates */
 			c->priority = cl->priority;
 			c->policy = cl->policy;
+			c->asked_kinds = asked->kinds;
+			c->asked_priority = asked->priority;
 			return 0;
 		}
 	}
@@ -123,6 +155,8 @@ gw_route_add(struct gw_route_table *rt, const char *name,
 	c->kinds = cl->kinds;
 	c->priority = cl->priority;
 	c->policy = cl->policy;
+	c->asked_kinds = asked->kinds;
+	c->asked_priority = asked->priority;
 	c->seq = rt->next_seq++;
 	c->route = r;
 	TAILQ_INSERT_TAIL(&r->claims, c, entry);
@@ -319,7 +353,7 @@ gw_route_status(struct gw_route_table *rt)
 	json_t			*routes, *o, *reps, *rep;
 	struct tun		*tun;
 	const char		*state, *why;
-	char			 buf[160], kinds[64];
+	char			 buf[160], kinds[64], limited[160];
 	uint8_t			 policy;
 	size_t			 i;
 
@@ -361,14 +395,17 @@ gw_route_status(struct gw_route_table *rt)
 					    pick->priority);
 				} else
 					why = "";
-				rep = json_pack("{s:s, s:i, s:s, s:s, s:s, s:i}",
-				    "agent", gw_tun_name(c->tun),
+				gw_route_limited(c, limited, sizeof(limited));
+				rep = json_pack("{s:s, s:i, s:s, s:s, s:s, s:i, "
+				    "s:o}", "agent", gw_tun_name(c->tun),
 				    "priority", (json_int_t)c->priority,
 				    "kinds", tun_kinds_text(c->kinds, kinds,
 				    sizeof(kinds)),
 				    "state", state, "why", why,
 				    "streams",
-				    (json_int_t)tun_stream_count(tun));
+				    (json_int_t)tun_stream_count(tun),
+				    "limited", limited[0] != '\0' ?
+				    json_string(limited) : json_null());
 				if (rep != NULL)
 					json_array_append_new(reps, rep);
 			}
@@ -380,6 +417,23 @@ gw_route_status(struct gw_route_table *rt)
 		}
 	}
 	return routes;
+}
+
+/* What the grant's bounds changed in a claim, for the status; "" none. */
+static void
+gw_route_limited(const struct gw_route_claim *c, char *buf, size_t len)
+{
+	char	kinds[64];
+	uint8_t	refused = c->asked_kinds & ~c->kinds;
+
+	buf[0] = '\0';
+	if (c->asked_priority < c->priority)
+		snprintf(buf, len, "priority %u raised to %u by the grant's "
+		    "min_priority", c->asked_priority, c->priority);
+	if (refused != 0)
+		snprintf(buf + strlen(buf), len - strlen(buf), "%s%s refused: "
+		    "the grant says acme: false", buf[0] != '\0' ? "; " : "",
+		    tun_kinds_text(refused, kinds, sizeof(kinds)));
 }
 
 void
@@ -409,22 +463,29 @@ gw_route_revoke(struct gw_route_table *rt, struct gw_tun *t,
     void (*cb)(const struct tun_claim *, void *), void *arg)
 {
 	struct gw_route_claim	*c, *cn;
-	struct tun_claim	 tc;
+	struct tun_claim	 tc, eff;
 	unsigned		 n = 0;
 	size_t			 k;
 	int			 ok;
 
 	for (c = TAILQ_FIRST(gw_tun_claims(t)); c != NULL; c = cn) {
 		cn = TAILQ_NEXT(c, tun_link);
+		memset(&tc, 0, sizeof(tc));
+		tc.kinds = c->asked_kinds;
+		tc.priority = c->asked_priority;
+		tc.policy = c->policy;
 		for (ok = 0, k = 0; k < g->npatterns && !ok; k++)
 			ok = name_pattern_covers(g->patterns[k],
 			    c->route->name);
-		if (ok)
-			continue;
-		memset(&tc, 0, sizeof(tc));
-		tc.kinds = c->kinds;
-		tc.priority = c->priority;
-		tc.policy = c->policy;
+		/* Covered: the new grant's bounds apply from now on. */
+		if (ok) {
+			gw_route_bound(g, &tc, &eff);
+			if (eff.kinds != 0) {
+				c->kinds = eff.kinds;
+				c->priority = eff.priority;
+				continue;
+			}
+		}
 		snprintf(tc.name, sizeof(tc.name), "%s", c->route->name);
 		cb(&tc, arg);
 		gw_route_unlink(rt, c);

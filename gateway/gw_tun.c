@@ -452,12 +452,26 @@ gw_tun_covered(struct gw_tun *gt, const char *name)
 static void
 gw_tun_decide(struct gw_tun *gt, const struct tun_claim *c, int reload)
 {
-	struct tun_claim	 r;
-	int			 added;
-	char			 kinds[64];
+	const struct cfg_grant	*g;
+	struct tun_claim	 r, eff;
+	int			 added, bounded = 0;
+	char			 kinds[64], refused[64], note[200];
 
 	memset(&r, 0, sizeof(r));
 	snprintf(r.name, sizeof(r.name), "%s", c->name);
+	note[0] = '\0';
+	eff = *c;
+	/* The operator's bounds: what this agent may take from others. */
+	if ((g = gw_tun_grant(gt->gw, tun_peer_key(gt->tun))) != NULL)
+		bounded = gw_route_bound(g, c, &eff);
+	if (bounded & GW_ROUTE_NO_ACME)
+		snprintf(note, sizeof(note), "%s refused: agents[].acme is "
+		    "false for this agent", tun_kinds_text(c->kinds &
+		    TUN_KINDS_ACME, refused, sizeof(refused)));
+	if (bounded & GW_ROUTE_RAISED)
+		snprintf(note + strlen(note), sizeof(note) - strlen(note),
+		    "%spriority %u raised to agents[].min_priority %u",
+		    note[0] != '\0' ? "; " : "", c->priority, eff.priority);
 	if (!gw_tun_covered(gt, c->name)) {
 		gt->gw->stats.claims_refused++;
 		gw_tun_want_put(gt, c);
@@ -483,7 +497,21 @@ gw_tun_decide(struct gw_tun *gt, const struct tun_claim *c, int reload)
 			    "%s", c->name);
 			evtimer_add(gt->limit_ev, &tv);
 		}
-	} else if ((added = gw_route_add(gt->gw->routes, c->name, c,
+	} else if (eff.kinds == 0) {
+		/* Only ACME kinds, all refused.  Remembered: a reload that
+		 * allows them makes the claim live. */
+		gt->gw->stats.claims_refused++;
+		gw_tun_want_put(gt, c);
+		if (gw_route_remove(gt->gw->routes, c->name, gt) == 1) {
+			gt->nclaims--;
+			gw_peer_routes_changed(gt->gw);
+		}
+		r.status = TUN_CLAIM_DENIED;
+		snprintf(r.msg, sizeof(r.msg), "agent %s may not answer ACME "
+		    "validation on this gateway", gt->name);
+		log_warnx("agent %s claimed %s: refused, %s in %s", gt->name,
+		    c->name, note, gt->gw->cfg->file);
+	} else if ((added = gw_route_add(gt->gw->routes, c->name, &eff, c,
 	    gt)) == -1) {
 		r.status = TUN_CLAIM_LIMIT;
 		snprintf(r.msg, sizeof(r.msg), "gateway out of memory");
@@ -492,11 +520,14 @@ gw_tun_decide(struct gw_tun *gt, const struct tun_claim *c, int reload)
 		gt->nclaims += added;
 		gw_peer_routes_changed(gt->gw);
 		r.status = TUN_CLAIM_OK;
-		log_info("%sagent %s claimed %s (%s, priority %u, %s)",
+		/* The agent hears what was changed; the status shows it. */
+		snprintf(r.msg, sizeof(r.msg), "%s", note);
+		log_info("%sagent %s claimed %s (%s, priority %u, %s)%s%s",
 		    reload ? "reload: granted; " : "", gt->name, c->name,
-		    tun_kinds_text(c->kinds, kinds, sizeof(kinds)),
-		    c->priority, c->policy == TUN_POLICY_BALANCE ?
-		    "balance" : "failover");
+		    tun_kinds_text(eff.kinds, kinds, sizeof(kinds)),
+		    eff.priority, c->policy == TUN_POLICY_BALANCE ?
+		    "balance" : "failover", note[0] != '\0' ? ": " : "",
+		    note);
 	}
 	tun_send_claim(gt->tun, TUN_CLAIM_RESULT, &r);
 }
@@ -762,15 +793,18 @@ gw_tun_revoked(const struct tun_claim *c, void *arg)
 {
 	struct gw_tun		*gt = arg;
 	struct tun_claim	 r;
+	int			 acme = gw_tun_covered(gt, c->name);
 
-	log_warnx("reload: agent %s may no longer claim %s; route removed",
-	    gt->name, c->name);
+	/* Covered yet revoked: only ACME kinds, now refused (acme: false). */
+	log_warnx("reload: agent %s may no longer claim %s%s; route removed",
+	    gt->name, c->name, acme ? " for ACME validation" : "");
 	gw_tun_want_put(gt, c);
 	memset(&r, 0, sizeof(r));
 	r.status = TUN_CLAIM_DENIED;
 	snprintf(r.name, sizeof(r.name), "%s", c->name);
 	snprintf(r.msg, sizeof(r.msg), "no longer authorized for this "
-	    "hostname on this gateway (configuration reloaded)");
+	    "hostname%s on this gateway (configuration reloaded)",
+	    acme ? " for ACME validation" : "");
 	tun_send_claim(gt->tun, TUN_CLAIM_RESULT, &r);
 }
 
@@ -808,12 +842,20 @@ gw_tun_reauthorize(struct gw *gw)
 static void
 gw_tun_regrant(struct gw_tun *gt)
 {
+	const struct cfg_grant	*g;
 	struct gw_tun_want	*w, *next;
-	struct tun_claim	 c;
+	struct tun_claim	 c, eff;
 
+	if ((g = gw_tun_grant(gt->gw, tun_peer_key(gt->tun))) == NULL)
+		return;
 	for (w = TAILQ_FIRST(&gt->wants); w != NULL; w = next) {
 		next = TAILQ_NEXT(w, entry);
 		if (!gw_tun_covered(gt, w->claim.name))
+			continue;
+		/* Still refused by the bounds: decide would put it back at
+		 * the tail, and this loop would meet it again. */
+		gw_route_bound(g, &w->claim, &eff);
+		if (eff.kinds == 0)
 			continue;
 		c = w->claim;
 		gw_tun_want_del(gt, c.name);

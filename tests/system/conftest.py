@@ -250,17 +250,21 @@ class Gateway:
         self.http_port = free_port()
         self.tunnel_port = free_port()
         self.agents = []
-        self.peers = []     # (name, tunnel port, key)
+        self.peers = []     # (name, tunnel port, key, hostnames)
         self.extra = extra
         self.conf = os.path.join(self.dir, "gateway.yaml")
         self.proc = None
 
-    def admit(self, agent, hostnames):
-        self.agents.append((agent.name, agent.pub, hostnames))
+    def admit(self, agent, hostnames, more=()):
+        """more: extra lines of the agent's entry, e.g. "acme: false"."""
+        self.agents.append((agent.name, agent.pub, hostnames, list(more)))
 
-    def peer(self, other):
-        """List another Gateway as a peer of this one (do both)."""
-        self.peers.append((other.name, other.tunnel_port, other.pub))
+    def peer(self, other, hostnames=("*.example.test",)):
+        """List another Gateway as a peer of this one (do both).
+        hostnames: the names its announcements are believed for; None
+        leaves the key out (a config from before it existed)."""
+        self.peers.append((other.name, other.tunnel_port, other.pub,
+                           hostnames))
 
     def write_config(self):
         lines = [
@@ -275,14 +279,20 @@ class Gateway:
         lines.append(f"name: {self.name}.example.test")
         if self.peers:
             lines.append("peers:")
-            for name, port, key in self.peers:
+            for name, port, key, *rest in self.peers:
+                # Tests may append (name, port, key): the default grant.
+                hosts = rest[0] if rest else ("*.example.test",)
                 lines += [f"  - name: {name}",
                           f'    address: "127.0.0.1:{port}"',
                           f'    key: "{key}"']
+                if hosts is not None:
+                    lines.append(f"    hostnames: {yaml_list(hosts)}")
         lines.append("agents:" if self.agents else "agents: []")
-        for name, pub, hosts in self.agents:
+        for name, pub, hosts, *more in self.agents:
+            more = more[0] if more else ()
             lines += [f"  - name: {name}", f'    key: "{pub}"',
                       f"    hostnames: {yaml_list(hosts)}"]
+            lines += [f"    {m}" for m in more]
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
 

@@ -321,9 +321,30 @@ static const struct bad bad_configs[] = {
 	    "peers[0]: missing required key: 'key' (pin the peer's public "
 	    "key" },
 	{ "gw_peer_unknown", GW, GW_BASE "peers:\n"
-	    GW_PEER("gw2", "gw2.example.net:7443", GWK) "    hostnames: [a]\n",
-	    "9:5", "peers[0]: unknown key: 'hostnames' (allowed: name, "
-	    "address, key)" },
+	    GW_PEER("gw2", "gw2.example.net:7443", GWK) "    hostname: [a]\n",
+	    "9:5", "peers[0]: unknown key: 'hostname' (allowed: name, "
+	    "address, key, hostnames)" },
+	{ "gw_peer_hostnames_scalar", GW, GW_BASE "peers:\n"
+	    GW_PEER("gw2", "gw2.example.net:7443", GWK)
+	    "    hostnames: {a: b}\n", "9:16",
+	    "peers[0].hostnames: expected" },
+	{ "gw_peer_hostnames_bad", GW, GW_BASE "peers:\n"
+	    GW_PEER("gw2", "gw2.example.net:7443", GWK)
+	    "    hostnames: [\"a..example\"]\n", "9:17",
+	    "peers[0].hostnames: bad hostname" },
+	{ "gw_peer_hostnames_dup", GW, GW_BASE "peers:\n"
+	    GW_PEER("gw2", "gw2.example.net:7443", GWK)
+	    "    hostnames: [\"*.b.example\", \"*.B.example\"]\n", "9:32",
+	    "peers[0].hostnames: duplicate hostname" },
+	{ "gw_agent_min_priority_0", GW, GW_BASE "agents:\n"
+	    GW_AGENT("a", AGK, "[x.example]") "    min_priority: 0\n", "9:19",
+	    "agents[0].min_priority" },
+	{ "gw_agent_min_priority_256", GW, GW_BASE "agents:\n"
+	    GW_AGENT("a", AGK, "[x.example]") "    min_priority: 256\n", "9:19",
+	    "agents[0].min_priority" },
+	{ "gw_agent_acme_yes", GW, GW_BASE "agents:\n"
+	    GW_AGENT("a", AGK, "[x.example]") "    acme: yes\n", "9:11",
+	    "agents[0].acme: not a boolean: 'yes' (write true or false)" },
 	{ "gw_peer_bad_name", GW, GW_BASE "peers:\n"
 	    GW_PEER("\"gw/2\"", "gw2.example.net:7443", GWK), "6:11",
 	    "peers[0].name: bad name: 'gw/2'" },
@@ -407,7 +428,7 @@ static const struct bad bad_configs[] = {
 	    "agents[1].key: duplicate agent key" },
 	{ "gw_agent_unknown", GW, GW_BASE "agents:\n"
 	    GW_AGENT("a", AGK, "[x.example]") "    hostname: y\n", "9:5",
-	    "allowed: name, key, hostnames" },
+	    "allowed: name, key, hostnames, min_priority, acme" },
 	{ "gw_agent_scalar", GW, GW_BASE "agents:\n  - alice\n", "6:5",
 	    "agents[0]: expected a mapping, got a string: 'alice'" },
 
@@ -1111,6 +1132,34 @@ test_gateway_cluster(void **state)
 	assert_memory_equal(gw->peers[1].key, zero, sizeof(zero));
 	assert_int_equal(gw->peers[2].port, 7444);
 	assert_int_equal(gw->peers[2].key[0], 0x01);
+	/* No 'hostnames': believed for nothing (the gateway warns). */
+	assert_int_equal(gw->peers[0].has_hostnames, 0);
+	assert_int_equal(gw->peers[0].npatterns, 0);
+	/* An agent's grant without bounds: any priority, ACME allowed. */
+	assert_int_equal(gw->agents[0].min_priority, 1);
+	assert_int_equal(gw->agents[0].acme, 1);
+	cfg_gateway_free(gw);
+
+	/* Peers' grants, and agents' bounds. */
+	gw = gw_ok(GW_BASE
+	    "agents:\n"
+	    GW_AGENT("a", AGK, "[x.example]")
+	    "    min_priority: 255\n"
+	    "    acme: false\n"
+	    "peers:\n"
+	    GW_PEER("gw2", "gw2.example.net:7443", GWK)
+	    "    hostnames: [\"*.B.example\", \"shop.example\"]\n"
+	    GW_PEER("gw3", "gw3.example.net:7443", ZEROK)
+	    "    hostnames: []\n");
+	assert_int_equal(gw->agents[0].min_priority, 255);
+	assert_int_equal(gw->agents[0].acme, 0);
+	assert_int_equal(gw->peers[0].has_hostnames, 1);
+	assert_int_equal(gw->peers[0].npatterns, 2);
+	assert_string_equal(gw->peers[0].patterns[0], "*.b.example");
+	assert_string_equal(gw->peers[0].patterns[1], "shop.example");
+	assert_int_equal(gw->peers[1].has_hostnames, 1);
+	assert_int_equal(gw->peers[1].npatterns, 0);
+	assert_null(gw->peers[1].patterns);
 	cfg_gateway_free(gw);
 
 	/* The other ends of the ranges; a name may be one label. */
