@@ -15,6 +15,7 @@
 
 struct agent_gw;
 struct agent_svc_index;
+struct agent_svc_conns;
 struct agent_acme;
 struct agent_term;
 struct dns;
@@ -43,6 +44,7 @@ struct agent_service {
 	struct agent_health	*health;	/* NULL: no checks, always up */
 	int			 up;		/* claimable (see is_up) */
 	int			 kept;		/* reload: in the new config */
+	struct agent_svc_conns	*conns;		/* for max_connections */
 };
 
 /* What a reload did to one kind of object, for the summary line. */
@@ -78,6 +80,8 @@ struct agent {
 	struct cfg_agent	*reload_cfg;
 	struct agent_resolve	*resolve;
 	int			 reload_again;	/* SIGHUP meanwhile */
+	unsigned		 fd_streams;	/* streams the descriptor
+						   limit leaves room for */
 };
 
 /* agent.c */
@@ -143,6 +147,10 @@ void		 agent_gw_announce(struct agent_gw *,
 /* Send c as CLAIM (kinds set) or UNCLAIM (kinds 0), if ready. */
 void		 agent_gw_send_claim(struct agent_gw *, const struct tun_claim *);
 void		 agent_gw_free(struct agent_gw *);
+/* The agent-wide stream limit now (limits.max_streams within what the
+ * descriptors allow), and one gateway's share of it. */
+unsigned	 agent_gw_stream_limit(const struct agent *);
+unsigned	 agent_gw_share_limit(const struct agent *);
 
 /* agent_svc.c: streams from gateways to local backends. */
 int		 agent_svc_init(struct agent *, char *err, size_t errlen);
