@@ -72,6 +72,8 @@ struct agent {
 	int			 exiting;	/* loop ended: freeing */
 	struct evhttp		*admin;		/* status, or NULL */
 	char			 admin_text[80];
+	char			 admin_secret[65];	/* for POST actions */
+	char			 admin_secret_path[1024];
 	struct agent_acme	*acme;		/* certificates, or NULL */
 	struct agent_term	*term;		/* TLS ended here, or NULL */
 	uint64_t		 instance;	/* random, this process (HELLO) */
@@ -250,7 +252,8 @@ void		 agent_acme_free(struct agent *);
 void		 agent_acme_reload(struct agent *);
 void		 agent_acme_kick(struct agent *);	/* a tunnel is up */
 /* Order NAME now; *order: the id of the order that answers the request
- * (agent_acme_status shows its outcome under that id). */
+ * (agent_acme_status shows its outcome under that id).  0, -1 (msg says
+ * why), or -2: too soon after the last request (msg says when). */
 int		 agent_acme_renew_now(struct agent *, const char *name,
 		    uint64_t *order, char *msg, size_t msglen);
 /* agent_acme_child.c: the order process, in the child after fork();
