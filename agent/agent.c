@@ -6,6 +6,8 @@
  * and the SIGHUP reload that moves the running agent onto a new config.
  */
 
+#include <sys/resource.h>
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,7 @@
 #define AGENT_RELOAD_LOOKUP_MS	5000
 
 static void	agent_usage(FILE *);
+static void	agent_raise_nofile(struct agent *);
 static int	agent_set_name(struct cfg_agent *);
 static void	agent_signal_cb(evutil_socket_t, short, void *);
 static void	agent_reload(struct agent *);
@@ -127,6 +130,7 @@ main(int argc, char *argv[])
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+	agent_raise_nofile(&a);
 	if (agent_acme_init(&a, err, sizeof(err)) == -1) {
 		fprintf(stderr, "porch-agent: acme: %s\n", err);
 		goto out;
@@ -195,6 +199,43 @@ out:
 	key_clear(&a.key);
 	cfg_agent_free(a.cfg);
 	return rc;
+}
+
+/*
+ * Every visitor stream holds a backend socket: the soft limit (often
+ * 1024) would refuse visitors long before the machine runs short, while
+ * the hard limit is what the administrator allows.  Use all of it, and
+ * keep an eighth (at least 64) for tunnels, health checks, ACME and the
+ * admin listener: streams beyond the rest are refused with "limit".
+ */
+static void
+agent_raise_nofile(struct agent *a)
+{
+	struct rlimit	rl;
+	rlim_t		n, reserve;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_warn("getrlimit RLIMIT_NOFILE");
+		a->fd_streams = a->cfg->max_streams;
+		return;
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1) {
+			log_warn("setrlimit RLIMIT_NOFILE");
+			getrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
+	n = rl.rlim_cur == RLIM_INFINITY ? 1000000 : rl.rlim_cur;
+	reserve = n / 8 > 64 ? n / 8 : 64;
+	a->fd_streams = n > reserve + 16 ? (unsigned)(n - reserve > 1000000 ?
+	    1000000 : n - reserve) : 16;
+	if (a->fd_streams < a->cfg->max_streams)
+		log_warnx("limits.max_streams is %u, but %llu descriptors "
+		    "(RLIMIT_NOFILE) leave room for %u streams; raise the "
+		    "hard limit (ulimit -Hn, LimitNOFILE=) to allow more",
+		    a->cfg->max_streams, (unsigned long long)n,
+		    a->fd_streams);
 }
 
 /* The name for logs and HELLO: the config's, else the hostname. */

@@ -15,6 +15,7 @@
 
 struct agent_gw;
 struct agent_svc_index;
+struct agent_svc_conns;
 struct agent_acme;
 struct agent_term;
 struct dns;
@@ -43,6 +44,7 @@ struct agent_service {
 	struct agent_health	*health;	/* NULL: no checks, always up */
 	int			 up;		/* claimable (see is_up) */
 	int			 kept;		/* reload: in the new config */
+	struct agent_svc_conns	*conns;		/* for max_connections */
 };
 
 /* What a reload did to one kind of object, for the summary line. */
@@ -70,6 +72,8 @@ struct agent {
 	int			 exiting;	/* loop ended: freeing */
 	struct evhttp		*admin;		/* status, or NULL */
 	char			 admin_text[80];
+	char			 admin_secret[65];	/* for POST actions */
+	char			 admin_secret_path[1024];
 	struct agent_acme	*acme;		/* certificates, or NULL */
 	struct agent_term	*term;		/* TLS ended here, or NULL */
 	uint64_t		 instance;	/* random, this process (HELLO) */
@@ -78,6 +82,8 @@ struct agent {
 	struct cfg_agent	*reload_cfg;
 	struct agent_resolve	*resolve;
 	int			 reload_again;	/* SIGHUP meanwhile */
+	unsigned		 fd_streams;	/* streams the descriptor
+						   limit leaves room for */
 };
 
 /* agent.c */
@@ -143,6 +149,10 @@ void		 agent_gw_announce(struct agent_gw *,
 /* Send c as CLAIM (kinds set) or UNCLAIM (kinds 0), if ready. */
 void		 agent_gw_send_claim(struct agent_gw *, const struct tun_claim *);
 void		 agent_gw_free(struct agent_gw *);
+/* The agent-wide stream limit now (limits.max_streams within what the
+ * descriptors allow), and one gateway's share of it. */
+unsigned	 agent_gw_stream_limit(const struct agent *);
+unsigned	 agent_gw_share_limit(const struct agent *);
 
 /* agent_svc.c: streams from gateways to local backends. */
 int		 agent_svc_init(struct agent *, char *err, size_t errlen);
@@ -242,7 +252,8 @@ void		 agent_acme_free(struct agent *);
 void		 agent_acme_reload(struct agent *);
 void		 agent_acme_kick(struct agent *);	/* a tunnel is up */
 /* Order NAME now; *order: the id of the order that answers the request
- * (agent_acme_status shows its outcome under that id). */
+ * (agent_acme_status shows its outcome under that id).  0, -1 (msg says
+ * why), or -2: too soon after the last request (msg says when). */
 int		 agent_acme_renew_now(struct agent *, const char *name,
 		    uint64_t *order, char *msg, size_t msglen);
 /* agent_acme_child.c: the order process, in the child after fork();

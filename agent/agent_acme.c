@@ -49,6 +49,9 @@
 #define ACME_HTTP_HEAD_MAX	8192
 #define ACME_HTTP_WAIT_S	10
 #define ACME_SETTLE_S		5	/* after the first tunnel is up */
+/* Between manual renewals of a name: a CA allows few duplicates (Let's
+ * Encrypt: 5 a week), and renewing again so soon has no use. */
+#define ACME_MANUAL_EVERY_S	(10 * 60)
 
 enum agent_job_kind {
 	AGENT_JOB_ORDER,
@@ -100,6 +103,10 @@ struct agent_cert {
 	enum agent_order_state	 order_state;	/* and its outcome */
 	int			 requested;	/* renew_now: order next */
 	int			 announced;	/* "ordering now" is logged */
+	time_t			 manual_at;	/* last renew_now that ordered;
+						   0: none, or its order
+						   failed (no certificate) */
+	uint64_t		 manual_order;	/* the order it asked for */
 };
 
 /* A hook command still running. */
@@ -713,6 +720,8 @@ agent_acme_renew_now(struct agent *a, const char *name, uint64_t *order,
 	struct agent_acme	*m = a->acme;
 	struct agent_cert	*c = NULL;
 	const char		*hold;
+	char			 at[64], next[64];
+	time_t			 now;
 	size_t			 i;
 
 	*order = 0;
@@ -733,12 +742,27 @@ agent_acme_renew_now(struct agent *a, const char *name, uint64_t *order,
 		snprintf(msg, msglen, "%s: an order is already running", name);
 		return 0;
 	}
+	now = time(NULL);
+	if (c->manual_at != 0 && now >= c->manual_at &&
+	    now < c->manual_at + ACME_MANUAL_EVERY_S) {
+		snprintf(msg, msglen, "%s: renewed on request at %s; the next "
+		    "request is allowed from %s (in %llds): the CA allows "
+		    "few duplicate certificates", name, agent_acme_time(
+		    c->manual_at, at, sizeof(at)), agent_acme_time(
+		    c->manual_at + ACME_MANUAL_EVERY_S, next, sizeof(next)),
+		    (long long)(c->manual_at + ACME_MANUAL_EVERY_S - now));
+		log_warnx("acme %s: renewal request refused: too soon after "
+		    "the last one", name);
+		return -2;
+	}
 	/* The next order of this certificate answers the request, also if
 	 * a renewal-information job of it runs now (its end reschedules,
 	 * and the schedule honours the request). */
 	*order = c->orders + 1;
+	c->manual_at = now;
+	c->manual_order = *order;
 	c->requested = 1;
-	c->due = time(NULL);
+	c->due = now;
 	c->due_kind = AGENT_JOB_ORDER;
 	hold = agent_acme_hold(m);
 	c->announced = hold == NULL;
@@ -945,6 +969,10 @@ agent_acme_job_end(struct agent_acme *m, int ok, const char *kind,
 	}
 	m->failed++;
 	c->order_state = AGENT_ORDER_FAILED;
+	/* No certificate came of it: a manual retry (after a fix) is no
+	 * duplicate. */
+	if (c->manual_order == c->orders)
+		c->manual_at = 0;
 	c->st.failures++;
 	delay = agent_acme_backoff(m, c->st.failures, retry_s);
 	c->st.next_attempt = time(NULL) + delay;

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * The agent's admin listener: GET /status (JSON: each gateway's tunnel,
- * each service with its health verdict and last check) and GET /metrics
- * (Prometheus text).  Read-only; meant for loopback.
+ * each service with its health verdict and last check), GET /metrics
+ * (Prometheus text) and POST /acme/renew.  Meant for loopback: requests
+ * a browser makes for another site are refused (admin_check), and the
+ * action needs the secret in admin.secret next to the config, which
+ * porchctl reads.
  */
 
 #include <stdio.h>
@@ -33,6 +36,11 @@ agent_admin_start(struct agent *a, char *err, size_t errlen)
 
 	if (cl == NULL)
 		return 0;
+	admin_secret_path(a->cfg->file, a->admin_secret_path,
+	    sizeof(a->admin_secret_path));
+	if (admin_secret_load(a->admin_secret_path, 1, a->admin_secret, err,
+	    errlen) == -1)
+		return -1;
 	a->admin = admin_start(a->base, &cl->ss, cl->sslen, cl->text,
 	    agent_admin_cb, a, err, errlen);
 	if (a->admin == NULL)
@@ -75,6 +83,8 @@ agent_admin_cb(struct evhttp_request *req, void *arg)
 	json_t		*o;
 	char		*text;
 
+	if (admin_check(req, a->admin_text) == -1)
+		return;
 	if ((out = evbuffer_new()) == NULL) {
 		evhttp_send_error(req, 500, NULL);
 		return;
@@ -104,7 +114,8 @@ agent_admin_cb(struct evhttp_request *req, void *arg)
 /*
  * POST /acme/renew?name=NAME: order that certificate now.  202 with a
  * line for people and the header Porch-Order: the order_id under which
- * /status shows that order's outcome.
+ * /status shows that order's outcome; 429 within the minimum interval
+ * after the last request (the line says when).
  */
 static void
 agent_admin_post(struct agent *a, struct evhttp_request *req,
@@ -120,6 +131,11 @@ agent_admin_post(struct agent *a, struct evhttp_request *req,
 	path = u != NULL ? evhttp_uri_get_path(u) : NULL;
 	query = u != NULL ? evhttp_uri_get_query(u) : NULL;
 	TAILQ_INIT(&q);
+	if (admin_check_secret(req, a->admin_secret,
+	    a->admin_secret_path) == -1) {
+		evbuffer_free(out);
+		return;
+	}
 	if (path == NULL || strcmp(path, "/acme/renew") != 0) {
 		evbuffer_free(out);
 		admin_not_found(req);
@@ -142,7 +158,8 @@ agent_admin_post(struct agent *a, struct evhttp_request *req,
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "Porch-Order", id);
 	}
-	evhttp_send_reply(req, rc == 0 ? 202 : 400, rc == 0 ? "Accepted" :
+	evhttp_send_reply(req, rc == 0 ? 202 : rc == -2 ? 429 : 400,
+	    rc == 0 ? "Accepted" : rc == -2 ? "Too Many Requests" :
 	    "Bad Request", out);
 	evbuffer_free(out);
 }

@@ -501,13 +501,65 @@ agent_gw_limit_log(struct agent_gw *g)
 	evtimer_del(g->limit_ev);
 }
 
+/*
+ * Streams over the agent's limit, or over this gateway's share of it,
+ * are reset with "limit": the gateway replays the visitor to another
+ * replica, and one gateway's visitors cannot take all of the agent.
+ */
 static void
 agent_gw_open(struct tun *tun, struct tun_stream *s, const struct tun_open *o,
     void *arg)
 {
 	struct agent_gw	*g = arg;
+	struct agent	*a = g->a;
+	struct agent_gw	*r;
+	unsigned	 total = 0, limit, share;
+	char		 msg[256];
+	size_t		 i;
 
-	agent_svc_open(g->a, tun, s, o);
+	for (i = 0; i < a->ngws; i++)
+		if (a->gws[i]->tun != NULL)
+			total += tun_stream_count(a->gws[i]->tun);
+	TAILQ_FOREACH(r, &a->retired, entry)
+		if (r->tun != NULL)
+			total += tun_stream_count(r->tun);
+	limit = agent_gw_stream_limit(a);
+	share = agent_gw_share_limit(a);
+	if (total > limit) {
+		snprintf(msg, sizeof(msg), "agent at its limit of %u streams "
+		    "(limits.max_streams)", limit);
+		tun_stream_reset(s, TUN_E_LIMIT, msg);
+		return;
+	}
+	if (tun_stream_count(tun) > share) {
+		snprintf(msg, sizeof(msg), "gateway %s has its share of %u of "
+		    "the agent's %u streams (limits.gateway_share)", g->name,
+		    share, limit);
+		tun_stream_reset(s, TUN_E_LIMIT, msg);
+		return;
+	}
+	agent_svc_open(a, tun, s, o);
+}
+
+unsigned
+agent_gw_stream_limit(const struct agent *a)
+{
+	unsigned	limit = a->cfg->max_streams;
+
+	if (a->fd_streams != 0 && a->fd_streams < limit)
+		limit = a->fd_streams;
+	return limit;
+}
+
+unsigned
+agent_gw_share_limit(const struct agent *a)
+{
+	unsigned long long	share = a->cfg->gateway_share;
+
+	if (share == 0)
+		share = a->cfg->ngateways > 1 ? 50 : 100;
+	share = share * agent_gw_stream_limit(a) / 100;
+	return share > 0 ? (unsigned)share : 1;
 }
 
 static void

@@ -4,6 +4,9 @@
  * visitor asked for, dial its backend under a deadline, optionally write
  * a PROXY header, then relay.  A backend that refuses or does not answer
  * becomes a stream reset, so the gateway closes the visitor at once.
+ * Each service has a cap on its backend connections (max_connections):
+ * a stream over it is reset with "limit", which the gateway replays to
+ * another replica, as it does when the descriptors run out.
  * The services themselves live here too, and move onto a reloaded config
  * without touching the streams in flight.  They are found by hostname
  * in a hash table (an agent may serve thousands of names).
@@ -14,9 +17,11 @@
 #include <netinet/tcp.h>
 #include <netdb.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -28,12 +33,24 @@
 #define AGENT_DIAL_TEXT	272	/* "host:port" of the backend, for logs */
 
 /*
- * A backend connection in progress; freed once attached or reset.  It
- * copies what it needs of its service, which a reload may free.
+ * The backend connections of a service, counted for max_connections.
+ * Shared by the service and its streams, which may outlive it (reload).
+ */
+struct agent_svc_conns {
+	unsigned			 n;
+	unsigned			 refs;
+};
+
+/*
+ * A stream to a backend: its place under the service's cap and, until
+ * connected, the connection being made.  The stream's udata, freed with
+ * the stream.  It copies what it needs of its service, which a reload
+ * may free.
  */
 struct agent_dial {
 	struct tun_stream		*s;
-	struct bufferevent		*bev;
+	struct agent_svc_conns		*conns;
+	struct bufferevent		*bev;	/* NULL once the stream's */
 	enum cfg_proxy_proto		 proxy;
 	struct tun_open			 o;
 	char				 backend[AGENT_DIAL_TEXT];
@@ -75,8 +92,10 @@ static void	agent_svc_announce(struct agent_service *, int);
 static int	agent_svc_str_eq(const char *, const char *);
 static int	agent_svc_health_eq(const struct cfg_health *,
 		    const struct cfg_health *);
-static const struct agent_service *agent_svc_find(struct agent *,
-		    const char *);
+static struct agent_service *agent_svc_find(struct agent *, const char *);
+static void	agent_svc_conns_put(struct agent_svc_conns *);
+static int	agent_svc_dial(struct agent *, struct agent_dial *,
+		    const struct agent_backend *);
 static void	agent_svc_dial_cb(struct bufferevent *, short, void *);
 static void	agent_svc_index_build(struct agent *);
 static void	agent_svc_index_free(struct agent *);
@@ -409,7 +428,15 @@ agent_svc_free(struct agent_service *svc)
 	agent_health_free(svc->health);
 	agent_svc_backend_clear(&svc->tls);
 	agent_svc_backend_clear(&svc->http);
+	agent_svc_conns_put(svc->conns);
 	free(svc);
+}
+
+static void
+agent_svc_conns_put(struct agent_svc_conns *c)
+{
+	if (c != NULL && --c->refs == 0)
+		free(c);
 }
 
 static void
@@ -491,13 +518,12 @@ agent_svc_open(struct agent *a, struct tun *tun, struct tun_stream *s,
     const struct tun_open *o)
 {
 	struct tun_open			 entry;
-	const struct agent_service	*svc;
-	const struct agent_backend	*be;
+	struct agent_service		*svc;
+	const struct agent_backend	*be = NULL;
 	struct agent_dial		*d;
-	struct timeval			 tv;
 	char				 msg[512], label[512], peer[64];
 	struct sockaddr_storage		 ss;
-	unsigned			 ms = a->cfg->connect_timeout_ms;
+	int				 term;
 
 	if (o->kind == TUN_KIND_ACME_HTTP || o->kind == TUN_KIND_ACME_TLS) {
 		if (agent_acme_open(a, s, o) == 0)
@@ -513,16 +539,43 @@ agent_svc_open(struct agent *a, struct tun *tun, struct tun_stream *s,
 		tun_stream_reset(s, TUN_E_NO_SERVICE, msg);
 		return;
 	}
-	if (o->kind == TUN_KIND_TLS && svc->cfg->tls_terminate) {
-		agent_term_open(a, tun, s, svc, o);
+	term = o->kind == TUN_KIND_TLS && svc->cfg->tls_terminate;
+	if (!term) {
+		be = o->kind == TUN_KIND_TLS ? &svc->tls : &svc->http;
+		if (be->sslen == 0) {
+			snprintf(msg, sizeof(msg), "service %s has no %s "
+			    "backend", svc->cfg->hostname,
+			    o->kind == TUN_KIND_TLS ? "tls" : "http");
+			tun_stream_reset(s, TUN_E_NO_SERVICE, msg);
+			return;
+		}
+	}
+	if (svc->conns == NULL &&
+	    (svc->conns = calloc(1, sizeof(*svc->conns))) != NULL)
+		svc->conns->refs = 1;
+	if (svc->conns == NULL) {
+		tun_stream_reset(s, TUN_E_INTERNAL, "agent out of memory");
 		return;
 	}
-	be = o->kind == TUN_KIND_TLS ? &svc->tls : &svc->http;
-	if (be->sslen == 0) {
-		snprintf(msg, sizeof(msg), "service %s has no %s backend",
-		    svc->cfg->hostname, o->kind == TUN_KIND_TLS ? "tls" :
-		    "http");
-		tun_stream_reset(s, TUN_E_NO_SERVICE, msg);
+	/* "limit": the gateway tries another replica with this visitor. */
+	if (svc->conns->n >= svc->cfg->max_connections) {
+		snprintf(msg, sizeof(msg), "service %s is at its limit of %u "
+		    "backend connections (max_connections)",
+		    svc->cfg->hostname, svc->cfg->max_connections);
+		tun_stream_reset(s, TUN_E_LIMIT, msg);
+		return;
+	}
+	if ((d = calloc(1, sizeof(*d))) == NULL) {
+		tun_stream_reset(s, TUN_E_INTERNAL, "agent out of memory");
+		return;
+	}
+	d->s = s;
+	d->conns = svc->conns;
+	d->conns->refs++;
+	d->conns->n++;
+	tun_stream_set_udata(s, d);	/* from here a reset frees d */
+	if (term) {
+		agent_term_open(a, tun, s, svc, o);
 		return;
 	}
 	tun_addr_to_ss(&o->src, &ss);
@@ -532,39 +585,70 @@ agent_svc_open(struct agent *a, struct tun *tun, struct tun_stream *s,
 	    addr_fmt((struct sockaddr *)&ss, peer, sizeof(peer)),
 	    o->kind == TUN_KIND_TLS ? "sni" : "host", o->name, be->text);
 	tun_stream_set_label(s, label);
-	if ((d = calloc(1, sizeof(*d))) == NULL) {
-		tun_stream_reset(s, TUN_E_INTERNAL, "agent out of memory");
-		return;
-	}
-	d->s = s;
 	d->proxy = svc->cfg->proxy_protocol;
 	d->o = *o;
 	snprintf(d->backend, sizeof(d->backend), "%s", be->text);
-	d->bev = bufferevent_socket_new(a->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (d->bev == NULL) {
-		free(d);
-		tun_stream_reset(s, TUN_E_INTERNAL, "agent out of memory");
-		return;
+	agent_svc_dial(a, d, be);
+}
+
+/*
+ * Connect d to be; on failure reset the stream (which frees d) and
+ * return -1.  The socket's kernel buffers are sized to the stream
+ * window: a backend that does not read then holds about a window in
+ * the kernel besides the window the tunnel lets through, instead of
+ * the megabytes TCP autotuning would grant it.
+ */
+static int
+agent_svc_dial(struct agent *a, struct agent_dial *d,
+    const struct agent_backend *be)
+{
+	struct timeval	 tv;
+	char		 msg[512];
+	unsigned	 ms = a->cfg->connect_timeout_ms;
+	int		 fd, e, buf;
+
+	fd = socket(be->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		e = errno;
+		snprintf(msg, sizeof(msg), "backend %s: %s", be->text,
+		    strerror(e));
+		/* Out of descriptors: another replica may have some. */
+		tun_stream_reset(d->s, e == EMFILE || e == ENFILE ||
+		    e == ENOBUFS || e == ENOMEM ? TUN_E_LIMIT :
+		    TUN_E_INTERNAL, msg);
+		return -1;
 	}
-	tun_stream_set_udata(s, d);
+	buf = a->cfg->stream_window > INT_MAX ? INT_MAX :
+	    (int)a->cfg->stream_window;
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+	if ((d->bev = bufferevent_socket_new(a->base, fd,
+	    BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		close(fd);
+		tun_stream_reset(d->s, TUN_E_INTERNAL, "agent out of memory");
+		return -1;
+	}
 	bufferevent_setcb(d->bev, NULL, NULL, agent_svc_dial_cb, d);
 	/* The write timeout bounds the connect; cleared once connected. */
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
 	bufferevent_set_timeouts(d->bev, NULL, &tv);
-	if (bufferevent_socket_connect(d->bev, (const struct sockaddr *)&be->ss,
-	    (int)be->sslen) == -1) {
-		int e = errno;
-
+	if (bufferevent_socket_connect(d->bev,
+	    (const struct sockaddr *)&be->ss, (int)be->sslen) == -1) {
+		e = errno;
 		snprintf(msg, sizeof(msg), "backend %s: %s", be->text,
 		    strerror(e));
 		log_warnx("%s", msg);
-		tun_stream_reset(s, e == ECONNREFUSED ? TUN_E_REFUSED :
+		tun_stream_reset(d->s, e == ECONNREFUSED ? TUN_E_REFUSED :
 		    TUN_E_UNREACHABLE, msg);	/* frees d */
+		return -1;
 	}
+	return 0;
 }
 
-/* The stream is going away: drop a dial still in progress. */
+/* The stream is going away: drop a dial still in progress, and free
+ * its place under the service's cap. */
 void
 agent_svc_stream_closed(struct tun_stream *s)
 {
@@ -572,7 +656,11 @@ agent_svc_stream_closed(struct tun_stream *s)
 
 	if (d == NULL)
 		return;
-	bufferevent_free(d->bev);
+	tun_stream_set_udata(s, NULL);
+	if (d->bev != NULL)
+		bufferevent_free(d->bev);
+	d->conns->n--;
+	agent_svc_conns_put(d->conns);
 	free(d);
 }
 
@@ -593,9 +681,9 @@ agent_svc_dial_cb(struct bufferevent *bev, short what, void *arg)
 		n = agent_proxy_header(d->proxy, &d->o.src, &d->o.dst, hdr);
 		if (n > 0)
 			bufferevent_write(bev, hdr, n);
-		/* The stream owns the backend connection from here. */
-		tun_stream_set_udata(s, NULL);
-		free(d);
+		/* The stream owns the backend connection from here (the
+		 * attach may already end it); d stays, counting it. */
+		d->bev = NULL;
 		tun_stream_attach(s, bev);
 		return;
 	}
@@ -613,7 +701,7 @@ agent_svc_dial_cb(struct bufferevent *bev, short what, void *arg)
  * Exact names first, then a "*.parent" service one label up, then any
  * wildcard service covering the name (the earliest in the config).
  */
-static const struct agent_service *
+static struct agent_service *
 agent_svc_find(struct agent *a, const char *name)
 {
 	const struct agent_svc_slot	*sl, *best = NULL;

@@ -46,6 +46,7 @@ struct cfg_gateway {
 	char			*name;		/* own name: default the hostname
 						   (NULL here, caller fills) */
 	struct cfg_listen	*admin;		/* status/metrics, or NULL */
+	int			 admin_public;	/* admin may be off loopback */
 	struct cfg_listen	*tls;		/* TLS passthrough entries */
 	size_t			 ntls;
 	struct cfg_listen	*http;		/* plain HTTP entries */
@@ -155,6 +156,7 @@ struct cfg_service {
 	unsigned		 priority;	/* 1..255, default 100 */
 	enum cfg_policy		 policy;
 	struct cfg_health	 health;
+	unsigned		 max_connections; /* to its backend, 1024 */
 };
 
 struct cfg_agent {
@@ -172,7 +174,13 @@ struct cfg_agent {
 	unsigned		 connect_timeout_ms;	/* default 5000 */
 	unsigned		 drain_ms;		/* default 10000 */
 	size_t			 stream_window;		/* default 1 MiB */
+	unsigned		 max_streams;		/* agent-wide, 4096 */
+	unsigned		 gateway_share;		/* % of max_streams one
+							   gateway may use; 0:
+							   100 with one gateway,
+							   else 50 */
 	struct cfg_listen	*admin;			/* status, or NULL */
+	int			 admin_public;		/* admin off loopback */
 	struct cfg_acme		*acme;			/* or NULL */
 };
 

@@ -17,7 +17,7 @@
 #include "xmalloc.h"
 
 static const char *const agent_top_keys[] = {
-	"identity", "name", "admin", "gateways", "reconnect", "timeouts",
+	"identity", "name", "admin", "admin_public", "gateways", "reconnect", "timeouts",
 	"limits", "services", "acme", NULL
 };
 static const char *const agent_acme_keys[] = {
@@ -47,11 +47,12 @@ static const char *const agent_timeout_keys[] = {
 	"keepalive", "dead_peer", "connect", "drain", NULL
 };
 static const char *const agent_limit_keys[] = {
-	"stream_window", NULL
+	"stream_window", "max_streams", "gateway_share", NULL
 };
 static const char *const agent_service_keys[] = {
 	"hostname", "tls", "http", "h2c", "proxy_protocol", "priority",
-	"policy", "health", "certificate", "certificate_names", NULL
+	"policy", "health", "certificate", "certificate_names",
+	"max_connections", NULL
 };
 static const char *const agent_health_keys[] = {
 	"check", "interval", "timeout", "rise", "fall", "path", "expect", NULL
@@ -76,6 +77,8 @@ static int	 agent_gateway(struct cfg_doc *, struct cfg_remote *,
 static int	 agent_reconnect(struct cfg_doc *, struct cfg_agent *,
 		    struct cfg_node *);
 static int	 agent_timeouts(struct cfg_doc *, struct cfg_agent *,
+		    struct cfg_node *);
+static int	 agent_limits(struct cfg_doc *, struct cfg_agent *,
 		    struct cfg_node *);
 static int	 agent_services(struct cfg_doc *, struct cfg_agent *,
 		    struct cfg_node *);
@@ -192,6 +195,7 @@ agent_parse(const char *name, const char *text, size_t len, const char *base,
 	a->connect_timeout_ms = 5000;
 	a->drain_ms = 10000;
 	a->stream_window = CFG_MIB;
+	a->max_streams = 4096;
 
 	if (agent_top(&d) == -1 ||
 	    cfg_identity(&d, d.root, base, "add 'identity: agent.key', the "
@@ -200,12 +204,9 @@ agent_parse(const char *name, const char *text, size_t len, const char *base,
 	if ((n = cfg_map_get(d.root, "name")) != NULL &&
 	    cfg_label(&d, n, "name", &a->name) == -1)
 		goto fail;
-	if ((n = cfg_map_get(d.root, "admin")) != NULL) {
-		a->admin = xcalloc(1, sizeof(*a->admin));
-		if (cfg_listen_addr(&d, n, "admin", "'127.0.0.1:9901' or "
-		    "'[::1]:9901'", a->admin) == -1)
-			goto fail;
-	}
+	if (cfg_admin(&d, d.root, "'127.0.0.1:9901' or '[::1]:9901'",
+	    &a->admin, &a->admin_public) == -1)
+		goto fail;
 	if (cfg_map_require(&d, d.root, "top level", "gateways", "list the "
 	    "gateways to connect to, with name, address and key", &n) == -1 ||
 	    agent_gateways(&d, a, n) == -1)
@@ -216,15 +217,9 @@ agent_parse(const char *name, const char *text, size_t len, const char *base,
 	if ((n = cfg_map_get(d.root, "timeouts")) != NULL &&
 	    agent_timeouts(&d, a, n) == -1)
 		goto fail;
-	if ((n = cfg_map_get(d.root, "limits")) != NULL) {
-		if (cfg_expect_map(&d, n, "limits") == -1 ||
-		    cfg_map_keys(&d, n, "limits", agent_limit_keys) == -1)
-			goto fail;
-		if ((n = cfg_map_get(n, "stream_window")) != NULL &&
-		    cfg_size(&d, n, "limits.stream_window", 16 * CFG_KIB,
-		    16 * CFG_MIB, &a->stream_window) == -1)
-			goto fail;
-	}
+	if ((n = cfg_map_get(d.root, "limits")) != NULL &&
+	    agent_limits(&d, a, n) == -1)
+		goto fail;
 	if ((n = cfg_map_get(d.root, "acme")) != NULL &&
 	    agent_acme(&d, a, n, base) == -1)
 		goto fail;
@@ -259,6 +254,34 @@ agent_top(struct cfg_doc *d)
 			    "acme");
 	}
 	return cfg_map_keys(d, d->root, "top level", agent_top_keys);
+}
+
+/*
+ * Each visitor stream costs a backend socket and up to a window of
+ * memory: max_streams bounds the agent, gateway_share keeps one
+ * gateway's visitors from taking all of it.
+ */
+static int
+agent_limits(struct cfg_doc *d, struct cfg_agent *a, struct cfg_node *map)
+{
+	struct cfg_node	*n;
+
+	if (cfg_expect_map(d, map, "limits") == -1 ||
+	    cfg_map_keys(d, map, "limits", agent_limit_keys) == -1)
+		return -1;
+	if ((n = cfg_map_get(map, "stream_window")) != NULL &&
+	    cfg_size(d, n, "limits.stream_window", 16 * CFG_KIB,
+	    16 * CFG_MIB, &a->stream_window) == -1)
+		return -1;
+	if ((n = cfg_map_get(map, "max_streams")) != NULL &&
+	    cfg_uint(d, n, "limits.max_streams", 1, 1000000,
+	    &a->max_streams) == -1)
+		return -1;
+	if ((n = cfg_map_get(map, "gateway_share")) != NULL &&
+	    cfg_uint(d, n, "limits.gateway_share", 1, 100,
+	    &a->gateway_share) == -1)
+		return -1;
+	return 0;
 }
 
 static int
@@ -470,6 +493,11 @@ agent_service_more(struct cfg_doc *d, struct cfg_service *s,
 	const char	*v;
 	char		 f[80];
 
+	s->max_connections = 1024;
+	snprintf(f, sizeof(f), "%s.max_connections", what);
+	if ((n = cfg_map_get(map, "max_connections")) != NULL &&
+	    cfg_uint(d, n, f, 1, 1000000, &s->max_connections) == -1)
+		return -1;
 	s->priority = 100;
 	snprintf(f, sizeof(f), "%s.priority", what);
 	if ((n = cfg_map_get(map, "priority")) != NULL &&

@@ -16,7 +16,7 @@
 #include "xmalloc.h"
 
 static const char *const gw_top_keys[] = {
-	"identity", "name", "admin", "listen", "timeouts", "limits", "agents",
+	"identity", "name", "admin", "admin_public", "listen", "timeouts", "limits", "agents",
 	"peers", NULL
 };
 static const char *const gw_listen_keys[] = {
@@ -174,12 +174,9 @@ gw_parse(const char *name, const char *text, size_t len, const char *base,
 	if ((n = cfg_map_get(d.root, "name")) != NULL &&
 	    cfg_server_name(&d, n, "name", &gw->name) == -1)
 		goto fail;
-	if ((n = cfg_map_get(d.root, "admin")) != NULL) {
-		gw->admin = xcalloc(1, sizeof(*gw->admin));
-		if (cfg_listen_addr(&d, n, "admin", "'127.0.0.1:9900' or "
-		    "'[::1]:9900'", gw->admin) == -1)
-			goto fail;
-	}
+	if (cfg_admin(&d, d.root, "'127.0.0.1:9900' or '[::1]:9900'",
+	    &gw->admin, &gw->admin_public) == -1)
+		goto fail;
 	if (cfg_map_require(&d, d.root, "top level", "listen", "add a listen "
 	    "section with tunnel and tls or http addresses", &n) == -1 ||
 	    gw_listen(&d, gw, n) == -1)

@@ -121,6 +121,14 @@ int		 cfg_listen_addr(struct cfg_doc *, const struct cfg_node *,
 void		 cfg_listen_free(struct cfg_listen *, size_t);
 
 /*
+ * The top-level "admin" address (into *out, allocated; NULL when absent)
+ * and "admin_public": an address other than loopback is an error unless
+ * admin_public is true, since the admin listener trusts its network.
+ */
+int		 cfg_admin(struct cfg_doc *, const struct cfg_node *root,
+		    const char *example, struct cfg_listen **out, int *pub);
+
+/*
  * The required "identity" key of map: a key file path, resolved against
  * the directory of base when relative and base is not NULL.
  */

@@ -318,6 +318,51 @@ cfg_listen_free(struct cfg_listen *l, size_t n)
 }
 
 int
+cfg_admin(struct cfg_doc *d, const struct cfg_node *root, const char *example,
+    struct cfg_listen **out, int *pub)
+{
+	const struct sockaddr_in	*sin;
+	const struct sockaddr_in6	*sin6;
+	struct cfg_node			*n, *p;
+	struct cfg_listen		*l;
+	const char			*v;
+	int				 loop;
+
+	*pub = 0;
+	if ((p = cfg_map_get(root, "admin_public")) != NULL) {
+		if (cfg_string(d, p, "admin_public", &v) == -1)
+			return -1;
+		if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
+			return cfg_bad(d, p, "admin_public", "not true or false",
+			    "true serves the admin listener on an address "
+			    "other than loopback");
+		*pub = strcmp(v, "true") == 0;
+	}
+	if ((n = cfg_map_get(root, "admin")) == NULL)
+		return 0;
+	l = *out = xcalloc(1, sizeof(*l));
+	if (cfg_listen_addr(d, n, "admin", example, l) == -1)
+		return -1;
+	if (l->ss.ss_family == AF_INET) {
+		sin = (const struct sockaddr_in *)&l->ss;
+		loop = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+	} else {
+		sin6 = (const struct sockaddr_in6 *)&l->ss;
+		loop = IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr) ||
+		    (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) &&
+		    sin6->sin6_addr.s6_addr[12] == 127);
+	}
+	/* Status is readable, and actions are one secret away, from
+	 * wherever the address is reachable: only on purpose. */
+	if (!loop && !*pub)
+		return cfg_bad(d, n, "admin", "not a loopback address",
+		    "anyone who can reach it reads the status; use %s, or "
+		    "add 'admin_public: true' to serve it there on purpose "
+		    "(then firewall it)", example);
+	return 0;
+}
+
+int
 cfg_identity(struct cfg_doc *d, const struct cfg_node *map, const char *base,
     const char *hint, char **out)
 {

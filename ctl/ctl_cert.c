@@ -4,7 +4,8 @@
  * its state directory (status), and revocation with the stored account.
  * Issuing and renewing go through the running agent (its admin
  * address), so that only one process ever orders for a name and the
- * challenges are answered where the gateways send the CA.
+ * challenges are answered where the gateways send the CA; the request
+ * carries the admin secret the agent keeps next to its config.
  */
 
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "acme.h"
 #include "acme_crypto.h"
 #include "acme_store.h"
+#include "admin.h"
 #include "cfg.h"
 #include "ctl.h"
 
@@ -35,7 +37,7 @@ static void	 ctl_cert_line(const char *, const char *);
 static char	*ctl_cert_time(time_t, char *, size_t);
 static void	 ctl_cert_usage(FILE *);
 static int	 ctl_cert_renew(const struct cfg_agent *, const char *, long);
-static json_t	*ctl_cert_agent(const char *, const char *, int,
+static json_t	*ctl_cert_agent(const char *, const char *, const char *,
 		    unsigned long long *, char *, size_t);
 
 static void
@@ -462,22 +464,25 @@ ctl_cert_header(char *data, size_t size, size_t n, void *arg)
 }
 
 /*
- * One request to the agent's admin listener: POST path (post 1) or GET
- * /status.  Returns the parsed status, or for a POST a JSON string
- * holding the agent's answer and in *order the id of the order that
- * answers it (0: the agent gave none); NULL with err set.
+ * One request to the agent's admin listener: POST path with the admin
+ * secret (secret not NULL) or GET /status.  Returns the parsed status,
+ * or for a POST a JSON string holding the agent's answer and in *order
+ * the id of the order that answers it (0: the agent gave none); NULL
+ * with err set.
  */
 static json_t *
-ctl_cert_agent(const char *admin, const char *path, int post,
+ctl_cert_agent(const char *admin, const char *path, const char *secret,
     unsigned long long *order, char *err, size_t errlen)
 {
 	struct ctl_cert_buf	 b = { NULL, 0 };
+	struct curl_slist	*hdrs = NULL, *h;
 	CURL			*c;
 	CURLcode		 rc;
 	json_t			*o = NULL;
 	json_error_t		 je;
-	char			 url[512];
+	char			 url[512], auth[128];
 	long			 status = 0;
+	int			 post = secret != NULL;
 
 	snprintf(url, sizeof(url), "http://%s%s", admin, path);
 	if ((c = curl_easy_init()) == NULL) {
@@ -493,6 +498,15 @@ ctl_cert_agent(const char *admin, const char *path, int post,
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
 		curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, ctl_cert_header);
 		curl_easy_setopt(c, CURLOPT_HEADERDATA, order);
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
+		    secret);
+		if ((h = curl_slist_append(NULL, auth)) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			curl_easy_cleanup(c);
+			return NULL;
+		}
+		hdrs = h;
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 	}
 	if ((rc = curl_easy_perform(c)) != CURLE_OK)
 		snprintf(err, errlen, "cannot reach the agent at %s: %s (is it "
@@ -511,6 +525,8 @@ ctl_cert_agent(const char *admin, const char *path, int post,
 			    "%s", je.text);
 	}
 	curl_easy_cleanup(c);
+	curl_slist_free_all(hdrs);
+	explicit_bzero(auth, sizeof(auth));
 	free(b.p);
 	if (o == NULL)
 		err[strcspn(err, "\n")] = '\0';
@@ -550,6 +566,7 @@ ctl_cert_renew(const struct cfg_agent *cfg, const char *name, long wait)
 {
 	json_t			*o, *st, *c;
 	char			 err[1024], path[512], pending[256];
+	char			 spath[1024], secret[ADMIN_SECRET_HEX + 1];
 	const char		*state;
 	unsigned long long	 order, id;
 	double			 deadline;
@@ -561,9 +578,19 @@ ctl_cert_renew(const struct cfg_agent *cfg, const char *name, long wait)
 		    "\"127.0.0.1:9901\"' and reload it (SIGHUP)\n", cfg->file);
 		return 1;
 	}
+	/* Only the agent's user can read it: a web page cannot. */
+	admin_secret_path(cfg->file, spath, sizeof(spath));
+	if (admin_secret_load(spath, 0, secret, err, sizeof(err)) == -1) {
+		fprintf(stderr, "porchctl: %s (the agent makes it when it "
+		    "starts with an 'admin:' address; run porchctl as the "
+		    "agent's user)\n", err);
+		return 1;
+	}
 	snprintf(path, sizeof(path), "/acme/renew?name=%s", name);
-	if ((o = ctl_cert_agent(cfg->admin->text, path, 1, &order, err,
-	    sizeof(err))) == NULL) {
+	o = ctl_cert_agent(cfg->admin->text, path, secret, &order, err,
+	    sizeof(err));
+	explicit_bzero(secret, sizeof(secret));
+	if (o == NULL) {
 		fprintf(stderr, "porchctl: %s\n", err);
 		return 1;
 	}
@@ -586,7 +613,7 @@ ctl_cert_renew(const struct cfg_agent *cfg, const char *name, long wait)
 	for (;;) {
 		struct timespec ts = { 0, 250 * 1000 * 1000 };
 
-		if ((st = ctl_cert_agent(cfg->admin->text, "/status", 0, NULL,
+		if ((st = ctl_cert_agent(cfg->admin->text, "/status", NULL, NULL,
 		    err, sizeof(err))) == NULL) {
 			fprintf(stderr, "porchctl: %s\n", err);
 			return 1;

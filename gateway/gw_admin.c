@@ -3,7 +3,8 @@
  * The admin listener: GET /status (JSON: the gateway, its agents, its
  * peers, every route, local or learned from a peer, and why each replica
  * is used or not) and GET /metrics (Prometheus text).  Read-only; meant
- * for loopback.  Served by libevent's evhttp with a request timeout and
+ * for loopback, and closed to requests a browser makes for another site
+ * (admin_check).  Served by libevent's evhttp with a request timeout and
  * size limits.
  */
 
@@ -54,6 +55,14 @@ gw_admin_cb(struct evhttp_request *req, void *arg)
 	struct evbuffer	*out;
 	const char	*uri = evhttp_request_get_uri(req);
 
+	if (admin_check(req, gw->cfg->admin != NULL ? gw->cfg->admin->text :
+	    "") == -1)
+		return;
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+		evhttp_send_error(req, 405, "the gateway's admin listener is "
+		    "read-only: GET /status or /metrics");
+		return;
+	}
 	if ((out = evbuffer_new()) == NULL) {
 		evhttp_send_error(req, 500, NULL);
 		return;

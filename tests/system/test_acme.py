@@ -75,9 +75,14 @@ def admin_json(port):
         return json.load(r)
 
 
-def renew(port, name=NAME):
+def renew(port, name=NAME, agent=None):
+    """POST /acme/renew with the secret the agent keeps next to its
+    config, as porchctl does."""
+    with open(os.path.join(agent.dir, "admin.secret")) as f:
+        secret = f.read().strip()
     req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/acme/renew?name={name}", method="POST")
+        f"http://127.0.0.1:{port}/acme/renew?name={name}", method="POST",
+        headers={"Authorization": f"Bearer {secret}"})
     with urllib.request.urlopen(req, timeout=5) as r:
         assert r.status == 202
         return r.read().decode()
@@ -305,7 +310,7 @@ def test_terminate_serves_plain_backend_and_picks_up_renewal(procs, ca_stack,
     conn.sendall(req)
     assert b"plain http" in conn.recv(4096)
     a.proc.set_mark()
-    renew(admin)
+    renew(admin, agent=a)
     a.proc.wait_log(r"certificate obtained", timeout=60)
     second = check_cert(pebble, state)
     assert second != first

@@ -137,8 +137,8 @@ static const struct bad bad_configs[] = {
 
 	/* Gateway: keys and types. */
 	{ "gw_unknown_top", GW, GW_BASE "lisen: x\n", "5:1",
-	    "unknown key: 'lisen' (allowed: identity, name, admin, listen, "
-	    "timeouts, limits, agents, peers)" },
+	    "unknown key: 'lisen' (allowed: identity, name, admin, "
+	    "admin_public, listen, timeouts, limits, agents, peers)" },
 	{ "gw_unknown_timeout", GW, GW_BASE "timeouts:\n  helo: 5s\n", "6:3",
 	    "timeouts: unknown key: 'helo' (allowed: hello, handshake, "
 	    "keepalive, dead_peer, drain, announce)" },
@@ -453,8 +453,8 @@ static const struct bad bad_configs[] = {
 	{ "ag_gateway_config", AG, "identity: a\nlisten: {}\n", "2:1",
 	    "looks like a porch-gateway config" },
 	{ "ag_unknown_top", AG, AG_BASE "servics: []\n", "9:1",
-	    "allowed: identity, name, admin, gateways, reconnect, timeouts, "
-	    "limits, services, acme)" },
+	    "allowed: identity, name, admin, admin_public, gateways, "
+	    "reconnect, timeouts, limits, services, acme)" },
 	{ "ag_bad_name", AG, "name: \"my host\"\n" AG_BASE, "1:7",
 	    "name: bad name: 'my host'" },
 	{ "ag_gw_no_port", AG, "identity: a\ngateways:\n"
@@ -500,7 +500,8 @@ static const struct bad bad_configs[] = {
 	    "(use off, v1 or v2)" },
 	{ "ag_service_unknown", AG, AG_BASE "    backend: 127.0.0.1:1\n",
 	    "9:5", "allowed: hostname, tls, http, h2c, proxy_protocol, "
-	    "priority, policy, health, certificate, certificate_names)" },
+	    "priority, policy, health, certificate, certificate_names, "
+	    "max_connections)" },
 	{ "ag_reconnect_order", AG, AG_BASE "reconnect: {min: 1m, max: 30s}\n",
 	    "9:18", "reconnect.min: above reconnect.max: '1m' (max is 30s" },
 	{ "ag_reconnect_max_low", AG, AG_BASE "reconnect: {max: 100ms}\n",
@@ -512,7 +513,15 @@ static const struct bad bad_configs[] = {
 	{ "ag_window_bad", AG, AG_BASE "limits: {stream_window: 1GiB}\n",
 	    "9:25", "bad size: '1GiB'" },
 	{ "ag_limits_unknown", AG, AG_BASE "limits: {hello_bytes: 1}\n",
-	    "9:10", "allowed: stream_window" },
+	    "9:10", "allowed: stream_window, max_streams, gateway_share" },
+	{ "ag_max_streams_zero", AG, AG_BASE "limits: {max_streams: 0}\n",
+	    "9:23", "limits.max_streams: out of range: '0' (must be between "
+	    "1 and 1000000)" },
+	{ "ag_gateway_share_high", AG, AG_BASE "limits: {gateway_share: 101}"
+	    "\n", "9:25", "limits.gateway_share: out of range: '101' (must "
+	    "be between 1 and 100)" },
+	{ "ag_max_connections_zero", AG, AG_BASE "    max_connections: 0\n",
+	    "9:22", "services[0].max_connections: out of range: '0'" },
 	{ "ag_timeouts_unknown", AG, AG_BASE "timeouts: {drian: 1s}\n",
 	    "9:12", "timeouts: unknown key: 'drian' (allowed: keepalive, "
 	    "dead_peer, connect, drain)" },
@@ -529,6 +538,19 @@ static const struct bad bad_configs[] = {
 	    "must be written as [address]:port" },
 	{ "ag_admin_map", AG, AG_BASE "admin: {port: 9901}\n", "9:8",
 	    "admin: expected a string, got a mapping" },
+	/* Off loopback only on purpose: the listener trusts its network. */
+	{ "ag_admin_any", AG, AG_BASE "admin: 0.0.0.0:9901\n", "9:8",
+	    "admin: not a loopback address: '0.0.0.0:9901' (anyone who can "
+	    "reach it reads the status; use '127.0.0.1:9901' or "
+	    "'[::1]:9901', or add 'admin_public: true'" },
+	{ "ag_admin_any6", AG, AG_BASE "admin: \"[::]:9901\"\n"
+	    "admin_public: false\n", "9:8", "add 'admin_public: true'" },
+	{ "ag_admin_public_word", AG, AG_BASE "admin_public: yes\n", "9:15",
+	    "admin_public: not true or false: 'yes'" },
+	{ "gw_admin_any", GW, GW_BASE "admin: 192.0.2.1:9900\n", "5:8",
+	    "admin: not a loopback address: '192.0.2.1:9900' (anyone who "
+	    "can reach it reads the status; use '127.0.0.1:9900' or "
+	    "'[::1]:9900', or add 'admin_public: true'" },
 	{ "ag_server_name_wildcard", AG, "identity: a\ngateways:\n"
 	    "  - name: gw1\n    address: gw1.example.net:7443\n"
 	    "    key: " GWK "\n    server_name: \"*.example.net\"\n", "6:18",
@@ -961,7 +983,11 @@ test_agent_defaults(void **state)
 	assert_int_equal(a->connect_timeout_ms, 5000);
 	assert_int_equal(a->drain_ms, 10000);
 	assert_int_equal(a->stream_window, 1024 * 1024);
+	assert_int_equal(a->max_streams, 4096);
+	assert_int_equal(a->gateway_share, 0);
 	assert_null(a->admin);
+	assert_int_equal(a->admin_public, 0);
+	assert_int_equal(a->services[0].max_connections, 1024);
 	assert_string_equal(a->gateways[0].address, "gw1.example.net:7443");
 	assert_string_equal(a->gateways[0].host, "gw1.example.net");
 	assert_int_equal(a->gateways[0].port, 7443);
@@ -1054,11 +1080,15 @@ test_agent_values(void **state)
 	    "    key: " ZEROK "\n"
 	    "reconnect: {min: 1s, max: 1s}\n"
 	    "timeouts: {keepalive: 500ms, dead_peer: 2s, connect: 3s}\n"
-	    "limits: {stream_window: 16KiB}\n"
+	    "limits: {stream_window: 16KiB, max_streams: 100, "
+	    "gateway_share: 30}\n"
+	    "admin: 192.0.2.1:9901\n"
+	    "admin_public: true\n"
 	    "services:\n"
 	    "  - hostname: \"*.Alice.example\"\n"
 	    "    http: localhost:8080\n"
 	    "    proxy_protocol: v1\n"
+	    "    max_connections: 2\n"
 	    "  - hostname: app.alice.example.\n"
 	    "    tls: \"[::1]:8443\"\n"
 	    "    proxy_protocol: \"v2\"\n");
@@ -1074,6 +1104,12 @@ test_agent_values(void **state)
 	assert_int_equal(a->dead_peer_ms, 2000);
 	assert_int_equal(a->connect_timeout_ms, 3000);
 	assert_int_equal(a->stream_window, 16 * 1024);
+	assert_int_equal(a->max_streams, 100);
+	assert_int_equal(a->gateway_share, 30);
+	assert_int_equal(a->admin_public, 1);
+	assert_string_equal(a->admin->text, "192.0.2.1:9901");
+	assert_int_equal(a->services[0].max_connections, 2);
+	assert_int_equal(a->services[1].max_connections, 1024);
 	assert_int_equal(a->nservices, 2);
 	assert_string_equal(a->services[0].hostname, "*.alice.example");
 	assert_null(a->services[0].tls_backend);
