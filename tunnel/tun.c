@@ -14,7 +14,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <linux/tcp.h>	/* tcp_info with the pacing rate */
 #include <errno.h>
 #include <malloc.h>
 #include <stdlib.h>
@@ -445,9 +445,10 @@ tun_sink_cb(evutil_socket_t fd, short ev, void *arg)
 }
 
 /*
- * The stream data the tunnel holds follows the path: about what the
- * congestion window carries, so a slow uplink does not queue seconds of
- * bulk data in front of a new visitor, and a fast one stays busy.
+ * The stream data the tunnel holds follows the path: what it sends in a
+ * few milliseconds, so a slow uplink does not queue seconds of bulk
+ * data in front of a new visitor, and a fast one stays busy.  (What is
+ * in flight is the kernel's, and not counted here.)
  */
 static void
 tun_cap_update(struct tun *t)
@@ -462,7 +463,9 @@ tun_cap_update(struct tun *t)
 	t->cap_ms = now;
 	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == -1)
 		return;
-	c = (uint64_t)ti.tcpi_snd_cwnd * ti.tcpi_snd_mss;
+	/* The kernel's own rate estimate (BBR's bandwidth, or cwnd/srtt):
+	 * the cwnd itself would count the queue BBR builds as it probes. */
+	c = ti.tcpi_pacing_rate / 1000 * TUN_OUT_DELAY_MS;
 	if (c < TUN_OUT_MIN)
 		c = TUN_OUT_MIN;
 	if (c > TUN_OUT_HIGH)

@@ -15,18 +15,20 @@
 #define TUN_BUCKET(id, n)	(((id) >> 1) & ((n) - 1))
 /*
  * Stream data may fill the tunnel's output (frames for TLS, and records
- * not yet in the socket) up to a cap that follows the path: about what
- * the congestion window carries, between these bounds.  Past it, streams
- * queue for their turn; control frames are never held back.
+ * not yet in the socket) up to a cap that follows the path: what the
+ * socket sends in TUN_OUT_DELAY_MS at the kernel's pacing rate, between
+ * these bounds.  Past it, streams queue for their turn; control frames
+ * are never held back.
  */
-#define TUN_OUT_MIN	(64 * 1024)
+#define TUN_OUT_DELAY_MS 4
+#define TUN_OUT_MIN	(32 * 1024)
 #define TUN_OUT_HIGH	(1024 * 1024)
 #define TUN_OUT_START	(256 * 1024)	/* until the first measurement */
 #define TUN_OUT_LOW	(256 * 1024)	/* resume reading the peer */
 #define TUN_CAP_MS	100		/* how often the cap is measured */
 /* The least the kernel may hold unsent (TCP_NOTSENT_LOWAT, half the
  * cap): bytes in the socket can no longer be reordered. */
-#define TUN_NOTSENT	(32 * 1024)
+#define TUN_NOTSENT	(16 * 1024)
 #define TUN_OUT_CAP	(4 * 1024 * 1024)	/* stop reading the peer */
 #define TUN_SHUTDOWN_MS	2000		/* bound on flushing a GOAWAY */
 #define TUN_TICK_MS	250		/* keepalive and dead-peer checks */

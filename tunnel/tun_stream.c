@@ -712,7 +712,7 @@ tun_stream_read_direct(struct tun_stream *s, size_t budget, int *more)
 	struct evbuffer_iovec	 res;
 	struct iovec		 iov[TUN_DIRECT_FRAMES];
 	uint8_t			*p;
-	size_t			 want, got, n, total = 0;
+	size_t			 want, got, n, room, total = 0;
 	ssize_t			 r = 1;
 	int			 fd, err = 0, k, nk;
 	char			 why[128];
@@ -727,9 +727,15 @@ tun_stream_read_direct(struct tun_stream *s, size_t budget, int *more)
 			break;
 		}
 		/* Up to TUN_DIRECT_FRAMES frames in one read: payloads go
-		 * in place, each after the room for its header. */
+		 * in place, each after the room for its header.  Not past
+		 * the cap by more than a frame: a slow path would queue it. */
 		want = s->send_credit < budget - total ? s->send_credit :
 		    budget - total;
+		room = t->out_cap - tun_out_len(t);
+		if (room < TUN_DATA_CHUNK)
+			room = TUN_DATA_CHUNK;
+		if (want > room)
+			want = room;
 		nk = (int)((want + TUN_DATA_CHUNK - 1) / TUN_DATA_CHUNK);
 		if (nk > TUN_DIRECT_FRAMES) {
 			nk = TUN_DIRECT_FRAMES;
