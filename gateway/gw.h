@@ -50,6 +50,7 @@ struct gw_stats {
 	uint64_t	replay_failed;	/* no replica left to replay to */
 	uint64_t	to_peers;	/* visitors sent on to a peer */
 	uint64_t	from_peers;	/* visitors a peer sent us */
+	uint64_t	peer_refused;	/* ... refused at max_connections */
 	uint64_t	tunnels;	/* agent tunnels authenticated */
 	uint64_t	tunnels_refused;
 	uint64_t	claims_refused;
@@ -84,6 +85,7 @@ struct gw {
 	struct gw_peers		*peers;
 	struct gw_stats		 stats;
 	uint64_t		 start_ms;
+	uint64_t		 peer_full_ms;	/* last "refusing peers" line */
 	const char		*conf_path;
 };
 

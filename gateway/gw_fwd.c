@@ -30,6 +30,7 @@
 
 #include "addr.h"
 #include "gw.h"
+#include "mono.h"
 #include "log.h"
 
 #define GW_FWD_MAX_TRIES	9	/* first try + cfg retries (<= 8) */
@@ -78,6 +79,20 @@ gw_fwd_from_peer(struct gw *gw, struct tun_stream *in,
 	struct bufferevent	*pair[2] = { NULL, NULL };
 	char			 msg[NAME_MAX_LEN + 64];
 
+	/* A peer's visitor costs what our own do: it waits for the same
+	 * room (LIMIT: the peer may replay it to another replica). */
+	if (gw->nconns >= gw->cfg->max_connections) {
+		gw->stats.peer_refused++;
+		if (mono_ms() - gw->peer_full_ms >= 1000) {
+			gw->peer_full_ms = mono_ms();
+			log_warnx("max_connections (%u) reached: refusing "
+			    "visitors from peer %s (%llu so far)",
+			    gw->cfg->max_connections, peer,
+			    (unsigned long long)gw->stats.peer_refused);
+		}
+		tun_stream_reset(in, TUN_E_LIMIT, "gateway at max_connections");
+		return;
+	}
 	if ((f = calloc(1, sizeof(*f))) == NULL ||
 	    bufferevent_pair_new(gw->base, BEV_OPT_CLOSE_ON_FREE, pair) == -1) {
 		free(f);
