@@ -147,6 +147,8 @@ gw_admin_metrics(struct gw *gw, struct evbuffer *out)
 	    st->to_peers);
 	COUNTER("from_peers_total", "Visitors a peer gateway sent here.",
 	    st->from_peers);
+	COUNTER("from_peers_refused_total", "Visitors a peer gateway sent "
+	    "here, refused at max_connections.", st->peer_refused);
 	evbuffer_add_printf(out, "# HELP porch_gateway_rejected_total "
 	    "Visitors closed before routing, by result.\n"
 	    "# TYPE porch_gateway_rejected_total counter\n");
