@@ -6,6 +6,7 @@
  * and the SIGHUP reload that moves the running agent onto a new config.
  */
 
+#include <sys/resource.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #define AGENT_RELOAD_LOOKUP_MS	5000
 
 static void	agent_usage(FILE *);
+static void	agent_raise_nofile(void);
 static int	agent_set_name(struct cfg_agent *);
 static void	agent_signal_cb(evutil_socket_t, short, void *);
 static void	agent_reload(struct agent *);
@@ -127,6 +129,7 @@ main(int argc, char *argv[])
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+	agent_raise_nofile();
 	if (agent_acme_init(&a, err, sizeof(err)) == -1) {
 		fprintf(stderr, "porch-agent: acme: %s\n", err);
 		goto out;
@@ -198,6 +201,23 @@ out:
 }
 
 /* The name for logs and HELLO: the config's, else the hostname. */
+/*
+ * Each visitor's stream costs a backend socket: the soft limit (often
+ * 1024) would refuse visitors long before the hard limit the
+ * administrator allows.  Use all of it.
+ */
+static void
+agent_raise_nofile(void)
+{
+	struct rlimit	rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		log_warn("setrlimit RLIMIT_NOFILE");
+}
+
 static int
 agent_set_name(struct cfg_agent *cfg)
 {
