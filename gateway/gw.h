@@ -121,7 +121,6 @@ int	gw_src_hold(struct gw *, const struct sockaddr *, enum gw_src_kind,
 	    unsigned limit);
 void	gw_src_release(struct gw *, const struct sockaddr *, enum gw_src_kind);
 unsigned gw_src_count(struct gw *, const struct sockaddr *, enum gw_src_kind);
-size_t	gw_src_sources(struct gw *);	/* sources holding anything */
 void	gw_src_free_all(struct gw *);
 
 /* gw_conn.c: one visitor connection until it is routed. */

@@ -104,12 +104,6 @@ gw_src_release(struct gw *gw, const struct sockaddr *sa, enum gw_src_kind k)
 	free(s);
 }
 
-size_t
-gw_src_sources(struct gw *gw)
-{
-	return gw->srcs != NULL ? gw->srcs->n : 0;
-}
-
 void
 gw_src_free_all(struct gw *gw)
 {

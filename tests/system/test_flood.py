@@ -21,7 +21,7 @@ import threading
 import time
 import urllib.request
 
-from conftest import (ASAN, GATEWAY, Agent, Gateway, Nginx, curl,
+from conftest import (AGENT, ASAN, GATEWAY, Agent, Gateway, Nginx, curl,
                       free_port)
 
 FLOOD = "127.0.0.2"
@@ -344,3 +344,35 @@ def test_accept_at_the_descriptor_limit_does_not_spin(procs, tmp_path):
         except OSError:
             assert time.monotonic() < deadline, "admin does not answer"
             time.sleep(0.2)
+
+
+def nofile_limits(pid):
+    """(soft, hard) open files limit of a running process."""
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
+    raise AssertionError("no 'Max open files' line")
+
+
+def test_daemons_raise_their_open_files_limit(procs, tmp_path):
+    """Started with a soft limit of 256 under a hard one of 4096 (the
+    usual 1024/524288 at smaller scale), both daemons use the hard one:
+    every visitor costs the gateway a descriptor and the agent one per
+    backend connection."""
+    gw = Gateway(procs, str(tmp_path))
+    a = Agent(procs, str(tmp_path))
+    a.serve("nofile.example.test", tls=f"127.0.0.1:{free_port()}")
+    gw.admit(a, ["nofile.example.test"])
+    a.use(gw)
+    gw.write_config()
+    gw.proc = procs.start("gw", ["prlimit", "--nofile=256:4096", GATEWAY,
+                                 "-c", gw.conf], daemon=True)
+    gw.proc.wait_log(r"porch-gateway started")
+    a.write_config()
+    a.proc = procs.start("agent", ["prlimit", "--nofile=256:4096", AGENT,
+                                   "-c", a.conf], daemon=True)
+    a.proc.wait_log(r"gateway gw: serving nofile\.example\.test")
+    assert nofile_limits(gw.proc.pid) == (4096, 4096)
+    assert nofile_limits(a.proc.pid) == (4096, 4096)
