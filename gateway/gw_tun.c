@@ -1078,7 +1078,7 @@ gw_tun_busy_check(struct gw *gw)
 	struct gw_tun_index		*ix = gw->tun_index;
 	struct gw_tun			*gt;
 	struct timeval			 tv;
-	uint64_t			 now, age, ms;
+	uint64_t			 now, age, left, ms;
 
 	if (gw->tun_pending * 2 <= gw->tun_max_pending) {
 		ix->busy = 0;
@@ -1089,18 +1089,17 @@ gw_tun_busy_check(struct gw *gw)
 	ix->busy = 1;
 	ms = gw_tun_busy_ms(gw);
 	log_ratelimit(&rl, "%u agent handshakes in progress: their deadline "
-	    "is %llu ms until they are fewer than %u", gw->tun_pending,
-	    (unsigned long long)ms, gw->tun_max_pending / 2 + 1);
+	    "is %llu ms while more than %u are", gw->tun_pending,
+	    (unsigned long long)ms, gw->tun_max_pending / 2);
 	now = mono_ms();
 	TAILQ_FOREACH(gt, &gw->tunnels, entry) {
 		if (gt->authed || !gt->src_held || gt->hs_ev == NULL)
 			continue;
 		age = now - gt->start_ms;
-		ms = age < ms ? ms - age : 0;
-		tv.tv_sec = ms / 1000;
-		tv.tv_usec = (ms % 1000) * 1000;
+		left = age < ms ? ms - age : 0;
+		tv.tv_sec = left / 1000;
+		tv.tv_usec = (left % 1000) * 1000;
 		evtimer_add(gt->hs_ev, &tv);
-		ms = gw_tun_busy_ms(gw);
 	}
 }
 
