@@ -268,6 +268,12 @@ def test_descriptor_exhaustion_and_silent_visitors(procs, tmp_path, ca):
         assert st["connections"] <= 64, st
         gw.proc.wait_log(r"visitor from 127\.0\.0\.2:\d+ refused: \d+ "
                          r"connections from that address already")
+        with urllib.request.urlopen(
+                f"http://127.0.0.1:{gw.admin_port}/metrics",
+                timeout=5) as r:
+            m = re.search(r'rejected_total\{result="source-limit"\} (\d+)',
+                          r.read().decode())
+        assert m and int(m.group(1)) > 0, "refusals not counted"
     finally:
         one.stop()
     m = re.search(r"limits\.max_connections \(1000\) is more than the "
