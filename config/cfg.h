@@ -68,6 +68,9 @@ struct cfg_gateway {
 	unsigned		 retries;		/* default 2 (0..8) */
 	size_t			 replay_max;		/* default 64 KiB */
 	unsigned		 claims_per_tunnel;	/* default 16384 */
+	unsigned		 connections_per_source; /* 0: a quarter of
+							 * max_connections */
+	unsigned		 handshakes_per_source;	/* default 16 */
 	struct cfg_grant	*agents;
 	size_t			 nagents;
 	struct cfg_peer		*peers;

@@ -29,7 +29,8 @@ static const char *const gw_timeout_keys[] = {
 static const char *const gw_limit_keys[] = {
 	"hello_bytes", "http_head_bytes", "streams_per_tunnel",
 	"stream_window", "max_connections", "retries", "replay_bytes",
-	"names_per_peer", "claims_per_tunnel", NULL
+	"names_per_peer", "claims_per_tunnel", "connections_per_source",
+	"handshakes_per_source", NULL
 };
 static const char *const gw_agent_keys[] = {
 	"name", "key", "hostnames", "min_priority", "acme", NULL
@@ -166,6 +167,7 @@ gw_parse(const char *name, const char *text, size_t len, const char *base,
 	gw->retries = 2;
 	gw->replay_max = 64 * CFG_KIB;
 	gw->claims_per_tunnel = 16384;
+	gw->handshakes_per_source = 16;
 
 	if (gw_top(&d) == -1 ||
 	    cfg_identity(&d, d.root, base, "add 'identity: gateway.key', the "
@@ -420,6 +422,15 @@ gw_limits(struct cfg_doc *d, struct cfg_gateway *gw, struct cfg_node *map)
 	if ((n = cfg_map_get(map, "claims_per_tunnel")) != NULL &&
 	    cfg_uint(d, n, "limits.claims_per_tunnel", 1, 1000000,
 	    &gw->claims_per_tunnel) == -1)
+		return -1;
+	/* One address's share: visitors, and agents' TLS handshakes. */
+	if ((n = cfg_map_get(map, "connections_per_source")) != NULL &&
+	    cfg_uint(d, n, "limits.connections_per_source", 1, 1000000,
+	    &gw->connections_per_source) == -1)
+		return -1;
+	if ((n = cfg_map_get(map, "handshakes_per_source")) != NULL &&
+	    cfg_uint(d, n, "limits.handshakes_per_source", 1, 256,
+	    &gw->handshakes_per_source) == -1)
 		return -1;
 	return 0;
 }

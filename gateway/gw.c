@@ -152,6 +152,7 @@ main(int argc, char *argv[])
 	dns_free(gw.dns);		/* pending lookups dropped first */
 	gw_peer_stop(&gw);
 	gw_tun_close_all(&gw, "gateway stopped");
+	gw_src_free_all(&gw);		/* after every hold is given back */
 	log_info("stopped");
 	if (gw.stop_timer != NULL)
 		event_free(gw.stop_timer);
@@ -237,7 +238,8 @@ gw_set_name(struct gw *gw)
 /*
  * Every agent holds a descriptor, and so does every visitor: the soft
  * limit (often 1024) would cap a gateway at a few hundred agents, while
- * the hard limit is what the administrator allows.  Use all of it.
+ * the hard limit is what the administrator allows.  Use all of it;
+ * gw_listen.c sizes the limits from what we got.
  */
 static void
 gw_raise_nofile(void)

@@ -23,6 +23,7 @@ struct gw_listener {
 	struct gw		*gw;
 	enum gw_entry		 entry;
 	struct evconnlistener	*lev;
+	int			 enabled;	/* accepting right now */
 	struct sockaddr_storage	 addr;
 	char			 text[80];
 	TAILQ_ENTRY(gw_listener) entry_link;
@@ -38,6 +39,7 @@ TAILQ_HEAD(gw_conn_list, gw_conn);
 TAILQ_HEAD(gw_listener_list, gw_listener);
 
 struct gw_route_table;
+struct gw_srcs;
 struct gw_peers;
 struct evhttp;
 struct dns;
@@ -75,6 +77,14 @@ struct gw {
 	int			 tun_paced;	/* tunnel accept off: pending
 						 * handshakes at their cap */
 	struct gw_tun_index	*tun_index;	/* gw_tun.c's: by key */
+	/* Limits gw_listen.c derives from the config and the descriptors. */
+	unsigned		 max_visitors;	/* max_connections, within
+						 * the descriptors */
+	unsigned		 tun_max_pending;	/* handshakes at once */
+	unsigned		 src_visitors;	/* per source address */
+	unsigned		 src_handshakes;	/* per source address */
+	int			 fd_paused;	/* GW_LISTEN_FD_*: EMFILE */
+	struct gw_srcs		*srcs;		/* gw_src.c's: per source */
 	uint32_t		 next_conn_id;
 	uint64_t		 next_tun_id;
 	struct event		*sig_term, *sig_int, *sig_hup;
@@ -92,11 +102,28 @@ struct gw {
 /* gw_listen.c */
 int	gw_listen_start(struct gw *, char *err, size_t errlen);
 void	gw_listen_stop(struct gw *);
-void	gw_listen_conn_closed(struct gw *);	/* a visitor went away */
+/* A visitor went away; src: the address it held a slot of, or NULL. */
+void	gw_listen_conn_closed(struct gw *, const struct sockaddr *src);
 void	gw_listen_reload(struct gw *);
 /* Stop (1) or resume (0) accepting on the tunnel listeners: admission
  * is paced at the handshake cap, the kernel's backlog holds the rest. */
 void	gw_listen_tun_pace(struct gw *, int pause);
+
+/*
+ * gw_src.c: what each source address (IPv4, or IPv6 /64) holds open.
+ * hold: -1 when the source already holds limit of kind (or out of
+ * memory), else 0 and one more held; release gives one back.
+ */
+enum gw_src_kind {
+	GW_SRC_VISITOR,		/* visitor connections */
+	GW_SRC_HANDSHAKE,	/* tunnels not yet authenticated */
+	GW_SRC_NKINDS
+};
+int	gw_src_hold(struct gw *, const struct sockaddr *, enum gw_src_kind,
+	    unsigned limit);
+void	gw_src_release(struct gw *, const struct sockaddr *, enum gw_src_kind);
+unsigned gw_src_count(struct gw *, const struct sockaddr *, enum gw_src_kind);
+void	gw_src_free_all(struct gw *);
 
 /* gw_conn.c: one visitor connection until it is routed. */
 void	gw_conn_accept(struct gw *, struct gw_listener *, int fd,

@@ -53,9 +53,11 @@ static struct gw_conn_result gw_conn_result_tab[] = {
 	{ "malformed-request", 0 }, { "head-too-big", 0 },
 	{ "closed-before-hello", 0 }, { "error-before-hello", 0 },
 	{ "gateway-stopped", 0 }, { "out-of-memory", 0 },
+	{ "source-limit", 0 },
 };
 
 static void	gw_conn_free(struct gw_conn *, int);
+static void	gw_conn_count(const char *);
 static void	gw_conn_read_cb(struct bufferevent *, void *);
 static void	gw_conn_write_cb(struct bufferevent *, void *);
 static void	gw_conn_event_cb(struct bufferevent *, short, void *);
@@ -75,12 +77,29 @@ void
 gw_conn_accept(struct gw *gw, struct gw_listener *l, int fd,
     const struct sockaddr *sa, int socklen)
 {
-	struct gw_conn	*c;
-	struct timeval	 tv;
-	unsigned	 ms = gw->cfg->hello_timeout_ms;
-	size_t		 cap;
+	static struct log_ratelimit	 rl;
+	struct gw_conn			*c;
+	struct timeval			 tv;
+	unsigned			 ms = gw->cfg->hello_timeout_ms;
+	size_t				 cap;
+	char				 peer[64];
 
+	/*
+	 * One address may hold only its share of the visitors' slots, idle
+	 * ones included (routed, then silent, they are legitimate): beyond
+	 * it, close at once, before reading a byte.
+	 */
+	if (gw_src_hold(gw, sa, GW_SRC_VISITOR, gw->src_visitors) == -1) {
+		gw_conn_count("source-limit");
+		log_ratelimit(&rl, "visitor from %s refused: %u connections "
+		    "from that address already (limits.connections_per_source)",
+		    addr_fmt(sa, peer, sizeof(peer)),
+		    gw_src_count(gw, sa, GW_SRC_VISITOR));
+		close(fd);
+		return;
+	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		gw_src_release(gw, sa, GW_SRC_VISITOR);
 		close(fd);
 		return;
 	}
@@ -100,6 +119,7 @@ gw_conn_accept(struct gw *gw, struct gw_listener *l, int fd,
 		if (c->timer != NULL)
 			event_free(c->timer);
 		free(c);
+		gw_src_release(gw, sa, GW_SRC_VISITOR);
 		return;
 	}
 	gw->nconns++;
@@ -141,14 +161,8 @@ gw_conn_free(struct gw_conn *c, int counted)
 {
 	char	peer[64];
 
-	if (c->result != NULL) {
-		size_t	i;
-
-		for (i = 0; i < sizeof(gw_conn_result_tab) /
-		    sizeof(gw_conn_result_tab[0]); i++)
-			if (strcmp(gw_conn_result_tab[i].name, c->result) == 0)
-				gw_conn_result_tab[i].count++;
-	}
+	if (c->result != NULL)
+		gw_conn_count(c->result);
 	/* The name came from the SNI or from the Host header. */
 	if (c->result != NULL)
 		log_info("conn=%06x entry=%s peer=%s %s=%s result=%s ms=%llu",
@@ -162,8 +176,19 @@ gw_conn_free(struct gw_conn *c, int counted)
 		bufferevent_free(c->bev);
 	event_free(c->timer);
 	if (counted)
-		gw_listen_conn_closed(c->gw);
+		gw_listen_conn_closed(c->gw, (struct sockaddr *)&c->peer);
 	free(c);
+}
+
+static void
+gw_conn_count(const char *result)
+{
+	size_t	i;
+
+	for (i = 0; i < sizeof(gw_conn_result_tab) /
+	    sizeof(gw_conn_result_tab[0]); i++)
+		if (strcmp(gw_conn_result_tab[i].name, result) == 0)
+			gw_conn_result_tab[i].count++;
 }
 
 static void

@@ -197,8 +197,14 @@ gw_fwd_stream_closed_cb(struct tun *tun, struct tun_stream *s,
 static void
 gw_fwd_free(struct gw_fwd *f)
 {
+	struct sockaddr_storage	ss;
+
+	/* A direct visitor holds a slot of its address (gw_conn took it);
+	 * one a peer sent us does not. */
+	tun_addr_to_ss(&f->o.src, &ss);
 	if (f->counted)
-		gw_listen_conn_closed(f->gw);
+		gw_listen_conn_closed(f->gw, f->via[0] == '\0' ?
+		    (struct sockaddr *)&ss : NULL);
 	free(f);
 }
 

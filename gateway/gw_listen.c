@@ -1,17 +1,24 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * Listening sockets for the TLS and HTTP entries and the tunnel, and the
- * accept limits: a cap on open visitor connections, and a pause when the
- * process runs out of descriptors, resumed by a timer or by the next
- * connection that closes.  The tunnel listener also pauses while the
- * agents' handshakes in progress are at their cap (gw_tun.c paces it);
- * its long backlog holds a reconnect storm meanwhile.
+ * accept limits.  Descriptors are budgeted from RLIMIT_NOFILE: visitors
+ * get what is left after a reserve for agents' tunnels, their handshakes,
+ * peers and the admin listener, so visitors alone can never starve those
+ * (max_connections is capped to the budget, with a warning).  At the
+ * visitors' cap the visitor listeners stop; the tunnel listener never
+ * stops because of visitors.  On EMFILE all the same (the reserve ran
+ * out), the listener's side stops accepting for a second rather than
+ * spin.  The tunnel listener also pauses while the agents' handshakes in
+ * progress are at their cap (gw_tun.c paces it); its long backlog holds
+ * a reconnect storm meanwhile.
  */
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +32,16 @@
 /* Connections the kernel holds for the tunnel listener while it is
  * paced: a restart's thousands of agents (capped by somaxconn). */
 #define GW_LISTEN_TUN_BACKLOG	65535
+/* Handshakes in progress at most (gw_tun.c paces admission there). */
+#define GW_LISTEN_MAX_PENDING	256
+/* Descriptors besides connections: stdio, the event loop, signals,
+ * listeners, admin and its clients, DNS, an ACME order's child. */
+#define GW_LISTEN_FD_FIXED	64
 
+#define GW_LISTEN_FD_VISITORS	0x1	/* fd_paused: visitor listeners */
+#define GW_LISTEN_FD_TUN	0x2	/* fd_paused: tunnel listeners */
+
+static void	gw_listen_limits(struct gw *);
 static int	gw_listen_one(struct gw *, const struct cfg_listen *,
 		    enum gw_entry, char *, size_t);
 static void	gw_listen_hint_cap(char *, size_t);
@@ -33,7 +49,7 @@ static void	gw_listen_accept_cb(struct evconnlistener *, evutil_socket_t,
 		    struct sockaddr *, int, void *);
 static void	gw_listen_error_cb(struct evconnlistener *, void *);
 static void	gw_listen_resume_cb(evutil_socket_t, short, void *);
-static void	gw_listen_pause(struct gw *, int, int);
+static void	gw_listen_update(struct gw *);
 
 int
 gw_listen_start(struct gw *gw, char *err, size_t errlen)
@@ -41,6 +57,7 @@ gw_listen_start(struct gw *gw, char *err, size_t errlen)
 	const struct cfg_gateway	*cfg = gw->cfg;
 	size_t				 i;
 
+	gw_listen_limits(gw);
 	for (i = 0; i < cfg->ntls; i++)
 		if (gw_listen_one(gw, &cfg->tls[i], GW_ENTRY_TLS, err,
 		    errlen) == -1)
@@ -98,6 +115,7 @@ gw_listen_reload(struct gw *gw)
 		{ GW_ENTRY_TUNNEL, cfg->tunnel, cfg->ntunnel },
 	};
 
+	gw_listen_limits(gw);
 	for (l = TAILQ_FIRST(&gw->listeners); l != NULL; l = next) {
 		next = TAILQ_NEXT(l, entry_link);
 		for (k = 0; k < 3; k++) {
@@ -128,22 +146,77 @@ gw_listen_reload(struct gw *gw)
 				log_warnx("reload: %s", err);
 				continue;
 			}
-			/* Paused at max_connections: so is the new one. */
-			l = TAILQ_LAST(&gw->listeners, gw_listener_list);
-			if (gw->accept_paused && l->entry != GW_ENTRY_TUNNEL)
-				evconnlistener_disable(l->lev);
-			if (gw->tun_paced && l->entry == GW_ENTRY_TUNNEL)
-				evconnlistener_disable(l->lev);
 		}
 	}
+	/* A new listener is paused as its kind is; a new cap applies. */
+	gw_listen_update(gw);
 }
 
 void
-gw_listen_conn_closed(struct gw *gw)
+gw_listen_conn_closed(struct gw *gw, const struct sockaddr *src)
 {
 	gw->nconns--;
-	if (gw->accept_paused && !gw->stopping)
-		gw_listen_pause(gw, 0, 1);
+	if (src != NULL)
+		gw_src_release(gw, src, GW_SRC_VISITOR);
+	if (gw->accept_paused)
+		gw_listen_update(gw);
+}
+
+/*
+ * Size the limits from the descriptors we may open (the hard limit, as
+ * gw.c raised the soft one to it at start).  Each visitor holds one, each
+ * agent and peer tunnel one, each handshake in progress one.
+ */
+static void
+gw_listen_limits(struct gw *gw)
+{
+	static unsigned long		 warned_budget;
+	const struct cfg_gateway	*cfg = gw->cfg;
+	struct rlimit			 rl;
+	unsigned long			 nofile, reserve, budget, want;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY
+	    || rl.rlim_cur > UINT_MAX)
+		nofile = UINT_MAX;
+	else
+		nofile = rl.rlim_cur;
+	gw->tun_max_pending = nofile / 8 < GW_LISTEN_MAX_PENDING ?
+	    (unsigned)(nofile / 8) : GW_LISTEN_MAX_PENDING;
+	if (gw->tun_max_pending < 4)
+		gw->tun_max_pending = 4;
+	/* The tunnels' share: every admitted agent and peer connected, all
+	 * handshakes at once; but never more than a quarter. */
+	want = GW_LISTEN_FD_FIXED + gw->tun_max_pending + cfg->nagents +
+	    2 * cfg->npeers;
+	reserve = nofile / 4 < want ? nofile / 4 : want;
+	budget = nofile > reserve * 2 ? nofile - reserve : nofile / 2;
+	if (budget < 1)
+		budget = 1;
+	gw->max_visitors = cfg->max_connections;
+	if (cfg->max_connections > budget) {
+		gw->max_visitors = (unsigned)budget;
+		if (warned_budget != budget)
+			log_warnx("limits.max_connections (%u) is more than "
+			    "the descriptors allow: at most %lu visitors (open "
+			    "files limit %lu, %lu kept for tunnels and admin); "
+			    "raise LimitNOFILE or lower max_connections",
+			    cfg->max_connections, budget, nofile, reserve);
+		warned_budget = budget;
+	}
+	gw->src_visitors = cfg->connections_per_source;
+	if (gw->src_visitors == 0)
+		gw->src_visitors = gw->max_visitors / 4;
+	if (gw->src_visitors > gw->max_visitors)
+		gw->src_visitors = gw->max_visitors;
+	if (gw->src_visitors < 1)
+		gw->src_visitors = 1;
+	gw->src_handshakes = cfg->handshakes_per_source;
+	if (gw->src_handshakes > gw->tun_max_pending / 2)
+		gw->src_handshakes = gw->tun_max_pending / 2;
+	log_debug("limits: %u visitors (%u per source), %u handshakes (%u "
+	    "per source), open files %lu", gw->max_visitors,
+	    gw->src_visitors, gw->tun_max_pending, gw->src_handshakes,
+	    nofile);
 }
 
 static int
@@ -183,6 +256,7 @@ gw_listen_one(struct gw *gw, const struct cfg_listen *cl, enum gw_entry entry,
 		return -1;
 	}
 	evconnlistener_set_error_cb(l->lev, gw_listen_error_cb);
+	l->enabled = 1;
 	TAILQ_INSERT_TAIL(&gw->listeners, l, entry_link);
 	log_info("listening on %s (%s)", cl->text, entry == GW_ENTRY_TLS ?
 	    "tls" : entry == GW_ENTRY_HTTP ? "http" : "tunnel");
@@ -215,9 +289,10 @@ static void
 gw_listen_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
     struct sockaddr *sa, int socklen, void *arg)
 {
-	struct gw_listener	*l = arg;
-	struct gw		*gw = l->gw;
-	int			 on = 1;
+	static struct log_ratelimit	 rl;
+	struct gw_listener		*l = arg;
+	struct gw			*gw = l->gw;
+	int				 on = 1;
 
 	(void)lev;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
@@ -226,30 +301,39 @@ gw_listen_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 		return;
 	}
 	gw_conn_accept(gw, l, fd, sa, socklen);
-	if (gw->nconns >= gw->cfg->max_connections && !gw->accept_paused) {
-		log_warnx("max_connections (%u) reached; not accepting "
-		    "visitors until one closes", gw->cfg->max_connections);
-		gw_listen_pause(gw, 1, 0);
+	if (gw->nconns >= gw->max_visitors && !gw->accept_paused) {
+		log_ratelimit(&rl, "%u visitors: not accepting visitors until "
+		    "one closes (limits.max_connections %u, open files limit)",
+		    gw->nconns, gw->cfg->max_connections);
+		gw_listen_update(gw);
 	}
 }
 
-/* Out of descriptors: stop accepting for a second rather than spin. */
+/*
+ * Out of descriptors (the reserve is spent too): stop accepting on this
+ * side for a second rather than spin; the other side goes on.
+ */
 static void
 gw_listen_error_cb(struct evconnlistener *lev, void *arg)
 {
-	struct gw_listener	*l = arg;
-	struct gw		*gw = l->gw;
-	struct timeval		 tv = { 1, 0 };
-	int			 e = EVUTIL_SOCKET_ERROR();
+	static struct log_ratelimit	 rl_fd, rl_other;
+	struct gw_listener		*l = arg;
+	struct gw			*gw = l->gw;
+	struct timeval			 tv = { 1, 0 };
+	int				 e = EVUTIL_SOCKET_ERROR();
 
 	(void)lev;
 	if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
-		log_warnx("accept on %s: %s; pausing accept for 1s", l->text,
-		    strerror(e));
-		gw_listen_pause(gw, 1, 1);
-		event_add(gw->accept_timer, &tv);
+		log_ratelimit(&rl_fd, "accept on %s: %s; pausing accept "
+		    "there for 1s", l->text, strerror(e));
+		gw->fd_paused |= l->entry == GW_ENTRY_TUNNEL ?
+		    GW_LISTEN_FD_TUN : GW_LISTEN_FD_VISITORS;
+		gw_listen_update(gw);
+		if (!evtimer_pending(gw->accept_timer, NULL))
+			evtimer_add(gw->accept_timer, &tv);
 	} else if (e != EAGAIN && e != ECONNABORTED && e != EINTR)
-		log_warnx("accept on %s: %s", l->text, strerror(e));
+		log_ratelimit(&rl_other, "accept on %s: %s", l->text,
+		    strerror(e));
 }
 
 static void
@@ -259,32 +343,38 @@ gw_listen_resume_cb(evutil_socket_t fd, short ev, void *arg)
 
 	(void)fd;
 	(void)ev;
-	if (gw->accept_paused && !gw->stopping &&
-	    gw->nconns < gw->cfg->max_connections)
-		gw_listen_pause(gw, 0, 1);
+	gw->fd_paused = 0;
+	gw_listen_update(gw);
 }
 
-/* all: the tunnel listener too (descriptors ran out, not visitors). */
+/*
+ * Accept on each listener exactly when its side may: visitors below their
+ * cap and not out of descriptors; the tunnel below its handshake cap and
+ * not out of descriptors.  Visitors never stop the tunnel listener.
+ */
 static void
-gw_listen_pause(struct gw *gw, int pause, int all)
+gw_listen_update(struct gw *gw)
 {
 	struct gw_listener	*l;
+	int			 on;
 
-	if (!pause && gw->nconns >= gw->cfg->max_connections)
-		return;
-	gw->accept_paused = pause;
+	gw->accept_paused = gw->nconns >= gw->max_visitors;
 	TAILQ_FOREACH(l, &gw->listeners, entry_link) {
-		/* The tunnel listener keeps going: agents are few and
-		 * must be able to reconnect while visitors are capped. */
-		if (l->entry == GW_ENTRY_TUNNEL && pause && !all)
-			continue;
-		/* Nor does it resume while its handshakes are at the cap. */
-		if (l->entry == GW_ENTRY_TUNNEL && !pause && gw->tun_paced)
-			continue;
-		if (pause)
-			evconnlistener_disable(l->lev);
+		if (gw->stopping)
+			on = 0;
+		else if (l->entry == GW_ENTRY_TUNNEL)
+			on = !gw->tun_paced &&
+			    !(gw->fd_paused & GW_LISTEN_FD_TUN);
 		else
+			on = !gw->accept_paused &&
+			    !(gw->fd_paused & GW_LISTEN_FD_VISITORS);
+		if (on == l->enabled)
+			continue;
+		if (on)
 			evconnlistener_enable(l->lev);
+		else
+			evconnlistener_disable(l->lev);
+		l->enabled = on;
 	}
 }
 
@@ -296,29 +386,16 @@ gw_listen_pause(struct gw *gw, int pause, int all)
 void
 gw_listen_tun_pace(struct gw *gw, int pause)
 {
-	struct gw_listener	*l;
+	static struct log_ratelimit	rl;
 
 	if (pause == gw->tun_paced)
 		return;
 	gw->tun_paced = pause;
 	if (pause)
-		log_info("%u agent handshakes in progress: accepting more "
-		    "tunnels as they finish", gw->tun_pending);
+		log_ratelimit(&rl, "%u agent handshakes in progress: "
+		    "accepting more tunnels as they finish", gw->tun_pending);
 	else
 		log_debug("agent handshakes below the cap: accepting "
 		    "tunnels again");
-	if (gw->stopping)
-		return;
-	TAILQ_FOREACH(l, &gw->listeners, entry_link) {
-		if (l->entry != GW_ENTRY_TUNNEL)
-			continue;
-		/* Descriptors ran out: gw_listen_resume_cb resumes it. */
-		if (!pause && gw->accept_paused && gw->nconns <
-		    gw->cfg->max_connections)
-			continue;
-		if (pause)
-			evconnlistener_disable(l->lev);
-		else
-			evconnlistener_enable(l->lev);
-	}
+	gw_listen_update(gw);
 }

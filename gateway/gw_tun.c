@@ -14,9 +14,16 @@
  * Tunnels and grants are found by key in hash tables, and each tunnel
  * lists its own claims, so a reconnect storm of thousands of agents
  * costs each one O(1), not a scan of all the others.  Admission is
- * paced: at GW_TUN_MAX_PENDING handshakes in progress the tunnel
- * listener stops accepting (the kernel's backlog holds the rest) and
- * agents on the TLS entry wait in a queue, until a handshake ends.
+ * paced: at gw->tun_max_pending handshakes in progress (256, fewer when
+ * descriptors are short) the tunnel listener stops accepting (the
+ * kernel's backlog holds the rest) and agents on the TLS entry wait in a
+ * queue, until a handshake ends.
+ *
+ * A flood of connections that never finish a handshake must not keep
+ * agents out: one source address (IPv4, IPv6 /64) may hold only
+ * limits.handshakes_per_source of them, on either path in (further ones
+ * are closed at once), and past half the cap the deadline of every
+ * handshake in progress drops to GW_TUN_BUSY_DIV of the usual one.
  */
 
 #include <sys/queue.h>
@@ -33,7 +40,8 @@
 #include "log.h"
 #include "mono.h"
 
-#define GW_TUN_MAX_PENDING	256	/* tunnels still proving a key */
+#define GW_TUN_BUSY_DIV		4	/* busy: handshake deadline / 4 */
+#define GW_TUN_BUSY_MIN_MS	1000	/* but at least this */
 #define GW_TUN_MAX_WAITING	4096	/* TLS-entry tunnels queued */
 #define GW_TUN_KEY_BUCKETS	256	/* to start with; doubles */
 #define GW_TUN_LIMIT_LOG_MS	1000	/* refusals over the limit: summed */
@@ -73,6 +81,7 @@ struct gw_tun_index {
 	TAILQ_HEAD(, gw_tun_wait) waiting;
 	unsigned		 nwaiting;
 	struct event		*admit_ev;	/* a handshake slot is free */
+	int			 busy;		/* past half the handshakes */
 };
 
 struct gw_tun {
@@ -86,6 +95,10 @@ struct gw_tun {
 	int			 indexed;	/* on the key index */
 	LIST_ENTRY(gw_tun)	 key_link;
 	struct event		*limit_ev;	/* sum refusals over the limit */
+	struct sockaddr_storage	 src;		/* holds a handshake slot of */
+	int			 src_held;	/* ... until authed or gone */
+	uint64_t		 start_ms;
+	struct event		*hs_ev;		/* shortened deadline, busy */
 	unsigned		 limit_refused;	/* since the last line */
 	char			 limit_first[NAME_MAX_LEN + 1];
 	int			 authed;
@@ -128,6 +141,12 @@ static void	gw_tun_pending_done(struct gw *);
 static void	gw_tun_admit_cb(evutil_socket_t, short, void *);
 static void	gw_tun_limit_cb(evutil_socket_t, short, void *);
 static void	gw_tun_limit_log(struct gw_tun *);
+static int	gw_tun_src_hold(struct gw *, const struct sockaddr *,
+		    const char *);
+static void	gw_tun_src_done(struct gw_tun *);
+static unsigned	gw_tun_busy_ms(struct gw *);
+static void	gw_tun_busy_check(struct gw *);
+static void	gw_tun_hs_cb(evutil_socket_t, short, void *);
 
 static const struct tun_ops gw_tun_ops = {
 	.authed = gw_tun_authed,
@@ -145,6 +164,10 @@ gw_tun_accept(struct gw *gw, struct gw_listener *l, int fd,
     const struct sockaddr *sa)
 {
 	(void)l;
+	if (gw_tun_src_hold(gw, sa, "") == -1) {
+		close(fd);
+		return;
+	}
 	gw_tun_start(gw, fd, NULL, sa);
 }
 
@@ -186,19 +209,27 @@ gw_tun_accept_over(struct gw *gw, struct bufferevent *bev,
 		bufferevent_free(bev);
 		return;
 	}
-	if (gw->tun_pending < GW_TUN_MAX_PENDING &&
+	/* The same share per source as on the tunnel listener. */
+	if (gw_tun_src_hold(gw, sa, " (on the TLS entry)") == -1) {
+		bufferevent_free(bev);
+		return;
+	}
+	if (gw->tun_pending < gw->tun_max_pending &&
 	    TAILQ_EMPTY(&ix->waiting)) {
 		gw_tun_start(gw, -1, bev, sa);
 		return;
 	}
 	if (ix->nwaiting >= GW_TUN_MAX_WAITING ||
 	    (w = calloc(1, sizeof(*w))) == NULL) {
+		static struct log_ratelimit	rl;
+
 		/* The agent hears a close before the TLS handshake and
 		 * says the gateway is busy. */
-		log_warnx("tunnel from %s (on the TLS entry): refused, %u "
-		    "handshakes in progress and %u agents waiting",
+		log_ratelimit(&rl, "tunnel from %s (on the TLS entry): "
+		    "refused, %u handshakes in progress and %u agents waiting",
 		    addr_fmt(sa, peer, sizeof(peer)), gw->tun_pending,
 		    ix->nwaiting);
+		gw_src_release(gw, sa, GW_SRC_HANDSHAKE);
 		bufferevent_free(bev);
 		return;
 	}
@@ -212,7 +243,7 @@ gw_tun_accept_over(struct gw *gw, struct bufferevent *bev,
 	ix->nwaiting++;
 }
 
-/* Takes fd, or bev when fd is -1. */
+/* Takes fd, or bev when fd is -1, and the source's handshake slot. */
 static void
 gw_tun_start(struct gw *gw, int fd, struct bufferevent *bev,
     const struct sockaddr *sa)
@@ -223,16 +254,23 @@ gw_tun_start(struct gw *gw, int fd, struct bufferevent *bev,
 	char				 label[96];
 
 	if (gw_tun_index(gw) == NULL ||
-	    (gt = calloc(1, sizeof(*gt))) == NULL ||
-	    (ssl = SSL_new(gw->tun_ctx)) == NULL)
+	    (gt = calloc(1, sizeof(*gt))) == NULL) {
+		gw_src_release(gw, sa, GW_SRC_HANDSHAKE);
 		goto fail;
+	}
+	gt->gw = gw;
+	memcpy(&gt->src, sa, sa->sa_family == AF_INET6 ?
+	    sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+	gt->src_held = 1;
+	gt->start_ms = mono_ms();
 	TAILQ_INIT(&gt->wants);
 	TAILQ_INIT(&gt->claims);
-	if ((gt->probe = evtimer_new(gw->base, gw_tun_probe_cb, gt)) == NULL ||
+	if ((ssl = SSL_new(gw->tun_ctx)) == NULL ||
+	    (gt->probe = evtimer_new(gw->base, gw_tun_probe_cb, gt)) == NULL ||
 	    (gt->limit_ev = evtimer_new(gw->base, gw_tun_limit_cb,
-	    gt)) == NULL)
+	    gt)) == NULL ||
+	    (gt->hs_ev = evtimer_new(gw->base, gw_tun_hs_cb, gt)) == NULL)
 		goto fail;
-	gt->gw = gw;
 	gt->id = ++gw->next_tun_id;
 	addr_fmt(sa, gt->peer, sizeof(gt->peer));
 	snprintf(gt->name, sizeof(gt->name), "?");
@@ -247,8 +285,12 @@ gw_tun_start(struct gw *gw, int fd, struct bufferevent *bev,
 	 * storm of agents is admitted at the pace the CPU allows and none
 	 * is turned away (gw_tun_admit_cb resumes).
 	 */
-	if (++gw->tun_pending >= GW_TUN_MAX_PENDING && !gw->tun_paced)
+	if (++gw->tun_pending >= gw->tun_max_pending && !gw->tun_paced)
 		gw_listen_tun_pace(gw, 1);
+	/* Busy: this one gets the short deadline, and so do the others. */
+	gw_tun_busy_check(gw);
+	if (gw->tun_index->busy)
+		p.handshake_ms = gw_tun_busy_ms(gw);
 	if (bev != NULL)
 		gt->tun = tun_new_over(gw->base, bev, ssl, &p, &gw_tun_ops, gt);
 	else
@@ -262,7 +304,7 @@ gw_tun_start(struct gw *gw, int fd, struct bufferevent *bev,
 	}
 	return;
 fail:
-	gw_tun_free(gt);
+	gw_tun_free(gt);	/* gives the source's slot back */
 	if (ssl != NULL)
 		SSL_free(ssl);
 	if (bev != NULL)
@@ -284,6 +326,8 @@ gw_tun_close_all(struct gw *gw, const char *reason)
 		return;
 	while ((w = TAILQ_FIRST(&ix->waiting)) != NULL) {
 		TAILQ_REMOVE(&ix->waiting, w, entry);
+		gw_src_release(gw, (struct sockaddr *)&w->sa,
+		    GW_SRC_HANDSHAKE);
 		bufferevent_free(w->bev);
 		free(w);
 	}
@@ -393,6 +437,7 @@ gw_tun_authed(struct tun *tun, const struct tun_hello *h, char *msg,
 	snprintf(gt->name, sizeof(gt->name), "%s", g->name);
 	gt->gw->stats.tunnels++;
 	gt->authed = 1;
+	gw_tun_src_done(gt);
 	gw_tun_index_add(gt);
 	gw_tun_pending_done(gt->gw);
 	/* An older session of this key is dealt with once the agent has
@@ -747,6 +792,7 @@ gw_tun_free(struct gw_tun *gt)
 
 	if (gt == NULL)
 		return;
+	gw_tun_src_done(gt);
 	gw_tun_index_del(gt);
 	while ((w = TAILQ_FIRST(&gt->wants)) != NULL) {
 		TAILQ_REMOVE(&gt->wants, w, entry);
@@ -756,6 +802,8 @@ gw_tun_free(struct gw_tun *gt)
 		event_free(gt->probe);
 	if (gt->limit_ev != NULL)
 		event_free(gt->limit_ev);
+	if (gt->hs_ev != NULL)
+		event_free(gt->hs_ev);
 	free(gt);
 }
 
@@ -1001,7 +1049,7 @@ gw_tun_admit_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	while (gw->tun_pending < GW_TUN_MAX_PENDING &&
+	while (gw->tun_pending < gw->tun_max_pending &&
 	    (w = TAILQ_FIRST(&ix->waiting)) != NULL) {
 		TAILQ_REMOVE(&ix->waiting, w, entry);
 		ix->nwaiting--;
@@ -1010,9 +1058,105 @@ gw_tun_admit_cb(evutil_socket_t fd, short what, void *arg)
 		free(w);
 		gw_tun_start(gw, -1, bev, (struct sockaddr *)&sa);
 	}
-	if (gw->tun_paced && gw->tun_pending < GW_TUN_MAX_PENDING &&
+	if (gw->tun_paced && gw->tun_pending < gw->tun_max_pending &&
 	    TAILQ_EMPTY(&ix->waiting))
 		gw_listen_tun_pace(gw, 0);
+}
+
+/*
+ * A new unauthenticated tunnel from sa: within its source's share, take
+ * a slot (0); beyond it, -1 and the caller closes it at once, while
+ * every other source is still admitted.
+ */
+static int
+gw_tun_src_hold(struct gw *gw, const struct sockaddr *sa, const char *via)
+{
+	static struct log_ratelimit	 rl;
+	char				 peer[64];
+
+	if (gw_src_hold(gw, sa, GW_SRC_HANDSHAKE, gw->src_handshakes) == 0)
+		return 0;
+	log_ratelimit(&rl, "tunnel from %s%s refused: %u handshakes from "
+	    "that address in progress already (limits.handshakes_per_source)",
+	    addr_fmt(sa, peer, sizeof(peer)), via,
+	    gw_src_count(gw, sa, GW_SRC_HANDSHAKE));
+	return -1;
+}
+
+/* The handshake ended: the source's slot is free again. */
+static void
+gw_tun_src_done(struct gw_tun *gt)
+{
+	if (!gt->src_held)
+		return;
+	gt->src_held = 0;
+	gw_src_release(gt->gw, (struct sockaddr *)&gt->src, GW_SRC_HANDSHAKE);
+	if (gt->hs_ev != NULL)
+		evtimer_del(gt->hs_ev);
+}
+
+static unsigned
+gw_tun_busy_ms(struct gw *gw)
+{
+	unsigned	ms = gw->cfg->handshake_timeout_ms / GW_TUN_BUSY_DIV;
+
+	if (ms < GW_TUN_BUSY_MIN_MS)
+		ms = GW_TUN_BUSY_MIN_MS;
+	if (ms > gw->cfg->handshake_timeout_ms)
+		ms = gw->cfg->handshake_timeout_ms;
+	return ms;
+}
+
+/*
+ * Past half the handshake cap, someone may be holding slots without
+ * finishing: the deadline of the handshakes already in progress drops
+ * too (new ones get it from gw_tun_start), so slots turn over quickly
+ * and an agent waits one short deadline at most.
+ */
+static void
+gw_tun_busy_check(struct gw *gw)
+{
+	static struct log_ratelimit	 rl;
+	struct gw_tun_index		*ix = gw->tun_index;
+	struct gw_tun			*gt;
+	struct timeval			 tv;
+	uint64_t			 now, age, left, ms;
+
+	if (gw->tun_pending * 2 <= gw->tun_max_pending) {
+		ix->busy = 0;
+		return;
+	}
+	if (ix->busy)
+		return;
+	ix->busy = 1;
+	ms = gw_tun_busy_ms(gw);
+	log_ratelimit(&rl, "%u agent handshakes in progress: their deadline "
+	    "is %llu ms while more than %u are", gw->tun_pending,
+	    (unsigned long long)ms, gw->tun_max_pending / 2);
+	now = mono_ms();
+	TAILQ_FOREACH(gt, &gw->tunnels, entry) {
+		if (gt->authed || !gt->src_held || gt->hs_ev == NULL)
+			continue;
+		age = now - gt->start_ms;
+		left = age < ms ? ms - age : 0;
+		tv.tv_sec = left / 1000;
+		tv.tv_usec = (left % 1000) * 1000;
+		evtimer_add(gt->hs_ev, &tv);
+	}
+}
+
+/* A handshake ran past the shortened deadline. */
+static void
+gw_tun_hs_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_tun	*gt = arg;
+
+	(void)fd;
+	(void)what;
+	if (gt->authed)
+		return;
+	tun_close(gt->tun, "handshake timeout (gateway busy)");
+	/* gt is gone (gw_tun_closed). */
 }
 
 static void

@@ -12,6 +12,7 @@
 #include <sys/time.h>
 
 #include "log.h"
+#include "mono.h"
 
 static const char	*log_progname = "porch";
 static int		 log_verbose;
@@ -125,6 +126,35 @@ log_debug(const char *fmt, ...)
 	va_start(ap, fmt);
 	log_vline("debug", fmt, ap, 0);
 	va_end(ap);
+}
+
+int
+log_ratelimit(struct log_ratelimit *rl, const char *fmt, ...)
+{
+	va_list			 ap;
+	char			 msg[2048];
+	uint64_t		 now = mono_ms(), since;
+	unsigned		 iv = rl->interval_ms != 0 ? rl->interval_ms :
+				    LOG_RATELIMIT_MS;
+
+	if (rl->started && now - rl->last_ms < iv) {
+		rl->held++;
+		return 0;
+	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	since = now - rl->last_ms;
+	if (rl->held > 0)
+		log_warnx("%s (and %u more like it in the last %llu.%llus)",
+		    msg, rl->held, (unsigned long long)(since / 1000),
+		    (unsigned long long)(since % 1000 / 100));
+	else
+		log_warnx("%s", msg);
+	rl->started = 1;
+	rl->last_ms = now;
+	rl->held = 0;
+	return 1;
 }
 
 void

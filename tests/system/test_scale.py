@@ -57,13 +57,22 @@ def pending(gw):
         return json.load(r)["gateway"]["tunnels_pending"]
 
 
+PER_SOURCE = 16     # limits.handshakes_per_source, by default
+
+
 def hold_handshakes(gw, n):
     """n idle TCP connections to the tunnel listener: each counts as a
-    handshake in progress until the gateway's handshake timeout."""
+    handshake in progress until the gateway's handshake timeout (a
+    quarter of it once more than half the cap are in progress).  From
+    127.0.0.2 on, PER_SOURCE from each address: a storm of many agents,
+    as one address alone may hold only PER_SOURCE."""
     socks = []
-    for _ in range(n):
+    for i in range(n):
         s = socket.create_connection(("127.0.0.1", gw.tunnel_port),
-                                     timeout=5)
+                                     timeout=5,
+                                     source_address=(
+                                         f"127.0.0.{2 + i // PER_SOURCE}",
+                                         0))
         socks.append(s)
     deadline = time.monotonic() + 10
     while pending(gw) < n:
@@ -73,7 +82,8 @@ def hold_handshakes(gw, n):
 
 
 def test_agent_at_the_handshake_cap_is_paced_not_dropped(procs, tmp_path):
-    gw = with_admin(procs, tmp_path, "timeouts:\n  handshake: 2s")
+    # Past half the cap their deadline is a quarter of this: 3 s.
+    gw = with_admin(procs, tmp_path, "timeouts:\n  handshake: 12s")
     a = Agent(procs, str(tmp_path))
     a.serve("paced.example.test", tls=f"127.0.0.1:{free_port()}")
     gw.admit(a, ["paced.example.test"])
@@ -99,8 +109,8 @@ def test_agent_at_the_handshake_cap_is_paced_not_dropped(procs, tmp_path):
 
 def test_agent_says_gateway_busy_when_not_answered(procs, tmp_path):
     # The agent gives the handshake 2 s (twice its connect timeout); the
-    # gateway's slots stay taken for 5 s.
-    gw = with_admin(procs, tmp_path, "timeouts:\n  handshake: 5s")
+    # gateway's slots stay taken for 5 s (busy: a quarter of 20 s).
+    gw = with_admin(procs, tmp_path, "timeouts:\n  handshake: 20s")
     a = Agent(procs, str(tmp_path), extra="timeouts:\n  connect: 1s")
     a.serve("busy.example.test", tls=f"127.0.0.1:{free_port()}")
     gw.admit(a, ["busy.example.test"])

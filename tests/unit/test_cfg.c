@@ -233,7 +233,16 @@ static const struct bad bad_configs[] = {
 	{ "gw_unknown_limit", GW, GW_BASE "limits:\n  retry: 1\n", "6:3",
 	    "allowed: hello_bytes, http_head_bytes, streams_per_tunnel, "
 	    "stream_window, max_connections, retries, replay_bytes, "
-	    "names_per_peer, claims_per_tunnel)" },
+	    "names_per_peer, claims_per_tunnel, connections_per_source, "
+	    "handshakes_per_source)" },
+	{ "gw_conns_per_source_zero", GW,
+	    GW_BASE "limits:\n  connections_per_source: 0\n", "6:27",
+	    "limits.connections_per_source: out of range: '0' (must be "
+	    "between 1 and 1000000)" },
+	{ "gw_handshakes_per_source_high", GW,
+	    GW_BASE "limits:\n  handshakes_per_source: 257\n", "6:26",
+	    "limits.handshakes_per_source: out of range: '257' (must be "
+	    "between 1 and 256)" },
 	{ "gw_names_per_peer_zero", GW,
 	    GW_BASE "limits:\n  names_per_peer: 0\n", "6:19",
 	    "limits.names_per_peer: out of range: '0' (must be between "
@@ -876,6 +885,9 @@ test_example_gateway(void **state)
 	assert_int_equal(gw->announce_ms, 2000);
 	assert_int_equal(gw->retries, 2);
 	assert_int_equal(gw->replay_max, 64 * 1024);
+	/* 0: the gateway takes a quarter of its visitors' cap. */
+	assert_int_equal(gw->connections_per_source, 0);
+	assert_int_equal(gw->handshakes_per_source, 16);
 	cfg_gateway_free(gw);
 }
 
@@ -1203,7 +1215,8 @@ test_gateway_cluster(void **state)
 	    "name: gateway\n"
 	    "admin: 127.0.0.1:9900\n"
 	    "timeouts: {drain: 1h, announce: 1m}\n"
-	    "limits: {retries: 0, replay_bytes: 0}\n"
+	    "limits: {retries: 0, replay_bytes: 0, connections_per_source: 1,"
+	    " handshakes_per_source: 256}\n"
 	    "peers:\n"
 	    GW_PEER("p", "192.0.2.1:7443", AGK));
 	assert_string_equal(gw->name, "gateway");
@@ -1212,6 +1225,8 @@ test_gateway_cluster(void **state)
 	assert_int_equal(gw->announce_ms, 60000);
 	assert_int_equal(gw->retries, 0);
 	assert_int_equal(gw->replay_max, 0);
+	assert_int_equal(gw->connections_per_source, 1);
+	assert_int_equal(gw->handshakes_per_source, 256);
 	assert_int_equal(gw->npeers, 1);
 	assert_string_equal(gw->peers[0].host, "192.0.2.1");
 	cfg_gateway_free(gw);

@@ -2,7 +2,7 @@
 /*
  * Unit tests for lib/log.c: the shape of a line (time, program, level,
  * message, errno text), the cap on a long message, debug lines only
- * when verbose, and log_escape.  stderr is pointed at a temporary file
+ * when verbose, log_escape, and the rate limit of repeating lines.  stderr is pointed at a temporary file
  * for each test and read back.
  */
 
@@ -174,6 +174,35 @@ test_log_escape(void **state)
 	assert_string_equal(log_escape(buf, 1, "abc", 3), "");
 }
 
+/* A burst is one line; after the interval, one line with the count. */
+static void
+test_log_ratelimit(void **state)
+{
+	static struct log_ratelimit	 rl = { .interval_ms = 100 };
+	static struct log_ratelimit	 other = { .interval_ms = 100 };
+	char				*out;
+	int				 i, sent = 0;
+
+	for (i = 0; i < 10000; i++)
+		sent += log_ratelimit(&rl, "accept on %s: %s", "x",
+		    "Too many open files");
+	/* Another cause has its own limit. */
+	sent += log_ratelimit(&other, "refused %d", 1);
+	assert_int_equal(sent, 2);
+	usleep(150 * 1000);
+	assert_int_equal(log_ratelimit(&rl, "accept on %s: %s", "x", "EMFILE"),
+	    1);
+	assert_int_equal(log_ratelimit(&rl, "accept on %s: %s", "x", "EMFILE"),
+	    0);
+	out = cap_read(*state, NULL);
+	assert_matches(out, "^[^\n]*test\\[warn\\] accept on x: Too many "
+	    "open files\n"
+	    "[^\n]*test\\[warn\\] refused 1\n"
+	    "[^\n]*test\\[warn\\] accept on x: EMFILE \\(and 9999 more like "
+	    "it in the last 0\\.[0-9]s\\)\n$");
+	free(out);
+}
+
 int
 main(void)
 {
@@ -187,6 +216,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_log_debug_only_verbose,
 		    cap_setup, cap_teardown),
 		cmocka_unit_test(test_log_escape),
+		cmocka_unit_test_setup_teardown(test_log_ratelimit,
+		    cap_setup, cap_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
