@@ -345,6 +345,7 @@ static void
 test_remove(void **state)
 {
 	struct fixture	*f = *state;
+	json_t		*routes;
 
 	assert_int_equal(claim(f, "x.example", 0, TLS, 1, FO), 1);
 	assert_int_equal(claim(f, "x.example", 1, TLS, 2, FO), 1);
@@ -386,6 +387,10 @@ test_remove(void **state)
 	assert_true(no_claims(&f->t[1]));
 	assert_int_equal(pick(f, "y.example", TLS, NULL, 0), -1);
 	assert_int_equal(pick(f, "z.example", TLS, NULL, 0), -1);
+	/* No empty route is left behind. */
+	assert_non_null(routes = gw_route_status(f->rt));
+	assert_int_equal(json_array_size(routes), 0);
+	json_decref(routes);
 	/* Claimed anew after all that: a fresh route. */
 	assert_int_equal(claim(f, "x.example", 2, TLS, 1, FO), 1);
 	assert_int_equal(pick(f, "x.example", TLS, NULL, 0), 2);
