@@ -119,7 +119,7 @@ main(int argc, char *argv[])
 	tun_heap_tune();
 	if ((gw.base = tun_base_new()) == NULL)
 		fatalx("event_base_new failed");
-	if ((gw.routes = gw_route_new()) == NULL)
+	if ((gw.routes = gw_route_new(&gw_tun_route_view)) == NULL)
 		fatalx("out of memory");
 	gw.next_conn_id = (uint32_t)getpid() << 12;
 	gw.conf_path = conf;

@@ -207,7 +207,26 @@ struct gw_conn_result {
 const struct gw_conn_result *gw_conn_results(size_t *n);
 
 /* gw_route.c: hostname -> agent tunnels that claimed it. */
-struct gw_route_table *gw_route_new(void);
+/*
+ * What the route table asks of a claimant: the gateway answers with its
+ * live tunnels (gw_tun_route_view), the unit test with fakes, so the
+ * replica policy is tested without a tunnel.
+ */
+enum gw_route_state {
+	GW_ROUTE_USABLE = 0,	/* ready, not draining */
+	GW_ROUTE_NOT_READY,
+	GW_ROUTE_DRAINING,	/* the agent sent GOAWAY */
+};
+struct gw_route_view {
+	enum gw_route_state (*state)(const struct gw_tun *);
+	unsigned	 (*streams)(const struct gw_tun *);	/* open now */
+	uint64_t	 (*id)(const struct gw_tun *);	/* as in skip lists */
+	const char	*(*name)(const struct gw_tun *);
+	/* The tunnel's claims, linked by gw_route (its tun_link). */
+	struct gw_route_claim_list *(*claims)(struct gw_tun *);
+};
+extern const struct gw_route_view gw_tun_route_view;	/* gw_tun.c */
+struct gw_route_table *gw_route_new(const struct gw_route_view *);
 void	gw_route_free(struct gw_route_table *);
 /*
  * The claim a grant allows (eff): a priority below its min_priority

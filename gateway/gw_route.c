@@ -11,6 +11,9 @@
  * grant's min_priority is raised to it, and ACME kinds are dropped when
  * the grant says acme: false.  What the agent asked is kept, so that a
  * reload can apply new bounds and the status can say what was changed.
+ *
+ * The table knows its claimants only through a gw_route_view (their
+ * state, load, id, name and claim list), never the tunnel itself.
  */
 
 #include <sys/queue.h>
@@ -45,18 +48,20 @@ struct gw_route {
 };
 
 struct gw_route_table {
-	struct gw_route	*buckets[GW_ROUTE_BUCKETS];
-	uint64_t	 next_seq;
+	struct gw_route			*buckets[GW_ROUTE_BUCKETS];
+	uint64_t			 next_seq;
+	const struct gw_route_view	*view;
 };
 
 static unsigned		 gw_route_hash(const char *);
 static uint8_t		 gw_route_policy(struct gw_route *);
-static int		 gw_route_usable(struct gw_route_claim *, uint8_t,
-			    const uint64_t *, size_t);
-static struct gw_route_claim *gw_route_failover(struct gw_route *, uint8_t,
-			    const uint64_t *, size_t);
-static struct gw_route_claim *gw_route_balance(struct gw_route *, uint8_t,
-			    const uint64_t *, size_t);
+static int		 gw_route_usable(struct gw_route_table *,
+			    struct gw_route_claim *, uint8_t, const uint64_t *,
+			    size_t);
+static struct gw_route_claim *gw_route_failover(struct gw_route_table *,
+			    struct gw_route *, uint8_t, const uint64_t *, size_t);
+static struct gw_route_claim *gw_route_balance(struct gw_route_table *,
+			    struct gw_route *, uint8_t, const uint64_t *, size_t);
 static struct gw_route	*gw_route_find(struct gw_route_table *, const char *,
 			    struct gw_route ***);
 static void		 gw_route_unlink(struct gw_route_table *,
@@ -65,9 +70,14 @@ static void		 gw_route_limited(const struct gw_route_claim *,
 			    char *, size_t);
 
 struct gw_route_table *
-gw_route_new(void)
+gw_route_new(const struct gw_route_view *view)
 {
-	return calloc(1, sizeof(struct gw_route_table));
+	struct gw_route_table	*rt;
+
+	if ((rt = calloc(1, sizeof(*rt))) == NULL)
+		return NULL;
+	rt->view = view;
+	return rt;
 }
 
 void
@@ -160,7 +170,7 @@ gw_route_add(struct gw_route_table *rt, const char *name,
 	c->seq = rt->next_seq++;
 	c->route = r;
 	TAILQ_INSERT_TAIL(&r->claims, c, entry);
-	TAILQ_INSERT_TAIL(gw_tun_claims(t), c, tun_link);
+	TAILQ_INSERT_TAIL(rt->view->claims(t), c, tun_link);
 	return 1;
 }
 
@@ -202,7 +212,7 @@ gw_route_remove_tun(struct gw_route_table *rt, struct gw_tun *t)
 {
 	struct gw_route_claim	*c;
 
-	while ((c = TAILQ_FIRST(gw_tun_claims(t))) != NULL)
+	while ((c = TAILQ_FIRST(rt->view->claims(t))) != NULL)
 		gw_route_unlink(rt, c);
 }
 
@@ -213,7 +223,7 @@ gw_route_unlink(struct gw_route_table *rt, struct gw_route_claim *c)
 	struct gw_route		*r = c->route, **pp;
 
 	TAILQ_REMOVE(&r->claims, c, entry);
-	TAILQ_REMOVE(gw_tun_claims(c->tun), c, tun_link);
+	TAILQ_REMOVE(rt->view->claims(c->tun), c, tun_link);
 	free(c);
 	if (!TAILQ_EMPTY(&r->claims))
 		return;
@@ -246,9 +256,9 @@ gw_route_lookup(struct gw_route_table *rt, const char *name, uint8_t kind,
 		if ((r = gw_route_find(rt, name, &pp)) == NULL)
 			continue;
 		if (gw_route_policy(r) == TUN_POLICY_BALANCE)
-			best = gw_route_balance(r, kind, skip, nskip);
+			best = gw_route_balance(rt, r, kind, skip, nskip);
 		else
-			best = gw_route_failover(r, kind, skip, nskip);
+			best = gw_route_failover(rt, r, kind, skip, nskip);
 		if (best != NULL)
 			return best->tun;
 	}
@@ -268,45 +278,44 @@ gw_route_policy(struct gw_route *r)
 }
 
 static int
-gw_route_usable(struct gw_route_claim *c, uint8_t kind, const uint64_t *skip,
-    size_t nskip)
+gw_route_usable(struct gw_route_table *rt, struct gw_route_claim *c,
+    uint8_t kind, const uint64_t *skip, size_t nskip)
 {
-	struct tun	*tun = gw_tun_tun(c->tun);
-	size_t		 i;
+	size_t	i;
 
-	if (!(c->kinds & kind) || !tun_is_ready(tun) || tun_is_draining(tun))
+	if (!(c->kinds & kind) || rt->view->state(c->tun) != GW_ROUTE_USABLE)
 		return 0;
 	for (i = 0; i < nskip; i++)
-		if (skip[i] == gw_tun_id(c->tun))
+		if (skip[i] == rt->view->id(c->tun))
 			return 0;
 	return 1;
 }
 
 static struct gw_route_claim *
-gw_route_failover(struct gw_route *r, uint8_t kind, const uint64_t *skip,
-    size_t nskip)
+gw_route_failover(struct gw_route_table *rt, struct gw_route *r, uint8_t kind,
+    const uint64_t *skip, size_t nskip)
 {
 	struct gw_route_claim	*c, *best = NULL;
 
 	/* Claims are kept in claim order, so '<' keeps the earliest. */
 	TAILQ_FOREACH(c, &r->claims, entry)
-		if (gw_route_usable(c, kind, skip, nskip) &&
+		if (gw_route_usable(rt, c, kind, skip, nskip) &&
 		    (best == NULL || c->priority < best->priority))
 			best = c;
 	return best;
 }
 
 static struct gw_route_claim *
-gw_route_balance(struct gw_route *r, uint8_t kind, const uint64_t *skip,
-    size_t nskip)
+gw_route_balance(struct gw_route_table *rt, struct gw_route *r, uint8_t kind,
+    const uint64_t *skip, size_t nskip)
 {
 	struct gw_route_claim	*c, *best = NULL;
 	unsigned		 load, best_load = 0, ties = 0;
 
 	TAILQ_FOREACH(c, &r->claims, entry) {
-		if (!gw_route_usable(c, kind, skip, nskip))
+		if (!gw_route_usable(rt, c, kind, skip, nskip))
 			continue;
-		load = tun_stream_count(gw_tun_tun(c->tun));
+		load = rt->view->streams(c->tun);
 		if (best == NULL || load < best_load) {
 			best = c;
 			best_load = load;
@@ -351,7 +360,7 @@ gw_route_status(struct gw_route_table *rt)
 	struct gw_route		*r;
 	struct gw_route_claim	*c, *tls, *http, *pick;
 	json_t			*routes, *o, *reps, *rep;
-	struct tun		*tun;
+	const struct gw_route_view *v = rt->view;
 	const char		*state, *why;
 	char			 buf[160], kinds[64], limited[160];
 	uint8_t			 policy;
@@ -363,18 +372,19 @@ gw_route_status(struct gw_route_table *rt)
 		for (r = rt->buckets[i]; r != NULL; r = r->next) {
 			policy = gw_route_policy(r);
 			/* The replicas a visitor of each kind gets now. */
-			tls = gw_route_failover(r, TUN_KIND_TLS, NULL, 0);
-			http = gw_route_failover(r, TUN_KIND_HTTP, NULL, 0);
+			tls = gw_route_failover(rt, r, TUN_KIND_TLS, NULL, 0);
+			http = gw_route_failover(rt, r, TUN_KIND_HTTP, NULL,
+			    0);
 			pick = tls != NULL ? tls : http;
 			reps = json_array();
 			TAILQ_FOREACH(c, &r->claims, entry) {
-				tun = gw_tun_tun(c->tun);
 				state = "standby";
 				why = buf;
-				if (!tun_is_ready(tun)) {
+				if (v->state(c->tun) == GW_ROUTE_NOT_READY) {
 					state = "unavailable";
 					why = "tunnel not ready";
-				} else if (tun_is_draining(tun)) {
+				} else if (v->state(c->tun) ==
+				    GW_ROUTE_DRAINING) {
 					state = "unavailable";
 					why = "agent draining (GOAWAY)";
 				} else if (!(c->kinds & (TUN_KIND_TLS |
@@ -391,19 +401,19 @@ gw_route_status(struct gw_route_table *rt)
 					snprintf(buf, sizeof(buf), "failover: "
 					    "priority %u behind %s (priority "
 					    "%u)", c->priority,
-					    gw_tun_name(pick->tun),
+					    v->name(pick->tun),
 					    pick->priority);
 				} else
 					why = "";
 				gw_route_limited(c, limited, sizeof(limited));
 				rep = json_pack("{s:s, s:i, s:s, s:s, s:s, s:i, "
-				    "s:o}", "agent", gw_tun_name(c->tun),
+				    "s:o}", "agent", v->name(c->tun),
 				    "priority", (json_int_t)c->priority,
 				    "kinds", tun_kinds_text(c->kinds, kinds,
 				    sizeof(kinds)),
 				    "state", state, "why", why,
 				    "streams",
-				    (json_int_t)tun_stream_count(tun),
+				    (json_int_t)v->streams(c->tun),
 				    "limited", limited[0] != '\0' ?
 				    json_string(limited) : json_null());
 				if (rep != NULL)
@@ -449,7 +459,8 @@ gw_route_foreach(struct gw_route_table *rt,
 		for (r = rt->buckets[i]; r != NULL; r = r->next) {
 			kinds = 0;
 			TAILQ_FOREACH(c, &r->claims, entry)
-				if (gw_route_usable(c, c->kinds, NULL, 0))
+				if (gw_route_usable(rt, c, c->kinds, NULL,
+				    0))
 					kinds |= c->kinds;
 			if (kinds != 0)
 				cb(r->name, kinds, arg);
@@ -468,7 +479,7 @@ gw_route_revoke(struct gw_route_table *rt, struct gw_tun *t,
 	size_t			 k;
 	int			 ok;
 
-	for (c = TAILQ_FIRST(gw_tun_claims(t)); c != NULL; c = cn) {
+	for (c = TAILQ_FIRST(rt->view->claims(t)); c != NULL; c = cn) {
 		cn = TAILQ_NEXT(c, tun_link);
 		memset(&tc, 0, sizeof(tc));
 		tc.kinds = c->asked_kinds;

@@ -377,6 +377,31 @@ gw_tun_claims(struct gw_tun *gt)
 	return &gt->claims;
 }
 
+/* The route table's view of a claimant: its live tunnel. */
+static enum gw_route_state
+gw_tun_route_state(const struct gw_tun *gt)
+{
+	if (!tun_is_ready(gt->tun))
+		return GW_ROUTE_NOT_READY;
+	if (tun_is_draining(gt->tun))
+		return GW_ROUTE_DRAINING;
+	return GW_ROUTE_USABLE;
+}
+
+static unsigned
+gw_tun_route_streams(const struct gw_tun *gt)
+{
+	return tun_stream_count(gt->tun);
+}
+
+const struct gw_route_view gw_tun_route_view = {
+	.state = gw_tun_route_state,
+	.streams = gw_tun_route_streams,
+	.id = gw_tun_id,
+	.name = gw_tun_name,
+	.claims = gw_tun_claims,
+};
+
 /* The grant of a key; a key is public, so memcmp (see gw_tun_index). */
 static const struct cfg_grant *
 gw_tun_grant(struct gw *gw, const uint8_t *key)
