@@ -3,8 +3,8 @@
 The order runs in a child forked from the agent.  While it waits for the
 CA to validate, the test stops it and reads its memory and descriptors:
 the agent's identity key (which lets its holder be this agent to every
-gateway) must not be there, nor any socket of the agent's (tunnels,
-listeners).  The CA's http-01 probe goes to a listener of the test's that
+gateway) and its admin secret (renewals, reloads) must not be there, nor
+any socket of the agent's (tunnels, listeners).  The CA's http-01 probe goes to a listener of the test's that
 holds the connection open, so the order is reliably in progress.
 """
 
@@ -168,6 +168,11 @@ def test_order_child_holds_no_key_or_sockets(procs, tmp_path):
                 "the child shares sockets with the agent"
             assert not memory_holds(child, seed), \
                 "the identity key is in the order process's memory"
+            with open(os.path.join(a.dir, "admin.secret"), "rb") as f:
+                secret = f.read().strip()
+            assert len(secret) >= 32 and memory_holds(a.proc.pid, secret)
+            assert not memory_holds(child, secret), \
+                "the admin secret is in the order process's memory"
         finally:
             os.kill(child, signal.SIGCONT)
     finally:
