@@ -12,12 +12,11 @@ import base64
 import os
 import re
 import signal
-import socket
-import threading
 import time
 
 from conftest import Bind, Gateway, Pebble, free_port
 from test_acme import NAME, acme_agent, records
+from test_agent_limits import StallServer
 
 # A readable mapping larger than this is sanitizer shadow memory, not
 # anything the program wrote a key into.
@@ -97,36 +96,6 @@ def children(pid):
     return out
 
 
-class HoldListener:
-    """Accepts the CA's validation probe and never answers it."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
-        self.probed = threading.Event()
-        self.t = threading.Thread(target=self.run, daemon=True)
-        self.t.start()
-
-    def run(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(c)
-            self.probed.set()
-
-    def close(self):
-        self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        self.t.join(5)
-        for c in self.conns:
-            c.close()
-
-
 def stopped(pid):
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
@@ -136,7 +105,8 @@ def test_order_child_holds_no_key_or_sockets(procs, tmp_path):
     tmp = str(tmp_path)
     bind = Bind(procs, tmp, records(NAME))
     gw = Gateway(procs, tmp)
-    hold = HoldListener()
+    # The CA's http-01 probe: accepted, never answered.
+    hold = StallServer()
     try:
         pebble = Pebble(procs, tmp, hold.port, gw.tls_port, bind)
         a, _ = acme_agent(procs, tmp, gw, pebble, admin=free_port())
@@ -146,7 +116,7 @@ def test_order_child_holds_no_key_or_sockets(procs, tmp_path):
         a.start()
         seed = key_seed(a.key_path)
         # The CA probes while the order process waits for its verdict.
-        assert hold.probed.wait(60), a.proc.log()[-3000:]
+        hold.wait_conns(1, timeout=60)
         kids = children(a.proc.pid)
         assert len(kids) == 1, kids
         child = kids[0]
