@@ -141,9 +141,11 @@ agent_acme_child(struct agent *a, const char *name, char *const *names,
 	/*
 	 * fork() without exec: this process starts as a copy of the agent.
 	 * Drop what an order does not need before it talks to anyone, so
-	 * that a fault in the parsing of the CA's answers cannot reach it.
-	 * The identity key would let a thief be this agent to its gateways,
-	 * and the admin secret would let it renew and reload: wipe both.
+	 * that a fault that leaks memory (an over-read while parsing the
+	 * CA's answers, say) cannot leak it.  The identity key would let a
+	 * thief be this agent to its gateways, and the admin secret would
+	 * let it renew and reload: wipe both.  (Code run here could still
+	 * read the key file: we have the agent's user.)
 	 */
 	agent_child_drop(a);
 	/* Our parent's signal handlers and event base are not ours. */
