@@ -60,7 +60,7 @@ TEST_frame_OBJS := $(call obj,tunnel/tun_frame.c)
 TEST_bio_OBJS   := $(call obj,tunnel/tun_bio.c)
 TEST_cfg_OBJS   := $(call obj,$(wildcard config/*.c))
 TEST_jws_OBJS   := $(call obj,acme/acme_jws.c)
-TEST_acme_OBJS  := $(call obj,$(ACME_SRCS))
+TEST_acme_OBJS  := $(call obj,$(filter-out acme/acme.c acme/acme_http.c,$(ACME_SRCS)))
 TEST_route_OBJS := $(call obj,gateway/gw_route.c tunnel/tun_frame.c)
 TEST_proxy_OBJS := $(call obj,agent/agent_proxy.c)
 LIB_OBJS        := $(call obj,$(wildcard lib/*.c))
@@ -131,7 +131,7 @@ FUZZ_sni   := gateway/gw_sni.c lib/name.c
 FUZZ_http  := gateway/gw_http.c lib/name.c
 FUZZ_frame := tunnel/tun_frame.c lib/name.c
 FUZZ_cfg   := $(wildcard config/*.c) $(wildcard lib/*.c)
-FUZZ_acme  := $(wildcard acme/*.c) $(wildcard lib/*.c)
+FUZZ_acme  := acme/acme_parse.c acme/acme_crypto.c acme/acme_jws.c
 
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_$$*)
 	@mkdir -p build-fuzz

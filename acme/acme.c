@@ -7,10 +7,10 @@
  * type- and length-checked, URLs must be https, tokens base64url, and an
  * authorization is only answered for a name we asked for.  Failures come
  * back as struct acme_error with a message that says what to check;
- * nothing here logs.
+ * nothing here logs.  What the CA's answers mean (problem documents,
+ * dates, renewal windows) is read by the pure parsers of acme_parse.c.
  */
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,9 +25,9 @@
 #include "acme.h"
 #include "acme_crypto.h"
 #include "acme_http.h"
+#include "acme_parse.h"
 #include "mono.h"
 
-#define ACME_URN		"urn:ietf:params:acme:error:"
 #define ACME_URL_MAX		ACME_HTTP_URL_MAX
 #define ACME_TOKEN_MAX		256
 #define ACME_AUTHZ_MAX		(2 * ACME_CERT_NAMES_MAX)
@@ -37,7 +37,6 @@
  * decides in milliseconds; a second between polls is still gentle. */
 #define ACME_POLL_FIRST_MS	250
 #define ACME_POLL_STEADY_MS	1000
-#define ACME_DETAIL_MAX		400	/* of a problem's detail, in msg */
 
 struct acme {
 	char		*directory;
@@ -86,8 +85,6 @@ static const char *acme_jurl(json_t *, const char *);
 static const char *acme_jstr(json_t *, const char *, size_t);
 static const char *acme_problem_type(const struct acme_http_resp *, char *,
 		    size_t);
-static void	 acme_problem_json(const struct acme_problem_ctx *, json_t *,
-		    int, unsigned, struct acme_error *);
 static int	 acme_authz_fetch(struct acme *, struct acme_authz *,
 		    const char *const *, size_t, const enum acme_chal *,
 		    size_t, struct acme_error *);
@@ -493,12 +490,12 @@ acme_renewal_info(struct acme *a, const char *cert_pem, time_t *start,
 	if (r.nonce[0] != '\0')
 		strcpy(a->nonce, r.nonce);
 	if (r.status != 200) {
-		acme_problem(&ctx, r.body, r.len, (int)r.status, r.retry_after,
-		    e);
+		acme_parse_problem(&ctx, r.body, r.len, (int)r.status,
+		    r.retry_after, e);
 		acme_http_resp_clear(&r);
 		return -1;
 	}
-	if (acme_renewal_info_parse(r.body, r.len, start, end, err,
+	if (acme_parse_renewal_info(r.body, r.len, start, end, err,
 	    sizeof(err)) == -1) {
 		acme_http_resp_clear(&r);
 		acme_err(e, ACME_ERR_CA, "the CA's renewal information is "
@@ -508,127 +505,6 @@ acme_renewal_info(struct acme *a, const char *cert_pem, time_t *start,
 	*retry_s = r.retry_after;
 	acme_http_resp_clear(&r);
 	return 0;
-}
-
-const char *
-acme_chal_name(enum acme_chal c)
-{
-	switch (c) {
-	case ACME_CHAL_HTTP01:
-		return "http-01";
-	case ACME_CHAL_TLSALPN01:
-		return "tls-alpn-01";
-	}
-	return "unknown";
-}
-
-void
-acme_problem(const struct acme_problem_ctx *ctx, const char *body,
-    size_t len, int status, unsigned retry_after, struct acme_error *e)
-{
-	json_t	*doc = NULL;
-
-	if (body != NULL && len > 0)
-		doc = json_loadb(body, len, 0, NULL);
-	acme_problem_json(ctx, doc, status, retry_after, e);
-	json_decref(doc);
-}
-
-time_t
-acme_rfc3339(const char *s)
-{
-	struct tm	 tm;
-	const char	*p = s;
-	int		 v[6], i, k, off = 0, sign;
-	static const int len[6] = { 4, 2, 2, 2, 2, 2 };
-	static const char sep[6] = { '-', '-', 'T', ':', ':', '\0' };
-
-	memset(&tm, 0, sizeof(tm));
-	for (i = 0; i < 6; i++) {
-		if (strspn(p, "0123456789") < (size_t)len[i])
-			return -1;
-		for (v[i] = 0, k = 0; k < len[i]; k++)
-			v[i] = v[i] * 10 + (p[k] - '0');
-		p += len[i];
-		if (sep[i] != '\0') {
-			if (toupper((unsigned char)*p) != sep[i])
-				return -1;
-			p++;
-		}
-	}
-	if (v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23 ||
-	    v[4] > 59 || v[5] > 60)
-		return -1;
-	if (*p == '.') {
-		p++;
-		if (!isdigit((unsigned char)*p))
-			return -1;
-		while (isdigit((unsigned char)*p))
-			p++;
-	}
-	if (toupper((unsigned char)*p) == 'Z')
-		p++;
-	else if (*p == '+' || *p == '-') {
-		sign = *p == '+' ? 1 : -1;
-		if (!isdigit((unsigned char)p[1]) ||
-		    !isdigit((unsigned char)p[2]) || p[3] != ':' ||
-		    !isdigit((unsigned char)p[4]) ||
-		    !isdigit((unsigned char)p[5]))
-			return -1;
-		off = ((p[1] - '0') * 10 + (p[2] - '0')) * 3600 +
-		    ((p[4] - '0') * 10 + (p[5] - '0')) * 60;
-		if (off > 24 * 3600)
-			return -1;
-		off *= sign;
-		p += 6;
-	} else
-		return -1;
-	if (*p != '\0')
-		return -1;
-	tm.tm_year = v[0] - 1900;
-	tm.tm_mon = v[1] - 1;
-	tm.tm_mday = v[2];
-	tm.tm_hour = v[3];
-	tm.tm_min = v[4];
-	tm.tm_sec = v[5] == 60 ? 59 : v[5];
-	return timegm(&tm) - off;
-}
-
-int
-acme_renewal_info_parse(const char *body, size_t len, time_t *start,
-    time_t *end, char *err, size_t errlen)
-{
-	json_t		*doc, *win;
-	const char	*s, *t;
-	int		 rc = -1;
-
-	if ((doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL)) ==
-	    NULL || !json_is_object(doc)) {
-		snprintf(err, errlen, "not a JSON object");
-		goto out;
-	}
-	win = json_object_get(doc, "suggestedWindow");
-	if ((s = acme_jstr(win, "start", 64)) == NULL ||
-	    (t = acme_jstr(win, "end", 64)) == NULL) {
-		snprintf(err, errlen, "no suggestedWindow start and end");
-		goto out;
-	}
-	if ((*start = acme_rfc3339(s)) == -1 || (*end = acme_rfc3339(t)) ==
-	    -1) {
-		snprintf(err, errlen, "suggestedWindow dates are not RFC 3339");
-		goto out;
-	}
-	/* RFC 9773 4.2: a window that ends before it starts is invalid. */
-	if (*end < *start) {
-		snprintf(err, errlen, "suggestedWindow ends before it starts");
-		goto out;
-	}
-	rc = 0;
-out:
-	if (rc == -1)
-		*start = *end = 0;
-	json_decref(doc);
-	return rc;
 }
 
 /*
@@ -682,7 +558,7 @@ acme_post(struct acme *a, const char *url, const char *payload, int jwk,
 			tries = -1;
 			continue;
 		}
-		acme_problem(ctx, r->body, r->len, (int)r->status,
+		acme_parse_problem(ctx, r->body, r->len, (int)r->status,
 		    r->retry_after, e);
 		acme_http_resp_clear(r);
 		return -1;
@@ -812,25 +688,10 @@ acme_jurl(json_t *o, const char *key)
 	return u;
 }
 
-/* o[key] if it is a string of 1..max printable bytes. */
 static const char *
 acme_jstr(json_t *o, const char *key, size_t max)
 {
-	json_t		*v;
-	const char	*s;
-	size_t		 i, len;
-
-	if (!json_is_object(o) || !json_is_string(v = json_object_get(o,
-	    key)))
-		return NULL;
-	s = json_string_value(v);
-	len = json_string_length(v);
-	if (len == 0 || len > max)
-		return NULL;
-	for (i = 0; i < len; i++)
-		if ((unsigned char)s[i] < ' ' || s[i] == 0x7f)
-			return NULL;
-	return s;
+	return acme_parse_jstr(o, key, max);
 }
 
 /* The problem type of an error answer into buf ("" if none). */
@@ -846,126 +707,6 @@ acme_problem_type(const struct acme_http_resp *r, char *buf, size_t len)
 		snprintf(buf, len, "%s", t);
 	json_decref(doc);
 	return buf;
-}
-
-static void
-acme_problem_json(const struct acme_problem_ctx *ctx, json_t *doc, int status,
-    unsigned retry_after, struct acme_error *e)
-{
-	json_t		*sub = NULL, *subs;
-	const char	*type, *stype, *dtl, *name, *what, *chal, *port;
-	char		 detail[ACME_DETAIL_MAX + 1], nm[256], http[32];
-
-	memset(e, 0, sizeof(*e));
-	e->http_status = status;
-	e->retry_after_s = retry_after;
-	what = ctx->what != NULL ? ctx->what : "the request";
-	if (status != 0)
-		snprintf(http, sizeof(http), "HTTP %d", status);
-	else
-		snprintf(http, sizeof(http), "validation");
-	if ((type = acme_jstr(doc, "type", sizeof(e->type) - 1)) == NULL) {
-		if (status == 429)
-			acme_err(e, ACME_ERR_RATE, "the CA's rate limit was "
-			    "hit (HTTP 429); retry after %u s", retry_after);
-		else
-			acme_err(e, ACME_ERR_CA, "the CA answered %s with %s "
-			    "and no problem document", what, http);
-		e->http_status = status;
-		e->retry_after_s = retry_after;
-		return;
-	}
-	snprintf(e->type, sizeof(e->type), "%s", type);
-	dtl = json_string_value(json_object_get(doc, "detail"));
-	/* The name concerned, and what a compound problem is made of. */
-	subs = json_object_get(doc, "subproblems");
-	if (json_is_array(subs) && json_array_size(subs) > 0 &&
-	    json_is_object(json_array_get(subs, 0)))
-		sub = json_array_get(subs, 0);
-	name = ctx->name;
-	if (name == NULL && sub != NULL)
-		name = acme_jstr(json_object_get(sub, "identifier"), "value",
-		    253);
-	acme_clean(nm, sizeof(nm), name != NULL ? name : "a requested name");
-	stype = type;
-	if (sub != NULL && strcmp(type, ACME_URN "compound") == 0 &&
-	    acme_jstr(sub, "type", 127) != NULL) {
-		stype = acme_jstr(sub, "type", 127);
-		if (json_is_string(json_object_get(sub, "detail")))
-			dtl = json_string_value(json_object_get(sub,
-			    "detail"));
-	}
-	acme_clean(detail, sizeof(detail), dtl != NULL && *dtl != '\0' ?
-	    dtl : "no detail");
-	if (strncmp(stype, ACME_URN, strlen(ACME_URN)) == 0)
-		stype += strlen(ACME_URN);
-
-	if (strcmp(stype, "rateLimited") == 0) {
-		if (retry_after != 0)
-			acme_err(e, ACME_ERR_RATE, "the CA's rate limit was "
-			    "hit (%s); retry after %u s", detail, retry_after);
-		else
-			acme_err(e, ACME_ERR_RATE, "the CA's rate limit was "
-			    "hit (%s); retry later", detail);
-	} else if (ctx->step == ACME_STEP_ACCOUNT && (ctx->eab ?
-	    (strcmp(stype, "externalAccountRequired") == 0 ||
-	    strcmp(stype, "unauthorized") == 0 ||
-	    strcmp(stype, "malformed") == 0 ||
-	    strcmp(stype, "badSignatureAlgorithm") == 0) :
-	    strcmp(stype, "externalAccountRequired") == 0))
-		acme_err(e, ACME_ERR_ACCOUNT, ctx->eab ? "the CA refused the "
-		    "external account binding (%s); check acme.eab.kid and "
-		    "hmac_key" : "the CA requires an external account binding "
-		    "(%s); add acme.eab with the kid and hmac_key shown in "
-		    "your account at the CA", detail);
-	else if (ctx->step == ACME_STEP_ACCOUNT &&
-	    strcmp(stype, "unauthorized") == 0)
-		acme_err(e, ACME_ERR_ACCOUNT, "the CA refused to register the "
-		    "account (%s); if it needs an external account binding, "
-		    "add acme.eab with the kid and hmac_key from your account "
-		    "at the CA", detail);
-	else if (strcmp(stype, "invalidContact") == 0 ||
-	    strcmp(stype, "unsupportedContact") == 0)
-		acme_err(e, ACME_ERR_ACCOUNT, "the CA refused the contact "
-		    "address (%s); check acme.email", detail);
-	else if (strcmp(stype, "accountDoesNotExist") == 0)
-		acme_err(e, ACME_ERR_ACCOUNT, "the CA does not know this "
-		    "account (%s); remove the account directory under "
-		    "acme.state_dir to register a new one", detail);
-	else if (strcmp(stype, "dns") == 0)
-		acme_err(e, ACME_ERR_DNS, "%s does not resolve for the CA "
-		    "(%s); check that %s has A/AAAA records pointing at your "
-		    "gateways", nm, detail, nm);
-	else if (ctx->step == ACME_STEP_CHALLENGE &&
-	    (strcmp(stype, "connection") == 0 ||
-	    strcmp(stype, "unauthorized") == 0 ||
-	    strcmp(stype, "incorrectResponse") == 0 ||
-	    strcmp(stype, "tls") == 0)) {
-		chal = acme_chal_name(ctx->chal);
-		port = ctx->chal == ACME_CHAL_TLSALPN01 ? "443" : "80";
-		acme_err(e, ACME_ERR_CHALLENGE, "the CA could not validate %s "
-		    "by %s (%s); check that %s resolves to the gateways, that "
-		    "their port %s (%s) is reachable from the internet, and "
-		    "that the gateways grant %s to this agent", nm, chal,
-		    detail, nm, port, chal, nm);
-	} else if (strcmp(stype, "caa") == 0)
-		acme_err(e, ACME_ERR_REJECTED, "the CA may not issue for %s "
-		    "because of CAA records (%s); check the CAA records of %s "
-		    "and its parent domains", nm, detail, nm);
-	else if (strcmp(stype, "rejectedIdentifier") == 0 ||
-	    strcmp(stype, "unsupportedIdentifier") == 0)
-		acme_err(e, ACME_ERR_REJECTED, "the CA will not issue for %s "
-		    "(%s); check that it is a public name you control and "
-		    "that the CA's policy allows it", nm, detail);
-	else if (strcmp(stype, "alreadyRevoked") == 0)
-		acme_err(e, ACME_ERR_CA, "the certificate is already revoked "
-		    "(%s)", detail);
-	else
-		acme_err(e, ACME_ERR_CA, "the CA answered %s with %s (%s): %s",
-		    what, stype, http, detail);
-	e->http_status = status;
-	e->retry_after_s = retry_after;
-	snprintf(e->type, sizeof(e->type), "%s", type);
 }
 
 /*
@@ -1237,7 +978,7 @@ acme_authz_error(json_t *doc, const struct acme_authz *az,
 	}
 	if (pick == NULL)
 		return -1;
-	acme_problem_json(&ctx, pick, 0, 0, e);
+	acme_parse_problem_json(&ctx, pick, 0, 0, e);
 	return 0;
 }
 
@@ -1296,7 +1037,7 @@ acme_order_failed(json_t *order, const char *name, struct acme_error *e)
 	json_t			*err;
 
 	if (json_is_object(err = json_object_get(order, "error"))) {
-		acme_problem_json(&ctx, err, 0, 0, e);
+		acme_parse_problem_json(&ctx, err, 0, 0, e);
 		return -1;
 	}
 	st = acme_jstr(order, "status", 32);
@@ -1401,11 +1142,8 @@ acme_err(struct acme_error *e, enum acme_err_kind kind, const char *fmt, ...)
 {
 	va_list	ap;
 
-	/* A fresh error: nothing left over from an earlier answer. */
-	memset(e, 0, sizeof(*e));
-	e->kind = kind;
 	va_start(ap, fmt);
-	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	acme_parse_verr(e, kind, fmt, ap);
 	va_end(ap);
 }
 
@@ -1420,5 +1158,5 @@ acme_err_bad(struct acme_error *e, const char *what)
 static char *
 acme_clean(char *dst, size_t len, const char *src)
 {
-	return acme_http_clean(dst, len, src);
+	return acme_parse_clean(dst, len, src);
 }

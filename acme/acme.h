@@ -114,42 +114,7 @@ int		 acme_renewal_info(struct acme *, const char *cert_pem,
 		    time_t *start, time_t *end, unsigned *retry_s,
 		    struct acme_error *);
 
-const char	*acme_chal_name(enum acme_chal);	/* "http-01" */
-
-/*
- * The pure parsers behind the calls above, exposed for tests.
- */
-
-/* What a request was for, so that a problem reads in context. */
-enum acme_step {
-	ACME_STEP_REQUEST = 0,	/* anything else */
-	ACME_STEP_ACCOUNT,	/* newAccount */
-	ACME_STEP_CHALLENGE,	/* a challenge's validation */
-};
-
-struct acme_problem_ctx {
-	enum acme_step	 step;
-	const char	*what;	/* e.g. "the new order"; NULL: "the request" */
-	const char	*name;	/* the identifier concerned, or NULL */
-	enum acme_chal	 chal;	/* ACME_STEP_CHALLENGE: which one */
-	int		 eab;	/* ACME_STEP_ACCOUNT: a binding was sent */
-};
-
-/*
- * An RFC 7807 problem document (application/problem+json) answered with
- * HTTP status (0: none, e.g. a challenge's error member) into e: kind,
- * type, retry_after and a one-line msg saying what to check.  A body
- * that is not a problem still yields a message from the status.
- */
-void		 acme_problem(const struct acme_problem_ctx *, const char *body,
-		    size_t len, int status, unsigned retry_after,
-		    struct acme_error *);
-
-/* An RFC 3339 date-time ("2025-01-02T03:04:05Z", "...+02:00"); -1. */
-time_t		 acme_rfc3339(const char *);
-
-/* A renewalInfo answer's suggestedWindow.  0, or -1 with err. */
-int		 acme_renewal_info_parse(const char *body, size_t len,
-		    time_t *start, time_t *end, char *err, size_t errlen);
+/* "http-01": the CA's name for it (acme_parse.c). */
+const char	*acme_chal_name(enum acme_chal);
 
 #endif

@@ -16,10 +16,9 @@
 #include <curl/curl.h>
 
 #include "acme_http.h"
+#include "acme_parse.h"
 
 #define ACME_HTTP_UA		"porch-acme/1"
-#define ACME_HTTP_LINK_MAX	8192	/* one Link header value */
-#define ACME_HTTP_RETRY_MAX	(30 * 24 * 3600)
 
 enum acme_http_method {
 	ACME_HTTP_GET,
@@ -54,8 +53,6 @@ static void	 acme_http_fail(struct acme_http *, CURLcode, const char *,
 static void	 acme_http_headers(struct acme_http *, const char *,
 		    struct acme_http_resp *);
 static char	*acme_http_resolve(const char *, const char *);
-static int	 acme_http_param(const char **, const char *, char *, size_t,
-		    char *, size_t);
 
 /* curl_global_init is not thread-safe: run it once, on first use. */
 static void
@@ -123,92 +120,6 @@ acme_http_resp_clear(struct acme_http_resp *r)
 	free(r->link_up);
 	free(r->link_alt);
 	memset(r, 0, sizeof(*r));
-}
-
-unsigned
-acme_http_retry_after(const char *v, time_t now)
-{
-	unsigned long long	 n = 0;
-	const char		*p;
-	time_t			 t;
-
-	while (*v == ' ' || *v == '\t')
-		v++;
-	if (isdigit((unsigned char)*v)) {
-		for (p = v; isdigit((unsigned char)*p); p++) {
-			n = n * 10 + (unsigned)(*p - '0');
-			if (n > ACME_HTTP_RETRY_MAX)
-				n = ACME_HTTP_RETRY_MAX;
-		}
-		while (*p == ' ' || *p == '\t')
-			p++;
-		return *p == '\0' ? (unsigned)n : 0;
-	}
-	if (strlen(v) > 64 || (t = curl_getdate(v, NULL)) == -1 || t <= now)
-		return 0;
-	if (t - now > ACME_HTTP_RETRY_MAX)
-		return ACME_HTTP_RETRY_MAX;
-	return (unsigned)(t - now);
-}
-
-char *
-acme_http_link(const char *v, const char *rel)
-{
-	const char	*p = v, *u, *ue, *r;
-	char		 name[16], val[256], *out;
-	size_t		 rlen = strlen(rel);
-
-	if (strlen(v) > ACME_HTTP_LINK_MAX)
-		return NULL;
-	for (;;) {
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		if (*p != '<')
-			return NULL;
-		u = p + 1;
-		if ((ue = strchr(u, '>')) == NULL)
-			return NULL;
-		p = ue + 1;
-		/* The parameters of this link, up to the next ',' or end. */
-		while (acme_http_param(&p, ",", name, sizeof(name), val,
-		    sizeof(val)) == 1) {
-			if (strcasecmp(name, "rel") != 0)
-				continue;
-			/* rel is a space-separated list of relation types. */
-			for (r = val; *r != '\0'; r += strcspn(r, " ")) {
-				r += strspn(r, " ");
-				if (strncasecmp(r, rel, rlen) != 0 ||
-				    (r[rlen] != '\0' && r[rlen] != ' '))
-					continue;
-				if ((size_t)(ue - u) > ACME_HTTP_URL_MAX ||
-				    (out = malloc(ue - u + 1)) == NULL)
-					return NULL;
-				memcpy(out, u, ue - u);
-				out[ue - u] = '\0';
-				return out;
-			}
-		}
-		if (*p != ',')
-			return NULL;
-	}
-}
-
-/* Copy src into dst as one printable line, for messages. */
-char *
-acme_http_clean(char *dst, size_t len, const char *src)
-{
-	size_t	i = 0;
-
-	if (len == 0)
-		return dst;
-	for (; src != NULL && *src != '\0' && i + 1 < len; src++) {
-		if ((unsigned char)*src < ' ' || (unsigned char)*src >= 0x7f)
-			dst[i++] = '?';
-		else
-			dst[i++] = *src;
-	}
-	dst[i] = '\0';
-	return dst;
 }
 
 static int
@@ -279,7 +190,7 @@ acme_http_do(struct acme_http *h, enum acme_http_method m, const char *url,
 			e->kind = ACME_ERR_LOCAL;
 			snprintf(e->msg, sizeof(e->msg), "out of memory");
 		} else if (buf.overflow) {
-			acme_http_clean(line, sizeof(line), url);
+			acme_parse_clean(line, sizeof(line), url);
 			memset(e, 0, sizeof(*e));
 			e->kind = ACME_ERR_CA;
 			snprintf(e->msg, sizeof(e->msg), "the CA's answer from "
@@ -357,8 +268,8 @@ acme_http_fail(struct acme_http *h, CURLcode rc, const char *url,
 	char	u[256], why[CURL_ERROR_SIZE], ca[256];
 
 	memset(e, 0, sizeof(*e));
-	acme_http_clean(u, sizeof(u), url);
-	acme_http_clean(why, sizeof(why), h->errbuf[0] != '\0' ? h->errbuf :
+	acme_parse_clean(u, sizeof(u), url);
+	acme_parse_clean(why, sizeof(why), h->errbuf[0] != '\0' ? h->errbuf :
 	    curl_easy_strerror(rc));
 	switch (rc) {
 	case CURLE_PEER_FAILED_VERIFICATION:
@@ -367,7 +278,7 @@ acme_http_fail(struct acme_http *h, CURLcode rc, const char *url,
 			snprintf(e->msg, sizeof(e->msg), "the CA's TLS "
 			    "certificate did not verify against acme.ca_bundle "
 			    "%s (%s); check that the bundle holds the root of "
-			    "the CA at %s", acme_http_clean(ca, sizeof(ca),
+			    "the CA at %s", acme_parse_clean(ca, sizeof(ca),
 			    h->ca_bundle), why, u);
 		else
 			snprintf(e->msg, sizeof(e->msg), "the CA's TLS "
@@ -379,7 +290,7 @@ acme_http_fail(struct acme_http *h, CURLcode rc, const char *url,
 		e->kind = ACME_ERR_TLS;
 		snprintf(e->msg, sizeof(e->msg), "cannot use acme.ca_bundle "
 		    "%s (%s); check that the file exists and holds PEM "
-		    "certificates", acme_http_clean(ca, sizeof(ca),
+		    "certificates", acme_parse_clean(ca, sizeof(ca),
 		    h->ca_bundle != NULL ? h->ca_bundle : "(system)"), why);
 		break;
 	case CURLE_OUT_OF_MEMORY:
@@ -419,7 +330,7 @@ acme_http_headers(struct acme_http *h, const char *base,
 		r->location = acme_http_resolve(base, hd->value);
 	if (curl_easy_header(h->curl, "Retry-After", 0, CURLH_HEADER, -1,
 	    &hd) == CURLHE_OK)
-		r->retry_after = acme_http_retry_after(hd->value, time(NULL));
+		r->retry_after = acme_parse_retry_after(hd->value, time(NULL));
 	if (curl_easy_header(h->curl, "Link", 0, CURLH_HEADER, -1,
 	    &hd) != CURLHE_OK)
 		return;
@@ -429,12 +340,12 @@ acme_http_headers(struct acme_http *h, const char *base,
 		    &hd) != CURLHE_OK)
 			break;
 		if (r->link_up == NULL &&
-		    (u = acme_http_link(hd->value, "up")) != NULL) {
+		    (u = acme_parse_link(hd->value, "up")) != NULL) {
 			r->link_up = acme_http_resolve(base, u);
 			free(u);
 		}
 		if (r->link_alt == NULL &&
-		    (u = acme_http_link(hd->value, "alternate")) != NULL) {
+		    (u = acme_parse_link(hd->value, "alternate")) != NULL) {
 			r->link_alt = acme_http_resolve(base, u);
 			free(u);
 		}
@@ -460,55 +371,3 @@ acme_http_resolve(const char *base, const char *ref)
 	return out;
 }
 
-/*
- * One ";name=value" link parameter at *pp, stopping before stop or the
- * end.  Returns 1 with name and value (unquoted, truncated), 0 if none.
- */
-static int
-acme_http_param(const char **pp, const char *stop, char *name, size_t nlen,
-    char *val, size_t vlen)
-{
-	const char	*p = *pp;
-	size_t		 i;
-
-	while (*p == ' ' || *p == '\t')
-		p++;
-	if (*p != ';')
-		return 0;
-	p++;
-	while (*p == ' ' || *p == '\t')
-		p++;
-	for (i = 0; *p != '\0' && *p != '=' && *p != ';' &&
-	    strchr(stop, *p) == NULL && *p != ' '; p++)
-		if (i + 1 < nlen)
-			name[i++] = *p;
-	name[i] = '\0';
-	while (*p == ' ' || *p == '\t')
-		p++;
-	i = 0;
-	if (*p == '=') {
-		p++;
-		while (*p == ' ' || *p == '\t')
-			p++;
-		if (*p == '"') {
-			for (p++; *p != '\0' && *p != '"'; p++) {
-				if (*p == '\\' && p[1] != '\0')
-					p++;
-				if (i + 1 < vlen)
-					val[i++] = *p;
-			}
-			if (*p == '"')
-				p++;
-		} else {
-			for (; *p != '\0' && *p != ';' &&
-			    strchr(stop, *p) == NULL && *p != ' '; p++)
-				if (i + 1 < vlen)
-					val[i++] = *p;
-		}
-	}
-	val[i] = '\0';
-	while (*p == ' ' || *p == '\t')
-		p++;
-	*pp = p;
-	return 1;
-}

@@ -47,15 +47,4 @@ int		 acme_http_post(struct acme_http *, const char *url,
 		    struct acme_http_resp *, struct acme_error *);
 void		 acme_http_resp_clear(struct acme_http_resp *);
 
-/* Pure header parsers, exposed for tests. */
-/* Retry-After as delta-seconds or an HTTP date after now; 0: none. */
-unsigned	 acme_http_retry_after(const char *, time_t now);
-/*
- * The URL of the first link with relation rel in one Link header value
- * ("<url>;rel=\"up\", <url2>;rel=alternate"); caller frees, NULL: none.
- */
-char		*acme_http_link(const char *value, const char *rel);
-/* src as one printable line (others become '?'), truncated; returns dst. */
-char		*acme_http_clean(char *dst, size_t len, const char *src);
-
 #endif

@@ -4,7 +4,8 @@
  * client (acme/) for one certificate and tells its parent, in lines on
  * a socketpair, which challenges to publish and how the order ended
  * (the protocol is described in agent_acme.c).  It holds none of the
- * agent's sockets, never touches its event base, and dies with it.
+ * agent's sockets nor its identity key, never touches its event base,
+ * and dies with it.
  */
 
 #include <sys/prctl.h>
@@ -29,6 +30,7 @@ struct agent_child {
 	FILE	*in;
 };
 
+static void	agent_child_drop(struct agent *);
 static void	agent_child_say(struct agent_child *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 static int	agent_child_publish(const struct acme_challenge *, int, char *,
@@ -36,6 +38,22 @@ static int	agent_child_publish(const struct acme_challenge *, int, char *,
 static const char *agent_child_kind(enum acme_err_kind);
 static void	agent_child_check_dns(struct agent_child *, const struct agent *,
 		    char *const *, size_t);
+
+/*
+ * The parent's secrets and TLS state, in our copy of its memory.  The
+ * order makes its own TLS context (libcurl, after the fork) and reads
+ * its account key from the state directory; it needs none of these.
+ */
+static void
+agent_child_drop(struct agent *a)
+{
+	key_clear(&a->key);
+	explicit_bzero(a->admin_secret, sizeof(a->admin_secret));
+	/* The tunnels' client context: no tunnel is dialled from here, and
+	 * an attempt now fails instead of using the parent's context. */
+	SSL_CTX_free(a->tls_ctx);
+	a->tls_ctx = NULL;
+}
 
 static void
 agent_child_say(struct agent_child *k, const char *fmt, ...)
@@ -120,6 +138,16 @@ agent_acme_child(struct agent *a, const char *name, char *const *names,
 	size_t			 i;
 	int			 rc;
 
+	/*
+	 * fork() without exec: this process starts as a copy of the agent.
+	 * Drop what an order does not need before it talks to anyone, so
+	 * that a fault that leaks memory (an over-read while parsing the
+	 * CA's answers, say) cannot leak it.  The identity key would let a
+	 * thief be this agent to its gateways, and the admin secret would
+	 * let it renew and reload: wipe both.  (Code run here could still
+	 * read the key file: we have the agent's user.)
+	 */
+	agent_child_drop(a);
 	/* Our parent's signal handlers and event base are not ours. */
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
@@ -128,7 +156,10 @@ agent_acme_child(struct agent *a, const char *name, char *const *names,
 	/*
 	 * Nor are its sockets: a child holding the admin listener or a
 	 * tunnel would keep them alive past the agent (a restart could not
-	 * bind).  And it goes when the agent goes.
+	 * bind), and could write into a tunnel.  Every descriptor but the
+	 * standard ones and our line to the parent goes, including the
+	 * event base's epoll descriptor, so nothing of the loop can run
+	 * here.  And it goes when the agent goes.
 	 */
 	if (fd != 3) {
 		if (dup2(fd, 3) == -1)

@@ -12,7 +12,7 @@
 
 #include "acme.h"
 #include "acme_crypto.h"
-#include "acme_http.h"
+#include "acme_parse.h"
 
 #define CHECK(x)	do { if (!(x)) abort(); } while (0)
 
@@ -49,21 +49,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		ctx.step = (enum acme_step)(data[0] / 8 % 3);
 		ctx.name = data[0] & 0x40 ? "app.example" : NULL;
 		ctx.eab = data[0] & 0x80;
-		acme_problem(&ctx, (const char *)data + 1, size - 1,
+		acme_parse_problem(&ctx, (const char *)data + 1, size - 1,
 		    data[0] & 0x10 ? 429 : 400, data[0] & 0x20 ? 60 : 0, &e);
 		check_msg(&e);
 		break;
 	case 2:
-		if (acme_renewal_info_parse((const char *)data + 1, size - 1,
+		if (acme_parse_renewal_info((const char *)data + 1, size - 1,
 		    &a, &b, err, sizeof(err)) == 0)
 			CHECK(a <= b);
 		break;
 	case 3:
-		(void)acme_rfc3339(s);
-		(void)acme_http_retry_after(s, 1700000000);
+		(void)acme_parse_rfc3339(s);
+		(void)acme_parse_retry_after(s, 1700000000);
 		break;
 	case 4:
-		if ((l = acme_http_link(s, data[0] & 0x8 ? "up" :
+		if ((l = acme_parse_link(s, data[0] & 0x8 ? "up" :
 		    "alternate")) != NULL) {
 			CHECK(strlen(l) < size);
 			free(l);
@@ -76,7 +76,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		acme_cert_info_clear(&ci);
 		break;
 	default:
-		acme_http_clean(line, sizeof(line), s);
+		acme_parse_clean(line, sizeof(line), s);
 		CHECK(strlen(line) < sizeof(line));
 		CHECK(strchr(line, '\n') == NULL);
 		break;

@@ -29,8 +29,8 @@
 
 #include "acme.h"
 #include "acme_crypto.h"
-#include "acme_http.h"
 #include "acme_jws.h"
+#include "acme_parse.h"
 #include "acme_store.h"
 
 /*
@@ -66,7 +66,7 @@ static const char leaf_key[] =
 
 #define URN	"urn:ietf:params:acme:error:"
 #define RIP(b, s, e, err) \
-	acme_renewal_info_parse((b), strlen(b), (s), (e), (err), sizeof(err))
+	acme_parse_renewal_info((b), strlen(b), (s), (e), (err), sizeof(err))
 
 static void	 has(const char *, const char *);
 static void	 problem(const struct acme_problem_ctx *, const char *, int,
@@ -89,7 +89,7 @@ static void
 problem(const struct acme_problem_ctx *ctx, const char *body, int status,
     unsigned retry, struct acme_error *e)
 {
-	acme_problem(ctx, body, strlen(body), status, retry, e);
+	acme_parse_problem(ctx, body, strlen(body), status, retry, e);
 	/* One line, whatever the CA sent. */
 	assert_null(strchr(e->msg, '\n'));
 }
@@ -287,18 +287,19 @@ test_ari(void **state)
 	acme_cert_info_clear(&ci);
 	assert_int_equal(acme_cert_info("junk", &ci, err, sizeof(err)), -1);
 
-	assert_int_equal(acme_rfc3339("2025-01-02T03:04:05Z"), 1735787045);
-	assert_int_equal(acme_rfc3339("2025-01-02t03:04:05.123456z"),
+	assert_int_equal(acme_parse_rfc3339("2025-01-02T03:04:05Z"),
 	    1735787045);
-	assert_int_equal(acme_rfc3339("2025-01-02T05:04:05+02:00"),
+	assert_int_equal(acme_parse_rfc3339("2025-01-02t03:04:05.123456z"),
 	    1735787045);
-	assert_int_equal(acme_rfc3339("2025-01-01T23:04:05-04:00"),
+	assert_int_equal(acme_parse_rfc3339("2025-01-02T05:04:05+02:00"),
 	    1735787045);
-	assert_int_equal(acme_rfc3339("2025-01-02 03:04:05Z"), -1);
-	assert_int_equal(acme_rfc3339("2025-13-02T03:04:05Z"), -1);
-	assert_int_equal(acme_rfc3339("2025-01-02T03:04:05"), -1);
-	assert_int_equal(acme_rfc3339("2025-01-02T03:04:05Zjunk"), -1);
-	assert_int_equal(acme_rfc3339(""), -1);
+	assert_int_equal(acme_parse_rfc3339("2025-01-01T23:04:05-04:00"),
+	    1735787045);
+	assert_int_equal(acme_parse_rfc3339("2025-01-02 03:04:05Z"), -1);
+	assert_int_equal(acme_parse_rfc3339("2025-13-02T03:04:05Z"), -1);
+	assert_int_equal(acme_parse_rfc3339("2025-01-02T03:04:05"), -1);
+	assert_int_equal(acme_parse_rfc3339("2025-01-02T03:04:05Zjunk"), -1);
+	assert_int_equal(acme_parse_rfc3339(""), -1);
 
 	/* RFC 9773 section 4.2's example shape. */
 	assert_int_equal(RIP("{\"suggestedWindow\":"
@@ -324,33 +325,33 @@ test_http_headers(void **state)
 	char	*u;
 
 	(void)state;
-	assert_int_equal(acme_http_retry_after("120", 0), 120);
-	assert_int_equal(acme_http_retry_after(" 7 ", 0), 7);
-	assert_int_equal(acme_http_retry_after("12x", 0), 0);
-	assert_int_equal(acme_http_retry_after("99999999999999999999", 0),
+	assert_int_equal(acme_parse_retry_after("120", 0), 120);
+	assert_int_equal(acme_parse_retry_after(" 7 ", 0), 7);
+	assert_int_equal(acme_parse_retry_after("12x", 0), 0);
+	assert_int_equal(acme_parse_retry_after("99999999999999999999", 0),
 	    30 * 24 * 3600);
 	/* Sun, 06 Nov 1994 08:49:37 GMT = 784111777 */
-	assert_int_equal(acme_http_retry_after("Sun, 06 Nov 1994 08:49:37 "
+	assert_int_equal(acme_parse_retry_after("Sun, 06 Nov 1994 08:49:37 "
 	    "GMT", 784111777 - 90), 90);
-	assert_int_equal(acme_http_retry_after("Sun, 06 Nov 1994 08:49:37 "
+	assert_int_equal(acme_parse_retry_after("Sun, 06 Nov 1994 08:49:37 "
 	    "GMT", 784111777 + 5), 0);
-	assert_int_equal(acme_http_retry_after("soon", 0), 0);
+	assert_int_equal(acme_parse_retry_after("soon", 0), 0);
 
-	u = acme_http_link("<https://ca.example/issuer>;rel=\"up\"", "up");
+	u = acme_parse_link("<https://ca.example/issuer>;rel=\"up\"", "up");
 	assert_string_equal(u, "https://ca.example/issuer");
 	free(u);
-	u = acme_http_link("<https://a.example/x,y>; rel=\"index\", "
+	u = acme_parse_link("<https://a.example/x,y>; rel=\"index\", "
 	    "<https://b.example/alt/1> ; title=\"x;y\"; rel=alternate",
 	    "alternate");
 	assert_string_equal(u, "https://b.example/alt/1");
 	free(u);
-	u = acme_http_link("<https://a.example/>; rel=\"up other\"", "up");
+	u = acme_parse_link("<https://a.example/>; rel=\"up other\"", "up");
 	assert_string_equal(u, "https://a.example/");
 	free(u);
-	assert_null(acme_http_link("<https://a.example/>; rel=\"upx\"", "up"));
-	assert_null(acme_http_link("https://a.example/; rel=up", "up"));
-	assert_null(acme_http_link("<https://a.example/", "up"));
-	assert_null(acme_http_link("", "up"));
+	assert_null(acme_parse_link("<https://a.example/>; rel=\"upx\"", "up"));
+	assert_null(acme_parse_link("https://a.example/; rel=up", "up"));
+	assert_null(acme_parse_link("<https://a.example/", "up"));
+	assert_null(acme_parse_link("", "up"));
 }
 
 static void
