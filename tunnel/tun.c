@@ -108,6 +108,7 @@ tun_new_common(struct event_base *base, int fd, struct bufferevent *under,
 	TAILQ_INIT(&t->fresh);
 	TAILQ_INIT(&t->waiting);
 	t->out_cap = TUN_OUT_START;
+	t->quantum = TUN_QUANTUM_MIN;
 	TAILQ_INIT(&t->dirty);
 	/* Small while idle (most tunnels, most of the time); doubled as
 	 * streams come (tun_stream_new). */
@@ -470,6 +471,11 @@ tun_cap_update(struct tun *t)
 	if (c != t->out_cap)
 		tun_lowat_set(t, (size_t)c / 2);
 	t->out_cap = (size_t)c;
+	t->quantum = t->out_cap / 4;
+	if (t->quantum < TUN_QUANTUM_MIN)
+		t->quantum = TUN_QUANTUM_MIN;
+	if (t->quantum > TUN_QUANTUM_MAX)
+		t->quantum = TUN_QUANTUM_MAX;
 }
 
 /*
