@@ -6,7 +6,12 @@
  * error, not a retry.
  */
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -260,6 +265,81 @@ test_finish(void **state)
 	pair_close(&p);
 }
 
+/*
+ * Over TCP with TCP_NOTSENT_LOWAT: the BIO reports "drained" only while
+ * the kernel holds less than lowat unsent.  Many small sends must add
+ * up: the BIO skips asking the kernel while what it sent since it last
+ * asked stays below lowat, and must ask once it may have reached it.
+ */
+static void
+test_lowat_small_sends_add_up(void **state)
+{
+	struct pair		 p;
+	struct sockaddr_in	 sin;
+	socklen_t		 sl = sizeof(sin);
+	uint8_t			 rec[2048], sink[65536];
+	int			 lfd, one = 1, small = 4096, lowat = 16384;
+	int			 i, d0, rounds, n, hit = 0;
+
+	(void)state;
+	memset(&p, 0, sizeof(p));
+	assert_non_null(p.base = event_base_new());
+	assert_true((lfd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	/* A small receive window: the peer takes little while it does not
+	 * read, so the rest stays unsent at our end. */
+	assert_int_equal(setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &small,
+	    sizeof(small)), 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(lfd, 1), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &sl), 0);
+	assert_true((p.fd[0] = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	assert_int_equal(connect(p.fd[0], (struct sockaddr *)&sin,
+	    sizeof(sin)), 0);
+	assert_true((p.fd[1] = accept(lfd, NULL, NULL)) >= 0);
+	close(lfd);
+	assert_int_equal(fcntl(p.fd[0], F_SETFL, O_NONBLOCK), 0);
+	assert_int_equal(setsockopt(p.fd[0], IPPROTO_TCP, TCP_NODELAY, &one,
+	    sizeof(one)), 0);
+	assert_int_equal(setsockopt(p.fd[0], IPPROTO_TCP, TCP_NOTSENT_LOWAT,
+	    &lowat, sizeof(lowat)), 0);
+	assert_non_null(p.b = tun_bio_new(p.base, p.fd[0]));
+	tun_bio_set_drained(p.b, drained_cb, &p);
+	tun_bio_set_lowat(p.b, (size_t)lowat);
+
+	/*
+	 * Small sends, one per pass, well past lowat in all.  Once one
+	 * takes the kernel's unsent bytes to lowat or more while the
+	 * socket took it all, that pass must not report "drained".  (Past
+	 * that the socket refuses more: TCP_NOTSENT_LOWAT.)
+	 */
+	memset(rec, 'w', sizeof(rec));
+	for (i = 0; i < 64; i++) {
+		d0 = p.drained;
+		assert_int_equal(BIO_write(p.b, rec, sizeof(rec)),
+		    sizeof(rec));
+		loop_once(&p);
+		if (tun_bio_pending(p.b) == 0 &&
+		    ioctl(p.fd[0], SIOCOUTQNSD, &n) == 0 && n >= lowat) {
+			assert_int_equal(p.drained, d0);
+			hit++;
+		}
+	}
+	assert_true(hit > 0);
+	d0 = p.drained;
+	/* The peer reads: the socket's write event reports drained. */
+	for (rounds = 0; rounds < 100000 && p.drained == d0; rounds++) {
+		while (recv(p.fd[1], sink, sizeof(sink), MSG_DONTWAIT) > 0)
+			;
+		loop_once(&p);
+	}
+	assert_int_equal(p.drained, d0 + 1);
+	assert_int_equal(tun_bio_pending(p.b), 0);
+	pair_close(&p);
+}
+
 int
 main(void)
 {
@@ -270,6 +350,7 @@ main(void)
 		cmocka_unit_test(test_flush),
 		cmocka_unit_test(test_dead_peer_is_an_error),
 		cmocka_unit_test(test_finish),
+		cmocka_unit_test(test_lowat_small_sends_add_up),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
