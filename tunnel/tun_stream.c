@@ -701,8 +701,8 @@ tun_stream_read_cb(struct bufferevent *bev, void *arg)
  * made every DATA frame and every tunnel TLS record 4 KiB long.  Read
  * what else the socket holds ourselves, up to the credit and the budget
  * (TUN_DIRECT_FRAMES frames per call), straight into frames in the
- * tunnel's output: no copy through the stream's input buffer.  Returns -1 if the stream was reset (and
- * freed).
+ * tunnel's output: no copy through the stream's input buffer.  Returns
+ * -1 if the stream was reset (and freed).
  */
 static int
 tun_stream_read_direct(struct tun_stream *s, size_t budget, int *more)
