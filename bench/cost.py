@@ -158,6 +158,8 @@ def strace_start(pid, out):
 def strace_stop(p, out):
     p.send_signal(signal.SIGINT)
     p.wait(30)
+    if os.environ.get("COST_RAW"):
+        print(open(out).read())
     calls = {}
     with open(out) as f:
         for line in f:

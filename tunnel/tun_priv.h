@@ -116,6 +116,8 @@ struct tun {
 	struct evbuffer		*out;		/* frames not yet given to TLS */
 	BIO			*wbio;		/* TLS records not yet sent; the
 						 * SSL's (NULL over a filter) */
+	BIO			*rbio;		/* records read, not yet taken;
+						 * the SSL's (NULL over a filter) */
 	struct evbuffer_cb_entry *under_cb;	/* over a filter: its output */
 	struct event		*flush_ev;	/* out to TLS, end of the pass */
 	struct event		*sink_ev;	/* records went out: resume */
@@ -124,6 +126,8 @@ struct tun {
 	struct event		*drain_timer;	/* drain deadline, or drained */
 	struct event		*kick;		/* starts I/O from the loop */
 	struct event		*eof_ev;	/* closes after the last read */
+	struct event		*more_ev;	/* records left for the next
+						 * loop turn (tun_read_cb) */
 	char			 eof_why[256];
 	char			 shut_why[TUN_MSG_MAX + 1];	/* tun_shutdown */
 	struct tun_params	 p;

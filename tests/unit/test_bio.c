@@ -3,7 +3,7 @@
  * Unit tests for the tunnel's write BIO (tunnel/tun_bio.c) over a real
  * socket pair and a real event loop: records wait for the end of the
  * loop pass, a full socket loses and reorders nothing, a dead peer is an
- * error, not a retry.
+ * error, not a retry.  And for its read BIO: one record per read.
  */
 
 #include <sys/ioctl.h>
@@ -340,6 +340,100 @@ test_lowat_small_sends_add_up(void **state)
 	pair_close(&p);
 }
 
+/*
+ * The read BIO: TLS records written to the socket in one piece come out
+ * whole and in order, never two (or parts of two) in one read, however
+ * large the reader's buffer; a small reader's buffer gets a record in
+ * parts; then "retry" on an empty socket and 0 with BIO_eof() at the
+ * end.  Record lengths vary, headers straddle the BIO's own reads.
+ */
+static void
+test_rbio_one_record_per_read(void **state)
+{
+	int		 fd[2], i, n, nrec = 0, lens[400], sndbuf = 1 << 22;
+	size_t		 total = 0, off = 0, rec_off, want;
+	uint8_t		*stream, *got, out[70000];
+	BIO		*b;
+
+	(void)state;
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, fd), 0);
+	assert_int_equal(fcntl(fd[0], F_SETFL, O_NONBLOCK), 0);
+	(void)setsockopt(fd[1], SOL_SOCKET, SO_SNDBUF, &sndbuf,
+	    sizeof(sndbuf));
+	assert_non_null(stream = malloc(400 * (5 + 16640)));
+	assert_non_null(got = malloc(400 * (5 + 16640)));
+	/* Records of 1 to 16640 bytes of body: type 23, version 3.3. */
+	for (i = 0; i < 400; i++) {
+		n = i % 7 == 0 ? 16640 : (i * 7919) % 16640 + 1;
+		lens[nrec++] = 5 + n;
+		stream[total] = 23;
+		stream[total + 1] = 3;
+		stream[total + 2] = 3;
+		stream[total + 3] = (uint8_t)(n >> 8);
+		stream[total + 4] = (uint8_t)n;
+		pattern(stream + total + 5, (size_t)n, total);
+		total += 5 + (size_t)n;
+	}
+	assert_non_null(b = tun_rbio_new(fd[0]));
+	assert_int_equal(BIO_get_fd(b, NULL), fd[0]);
+	assert_int_equal(BIO_read(b, out, sizeof(out)), -1);
+	assert_true(BIO_should_retry(b));
+	assert_true(BIO_should_read(b));
+	assert_int_equal(tun_rbio_pending(b), 0);
+
+	/* The writer sends in odd pieces; the reader asks for a lot. */
+	for (i = 0, rec_off = 0; off < total; ) {
+		if (i < nrec * 2) {
+			size_t w = total / (size_t)(nrec * 2) + 37;
+			size_t at = (size_t)i * w;
+
+			if (at < total) {
+				if (at + w > total)
+					w = total - at;
+				assert_int_equal(write(fd[1], stream + at, w),
+				    (ssize_t)w);
+			}
+			i++;
+		}
+		n = BIO_read(b, out, i % 3 == 0 ? 3 : sizeof(out));
+		if (n <= 0) {
+			assert_true(BIO_should_retry(b));
+			continue;
+		}
+		/* Never past the end of the record being read. */
+		assert_true(rec_off < (size_t)nrec);
+		want = 0;
+		{
+			size_t	start = 0;
+			int	k;
+
+			for (k = 0; k < nrec; k++) {
+				if (off < start + (size_t)lens[k]) {
+					want = start + (size_t)lens[k] - off;
+					break;
+				}
+				start += (size_t)lens[k];
+			}
+		}
+		assert_true((size_t)n <= want);
+		memcpy(got + off, out, (size_t)n);
+		off += (size_t)n;
+	}
+	assert_memory_equal(got, stream, total);
+	assert_int_equal(tun_rbio_pending(b), 0);
+	assert_int_equal(BIO_read(b, out, sizeof(out)), -1);
+	assert_true(BIO_should_retry(b));
+	assert_int_equal(BIO_eof(b), 0);
+	close(fd[1]);
+	assert_int_equal(BIO_read(b, out, sizeof(out)), 0);
+	assert_false(BIO_should_retry(b));
+	assert_int_equal(BIO_eof(b), 1);
+	BIO_free(b);
+	close(fd[0]);
+	free(stream);
+	free(got);
+}
+
 int
 main(void)
 {
@@ -351,6 +445,7 @@ main(void)
 		cmocka_unit_test(test_dead_peer_is_an_error),
 		cmocka_unit_test(test_finish),
 		cmocka_unit_test(test_lowat_small_sends_add_up),
+		cmocka_unit_test(test_rbio_one_record_per_read),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
