@@ -185,10 +185,17 @@ def proc_cost(pid):
             sw.get("nonvoluntary_ctxt_switches", 0))
 
 
-def perf_top(data, pid, n):
+def perf_top(data, n, sort):
+    if sort == "callers":	# call chains of the hottest symbols
+        r = subprocess.run(["perf", "report", "-i", data, "--stdio",
+                            "--no-children", "--sort", "sym", "-G",
+                            "--percent-limit", "3"],
+                           capture_output=True, text=True)
+        return [x for x in r.stdout.splitlines()
+                if x.strip() and not x.startswith("#")][:n]
     r = subprocess.run(["perf", "report", "-i", data, "--stdio",
-                        "--no-children", "--pid", str(pid), "--sort",
-                        "sym", "--percent-limit", "0.5"],
+                        "--no-children", "--sort",
+                        sort, "--percent-limit", "0.5"],
                        capture_output=True, text=True)
     out = [x for x in r.stdout.splitlines()
            if re.match(r"^\s+[\d.]+%", x)]
@@ -204,6 +211,9 @@ def main():
     ap.add_argument("--streams", default="1,8")
     ap.add_argument("--top", type=int, default=0)
     ap.add_argument("--keep", help="directory for the callgrind dumps")
+    ap.add_argument("--perf-sort", default="sym",
+                    help="perf report --sort keys (sym, dso, ...), or callers: "
+                    "call chains (perf record -g) of the hottest symbols")
     args = ap.parse_args()
     streams = [int(x) for x in args.streams.split(",")]
     if any(n < 1 or args.size_mib % n for n in streams):
@@ -248,12 +258,14 @@ def main():
                                         str(pids[k])], check=True,
                                        capture_output=True)
                 elif args.tool == "perf":
-                    pdata = os.path.join(tmp, f"perf-{tag}.data")
-                    perf = subprocess.Popen(
+                    pdata = {k: os.path.join(tmp, f"perf-{tag}-{k}.data")
+                             for k in DAEMONS}
+                    perf = {k: subprocess.Popen(
                         ["perf", "record", "-q", "-e", "cpu-clock", "-o",
-                         pdata, "-p", f"{pids['gateway']},{pids['agent']}"],
+                         pdata[k], "-p", str(pids[k])] +
+                        (["-g"] if args.perf_sort == "callers" else []),
                         stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL)
+                        stderr=subprocess.DEVNULL) for k in DAEMONS}
                     time.sleep(1)
                 else:
                     st = {k: strace_start(pids[k], os.path.join(
@@ -265,8 +277,9 @@ def main():
                 wall = time.monotonic() - t0
                 c1 = {k: proc_cost(pids[k]) for k in DAEMONS}
                 if args.tool == "perf":
-                    perf.send_signal(signal.SIGINT)
-                    perf.wait(60)
+                    for k in DAEMONS:
+                        perf[k].send_signal(signal.SIGINT)
+                        perf[k].wait(60)
                 for k in DAEMONS:
                     if args.tool == "callgrind":
                         path, tot = cg_dump(pids[k], outdir,
@@ -284,7 +297,8 @@ def main():
                               f"{(d1[2] - d0[2]) / gib:.0f} voluntary "
                               f"{(d1[3] - d0[3]) / gib:.0f} involuntary "
                               "switches/GiB", flush=True)
-                        for line in perf_top(pdata, pids[k], args.top):
+                        for line in perf_top(pdata[k], args.top,
+                                             args.perf_sort):
                             print("    " + line)
                     else:
                         tot, calls = strace_stop(st[k], os.path.join(
