@@ -44,7 +44,7 @@
  */
 #define TUN_QUANTUM_MIN	(64 * 1024)
 #define TUN_QUANTUM_MAX	(256 * 1024)
-#define TUN_DIRECT_FRAMES 4		/* DATA frames filled by one readv */
+#define TUN_DIRECT_FRAMES 8		/* DATA frames filled by one readv */
 #define TUN_AUTH_CTX	"porch-auth-v1"
 
 enum tun_state {
