@@ -12,16 +12,21 @@ only that transfer is counted, gateway and agent apart:
              counters are zeroed after a warm-up request and dumped
              right after the transfer (callgrind_control -z / -d):
              user-space instructions per GiB, and with --top N the
-             functions that cost most (inclusive of nothing: self cost)
+             functions that cost most (self cost).  Note: valgrind
+             counts each byte of a `rep movsb` as an instruction, so
+             memcpy's count is about the bytes it copies.  --keep DIR
+             keeps the dumps (callgrind_annotate, kcachegrind).
   strace     strace -c -f attached to each daemon for the transfer only:
-             syscalls per GiB, by name
-  perf       perf record -e cpu-clock attached for the transfer: CPU
-             seconds (user, system) and context switches per GiB from
-             /proc, and with --top N the symbols with most samples
-             (user and kernel); wall-clock figures, so noisy
+             syscalls per GiB, by name (COST_RAW=1: strace's tables)
+  perf       perf record -e cpu-clock attached to each daemon for the
+             transfer: CPU seconds (user, system; clock ticks) and
+             context switches per GiB from /proc, and with --top N the
+             symbols with most samples (--perf-sort dso, or callers for
+             call chains); wall-clock figures, so noisy
 
-usage: bench/cost.py [--tool callgrind|strace] [--size-mib 64]
-                        [--streams 1,8] [--top 0] [--keep DIR] DIR...
+usage: bench/cost.py [--tool callgrind|strace|perf] [--size-mib 64]
+                     [--streams 1,8] [--top 0] [--keep DIR]
+                     [--perf-sort sym|dso|callers] DIR...
 e.g.   bench/cost.py --tool strace --size-mib 256 build /tmp/old/build
 
 Every process started is stopped at the end, also on SIGINT/SIGTERM.
