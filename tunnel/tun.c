@@ -43,7 +43,9 @@ static void	tun_hs_timer_cb(evutil_socket_t, short, void *);
 static void	tun_drain_timer_cb(evutil_socket_t, short, void *);
 static void	tun_kick_cb(evutil_socket_t, short, void *);
 static void	tun_eof_cb(evutil_socket_t, short, void *);
+static void	tun_more_cb(evutil_socket_t, short, void *);
 static int	tun_read_pending(struct tun *);
+static int	tun_has_pending(struct tun *, SSL *);
 static void	tun_flush_close(struct tun *);
 static void	tun_flush_out(struct tun *);
 static void	tun_err_reset(void);
@@ -108,6 +110,7 @@ tun_new_common(struct event_base *base, int fd, struct bufferevent *under,
 	TAILQ_INIT(&t->fresh);
 	TAILQ_INIT(&t->waiting);
 	t->out_cap = TUN_OUT_START;
+	t->quantum = TUN_QUANTUM_MIN;
 	TAILQ_INIT(&t->dirty);
 	/* Small while idle (most tunnels, most of the time); doubled as
 	 * streams come (tun_stream_new). */
@@ -126,10 +129,12 @@ tun_new_common(struct event_base *base, int fd, struct bufferevent *under,
 	t->drain_timer = event_new(base, -1, 0, tun_drain_timer_cb, t);
 	t->kick = event_new(base, -1, 0, tun_kick_cb, t);
 	t->eof_ev = event_new(base, -1, 0, tun_eof_cb, t);
+	t->more_ev = event_new(base, -1, 0, tun_more_cb, t);
 	t->flush_ev = event_new(base, -1, 0, tun_flush_cb, t);
 	t->sink_ev = event_new(base, -1, 0, tun_sink_cb, t);
 	if (t->timer == NULL || t->hs_timer == NULL ||
 	    t->drain_timer == NULL || t->kick == NULL || t->eof_ev == NULL ||
+	    t->more_ev == NULL ||
 	    t->flush_ev == NULL || t->sink_ev == NULL)
 		goto fail_t;
 	if ((t->out = evbuffer_new()) == NULL ||
@@ -140,13 +145,13 @@ tun_new_common(struct event_base *base, int fd, struct bufferevent *under,
 		    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 		under = NULL;	/* libevent's now, even when it failed */
 	} else {
-		BIO	*rbio = BIO_new_socket(fd, BIO_NOCLOSE);
-
-		if (rbio == NULL || (t->wbio = tun_bio_new(base, fd)) == NULL) {
-			BIO_free(rbio);
+		if ((t->rbio = tun_rbio_new(fd)) == NULL ||
+		    (t->wbio = tun_bio_new(base, fd)) == NULL) {
+			BIO_free(t->rbio);
+			t->rbio = NULL;
 			goto fail_t;
 		}
-		SSL_set_bio(ssl, rbio, t->wbio);	/* the SSL's now */
+		SSL_set_bio(ssl, t->rbio, t->wbio);	/* the SSL's now */
 		tun_bio_set_drained(t->wbio, tun_drained_cb, t);
 		t->bev = bufferevent_openssl_socket_new(base, fd, ssl,
 		    accepting ? BUFFEREVENT_SSL_ACCEPTING :
@@ -155,7 +160,7 @@ tun_new_common(struct event_base *base, int fd, struct bufferevent *under,
 	/* libevent frees ssl even when it fails; fd stays ours then. */
 	ssl = NULL;
 	if (t->bev == NULL) {
-		t->wbio = NULL;		/* went with ssl */
+		t->wbio = t->rbio = NULL;	/* went with ssl */
 		goto fail_t;
 	}
 	fd = -1;
@@ -199,6 +204,8 @@ fail_t:
 		event_free(t->kick);
 	if (t->eof_ev != NULL)
 		event_free(t->eof_ev);
+	if (t->more_ev != NULL)
+		event_free(t->more_ev);
 	if (t->flush_ev != NULL)
 		event_free(t->flush_ev);
 	if (t->sink_ev != NULL)
@@ -249,6 +256,7 @@ tun_close(struct tun *t, const char *reason)
 	event_del(t->drain_timer);
 	event_del(t->kick);
 	event_del(t->eof_ev);
+	event_del(t->more_ev);
 	event_del(t->flush_ev);
 	event_del(t->sink_ev);
 	if (t->ops->closed != NULL)
@@ -473,6 +481,11 @@ tun_cap_update(struct tun *t)
 	if (c != t->out_cap)
 		tun_lowat_set(t, (size_t)c / 2);
 	t->out_cap = (size_t)c;
+	t->quantum = t->out_cap / 4;
+	if (t->quantum < TUN_QUANTUM_MIN)
+		t->quantum = TUN_QUANTUM_MIN;
+	if (t->quantum > TUN_QUANTUM_MAX)
+		t->quantum = TUN_QUANTUM_MAX;
 }
 
 /*
@@ -756,6 +769,7 @@ tun_free(struct tun *t)
 	event_free(t->drain_timer);
 	event_free(t->kick);
 	event_free(t->eof_ev);
+	event_free(t->more_ev);
 	event_free(t->flush_ev);
 	event_free(t->sink_ev);
 	evbuffer_free(t->out);
@@ -780,7 +794,8 @@ tun_read_cb(struct bufferevent *bev, void *arg)
 	struct tun_frame	 f;
 	const uint8_t		*hdr, *buf;
 	uint32_t		 plen;
-	size_t			 len;
+	size_t			 len, taken = 0;
+	int			 got;
 
 	tun_enter(t);
 again:
@@ -824,22 +839,52 @@ again:
 		if (!t->closed)
 			evbuffer_drain(in, TUN_HDR_LEN + plen);
 	}
+	/*
+	 * Records already read from the socket wait in OpenSSL's buffer or
+	 * our read BIO's, where no socket event will tell of them: take
+	 * them now, up to TUN_READ_MAX more per callback, and the rest on
+	 * the next loop turn (one tunnel must not hold the loop while its
+	 * peer keeps sending: each read of a record's rest reads the
+	 * socket again).
+	 */
 	if (!t->closed && !t->read_paused && t->state != TUN_HANDSHAKE &&
-	    t->eof_why[0] == '\0' && tun_read_pending(t) > 0)
-		goto again;
+	    t->eof_why[0] == '\0') {
+		if (taken >= TUN_READ_MAX) {
+			/* A timer, not event_active: the loop polls the
+			 * sockets before it runs. */
+			struct timeval now = { 0, 0 };
+
+			if (t->state != TUN_CLOSING &&
+			    tun_has_pending(t, bufferevent_openssl_get_ssl(bev)))
+				event_add(t->more_ev, &now);
+		} else if ((got = tun_read_pending(t)) > 0) {
+			taken += (size_t)got;
+			goto again;
+		}
+	}
 	/* An SSL_write that wanted to read first can go on now. */
 	if (!t->closed && evbuffer_get_length(t->out) > 0)
 		event_active(t->flush_ev, EV_TIMEOUT, 0);
 	tun_leave(t);
 }
 
+/* Records read from the socket, not yet taken: in OpenSSL's buffer or
+ * in our read BIO's (tun_bio.h). */
+static int
+tun_has_pending(struct tun *t, SSL *ssl)
+{
+	return SSL_has_pending(ssl) ||
+	    (t->rbio != NULL && tun_rbio_pending(t->rbio) > 0);
+}
+
 /*
- * With read-ahead, OpenSSL reads the socket in large pieces and keeps
- * whole records libevent does not ask for (it checks SSL_pending(),
- * which counts only the record being read, and then waits for the
- * socket, which may stay quiet): take them here.  Returns the bytes
- * added to the input (0 when nothing was buffered).  An end found there
- * closes the tunnel from the loop, after what came before it is read.
+ * Our read BIO (or over a filter, OpenSSL's read-ahead) reads the socket
+ * in large pieces and keeps whole records libevent does not ask for (it
+ * checks SSL_pending(), which counts only the record being read, and
+ * then waits for the socket, which may stay quiet): take them here.
+ * Returns the bytes added to the input (0 when nothing was buffered).
+ * An end found there closes the tunnel from the loop, after what came
+ * before it is read.
  */
 static int
 tun_read_pending(struct tun *t)
@@ -849,10 +894,11 @@ tun_read_pending(struct tun *t)
 	struct evbuffer_iovec	 v;
 	int			 n, got = 0, err;
 
-	if (!SSL_has_pending(ssl))
+	if (!tun_has_pending(t, ssl))
 		return 0;
 	tun_err_reset();	/* once, as in tun_flush_out */
-	while (SSL_has_pending(ssl) && evbuffer_get_length(in) < TUN_READ_MAX) {
+	while (tun_has_pending(t, ssl) &&
+	    evbuffer_get_length(in) < TUN_READ_MAX) {
 		if (evbuffer_reserve_space(in, TUN_MAX_PAYLOAD + TUN_HDR_LEN,
 		    &v, 1) < 1)
 			break;
@@ -993,6 +1039,17 @@ tun_eof_cb(evutil_socket_t fd, short ev, void *arg)
 	tun_leave(t);
 }
 
+/* The records tun_read_cb left for the next loop turn. */
+static void
+tun_more_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct tun	*t = arg;
+
+	(void)fd;
+	(void)ev;
+	tun_read_cb(t->bev, t);
+}
+
 static void
 tun_timer_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -1094,7 +1151,7 @@ tun_connected(struct tun *t)
 	 * waited for us (tun_read_cb) and is read now.  With read-ahead,
 	 * it may also still sit in OpenSSL's buffer. */
 	if (evbuffer_get_length(bufferevent_get_input(t->bev)) > 0 ||
-	    SSL_has_pending(ssl))
+	    tun_has_pending(t, ssl))
 		tun_read_cb(t->bev, t);
 }
 

@@ -418,7 +418,7 @@ tun_stream_pump(struct tun_stream *s)
 		tun_stream_enqueue(s);
 		return 0;
 	}
-	if (tun_stream_send(s, TUN_QUANTUM, &more) == -1)
+	if (tun_stream_send(s, t->quantum, &more) == -1)
 		return -1;
 	if (more)
 		tun_stream_enqueue(s);
@@ -441,7 +441,7 @@ tun_stream_schedule(struct tun *t)
 		    (s = TAILQ_FIRST(&t->waiting)) == NULL)
 			break;
 		tun_stream_dequeue(s);
-		if (tun_stream_send(s, TUN_QUANTUM, &more) == -1)
+		if (tun_stream_send(s, t->quantum, &more) == -1)
 			continue;	/* freed */
 		if (more)
 			tun_stream_enqueue(s);
@@ -699,10 +699,10 @@ tun_stream_read_cb(struct bufferevent *bev, void *arg)
 /*
  * libevent 2.1 reads at most 4 KiB per wakeup (EVBUFFER_MAX_READ), which
  * made every DATA frame and every tunnel TLS record 4 KiB long.  Read
- * what else the socket holds ourselves, up to the credit and TUN_LOCAL_IO
- * per call, straight into frames in the tunnel's output: no copy through
- * the stream's input buffer.  Returns -1 if the stream was reset (and
- * freed).
+ * what else the socket holds ourselves, up to the credit and the budget
+ * (TUN_DIRECT_FRAMES frames per call), straight into frames in the
+ * tunnel's output: no copy through the stream's input buffer.  Returns
+ * -1 if the stream was reset (and freed).
  */
 static int
 tun_stream_read_direct(struct tun_stream *s, size_t budget, int *more)
@@ -719,8 +719,6 @@ tun_stream_read_direct(struct tun_stream *s, size_t budget, int *more)
 
 	if ((s->flags & TUN_S_LOCAL_EOF) || (fd = bufferevent_getfd(s->bev)) < 0)
 		return 0;
-	if (budget > TUN_LOCAL_IO)
-		budget = TUN_LOCAL_IO;
 	while (s->send_credit > 0) {
 		if (total >= budget || tun_out_len(t) >= t->out_cap) {
 			*more = 1;	/* the socket may hold more */

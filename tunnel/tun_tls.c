@@ -33,8 +33,10 @@ static const unsigned char tun_alpn_wire[] = "\x07porch/1";
 #define TUN_TLS_SUITES	"TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:" \
 			"TLS_AES_256_GCM_SHA384"
 
-/* Read the socket 64 KiB at a time, not each record in two reads
- * (header, then body); tun.c takes the records libevent leaves. */
+/* Each record in one read, not two (header, then body).  Over a socket
+ * our read BIO (tun_rbio_new) hands OpenSSL one record per read; over a
+ * filter (the TLS entry) OpenSSL reads libevent's buffer 64 KiB at a
+ * time.  tun.c takes the records libevent leaves. */
 static void
 tun_tls_read_ahead(SSL_CTX *ctx)
 {
