@@ -102,14 +102,14 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $$(TEST_$$*_OBJS) $(LIB_OBJS)
 asan:
 	$(MAKE) BUILD=build-asan \
 	    SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
-	    CFLAGS="-O1 -g" all unit-bins
+	    CFLAGS="-O1 -g" all unit-bins build-asan/rawagent
 
 unit-bins: $(UNIT_BINS)
 
 check-unit: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do echo "== $$t"; $$t || exit 1; done
 
-check-system: all $(BUILD)/tls_rate
+check-system: all $(BUILD)/tls_rate $(BUILD)/rawagent
 	PORCH_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/system
 
 check-asan: asan
@@ -209,6 +209,11 @@ $(BUILD)/tls_rate: bench/tls_rate.c
 
 # N agent tunnels from one process, for bench/storm.py (not installed).
 $(BUILD)/many_agents: bench/many_agents.c $(COMMON_OBJS)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+# A hostile agent that writes raw frames, for the system tests.
+$(BUILD)/rawagent: tests/tools/rawagent.c $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 

@@ -825,7 +825,7 @@ again:
 			break;
 		t->last_rx_ms = mono_ms();
 		if (hdr[3] == TUN_DATA && t->state == TUN_READY &&
-		    (hdr[5] | hdr[6] | hdr[7] | hdr[8]) != 0) {
+		    ((hdr[5] & 0x7f) | hdr[6] | hdr[7] | hdr[8]) != 0) {
 			/* Payload moves to the stream without a copy. */
 			tun_stream_recv_data(t, hdr, plen, in);
 			continue;
