@@ -38,7 +38,6 @@ static enum gw_http_result gw_http_header_line(struct gw_http_state *,
 static enum gw_http_result gw_http_finish(struct gw_http_state *,
 		    struct gw_http_head *);
 static int	gw_http_host(const uint8_t *, size_t, char *);
-static int	gw_http_ends_in_number(const char *);
 static int	gw_http_tchar(uint8_t);
 
 enum gw_http_result
@@ -287,34 +286,9 @@ gw_http_host(const uint8_t *p, size_t n, char *out)
 	}
 	if (name_normalize((const char *)p, hlen, out, 0) == -1)
 		return -1;
-	if (gw_http_ends_in_number(out))
+	if (name_ends_in_number(out))
 		return -1;
 	return 0;
-}
-
-/*
- * A name whose last label is a decimal or 0x number is an IPv4 address
- * to a browser (WHATWG URL "ends in a number"), so "10.1", "1.2.3.4" and
- * "a.0x7f" are literals, not names; no top-level domain is numeric.
- */
-static int
-gw_http_ends_in_number(const char *name)
-{
-	const char	*label, *s;
-
-	label = strrchr(name, '.');
-	label = label != NULL ? label + 1 : name;
-	if (label[0] == '0' && label[1] == 'x') {
-		for (s = label + 2; *s != '\0'; s++)
-			if (!((*s >= '0' && *s <= '9') ||
-			    (*s >= 'a' && *s <= 'f')))
-				return 0;
-		return 1;
-	}
-	for (s = label; *s != '\0'; s++)
-		if (*s < '0' || *s > '9')
-			return 0;
-	return 1;
 }
 
 /* RFC 9110 5.6.2 tchar. */

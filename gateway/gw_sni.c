@@ -44,7 +44,6 @@ static enum gw_sni_result gw_sni_server_name(struct gw_sni_cur *,
 		    struct gw_sni_hello *);
 static enum gw_sni_result gw_sni_alpn(struct gw_sni_cur *,
 		    struct gw_sni_hello *);
-static int	gw_sni_ends_in_number(const char *);
 static int	gw_sni_ipv6(const uint8_t *, size_t);
 static int	gw_sni_u8(struct gw_sni_cur *, uint8_t *);
 static int	gw_sni_u16(struct gw_sni_cur *, uint16_t *);
@@ -277,7 +276,7 @@ gw_sni_server_name(struct gw_sni_cur *ext, struct gw_sni_hello *out)
 			return GW_SNI_MALFORMED;
 		if (name_normalize((const char *)name.p, name.n, out->name,
 		    0) == 0) {
-			if (!gw_sni_ends_in_number(out->name)) {
+			if (!name_ends_in_number(out->name)) {
 				out->has_name = 1;
 				continue;
 			}
@@ -310,31 +309,6 @@ gw_sni_alpn(struct gw_sni_cur *ext, struct gw_sni_hello *out)
 		}
 	}
 	return GW_SNI_FOUND;
-}
-
-/*
- * A name whose last label is a decimal or 0x number is an IPv4 address
- * to a browser (WHATWG URL "ends in a number"): the rule gw_http.c
- * applies to Host.  No top-level domain is numeric.
- */
-static int
-gw_sni_ends_in_number(const char *name)
-{
-	const char	*label, *s;
-
-	label = strrchr(name, '.');
-	label = label != NULL ? label + 1 : name;
-	if (label[0] == '0' && label[1] == 'x') {
-		for (s = label + 2; *s != '\0'; s++)
-			if (!((*s >= '0' && *s <= '9') ||
-			    (*s >= 'a' && *s <= 'f')))
-				return 0;
-		return 1;
-	}
-	for (s = label; *s != '\0'; s++)
-		if (*s < '0' || *s > '9')
-			return 0;
-	return 1;
 }
 
 /* An IPv6 address, bare or in brackets. */

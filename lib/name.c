@@ -78,3 +78,23 @@ name_hash(const char *s)
 		h = (h ^ (unsigned char)*s++) * 16777619u;
 	return h;
 }
+
+int
+name_ends_in_number(const char *name)
+{
+	const char	*label, *s;
+
+	label = strrchr(name, '.');
+	label = label != NULL ? label + 1 : name;
+	if (label[0] == '0' && label[1] == 'x') {
+		for (s = label + 2; *s != '\0'; s++)
+			if (!((*s >= '0' && *s <= '9') ||
+			    (*s >= 'a' && *s <= 'f')))
+				return 0;
+		return 1;
+	}
+	for (s = label; *s != '\0'; s++)
+		if (*s < '0' || *s > '9')
+			return 0;
+	return 1;
+}

@@ -21,6 +21,14 @@ int	name_normalize(const char *in, size_t inlen, char *out, int allow_wildcard);
  */
 int	name_pattern_covers(const char *pattern, const char *claim);
 
+/*
+ * 1 if the last label of a normalized name is a decimal or 0x number:
+ * a browser takes such a name for an IPv4 address (WHATWG URL "ends in
+ * a number"), so "10.1", "1.2.3.4" and "a.0x7f" are literals, not names.
+ * No top-level domain is numeric.
+ */
+int	name_ends_in_number(const char *);
+
 /* FNV-1a of a (validated, short) name, for hash tables. */
 unsigned	name_hash(const char *);
 
