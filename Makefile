@@ -26,8 +26,20 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS	?= -O2 -g
 WARN	:= -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes \
 	   -Wshadow -Wpointer-arith -Wsign-compare -Wcast-qual
-INC	:= -Ilib -Iconfig -Itunnel -Igateway -Iagent -Ictl -Iacme
-ALL_CFLAGS := -std=gnu11 $(CFLAGS) $(SANFLAGS) $(WARN) $(INC) $(PKG_CFLAGS) \
+# The layers: each folder sees only the headers of the folders it may
+# use, so an include across layers fails to compile.  lib/ sees nothing
+# else; config/, tunnel/ and acme/ see lib/; the daemons see the tunnel,
+# the config and lib/ (the agent acme/ too); porchctl needs no tunnel.
+INC_lib	    := -Ilib
+INC_config  := -Iconfig -Ilib
+INC_tunnel  := -Itunnel -Ilib
+INC_acme    := -Iacme -Ilib
+INC_gateway := -Igateway -Itunnel -Iconfig -Ilib
+INC_agent   := -Iagent -Iacme -Itunnel -Iconfig -Ilib
+INC_ctl	    := -Ictl -Iacme -Iconfig -Ilib
+# An object's include paths, chosen by its folder: lib/x.c -> $(INC_lib).
+obj_inc = $(INC_$(firstword $(subst /, ,$(1))))
+ALL_CFLAGS := -std=gnu11 $(CFLAGS) $(SANFLAGS) $(WARN) $(PKG_CFLAGS) \
 	   -D_GNU_SOURCE -MMD -MP
 LDLIBS	:= $(PKG_LIBS)
 
@@ -37,14 +49,18 @@ else
 Q := @
 endif
 
-COMMON_SRCS := $(wildcard lib/*.c) $(wildcard config/*.c) $(wildcard tunnel/*.c)
+LIB_SRCS    := $(wildcard lib/*.c)
+CFG_SRCS    := $(wildcard config/*.c)
+TUN_SRCS    := $(wildcard tunnel/*.c)
 GW_SRCS     := $(wildcard gateway/*.c)
 AGENT_SRCS  := $(wildcard agent/*.c)
 CTL_SRCS    := $(wildcard ctl/*.c)
 ACME_SRCS   := $(wildcard acme/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
-COMMON_OBJS := $(call obj,$(COMMON_SRCS))
+LIB_OBJS    := $(call obj,$(LIB_SRCS))
+CFG_OBJS    := $(call obj,$(CFG_SRCS))
+TUN_OBJS    := $(call obj,$(TUN_SRCS))
 GW_OBJS     := $(call obj,$(GW_SRCS))
 AGENT_OBJS  := $(call obj,$(AGENT_SRCS))
 CTL_OBJS    := $(call obj,$(CTL_SRCS))
@@ -52,18 +68,28 @@ ACME_OBJS   := $(call obj,$(ACME_SRCS))
 
 BINS := $(BUILD)/porch-gateway $(BUILD)/porch-agent $(BUILD)/porchctl
 
-# Unit tests: each links lib/ and only the module it tests.
+# Unit tests: each links lib/ and only the module it tests, and sees
+# the headers its module sees.
 UNIT_TESTS := sni http frame bio cfg jws acme log route proxy
 TEST_sni_OBJS   := $(call obj,gateway/gw_sni.c)
 TEST_http_OBJS  := $(call obj,gateway/gw_http.c)
 TEST_frame_OBJS := $(call obj,tunnel/tun_frame.c)
 TEST_bio_OBJS   := $(call obj,tunnel/tun_bio.c)
-TEST_cfg_OBJS   := $(call obj,$(wildcard config/*.c))
+TEST_cfg_OBJS   := $(call obj,$(CFG_SRCS))
 TEST_jws_OBJS   := $(call obj,acme/acme_jws.c)
 TEST_acme_OBJS  := $(call obj,$(filter-out acme/acme.c acme/acme_http.c,$(ACME_SRCS)))
 TEST_route_OBJS := $(call obj,gateway/gw_route.c tunnel/tun_frame.c)
 TEST_proxy_OBJS := $(call obj,agent/agent_proxy.c)
-LIB_OBJS        := $(call obj,$(wildcard lib/*.c))
+TEST_sni_INC    := $(INC_gateway)
+TEST_http_INC   := $(INC_gateway)
+TEST_frame_INC  := $(INC_tunnel)
+TEST_bio_INC    := $(INC_tunnel)
+TEST_cfg_INC    := $(INC_config)
+TEST_jws_INC    := $(INC_acme)
+TEST_acme_INC   := $(INC_acme)
+TEST_log_INC    := $(INC_lib)
+TEST_route_INC  := $(INC_gateway)
+TEST_proxy_INC  := $(INC_agent)
 UNIT_BINS := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
 FUZZERS := sni http frame cfg acme
@@ -79,17 +105,18 @@ all: $(BINS)
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@test "$(V)" = 1 || echo "  CC      $<"
-	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(Q)$(CC) $(ALL_CFLAGS) $(call obj_inc,$<) -c -o $@ $<
 
-$(BUILD)/porch-gateway: $(GW_OBJS) $(COMMON_OBJS)
+$(BUILD)/porch-gateway: $(GW_OBJS) $(TUN_OBJS) $(CFG_OBJS) $(LIB_OBJS)
 	@test "$(V)" = 1 || echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/porch-agent: $(AGENT_OBJS) $(ACME_OBJS) $(COMMON_OBJS)
+$(BUILD)/porch-agent: $(AGENT_OBJS) $(ACME_OBJS) $(TUN_OBJS) $(CFG_OBJS) \
+	    $(LIB_OBJS)
 	@test "$(V)" = 1 || echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/porchctl: $(CTL_OBJS) $(ACME_OBJS) $(COMMON_OBJS)
+$(BUILD)/porchctl: $(CTL_OBJS) $(ACME_OBJS) $(CFG_OBJS) $(LIB_OBJS)
 	@test "$(V)" = 1 || echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -97,7 +124,7 @@ $(BUILD)/porchctl: $(CTL_OBJS) $(ACME_OBJS) $(COMMON_OBJS)
 $(BUILD)/tests/test_%: tests/unit/test_%.c $$(TEST_$$*_OBJS) $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	@test "$(V)" = 1 || echo "  TEST-CC $@"
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(Q)$(CC) $(ALL_CFLAGS) $(TEST_$*_INC) -o $@ $^ $(LDLIBS) -lcmocka
 
 asan:
 	$(MAKE) BUILD=build-asan \
@@ -125,18 +152,24 @@ check: deps
 	$(MAKE) check-asan
 
 # Fuzz targets: libFuzzer with ASan+UBSan, built by clang.
-FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined $(INC) \
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined \
 	$(PKG_CFLAGS) -D_GNU_SOURCE $(WARN)
 FUZZ_sni   := gateway/gw_sni.c lib/name.c
 FUZZ_http  := gateway/gw_http.c lib/name.c
 FUZZ_frame := tunnel/tun_frame.c lib/name.c
-FUZZ_cfg   := $(wildcard config/*.c) $(wildcard lib/*.c)
+FUZZ_cfg   := $(CFG_SRCS) $(LIB_SRCS)
 FUZZ_acme  := acme/acme_parse.c acme/acme_crypto.c acme/acme_jws.c
+# A target is built in one compiler run: its module's layer's headers.
+FUZZ_sni_INC   := $(INC_gateway)
+FUZZ_http_INC  := $(INC_gateway)
+FUZZ_frame_INC := $(INC_tunnel)
+FUZZ_cfg_INC   := $(INC_config)
+FUZZ_acme_INC  := $(INC_acme)
 
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_$$*)
 	@mkdir -p build-fuzz
 	@echo "  FUZZ-CC $@"
-	$(Q)clang $(FUZZ_CFLAGS) -o $@ $^ $(PKG_LIBS)
+	$(Q)clang $(FUZZ_CFLAGS) $(FUZZ_$*_INC) -o $@ $^ $(PKG_LIBS)
 
 fuzz: $(FUZZ_BINS)
 
@@ -208,14 +241,14 @@ $(BUILD)/tls_rate: bench/tls_rate.c
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS) -lpthread
 
 # N agent tunnels from one process, for bench/storm.py (not installed).
-$(BUILD)/many_agents: bench/many_agents.c $(COMMON_OBJS)
+$(BUILD)/many_agents: bench/many_agents.c $(TUN_OBJS) $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) $(INC_tunnel) -o $@ $^ $(LDLIBS)
 
 # A hostile agent that writes raw frames, for the system tests.
-$(BUILD)/rawagent: tests/tools/rawagent.c $(COMMON_OBJS)
+$(BUILD)/rawagent: tests/tools/rawagent.c $(TUN_OBJS) $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(ALL_CFLAGS) $(INC_tunnel) -o $@ $^ $(LDLIBS)
 
 # The example configs go where the daemons' -h points.
 EXAMPLES := $(wildcard config/examples/*.yaml)

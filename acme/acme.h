@@ -13,7 +13,7 @@
 
 #include "acme_jws.h"
 
-enum acme_chal {			/* same order as enum cfg_challenge */
+enum acme_chal {	/* agent_acme_child.c asserts = cfg_challenge */
 	ACME_CHAL_HTTP01 = 0,
 	ACME_CHAL_TLSALPN01,
 };

@@ -7,7 +7,7 @@
 
 #include <openssl/x509.h>
 
-enum acme_key_type {		/* same order as enum cfg_key_type */
+enum acme_key_type {	/* agent_acme_child.c asserts = cfg_key_type */
 	ACME_KEY_EC_P256 = 0,
 	ACME_KEY_EC_P384,
 	ACME_KEY_RSA_2048,

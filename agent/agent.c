@@ -21,6 +21,7 @@
 #include "agent.h"
 #include "dns.h"
 #include "log.h"
+#include "proc.h"
 
 /* A reload waits this long for its backend names, then fails. */
 #define AGENT_RELOAD_LOOKUP_MS	5000
@@ -141,8 +142,8 @@ main(int argc, char *argv[])
 	}
 	if ((a.tls_ctx = tun_tls_client_ctx(err, sizeof(err))) == NULL)
 		fatalx("%s", err);
-	tun_heap_tune();
-	if ((a.base = tun_base_new()) == NULL)
+	proc_heap_tune();
+	if ((a.base = proc_base_new()) == NULL)
 		fatalx("event_base_new failed");
 	if ((a.dns = dns_new(a.base, err, sizeof(err))) == NULL)
 		fatalx("%s", err);

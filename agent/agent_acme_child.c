@@ -25,6 +25,20 @@
 #include "addr.h"
 #include "agent.h"
 
+/*
+ * The config names challenges and key types without seeing acme/ (and
+ * acme/ without seeing config/); the child hands one to the other by
+ * value, so the values must agree.
+ */
+_Static_assert((int)CFG_CHALLENGE_HTTP01 == (int)ACME_CHAL_HTTP01 &&
+    (int)CFG_CHALLENGE_TLSALPN01 == (int)ACME_CHAL_TLSALPN01,
+    "enum cfg_challenge and enum acme_chal differ");
+_Static_assert((int)CFG_KEY_EC_P256 == (int)ACME_KEY_EC_P256 &&
+    (int)CFG_KEY_EC_P384 == (int)ACME_KEY_EC_P384 &&
+    (int)CFG_KEY_RSA_2048 == (int)ACME_KEY_RSA_2048 &&
+    (int)CFG_KEY_RSA_3072 == (int)ACME_KEY_RSA_3072,
+    "enum cfg_key_type and enum acme_key_type differ");
+
 struct agent_child {
 	int	fd;
 	FILE	*in;

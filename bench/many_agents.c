@@ -39,6 +39,7 @@
 #include "dns.h"
 #include "key.h"
 #include "log.h"
+#include "proc.h"
 #include "tun.h"
 
 struct ma_agent {
@@ -159,8 +160,8 @@ main(int argc, char *argv[])
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	tun_heap_tune();
-	if ((ma.base = tun_base_new()) == NULL)
+	proc_heap_tune();
+	if ((ma.base = proc_base_new()) == NULL)
 		fatalx("event base");
 	if ((ma.dns = dns_new(ma.base, err, sizeof(err))) == NULL ||
 	    (ma.ctx = tun_tls_client_ctx(err, sizeof(err))) == NULL)

@@ -22,6 +22,7 @@
 #include "gw.h"
 #include "log.h"
 #include "mono.h"
+#include "proc.h"
 
 static void	gw_usage(FILE *);
 static void	gw_signal_cb(evutil_socket_t, short, void *);
@@ -116,8 +117,8 @@ main(int argc, char *argv[])
 	gw_raise_nofile();
 	if ((gw.tun_ctx = tun_tls_server_ctx(err, sizeof(err))) == NULL)
 		fatalx("%s", err);
-	tun_heap_tune();
-	if ((gw.base = tun_base_new()) == NULL)
+	proc_heap_tune();
+	if ((gw.base = proc_base_new()) == NULL)
 		fatalx("event_base_new failed");
 	if ((gw.routes = gw_route_new(&gw_tun_route_view)) == NULL)
 		fatalx("out of memory");

@@ -13,11 +13,14 @@
 #include "key.h"
 #include "tun.h"
 
+/* A visitor entry opens streams of its own kind; the tunnel entry none. */
 enum gw_entry {
-	GW_ENTRY_TLS = 1,	/* = TUN_KIND_TLS */
-	GW_ENTRY_HTTP = 2,	/* = TUN_KIND_HTTP */
+	GW_ENTRY_TLS = TUN_KIND_TLS,
+	GW_ENTRY_HTTP = TUN_KIND_HTTP,
 	GW_ENTRY_TUNNEL = 3,
 };
+_Static_assert(GW_ENTRY_TUNNEL != GW_ENTRY_TLS &&
+    GW_ENTRY_TUNNEL != GW_ENTRY_HTTP, "enum gw_entry values collide");
 
 struct gw_listener {
 	struct gw		*gw;

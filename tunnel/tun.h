@@ -155,11 +155,6 @@ uint32_t	 tun_stream_id(const struct tun_stream *);
 void		 tun_stream_bytes(const struct tun_stream *, uint64_t *in,
 		    uint64_t *out);
 
-/* An event base for a relaying daemon (both daemons use one). */
-struct event_base *tun_base_new(void);
-/* Heap settings for a relaying daemon: call once at start. */
-void		 tun_heap_tune(void);
-
 /* TLS contexts for the tunnel (tun_tls.c).  NULL on failure, err set. */
 SSL_CTX		*tun_tls_server_ctx(char *err, size_t errlen);
 SSL_CTX		*tun_tls_client_ctx(char *err, size_t errlen);

@@ -21,6 +21,7 @@
 #include "addr.h"
 #include "key.h"
 #include "log.h"
+#include "proc.h"
 #include "sock.h"
 #include "tun_priv.h"
 
@@ -103,7 +104,7 @@ main(int argc, char *argv[])
 	if ((fd = socket(ss.ss_family, SOCK_STREAM, 0)) == -1 ||
 	    connect(fd, (struct sockaddr *)&ss, sslen) == -1)
 		fatal("connect %s", argv[3]);
-	if ((base = tun_base_new()) == NULL ||
+	if ((base = proc_base_new()) == NULL ||
 	    (ctx = tun_tls_client_ctx(err, sizeof(err))) == NULL ||
 	    (ssl = SSL_new(ctx)) == NULL)
 		fatalx("setup: %s", err);
