@@ -129,9 +129,10 @@ FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined $(INC) \
 	$(PKG_CFLAGS) -D_GNU_SOURCE $(WARN)
 FUZZ_sni   := gateway/gw_sni.c lib/name.c
 FUZZ_http  := gateway/gw_http.c lib/name.c
-FUZZ_frame := tunnel/tun_frame.c lib/name.c
+FUZZ_frame := tunnel/tun_frame.c lib/name.c lib/log.c lib/mono.c
 FUZZ_cfg   := $(wildcard config/*.c) $(wildcard lib/*.c)
-FUZZ_acme  := acme/acme_parse.c acme/acme_crypto.c acme/acme_jws.c
+FUZZ_acme  := acme/acme_parse.c acme/acme_crypto.c acme/acme_jws.c \
+	lib/log.c lib/mono.c
 
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_$$*)
 	@mkdir -p build-fuzz
