@@ -53,7 +53,7 @@ ACME_OBJS   := $(call obj,$(ACME_SRCS))
 BINS := $(BUILD)/porch-gateway $(BUILD)/porch-agent $(BUILD)/porchctl
 
 # Unit tests: each links lib/ and only the module it tests.
-UNIT_TESTS := sni http frame bio cfg jws acme log route proxy
+UNIT_TESTS := sni http frame bio cfg jws acme log route proxy backoff
 TEST_sni_OBJS   := $(call obj,gateway/gw_sni.c)
 TEST_http_OBJS  := $(call obj,gateway/gw_http.c)
 TEST_frame_OBJS := $(call obj,tunnel/tun_frame.c)
@@ -63,6 +63,7 @@ TEST_jws_OBJS   := $(call obj,acme/acme_jws.c)
 TEST_acme_OBJS  := $(call obj,$(filter-out acme/acme.c acme/acme_http.c,$(ACME_SRCS)))
 TEST_route_OBJS := $(call obj,gateway/gw_route.c tunnel/tun_frame.c)
 TEST_proxy_OBJS := $(call obj,agent/agent_proxy.c)
+TEST_backoff_OBJS :=
 LIB_OBJS        := $(call obj,$(wildcard lib/*.c))
 UNIT_BINS := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
