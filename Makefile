@@ -70,7 +70,7 @@ BINS := $(BUILD)/porch-gateway $(BUILD)/porch-agent $(BUILD)/porchctl
 
 # Unit tests: each links lib/ and only the module it tests, and sees
 # the headers its module sees.
-UNIT_TESTS := sni http frame bio cfg jws acme log route proxy
+UNIT_TESTS := sni http frame bio cfg jws acme log route proxy backoff
 TEST_sni_OBJS   := $(call obj,gateway/gw_sni.c)
 TEST_http_OBJS  := $(call obj,gateway/gw_http.c)
 TEST_frame_OBJS := $(call obj,tunnel/tun_frame.c)
@@ -80,6 +80,7 @@ TEST_jws_OBJS   := $(call obj,acme/acme_jws.c)
 TEST_acme_OBJS  := $(call obj,$(filter-out acme/acme.c acme/acme_http.c,$(ACME_SRCS)))
 TEST_route_OBJS := $(call obj,gateway/gw_route.c tunnel/tun_frame.c)
 TEST_proxy_OBJS := $(call obj,agent/agent_proxy.c)
+TEST_backoff_OBJS :=
 TEST_sni_INC    := $(INC_gateway)
 TEST_http_INC   := $(INC_gateway)
 TEST_frame_INC  := $(INC_tunnel)
@@ -90,6 +91,7 @@ TEST_acme_INC   := $(INC_acme)
 TEST_log_INC    := $(INC_lib)
 TEST_route_INC  := $(INC_gateway)
 TEST_proxy_INC  := $(INC_agent)
+TEST_backoff_INC := $(INC_lib)
 UNIT_BINS := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
 FUZZERS := sni http frame cfg acme
@@ -156,9 +158,10 @@ FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined \
 	$(PKG_CFLAGS) -D_GNU_SOURCE $(WARN)
 FUZZ_sni   := gateway/gw_sni.c lib/name.c
 FUZZ_http  := gateway/gw_http.c lib/name.c
-FUZZ_frame := tunnel/tun_frame.c lib/name.c
+FUZZ_frame := tunnel/tun_frame.c lib/name.c lib/log.c lib/mono.c
 FUZZ_cfg   := $(CFG_SRCS) $(LIB_SRCS)
-FUZZ_acme  := acme/acme_parse.c acme/acme_crypto.c acme/acme_jws.c
+FUZZ_acme  := acme/acme_parse.c acme/acme_crypto.c acme/acme_jws.c \
+	lib/log.c lib/mono.c
 # A target is built in one compiler run: its module's layer's headers.
 FUZZ_sni_INC   := $(INC_gateway)
 FUZZ_http_INC  := $(INC_gateway)

@@ -107,7 +107,6 @@ static int	 acme_sleep(unsigned, uint64_t, const char *,
 static void	 acme_err(struct acme_error *, enum acme_err_kind,
 		    const char *, ...) __attribute__((format(printf, 3, 4)));
 static void	 acme_err_bad(struct acme_error *, const char *);
-static char	*acme_clean(char *, size_t, const char *);
 
 struct acme *
 acme_new(const struct acme_opts *o, struct acme_key *key,
@@ -185,7 +184,7 @@ acme_directory(struct acme *a, struct acme_error *e)
 		return -1;
 	if (r.nonce[0] != '\0')
 		strcpy(a->nonce, r.nonce);
-	acme_clean(url, sizeof(url), a->directory);
+	acme_parse_clean(url, sizeof(url), a->directory);
 	if (r.status != 200) {
 		acme_err(e, ACME_ERR_CA, "the CA answered HTTP %ld for the "
 		    "directory %s; check acme.directory", r.status, url);
@@ -747,7 +746,8 @@ acme_authz_fetch(struct acme *a, struct acme_authz *az,
 			break;
 	if (i == n) {
 		acme_err(e, ACME_ERR_CA, "the CA sent an authorization for %s, "
-		    "which was not ordered", acme_clean(nm, sizeof(nm), name));
+		    "which was not ordered",
+		    acme_parse_clean(nm, sizeof(nm), name));
 		goto out;
 	}
 	if ((az->name = strdup(names[i])) == NULL)
@@ -782,7 +782,7 @@ acme_authz_fetch(struct acme *a, struct acme_authz *az,
 			snprintf(offered + len, sizeof(offered) - len, "%s%s",
 			    len > 0 ? ", " : "", t);
 		}
-		acme_clean(nm, sizeof(nm), offered);
+		acme_parse_clean(nm, sizeof(nm), offered);
 		acme_err(e, ACME_ERR_CA, "the CA offers no challenge porch can "
 		    "answer for %s (it offers %s); check acme.challenge",
 		    az->name, nm[0] != '\0' ? nm : "none");
@@ -849,7 +849,8 @@ acme_authz_poll(struct acme *a, struct acme_authz *az, size_t naz,
 		if (publish(&ch, 1, msg, sizeof(msg), arg) == -1) {
 			acme_err(e, ACME_ERR_LOCAL, "cannot publish the %s "
 			    "answer for %s: %s", acme_chal_name(ch.type),
-			    ch.name, acme_clean(m, sizeof(m), msg));
+			    ch.name,
+			    acme_parse_clean(m, sizeof(m), msg));
 			return -1;
 		}
 		az[i].published = 1;
@@ -1153,10 +1154,4 @@ acme_err_bad(struct acme_error *e, const char *what)
 {
 	acme_err(e, ACME_ERR_CA, "the CA's answer to %s is malformed; check "
 	    "that acme.directory is an RFC 8555 (ACME v2) directory", what);
-}
-
-static char *
-acme_clean(char *dst, size_t len, const char *src)
-{
-	return acme_parse_clean(dst, len, src);
 }

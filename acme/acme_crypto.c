@@ -24,6 +24,7 @@
 #include <openssl/x509v3.h>
 
 #include "acme_crypto.h"
+#include "log.h"
 #include "acme_jws.h"
 
 #define ACME_CRYPTO_PEM_MAX	(1024 * 1024)
@@ -185,14 +186,8 @@ acme_cert_info(const char *pem, struct acme_cert_info *ci, char *err,
 		goto nomem;
 	if (X509_NAME_print_ex(bio, X509_get_issuer_name(x), 0,
 	    XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0 &&
-	    (n = BIO_get_mem_data(bio, &data)) > 0) {
-		len = n < (long)sizeof(ci->issuer) ? (int)n :
-		    (int)sizeof(ci->issuer) - 1;
-		for (i = 0; i < len; i++)
-			ci->issuer[i] = (unsigned char)data[i] < ' ' ||
-			    (unsigned char)data[i] >= 0x7f ? '?' : data[i];
-		ci->issuer[len] = '\0';
-	}
+	    (n = BIO_get_mem_data(bio, &data)) > 0)
+		log_escape(ci->issuer, sizeof(ci->issuer), data, (size_t)n);
 	BIO_free(bio);
 	if (acme_crypto_ari_id(x, ci->ari_id, sizeof(ci->ari_id)) == -1)
 		ci->ari_id[0] = '\0';

@@ -21,6 +21,7 @@
 
 #include "acme_http.h"
 #include "acme_parse.h"
+#include "log.h"
 
 #define ACME_PARSE_DETAIL_MAX	400	/* of a problem's detail, in msg */
 #define ACME_PARSE_LINK_MAX	8192	/* one Link header value */
@@ -355,22 +356,11 @@ acme_parse_link(const char *v, const char *rel)
 	}
 }
 
-/* Copy src into dst as one printable line, for messages. */
+/* log_escape of a C string (NULL: empty), for the CA's text in messages. */
 char *
 acme_parse_clean(char *dst, size_t len, const char *src)
 {
-	size_t	i = 0;
-
-	if (len == 0)
-		return dst;
-	for (; src != NULL && *src != '\0' && i + 1 < len; src++) {
-		if ((unsigned char)*src < ' ' || (unsigned char)*src >= 0x7f)
-			dst[i++] = '?';
-		else
-			dst[i++] = *src;
-	}
-	dst[i] = '\0';
-	return dst;
+	return log_escape(dst, len, src, src != NULL ? strlen(src) : 0);
 }
 
 /* o[key] if it is a string of 1..max printable bytes. */

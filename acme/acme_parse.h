@@ -60,7 +60,7 @@ unsigned	 acme_parse_retry_after(const char *, time_t now);
  * ("<url>;rel=\"up\", <url2>;rel=alternate"); caller frees, NULL: none.
  */
 char		*acme_parse_link(const char *value, const char *rel);
-/* src as one printable line (others become '?'), truncated; returns dst. */
+/* src as one printable line (log_escape), truncated; returns dst. */
 char		*acme_parse_clean(char *dst, size_t len, const char *src);
 
 /* o[key] if it is a string of 1..max printable bytes, else NULL. */

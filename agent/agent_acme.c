@@ -40,6 +40,7 @@
 #include "acme_crypto.h"
 #include "acme_store.h"
 #include "agent.h"
+#include "backoff.h"
 #include "log.h"
 
 #define ACME_JOB_MAX_S		(15 * 60)	/* kill a stuck child */
@@ -1035,16 +1036,11 @@ agent_acme_backoff(const struct agent_acme *m, unsigned failures,
     unsigned retry_s)
 {
 	const struct cfg_acme	*cf = m->a->cfg->acme;
-	uint64_t		 ms = cf->retry_min_ms;
-	unsigned		 i;
+	uint64_t		 ms;
 
-	for (i = 1; i < failures && ms < cf->retry_max_ms; i++)
-		ms *= 2;
-	if (ms > cf->retry_max_ms)
-		ms = cf->retry_max_ms;
-	/* Between half and all of it: replicas that failed together do
-	 * not come back together. */
-	ms = ms / 2 + arc4random_uniform((uint32_t)(ms / 2 + 1));
+	/* Jittered: replicas that failed together do not come back
+	 * together. */
+	ms = backoff_delay(failures, cf->retry_min_ms, cf->retry_max_ms);
 	if (ms < (uint64_t)retry_s * 1000)
 		ms = (uint64_t)retry_s * 1000;
 	return (unsigned)((ms + 999) / 1000);

@@ -20,6 +20,7 @@
 #include <yaml.h>
 
 #include "cfg_tree.h"
+#include "log.h"
 #include "xmalloc.h"
 
 #define CFG_DEPTH_MAX	32	/* nesting; the schemas need 4 */
@@ -548,25 +549,13 @@ node_free(struct cfg_node *n)
 
 
 
-/* Quote untrusted text for a message: printable ASCII, the rest \xNN. */
+/* Quote untrusted text for a message: log_escape, cut at CFG_ESC_MAX. */
 static char *
 escape(char *dst, size_t dstlen, const char *s, size_t len)
 {
-	const unsigned char	*u = (const unsigned char *)s;
-	size_t			 i, o = 0;
-
-	for (i = 0; i < len && i < CFG_ESC_MAX && o + 5 < dstlen; i++) {
-		if (u[i] >= 0x20 && u[i] < 0x7f && u[i] != '\\' &&
-		    u[i] != '\'')
-			dst[o++] = (char)u[i];
-		else
-			o += snprintf(dst + o, dstlen - o, "\\x%02x", u[i]);
-	}
-	if (i < len && o + 4 < dstlen) {
-		memcpy(dst + o, "...", 3);
-		o += 3;
-	}
-	dst[o] = '\0';
+	log_escape(dst, dstlen - 3, s, len < CFG_ESC_MAX ? len : CFG_ESC_MAX);
+	if (len > CFG_ESC_MAX)
+		memcpy(dst + strlen(dst), "...", 4);	/* room kept above */
 	return dst;
 }
 

@@ -14,7 +14,6 @@
 #include <strings.h>
 #include <time.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 
 #include "acme.h"
@@ -421,48 +420,6 @@ ctl_cert_time(time_t t, char *buf, size_t len)
 	return buf;
 }
 
-struct ctl_cert_buf {
-	char	*p;
-	size_t	 len;
-};
-
-static size_t
-ctl_cert_body(char *data, size_t size, size_t n, void *arg)
-{
-	struct ctl_cert_buf	*b = arg;
-	char			*p;
-
-	if (b->len + size * n > 1024 * 1024)
-		return 0;	/* an admin answer is small */
-	if ((p = realloc(b->p, b->len + size * n + 1)) == NULL)
-		return 0;
-	memcpy(p + b->len, data, size * n);
-	b->p = p;
-	b->len += size * n;
-	p[b->len] = '\0';
-	return size * n;
-}
-
-/* "Porch-Order: N": the id of the order the agent's answer is about. */
-static size_t
-ctl_cert_header(char *data, size_t size, size_t n, void *arg)
-{
-	unsigned long long	*order = arg;
-	const char		*name = "Porch-Order:";
-	char			 v[32], *end;
-	size_t			 len = size * n, k = strlen(name);
-
-	if (len > k && len - k < sizeof(v) && strncasecmp(data, name,
-	    k) == 0) {
-		memcpy(v, data + k, len - k);
-		v[len - k] = '\0';
-		*order = strtoull(v, &end, 10);
-		if (end == v || strspn(end, " \t\r\n") != strlen(end))
-			*order = 0;
-	}
-	return len;
-}
-
 /*
  * One request to the agent's admin listener: POST path with the admin
  * secret (secret not NULL) or GET /status.  Returns the parsed status,
@@ -474,60 +431,30 @@ static json_t *
 ctl_cert_agent(const char *admin, const char *path, const char *secret,
     unsigned long long *order, char *err, size_t errlen)
 {
-	struct ctl_cert_buf	 b = { NULL, 0 };
-	struct curl_slist	*hdrs = NULL, *h;
-	CURL			*c;
-	CURLcode		 rc;
+	struct ctl_answer	 a;
 	json_t			*o = NULL;
 	json_error_t		 je;
-	char			 url[512], auth[128];
-	long			 status = 0;
+	char			 why[128];
 	int			 post = secret != NULL;
 
-	snprintf(url, sizeof(url), "http://%s%s", admin, path);
-	if ((c = curl_easy_init()) == NULL) {
-		snprintf(err, errlen, "out of memory");
+	if (ctl_admin_request(admin, path, secret, &a, why,
+	    sizeof(why)) == -1) {
+		snprintf(err, errlen, "cannot reach the agent at %s: %s (is it "
+		    "running, and is this its 'admin:' address?)", admin, why);
 		return NULL;
 	}
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, ctl_cert_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	if (post) {
-		*order = 0;
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-		curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, ctl_cert_header);
-		curl_easy_setopt(c, CURLOPT_HEADERDATA, order);
-		snprintf(auth, sizeof(auth), "Authorization: Bearer %s",
-		    secret);
-		if ((h = curl_slist_append(NULL, auth)) == NULL) {
-			snprintf(err, errlen, "out of memory");
-			curl_easy_cleanup(c);
-			return NULL;
-		}
-		hdrs = h;
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-	}
-	if ((rc = curl_easy_perform(c)) != CURLE_OK)
-		snprintf(err, errlen, "cannot reach the agent at %s: %s (is it "
-		    "running, and is this its 'admin:' address?)", admin,
-		    curl_easy_strerror(rc));
-	else {
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-		if (post && status == 202)
-			o = json_string(b.p != NULL ? b.p : "");
-		else if (post)
-			snprintf(err, errlen, "the agent refused: %s",
-			    b.p != NULL ? b.p : "(no reason given)");
-		else if ((o = json_loads(b.p != NULL ? b.p : "", 0,
-		    &je)) == NULL)
-			snprintf(err, errlen, "the agent's status is not JSON: "
-			    "%s", je.text);
-	}
-	curl_easy_cleanup(c);
-	curl_slist_free_all(hdrs);
-	explicit_bzero(auth, sizeof(auth));
-	free(b.p);
+	if (post)
+		*order = a.order;
+	if (post && a.status == 202)
+		o = json_string(a.body != NULL ? a.body : "");
+	else if (post)
+		snprintf(err, errlen, "the agent refused: %s",
+		    a.body != NULL ? a.body : "(no reason given)");
+	else if ((o = json_loads(a.body != NULL ? a.body : "", 0,
+	    &je)) == NULL)
+		snprintf(err, errlen, "the agent's status is not JSON: %s",
+		    je.text);
+	ctl_answer_free(&a);
 	if (o == NULL)
 		err[strcspn(err, "\n")] = '\0';
 	return o;

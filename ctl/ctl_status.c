@@ -3,25 +3,19 @@
  * porchctl status: fetch a gateway's /status from its admin listener and
  * print it for people: agents, peers, then every route with its replicas
  * (local agents, or a peer gateway) and why each one is or is not in
- * use.  A plain HTTP/1.0 GET over loopback with a deadline; --json
- * prints the document as it came.
+ * use.  A GET through ctl_admin_request (connect and total deadlines);
+ * --json prints the document as it came.
  */
 
 #include <sys/socket.h>
-#include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <jansson.h>
 
 #include "addr.h"
 #include "ctl.h"
-
-#define CTL_STATUS_MAX		(4 * 1024 * 1024)
-#define CTL_STATUS_TIMEOUT_MS	5000
 
 static char	*ctl_fetch(const char *, char *, size_t);
 static void	 ctl_print(json_t *);
@@ -62,75 +56,31 @@ ctl_fetch(const char *addr, char *err, size_t errlen)
 {
 	struct sockaddr_storage	 ss;
 	socklen_t		 sslen;
-	struct pollfd		 pfd;
-	char			 why[128], *buf = NULL, *body;
-	size_t			 len = 0, cap = 0;
-	ssize_t			 n;
-	int			 fd;
+	struct ctl_answer	 a;
+	char			 why[128];
 
 	if (addr_parse_numeric(addr, &ss, &sslen, why, sizeof(why)) == -1) {
 		snprintf(err, errlen, "admin address '%s': %s (for example "
 		    "127.0.0.1:9900)", addr, why);
 		return NULL;
 	}
-	if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
-	    connect(fd, (struct sockaddr *)&ss, sslen) == -1) {
-		snprintf(err, errlen, "connect %s: %s (is 'admin:' set in the "
-		    "gateway config, and the gateway running?)", addr,
-		    strerror(errno));
-		if (fd != -1)
-			close(fd);
+	if (ctl_admin_request(addr, "/status", NULL, &a, why,
+	    sizeof(why)) == -1) {
+		snprintf(err, errlen, "%s: %s (is 'admin:' set in the gateway "
+		    "config, and the gateway running?)", addr, why);
 		return NULL;
 	}
-	dprintf(fd, "GET /status HTTP/1.0\r\nHost: %s\r\n\r\n", addr);
-	pfd.fd = fd;
-	pfd.events = POLLIN;
-	for (;;) {
-		if (poll(&pfd, 1, CTL_STATUS_TIMEOUT_MS) != 1) {
-			snprintf(err, errlen, "%s: no answer in time", addr);
-			goto fail;
-		}
-		if (len + 65536 + 1 > cap) {
-			char *nb;
-
-			cap = cap ? cap * 2 : 131072;
-			if (cap > CTL_STATUS_MAX || (nb = realloc(buf, cap)) ==
-			    NULL) {
-				snprintf(err, errlen, "%s: answer too large",
-				    addr);
-				goto fail;
-			}
-			buf = nb;
-		}
-		if ((n = read(fd, buf + len, 65536)) < 0) {
-			snprintf(err, errlen, "%s: %s", addr, strerror(errno));
-			goto fail;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	if (buf == NULL)
-		goto empty;
-	buf[len] = '\0';
-	if (strncmp(buf, "HTTP/1.", 7) != 0 || strncmp(buf + 8, " 200", 4)) {
-		snprintf(err, errlen, "%s answered: %.60s", addr, buf);
-		free(buf);
+	if (a.status != 200) {
+		snprintf(err, errlen, "%s answered HTTP %ld: %.60s", addr,
+		    a.status, a.body != NULL ? a.body : "");
+		ctl_answer_free(&a);
 		return NULL;
 	}
-	if ((body = strstr(buf, "\r\n\r\n")) == NULL)
-		goto empty;
-	memmove(buf, body + 4, strlen(body + 4) + 1);
-	return buf;
-empty:
-	free(buf);
-	snprintf(err, errlen, "%s: empty answer", addr);
-	return NULL;
-fail:
-	free(buf);
-	close(fd);
-	return NULL;
+	if (a.body == NULL) {
+		snprintf(err, errlen, "%s: empty answer", addr);
+		return NULL;
+	}
+	return a.body;
 }
 
 static const char *

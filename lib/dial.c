@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "addr.h"
+#include "backoff.h"
 #include "dial.h"
 #include "dns.h"
 #include "log.h"
@@ -132,16 +133,11 @@ dial_later_floor(struct dial *d, const char *why, unsigned floor_ms)
 {
 	struct timeval	 tv;
 	uint64_t	 delay;
-	unsigned	 shift;
 	char		 msg[1024];	/* a peer key refusal: two keys */
 
 	snprintf(msg, sizeof(msg), "%s", why);	/* may be last_error */
 	dial_cancel(d);
-	shift = d->failures < 16 ? d->failures : 16;
-	delay = (uint64_t)d->p.min_ms << shift;
-	if (delay > d->p.max_ms)
-		delay = d->p.max_ms;
-	delay = delay / 2 + randombytes_uniform((uint32_t)(delay / 2 + 1));
+	delay = backoff_delay(d->failures + 1, d->p.min_ms, d->p.max_ms);
 	if (delay < floor_ms)
 		delay = floor_ms + randombytes_uniform(floor_ms / 4 + 1);
 	d->failures++;

@@ -189,7 +189,7 @@ log_escape(char *dst, size_t dstlen, const void *src, size_t srclen)
 	if (dstlen == 0)
 		return dst;
 	for (i = 0; i < srclen; i++) {
-		if (s[i] >= 0x21 && s[i] < 0x7f && s[i] != '\\') {
+		if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\') {
 			if (o + 1 >= dstlen)
 				break;
 			dst[o++] = s[i];

@@ -40,8 +40,11 @@ int	log_ratelimit(struct log_ratelimit *rl, const char *, ...)
 
 /*
  * Copy untrusted bytes into dst as printable ASCII, escaping everything
- * else as \xNN, so peer-supplied strings cannot forge log lines.  Always
- * NUL-terminates; returns dst.
+ * else (and the backslash, so an escape cannot be faked) as \xNN, so
+ * peer-supplied strings cannot forge log lines or reach a terminal as
+ * control bytes.  The one sanitizer for logs, messages and status text.
+ * Cuts at a whole character when dst is full; always NUL-terminates;
+ * returns dst.
  */
 char	*log_escape(char *dst, size_t dstlen, const void *src, size_t srclen);
 

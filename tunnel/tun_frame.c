@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "log.h"
 #include "tun_frame.h"
 
 static uint32_t	get32(const uint8_t *);
@@ -227,7 +228,7 @@ int
 tun_reason_parse(const struct tun_frame *f, int goaway, struct tun_reason *r)
 {
 	const uint8_t	*p = f->payload;
-	size_t		 need = goaway ? 8 : 4, ml, i;
+	size_t		 need = goaway ? 8 : 4, ml;
 
 	if (f->type != (goaway ? TUN_GOAWAY : TUN_RESET) || f->len < need ||
 	    (goaway ? f->stream != 0 : f->stream == 0))
@@ -242,9 +243,8 @@ tun_reason_parse(const struct tun_frame *f, int goaway, struct tun_reason *r)
 	ml = f->len - need;
 	if (ml > TUN_MSG_MAX)
 		ml = TUN_MSG_MAX;
-	for (i = 0; i < ml; i++)
-		r->msg[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
-	r->msg[ml] = '\0';
+	/* Only ever logged: keep it printable rather than refuse it. */
+	log_escape(r->msg, sizeof(r->msg), p, ml);
 	return 0;
 }
 

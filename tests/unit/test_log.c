@@ -167,11 +167,22 @@ test_log_escape(void **state)
 	char	buf[16];
 
 	(void)state;
+	/* Space through '~' are kept, the backslash is escaped. */
 	assert_string_equal(log_escape(buf, sizeof(buf), "a b\\\x01", 5),
-	    "a\\x20b\\x5c\\x01");
+	    "a b\\x5c\\x01");
+	assert_string_equal(log_escape(buf, sizeof(buf), " ~\x1f\x7f", 4),
+	    " ~\\x1f\\x7f");
+	/* A newline cannot start a forged line; high bytes are escaped. */
+	assert_string_equal(log_escape(buf, sizeof(buf), "x\ny\r\xff", 5),
+	    "x\\x0ay\\x0d\\xff");
+	/* NULs are data, not the end: srclen counts. */
+	assert_string_equal(log_escape(buf, sizeof(buf), "a\0b", 3),
+	    "a\\x00b");
 	/* Never a partial escape, always terminated. */
 	assert_string_equal(log_escape(buf, 6, "\x7f\x7f", 2), "\\x7f");
+	assert_string_equal(log_escape(buf, 4, "abcdef", 6), "abc");
 	assert_string_equal(log_escape(buf, 1, "abc", 3), "");
+	assert_ptr_equal(log_escape(buf, 0, "abc", 3), buf);
 }
 
 /* A burst is one line; after the interval, one line with the count. */
