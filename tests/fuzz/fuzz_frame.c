@@ -199,11 +199,19 @@ check_reason(const struct tun_frame *f, int goaway)
 		return;
 	CHECK(strlen(a.msg) <= TUN_MSG_MAX);
 	CHECK(goaway || a.last_stream == 0);
+	for (n1 = 0; a.msg[n1] != '\0'; n1++)
+		CHECK(a.msg[n1] >= 0x20 && a.msg[n1] <= 0x7e);
 	n1 = tun_reason_encode(&a, goaway, enc1);
-	CHECK(n1 <= TUN_MAX_PAYLOAD && n1 <= f->len);
+	CHECK(n1 <= TUN_MAX_PAYLOAD);
 	reframe(&g, f, enc1, n1);
 	CHECK(tun_reason_parse(&g, goaway, &b) == 0);
 	CHECK(a.code == b.code && a.last_stream == b.last_stream);
+	/* The text is escaped for logs (a byte outside 0x20-0x7e, and the
+	 * backslash, become \xNN), so only text that needed no escape reads
+	 * back the same. */
+	if (strchr(a.msg, '\\') != NULL)
+		return;
+	CHECK(n1 <= f->len);
 	CHECK(strcmp(a.msg, b.msg) == 0);
 	n2 = tun_reason_encode(&b, goaway, enc2);
 	CHECK(n1 == n2 && memcmp(enc1, enc2, n1) == 0);
