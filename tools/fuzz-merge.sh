@@ -10,7 +10,8 @@ for t in "$@"; do
 	merged=build-fuzz/merged-$t
 	rm -rf "$merged"
 	mkdir -p "$merged" "build-fuzz/corpus-$t" "$seeds/found"
-	build-fuzz/fuzz_$t -merge=1 -max_len=20000 "$merged" "$seeds" \
+	build-fuzz/fuzz_$t -merge=1 -max_len=20000 \
+	    -artifact_prefix="build-fuzz/crash-$t-" "$merged" "$seeds" \
 	    "build-fuzz/corpus-$t" >"build-fuzz/merge-$t.log" 2>&1 || {
 		tail -20 "build-fuzz/merge-$t.log"; exit 1; }
 	# libFuzzer names each input by its SHA-1: drop the seeds' copies.
@@ -18,6 +19,12 @@ for t in "$@"; do
 		[ -f "$f" ] || continue
 		rm -f "$merged/$(sha1sum "$f" | cut -d' ' -f1)"
 	done
+	# An input that crashed is not merged: say so, it is a finding.
+	if ls build-fuzz/crash-$t-* >/dev/null 2>&1; then
+		echo "fuzz_$t: inputs crashed during the merge:" \
+		    build-fuzz/crash-$t-*
+		exit 1
+	fi
 	rm -f "$seeds"/found/*
 	cp "$merged"/* "$seeds/found/" 2>/dev/null || true
 	echo "fuzz_$t: $(ls "$seeds" | grep -vc '^found$') seeds," \
