@@ -8,10 +8,10 @@ set -e
 for t in "$@"; do
 	seeds=tests/fuzz/corpus/$t
 	merged=build-fuzz/merged-$t
-	rm -rf "$merged"
+	rm -rf "$merged" build-fuzz/merge-crash-$t-*
 	mkdir -p "$merged" "build-fuzz/corpus-$t" "$seeds/found"
 	build-fuzz/fuzz_$t -merge=1 -max_len=20000 \
-	    -artifact_prefix="build-fuzz/crash-$t-" "$merged" "$seeds" \
+	    -artifact_prefix="build-fuzz/merge-crash-$t-" "$merged" "$seeds" \
 	    "build-fuzz/corpus-$t" >"build-fuzz/merge-$t.log" 2>&1 || {
 		tail -20 "build-fuzz/merge-$t.log"; exit 1; }
 	# libFuzzer names each input by its SHA-1: drop the seeds' copies.
@@ -20,9 +20,9 @@ for t in "$@"; do
 		rm -f "$merged/$(sha1sum "$f" | cut -d' ' -f1)"
 	done
 	# An input that crashed is not merged: say so, it is a finding.
-	if ls build-fuzz/crash-$t-* >/dev/null 2>&1; then
+	if ls build-fuzz/merge-crash-$t-* >/dev/null 2>&1; then
 		echo "fuzz_$t: inputs crashed during the merge:" \
-		    build-fuzz/crash-$t-*
+		    build-fuzz/merge-crash-$t-*
 		exit 1
 	fi
 	rm -f "$seeds"/found/*
