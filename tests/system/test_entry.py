@@ -11,37 +11,11 @@ import subprocess
 import urllib.request
 
 from conftest import GATEWAY, Gateway, free_port
+# The raw-socket helpers of the routing tests, not a copy of them.
+from test_routing import connect, http_body, http_status, recv_until_eof
 
 
 HOST = "app.example.test"
-
-
-def connect(port, timeout=5.0):
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    return s
-
-
-def recv_until_eof(s, limit=1 << 20):
-    buf = b""
-    try:
-        while len(buf) < limit:
-            b = s.recv(65536)
-            if not b:
-                break
-            buf += b
-    except ConnectionResetError:
-        pass
-    return buf
-
-
-def http_status(resp):
-    m = re.match(rb"HTTP/1\.[01] (\d{3}) ", resp)
-    assert m, resp[:200]
-    return int(m.group(1))
-
-
-def http_body(resp):
-    return resp.split(b"\r\n\r\n", 1)[1]
 
 
 def http_visit(port, raw):
@@ -76,7 +50,7 @@ def https_get_with_record_versions(port, ca, versions, timeout=5.0):
     ctx = ssl.create_default_context(cafile=ca.crt)
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = ctx.wrap_bio(incoming, outgoing, server_hostname=HOST)
-    with connect(port, timeout) as s:
+    with connect(port, timeout=timeout) as s:
         first = True
         while True:
             try:
