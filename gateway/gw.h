@@ -267,6 +267,17 @@ struct gw_tun *gw_route_lookup(struct gw_route_table *, const char *name,
 /* Each name with a usable local claim, and the union of its kinds. */
 void	gw_route_foreach(struct gw_route_table *,
 	    void (*)(const char *name, uint8_t kinds, void *), void *);
+/*
+ * Changes, for the peers: once tracking is on, every name whose kinds
+ * (as gw_route_foreach gives them) may have changed is kept until
+ * gw_route_changes hands it to cb, with kinds 0 when none is left, and
+ * forgets it.  Off: none is kept.  A claimant whose state changed
+ * (ready, draining) is reported with gw_route_touch_tun.
+ */
+void	gw_route_track(struct gw_route_table *, int on);
+void	gw_route_touch_tun(struct gw_route_table *, struct gw_tun *);
+size_t	gw_route_changes(struct gw_route_table *,
+	    void (*)(const char *name, uint8_t kinds, void *), void *);
 /* Every route, its replicas and why each is used or not (jansson). */
 struct json_t;
 struct json_t *gw_route_status(struct gw_route_table *);

@@ -38,6 +38,7 @@
 #include "gw.h"
 #include "log.h"
 #include "mono.h"
+#include "ntab.h"
 
 /*
  * What we announce: a full set to each peer every few periods, and in
@@ -49,7 +50,6 @@
 #define GW_PEER_FULL_BUDGET	(64 * 1024)
 #define GW_PEER_COALESCE_US	5000	/* changes: at most this often */
 #define GW_PEER_SYNC_SHARE	20	/* and a sync in 1/20 of that */
-#define GW_PEER_MIN_BUCKETS	256
 /*
  * A peer's TTL is cut to this many of its full-set intervals, as we
  * would send them (GW_PEER_FULL_BUDGET, our timeouts.announce) for a
@@ -96,32 +96,27 @@ struct gw_peer {
  * ours as we last announced it.
  */
 struct gw_peer_name {
-	struct gw_peer_name	*next;		/* hash chain */
+	struct ntab_entry	 te;		/* hash: name_hash() */
 	TAILQ_ENTRY(gw_peer_name) pentry;	/* its peer's list, or ours */
 	struct gw_peer		*peer;
 	uint64_t		 seen;		/* mono ms, last announced */
 	uint32_t		 ttl;		/* as it said (see expiry) */
 	uint64_t		 gen;
-	unsigned		 hash;		/* name_hash() */
 	uint8_t			 kinds;
 	uint8_t			 trust;		/* enum gw_peer_trust */
 	char			 name[];
 };
 TAILQ_HEAD(gw_peer_name_list, gw_peer_name);
 
-/* Chained hash of names, grown as it fills. */
-struct gw_peer_table {
-	struct gw_peer_name	**buckets;
-	size_t			 nbuckets;	/* a power of two, or 0 */
-	size_t			 count;
-};
+#define GW_PEER_NAME(e)	NTAB_ITEM(e, struct gw_peer_name, te)
 
 struct gw_peers {
 	TAILQ_HEAD(, gw_peer)	 list;
-	struct gw_peer_table	 in;		/* learned from peers */
-	struct gw_peer_table	 out;		/* ours, as announced */
+	struct ntab		 in;		/* learned from peers */
+	struct ntab		 out;		/* ours, as announced */
 	struct gw_peer_name_list outlist;	/* the same, in order */
-	uint64_t		 out_gen;	/* of the last sync */
+	uint64_t		 out_gen;	/* of the last full sync */
+	int			 out_synced;	/* once: a full sync */
 	size_t			 out_bytes;	/* a full set's entries */
 	struct event		*timer;		/* full sets and expiry */
 	unsigned		 timer_ms;	/* its period */
@@ -155,7 +150,8 @@ static void	gw_peer_timer_cb(evutil_socket_t, short, void *);
 static void	gw_peer_change_cb(evutil_socket_t, short, void *);
 static void	gw_peer_announce(struct gw *, int);
 static unsigned	gw_peer_full_periods(struct gw_peers *);
-static void	gw_peer_sync(struct gw *, struct gw_peer_ann *);
+static int	gw_peer_full_due(struct gw *, int, uint64_t);
+static void	gw_peer_sync(struct gw *, struct gw_peer_ann *, int);
 static void	gw_peer_sync_one(const char *, uint8_t, void *);
 static void	gw_peer_ann_init(struct gw_peer_ann *, uint32_t, int);
 static void	gw_peer_ann_add(struct gw_peer_ann *, const char *, uint8_t);
@@ -166,12 +162,8 @@ static void	gw_peer_quiet(struct gw *, struct gw_peer *, uint64_t);
 static void	gw_peer_refused(struct gw_peer *);
 static void	gw_peer_forget(struct gw_peers *, struct gw_peer *, uint64_t);
 static void	gw_peer_name_free(struct gw_peers *, struct gw_peer_name *);
-static struct gw_peer_name *gw_peer_table_find(struct gw_peer_table *,
+static struct gw_peer_name *gw_peer_table_find(struct ntab *,
 		    unsigned, const struct gw_peer *, const char *);
-static int	gw_peer_table_insert(struct gw_peer_table *,
-		    struct gw_peer_name *);
-static void	gw_peer_table_remove(struct gw_peer_table *,
-		    struct gw_peer_name *);
 static struct gw_peer *gw_peer_by_key(struct gw *, const uint8_t *);
 static const struct cfg_peer *gw_peer_cfg(struct gw *, const struct gw_peer *);
 static uint8_t	gw_peer_trust(const struct cfg_peer *, const char *);
@@ -333,6 +325,8 @@ gw_peer_add(struct gw *gw, const struct cfg_peer *cp, char *err,
 		tv.tv_usec = (gw->cfg->announce_ms % 1000) * 1000;
 		event_add(ps->timer, &tv);
 		ps->timer_ms = gw->cfg->announce_ms;
+		/* From now on the announcements take the changes. */
+		gw_route_track(gw->routes, 1);
 	}
 	/* Not the periodic timer: activating that one would delay it. */
 	if (ps->change == NULL && (ps->change = evtimer_new(gw->base,
@@ -410,8 +404,9 @@ gw_peer_stop(struct gw *gw)
 		event_free(ps->change);
 	while ((n = TAILQ_FIRST(&ps->outlist)) != NULL)
 		gw_peer_name_free(ps, n);
-	free(ps->in.buckets);
-	free(ps->out.buckets);
+	ntab_clear(&ps->in);
+	ntab_clear(&ps->out);
+	gw_route_track(gw->routes, 0);
 	SSL_CTX_free(ps->client_ctx);
 	free(ps);
 	gw->peers = NULL;
@@ -510,7 +505,7 @@ gw_peer_lookup(struct gw *gw, const char *name, uint8_t kind,
     const char **peer_name, uint64_t *id)
 {
 	struct gw_peer_name	*n, *best = NULL;
-	struct gw_peer_table	*t;
+	struct ntab_entry	*e;
 	const char		*dot;
 	char			 wild[NAME_MAX_LEN + 3];
 	uint64_t		 now = mono_ms();
@@ -522,9 +517,6 @@ gw_peer_lookup(struct gw *gw, const char *name, uint8_t kind,
 		return NULL;
 	if (min_trust < GW_PEER_TRUST_SOME)
 		min_trust = GW_PEER_TRUST_SOME;	/* never the unbelieved */
-	t = &gw->peers->in;
-	if (t->nbuckets == 0)
-		return NULL;
 	for (pass = 0; pass < 2 && best == NULL; pass++) {
 		if (pass == 1) {
 			if ((dot = strchr(name, '.')) == NULL)
@@ -532,8 +524,9 @@ gw_peer_lookup(struct gw *gw, const char *name, uint8_t kind,
 			snprintf(wild, sizeof(wild), "*%s", dot);
 			name = wild;
 		}
-		for (n = t->buckets[name_hash(name) & (t->nbuckets - 1)];
-		    n != NULL; n = n->next) {
+		for (e = ntab_chain(&gw->peers->in, name_hash(name));
+		    e != NULL; e = e->next) {
+			n = GW_PEER_NAME(e);
 			if (strcmp(n->name, name) != 0 || !(n->kinds & kind) ||
 			    n->trust < min_trust ||
 			    gw_peer_expiry(gw, n) < now ||
@@ -714,12 +707,13 @@ void
 gw_peer_route_status(struct gw *gw, json_t *routes)
 {
 	struct gw_peer_name	*n;
+	struct ntab_entry	*e;
 	json_t			*index, *r, *rep, *reps;
 	const char		*pname, *state, *why;
 	char			 kinds[64], agent[96], buf[160];
 	uint64_t		 now = mono_ms(), id;
 	uint8_t			 kind;
-	size_t			 i, b;
+	size_t			 i;
 	double			 rtt;
 	int			 local, mine, other;
 
@@ -729,90 +723,90 @@ gw_peer_route_status(struct gw *gw, json_t *routes)
 	json_array_foreach(routes, i, r)
 		json_object_set(index, json_string_value(json_object_get(r,
 		    "name")), r);
-	for (b = 0; b < gw->peers->in.nbuckets; b++) {
-		for (n = gw->peers->in.buckets[b]; n != NULL; n = n->next) {
-			if ((r = json_object_get(index, n->name)) == NULL) {
-				r = json_pack("{s:s, s:s, s:[]}", "name",
-				    n->name, "policy", "peer", "replicas");
-				if (r == NULL)
-					continue;
-				json_array_append_new(routes, r);
-				json_object_set(index, n->name, r);
-			}
-			local = mine = other = 0;
-			for (kind = TUN_KIND_TLS; kind <= TUN_KIND_HTTP;
-			    kind <<= 1) {
-				if (!(n->kinds & kind))
-					continue;
-				if (gw_route_lookup(gw->routes, n->name, kind,
-				    NULL, 0) != NULL)
-					local = 1;
-				else if (gw_peer_lookup(gw, n->name, kind,
-				    GW_PEER_TRUST_SOME, NULL, 0, &pname,
-				    &id) == NULL)
-					continue;
-				else if (id == n->peer->id)
-					mine = 1;
-				else
-					other = 1;
-			}
-			buf[0] = '\0';
-			why = buf;
-			if (n->trust < GW_PEER_TRUST_SOME) {
-				state = "refused";
-				snprintf(buf, sizeof(buf), "not granted to peer "
-				    "%s: no pattern of its 'hostnames' covers "
-				    "this name", n->peer->name);
-			} else if (gw_peer_expiry(gw, n) < now ||
-			    n->kinds == 0) {
-				state = "down";
-				why = "announcement expired";
-			} else if (n->peer->tun == NULL || !n->peer->authed) {
-				state = "down";
-				why = "no link to that peer";
-			} else if (tun_is_draining(n->peer->tun)) {
-				state = "draining";
-				why = "the peer is going away";
-			} else if (!(n->kinds & (TUN_KIND_TLS |
-			    TUN_KIND_HTTP))) {
-				state = "acme";
-				why = "answers ACME validation only";
-			} else if (mine) {
-				state = "active";
-				rtt = tun_rtt_ms(n->peer->tun);
-				if (rtt >= 0)
-					snprintf(buf, sizeof(buf), "no local "
-					    "replica: nearest peer (rtt %.3f "
-					    "ms)", rtt);
-				else
-					why = "no local replica: nearest peer";
-			} else if (local) {
-				state = "standby";
-				why = "a local replica comes first";
-			} else if (other) {
-				state = "standby";
-				why = "another peer is nearer";
-			} else {
-				state = "standby";
-				why = "";
-			}
-			snprintf(agent, sizeof(agent), "via peer %s",
-			    n->peer->name);
-			rep = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o}",
-			    "agent", agent, "peer", n->peer->name,
-			    "kinds", tun_kinds_text(n->kinds, kinds,
-			    sizeof(kinds)), "state", state, "why", why,
-			    "streams", (json_int_t)(n->peer->tun != NULL ?
-			    tun_stream_count(n->peer->tun) : 0),
-			    "expires_in_s", gw_peer_expiry(gw, n) >= now ?
-			    json_real((double)(gw_peer_expiry(gw, n) - now) /
-			    1000.0) : json_null());
-			if (rep != NULL && (reps = json_object_get(r,
-			    "replicas")) != NULL)
-				json_array_append_new(reps, rep);
-			else
-				json_decref(rep);
+	for (e = ntab_first(&gw->peers->in); e != NULL;
+	    e = ntab_next(&gw->peers->in, e)) {
+		n = GW_PEER_NAME(e);
+		if ((r = json_object_get(index, n->name)) == NULL) {
+			r = json_pack("{s:s, s:s, s:[]}", "name",
+			    n->name, "policy", "peer", "replicas");
+			if (r == NULL)
+				continue;
+			json_array_append_new(routes, r);
+			json_object_set(index, n->name, r);
 		}
+		local = mine = other = 0;
+		for (kind = TUN_KIND_TLS; kind <= TUN_KIND_HTTP;
+		    kind <<= 1) {
+			if (!(n->kinds & kind))
+				continue;
+			if (gw_route_lookup(gw->routes, n->name, kind,
+			    NULL, 0) != NULL)
+				local = 1;
+			else if (gw_peer_lookup(gw, n->name, kind,
+			    GW_PEER_TRUST_SOME, NULL, 0, &pname,
+			    &id) == NULL)
+				continue;
+			else if (id == n->peer->id)
+				mine = 1;
+			else
+				other = 1;
+		}
+		buf[0] = '\0';
+		why = buf;
+		if (n->trust < GW_PEER_TRUST_SOME) {
+			state = "refused";
+			snprintf(buf, sizeof(buf), "not granted to peer "
+			    "%s: no pattern of its 'hostnames' covers "
+			    "this name", n->peer->name);
+		} else if (gw_peer_expiry(gw, n) < now ||
+		    n->kinds == 0) {
+			state = "down";
+			why = "announcement expired";
+		} else if (n->peer->tun == NULL || !n->peer->authed) {
+			state = "down";
+			why = "no link to that peer";
+		} else if (tun_is_draining(n->peer->tun)) {
+			state = "draining";
+			why = "the peer is going away";
+		} else if (!(n->kinds & (TUN_KIND_TLS |
+		    TUN_KIND_HTTP))) {
+			state = "acme";
+			why = "answers ACME validation only";
+		} else if (mine) {
+			state = "active";
+			rtt = tun_rtt_ms(n->peer->tun);
+			if (rtt >= 0)
+				snprintf(buf, sizeof(buf), "no local "
+				    "replica: nearest peer (rtt %.3f "
+				    "ms)", rtt);
+			else
+				why = "no local replica: nearest peer";
+		} else if (local) {
+			state = "standby";
+			why = "a local replica comes first";
+		} else if (other) {
+			state = "standby";
+			why = "another peer is nearer";
+		} else {
+			state = "standby";
+			why = "";
+		}
+		snprintf(agent, sizeof(agent), "via peer %s",
+		    n->peer->name);
+		rep = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o}",
+		    "agent", agent, "peer", n->peer->name,
+		    "kinds", tun_kinds_text(n->kinds, kinds,
+		    sizeof(kinds)), "state", state, "why", why,
+		    "streams", (json_int_t)(n->peer->tun != NULL ?
+		    tun_stream_count(n->peer->tun) : 0),
+		    "expires_in_s", gw_peer_expiry(gw, n) >= now ?
+		    json_real((double)(gw_peer_expiry(gw, n) - now) /
+		    1000.0) : json_null());
+		if (rep != NULL && (reps = json_object_get(r,
+		    "replicas")) != NULL)
+			json_array_append_new(reps, rep);
+		else
+			json_decref(rep);
 	}
 	json_decref(index);
 }
@@ -978,9 +972,9 @@ gw_peer_frame(struct tun *tun, const struct tun_frame *f, void *arg)
 			if ((n = calloc(1, sizeof(*n) + nl + 1)) == NULL)
 				continue;
 			memcpy(n->name, c.name, nl + 1);
-			n->hash = h;
+			n->te.hash = h;
 			n->peer = p;
-			if (gw_peer_table_insert(&ps->in, n) == -1) {
+			if (ntab_insert(&ps->in, &n->te) == -1) {
 				free(n);
 				continue;
 			}
@@ -1199,11 +1193,11 @@ static void
 gw_peer_name_free(struct gw_peers *ps, struct gw_peer_name *n)
 {
 	if (n->peer != NULL) {
-		gw_peer_table_remove(&ps->in, n);
+		ntab_remove(&ps->in, &n->te);
 		TAILQ_REMOVE(&n->peer->names, n, pentry);
 		n->peer->nnames--;
 	} else {
-		gw_peer_table_remove(&ps->out, n);
+		ntab_remove(&ps->out, &n->te);
 		TAILQ_REMOVE(&ps->outlist, n, pentry);
 		ps->out_bytes -= 2 + strlen(n->name);
 	}
@@ -1287,18 +1281,15 @@ gw_peer_announce(struct gw *gw, int tick)
 	struct gw_peer_ann	*delta = NULL, *full = NULL;
 	struct gw_peer_name	*n;
 	uint64_t		 now = mono_ms(), t0, period, every;
-	int			 linked = 0;
 
 	if (gw->stopping)
 		return;
-	TAILQ_FOREACH(p, &ps->list, entry) {
-		if (p->tun != NULL && p->authed && tun_is_ready(p->tun))
-			linked = 1;
-		else
+	TAILQ_FOREACH(p, &ps->list, entry)
+		if (p->tun == NULL || !p->authed || !tun_is_ready(p->tun))
 			p->full_due_ms = 0;
-	}
-	if (!linked)
-		return;
+	/* Without a link too: the changes are taken, so the route table
+	 * keeps no name that went away, and a link that comes up gets a
+	 * current full set. */
 	period = gw->cfg->announce_ms;
 	/* What changes say holds until the next full set, at the latest. */
 	every = gw_peer_full_periods(ps) * period;
@@ -1306,7 +1297,7 @@ gw_peer_announce(struct gw *gw, int tick)
 		return;
 	gw_peer_ann_init(delta, 3 * every, 0);
 	t0 = mono_us();
-	gw_peer_sync(gw, delta);
+	gw_peer_sync(gw, delta, gw_peer_full_due(gw, tick, now));
 	gw_peer_ann_finish(delta);
 	ps->sync_us = mono_us() - t0;
 	TAILQ_FOREACH(p, &ps->list, entry) {
@@ -1351,10 +1342,35 @@ struct gw_peer_sync_arg {
 	struct gw_peer_ann	*delta;
 };
 
-/* Compare the route table with what we announced; the differences go
- * into delta, kinds 0 for names no longer served. */
+/*
+ * Whether a peer gets a full set now (as gw_peer_announce decides): the
+ * table is compared whole before it, so that whatever the changes missed
+ * is repaired at least as often as full sets go out.
+ */
+static int
+gw_peer_full_due(struct gw *gw, int tick, uint64_t now)
+{
+	struct gw_peer	*p;
+
+	if (!gw->peers->out_synced)
+		return 1;
+	TAILQ_FOREACH(p, &gw->peers->list, entry) {
+		if (p->tun == NULL || !p->authed || !tun_is_ready(p->tun))
+			continue;
+		if (p->full_due_ms == 0 || (tick &&
+		    p->full_due_ms <= now + gw->cfg->announce_ms / 2))
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Bring what we announced up to date, into delta (kinds 0 for names no
+ * longer served): the names that changed since the last sync, and with
+ * full the whole route table compared too.
+ */
 static void
-gw_peer_sync(struct gw *gw, struct gw_peer_ann *delta)
+gw_peer_sync(struct gw *gw, struct gw_peer_ann *delta, int full)
 {
 	struct gw_peers		*ps = gw->peers;
 	struct gw_peer_sync_arg	 a;
@@ -1362,6 +1378,10 @@ gw_peer_sync(struct gw *gw, struct gw_peer_ann *delta)
 
 	a.ps = ps;
 	a.delta = delta;
+	gw_route_changes(gw->routes, gw_peer_sync_one, &a);
+	if (!full)
+		return;
+	ps->out_synced = 1;
 	ps->out_gen++;
 	gw_route_foreach(gw->routes, gw_peer_sync_one, &a);
 	for (n = TAILQ_FIRST(&ps->outlist); n != NULL; n = next) {
@@ -1383,18 +1403,24 @@ gw_peer_sync_one(const char *name, uint8_t kinds, void *arg)
 	size_t			 nl;
 
 	if ((n = gw_peer_table_find(&ps->out, h, NULL, name)) == NULL) {
+		if (kinds == 0)
+			return;		/* never announced */
 		nl = strlen(name);
 		/* Out of memory: not announced, tried again next time. */
 		if ((n = calloc(1, sizeof(*n) + nl + 1)) == NULL)
 			return;
 		memcpy(n->name, name, nl + 1);
-		n->hash = h;
-		if (gw_peer_table_insert(&ps->out, n) == -1) {
+		n->te.hash = h;
+		if (ntab_insert(&ps->out, &n->te) == -1) {
 			free(n);
 			return;
 		}
 		TAILQ_INSERT_TAIL(&ps->outlist, n, pentry);
 		ps->out_bytes += 2 + nl;
+	} else if (kinds == 0) {
+		gw_peer_ann_add(a->delta, name, 0);
+		gw_peer_name_free(ps, n);
+		return;
 	} else if (n->kinds == kinds) {
 		n->gen = ps->out_gen;
 		return;
@@ -1487,64 +1513,16 @@ gw_peer_orphan_closed(struct tun *tun, const char *reason, void *arg)
 }
 
 static struct gw_peer_name *
-gw_peer_table_find(struct gw_peer_table *t, unsigned h,
-    const struct gw_peer *p, const char *name)
+gw_peer_table_find(struct ntab *t, unsigned h, const struct gw_peer *p,
+    const char *name)
 {
+	struct ntab_entry	*e;
 	struct gw_peer_name	*n;
 
-	if (t->nbuckets == 0)
-		return NULL;
-	for (n = t->buckets[h & (t->nbuckets - 1)]; n != NULL; n = n->next)
-		if (n->hash == h && n->peer == p && strcmp(n->name, name) == 0)
+	for (e = ntab_chain(t, h); e != NULL; e = e->next) {
+		n = GW_PEER_NAME(e);
+		if (e->hash == h && n->peer == p && strcmp(n->name, name) == 0)
 			return n;
+	}
 	return NULL;
-}
-
-/* Insert n (hash set): 0, or -1 (no memory for a first table). */
-static int
-gw_peer_table_insert(struct gw_peer_table *t, struct gw_peer_name *n)
-{
-	struct gw_peer_name	**nb, *m, *next;
-	size_t			 size, i, b;
-
-	if (t->count >= t->nbuckets) {
-		size = t->nbuckets == 0 ? GW_PEER_MIN_BUCKETS :
-		    2 * t->nbuckets;
-		/* Grown once it holds a name a bucket; if that fails,
-		 * longer chains, still correct. */
-		if ((nb = calloc(size, sizeof(*nb))) != NULL) {
-			for (i = 0; i < t->nbuckets; i++) {
-				for (m = t->buckets[i]; m != NULL; m = next) {
-					next = m->next;
-					b = m->hash & (size - 1);
-					m->next = nb[b];
-					nb[b] = m;
-				}
-			}
-			free(t->buckets);
-			t->buckets = nb;
-			t->nbuckets = size;
-		} else if (t->nbuckets == 0)
-			return -1;
-	}
-	b = n->hash & (t->nbuckets - 1);
-	n->next = t->buckets[b];
-	t->buckets[b] = n;
-	t->count++;
-	return 0;
-}
-
-static void
-gw_peer_table_remove(struct gw_peer_table *t, struct gw_peer_name *n)
-{
-	struct gw_peer_name	**pp;
-
-	for (pp = &t->buckets[n->hash & (t->nbuckets - 1)]; *pp != NULL;
-	    pp = &(*pp)->next) {
-		if (*pp == n) {
-			*pp = n->next;
-			t->count--;
-			return;
-		}
-	}
 }

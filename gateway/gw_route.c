@@ -14,6 +14,12 @@
  *
  * The table knows its claimants only through a gw_route_view (their
  * state, load, id, name and claim list), never the tunnel itself.
+ *
+ * Names hash into an ntab that grows with them.  When tracking, each
+ * route whose announced kinds may have changed (a claim added, changed
+ * or dropped, a claimant's state) goes on a list that the peers' sync
+ * takes (gw_route_changes), so an announcement costs what changed, not
+ * the table; a route with no claim left stays until it was taken.
  */
 
 #include <sys/queue.h>
@@ -25,8 +31,7 @@
 #include <sodium.h>
 
 #include "gw.h"
-
-#define GW_ROUTE_BUCKETS	1024
+#include "ntab.h"
 
 struct gw_route_claim {
 	struct gw_tun			*tun;
@@ -42,18 +47,29 @@ struct gw_route_claim {
 };
 
 struct gw_route {
+	struct ntab_entry		 te;		/* rt->names */
 	char				*name;
-	struct gw_route			*next;
 	TAILQ_HEAD(, gw_route_claim)	 claims;
+	int				 changed;	/* on rt->changed */
+	TAILQ_ENTRY(gw_route)		 change;
 };
 
 struct gw_route_table {
-	struct gw_route			*buckets[GW_ROUTE_BUCKETS];
+	struct ntab			 names;
+	int				 track;		/* keep changed */
+	TAILQ_HEAD(, gw_route)		 changed;
 	uint64_t			 next_seq;
 	const struct gw_route_view	*view;
 };
 
-static unsigned		 gw_route_hash(const char *);
+#define GW_ROUTE(e)	NTAB_ITEM(e, struct gw_route, te)
+
+static uint8_t		 gw_route_kinds(struct gw_route_table *,
+			    struct gw_route *);
+static void		 gw_route_touch(struct gw_route_table *,
+			    struct gw_route *);
+static void		 gw_route_drop(struct gw_route_table *,
+			    struct gw_route *);
 static uint8_t		 gw_route_policy(struct gw_route *);
 static int		 gw_route_usable(struct gw_route_table *,
 			    struct gw_route_claim *, uint8_t, const uint64_t *,
@@ -62,8 +78,7 @@ static struct gw_route_claim *gw_route_failover(struct gw_route_table *,
 			    struct gw_route *, uint8_t, const uint64_t *, size_t);
 static struct gw_route_claim *gw_route_balance(struct gw_route_table *,
 			    struct gw_route *, uint8_t, const uint64_t *, size_t);
-static struct gw_route	*gw_route_find(struct gw_route_table *, const char *,
-			    struct gw_route ***);
+static struct gw_route	*gw_route_find(struct gw_route_table *, const char *);
 static void		 gw_route_unlink(struct gw_route_table *,
 			    struct gw_route_claim *);
 static void		 gw_route_limited(const struct gw_route_claim *,
@@ -76,6 +91,8 @@ gw_route_new(const struct gw_route_view *view)
 
 	if ((rt = calloc(1, sizeof(*rt))) == NULL)
 		return NULL;
+	ntab_init(&rt->names);
+	TAILQ_INIT(&rt->changed);
 	rt->view = view;
 	return rt;
 }
@@ -83,23 +100,23 @@ gw_route_new(const struct gw_route_view *view)
 void
 gw_route_free(struct gw_route_table *rt)
 {
-	struct gw_route		*r, *next;
+	struct ntab_entry	*e, *next;
+	struct gw_route		*r;
 	struct gw_route_claim	*c;
-	size_t			 i;
 
 	if (rt == NULL)
 		return;
-	for (i = 0; i < GW_ROUTE_BUCKETS; i++) {
-		for (r = rt->buckets[i]; r != NULL; r = next) {
-			next = r->next;
-			while ((c = TAILQ_FIRST(&r->claims)) != NULL) {
-				TAILQ_REMOVE(&r->claims, c, entry);
-				free(c);
-			}
-			free(r->name);
-			free(r);
+	for (e = ntab_first(&rt->names); e != NULL; e = next) {
+		next = ntab_next(&rt->names, e);
+		r = GW_ROUTE(e);
+		while ((c = TAILQ_FIRST(&r->claims)) != NULL) {
+			TAILQ_REMOVE(&r->claims, c, entry);
+			free(c);
 		}
+		free(r->name);
+		free(r);
 	}
+	ntab_clear(&rt->names);
 	free(rt);
 }
 
@@ -128,10 +145,10 @@ gw_route_add(struct gw_route_table *rt, const char *name,
     const struct tun_claim *cl, const struct tun_claim *asked,
     struct gw_tun *t)
 {
-	struct gw_route		*r, **pp;
+	struct gw_route		*r;
 	struct gw_route_claim	*c;
 
-	if ((r = gw_route_find(rt, name, &pp)) == NULL) {
+	if ((r = gw_route_find(rt, name)) == NULL) {
 		if ((r = calloc(1, sizeof(*r))) == NULL)
 			return -1;
 		if ((r->name = strdup(name)) == NULL) {
@@ -139,9 +156,12 @@ gw_route_add(struct gw_route_table *rt, const char *name,
 			return -1;
 		}
 		TAILQ_INIT(&r->claims);
-		pp = &rt->buckets[gw_route_hash(name)];
-		r->next = *pp;
-		*pp = r;
+		r->te.hash = name_hash(name);
+		if (ntab_insert(&rt->names, &r->te) == -1) {
+			free(r->name);
+			free(r);
+			return -1;
+		}
 	}
 	TAILQ_FOREACH(c, &r->claims, entry) {
 		if (c->tun == t) {
@@ -150,15 +170,12 @@ gw_route_add(struct gw_route_table *rt, const char *name,
 			c->policy = cl->policy;
 			c->asked_kinds = asked->kinds;
 			c->asked_priority = asked->priority;
+			gw_route_touch(rt, r);
 			return 0;
 		}
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		if (TAILQ_EMPTY(&r->claims)) {
-			*pp = r->next;
-			free(r->name);
-			free(r);
-		}
+		gw_route_drop(rt, r);
 		return -1;
 	}
 	c->tun = t;
@@ -171,16 +188,17 @@ gw_route_add(struct gw_route_table *rt, const char *name,
 	c->route = r;
 	TAILQ_INSERT_TAIL(&r->claims, c, entry);
 	TAILQ_INSERT_TAIL(rt->view->claims(t), c, tun_link);
+	gw_route_touch(rt, r);
 	return 1;
 }
 
 int
 gw_route_remove(struct gw_route_table *rt, const char *name, struct gw_tun *t)
 {
-	struct gw_route		*r, **pp;
+	struct gw_route		*r;
 	struct gw_route_claim	*c;
 
-	if ((r = gw_route_find(rt, name, &pp)) == NULL)
+	if ((r = gw_route_find(rt, name)) == NULL)
 		return 0;
 	TAILQ_FOREACH(c, &r->claims, entry) {
 		if (c->tun == t) {
@@ -195,10 +213,10 @@ int
 gw_route_has(struct gw_route_table *rt, const char *name,
     const struct gw_tun *t)
 {
-	struct gw_route		*r, **pp;
+	struct gw_route		*r;
 	struct gw_route_claim	*c;
 
-	if ((r = gw_route_find(rt, name, &pp)) == NULL)
+	if ((r = gw_route_find(rt, name)) == NULL)
 		return 0;
 	TAILQ_FOREACH(c, &r->claims, entry)
 		if (c->tun == t)
@@ -216,21 +234,80 @@ gw_route_remove_tun(struct gw_route_table *rt, struct gw_tun *t)
 		gw_route_unlink(rt, c);
 }
 
+/* A claimant's state changed: what each of its names announces may. */
+void
+gw_route_touch_tun(struct gw_route_table *rt, struct gw_tun *t)
+{
+	struct gw_route_claim	*c;
+
+	TAILQ_FOREACH(c, rt->view->claims(t), tun_link)
+		gw_route_touch(rt, c->route);
+}
+
+void
+gw_route_track(struct gw_route_table *rt, int on)
+{
+	struct gw_route	*r;
+
+	rt->track = on;
+	while (!on && (r = TAILQ_FIRST(&rt->changed)) != NULL) {
+		TAILQ_REMOVE(&rt->changed, r, change);
+		r->changed = 0;
+		gw_route_drop(rt, r);
+	}
+}
+
+/*
+ * Every name changed since the last call, with the kinds it could serve
+ * now (gw_route_foreach's), 0 when it has none; then forget them.  cb
+ * must not change the table.  Returns how many.
+ */
+size_t
+gw_route_changes(struct gw_route_table *rt,
+    void (*cb)(const char *, uint8_t, void *), void *arg)
+{
+	struct gw_route	*r;
+	size_t		 n = 0;
+
+	while ((r = TAILQ_FIRST(&rt->changed)) != NULL) {
+		TAILQ_REMOVE(&rt->changed, r, change);
+		r->changed = 0;
+		cb(r->name, gw_route_kinds(rt, r), arg);
+		gw_route_drop(rt, r);
+		n++;
+	}
+	return n;
+}
+
 /* Free a claim, and its route if it was the last claimant. */
 static void
 gw_route_unlink(struct gw_route_table *rt, struct gw_route_claim *c)
 {
-	struct gw_route		*r = c->route, **pp;
+	struct gw_route		*r = c->route;
 
 	TAILQ_REMOVE(&r->claims, c, entry);
 	TAILQ_REMOVE(rt->view->claims(c->tun), c, tun_link);
 	free(c);
-	if (!TAILQ_EMPTY(&r->claims))
+	gw_route_touch(rt, r);
+	gw_route_drop(rt, r);
+}
+
+static void
+gw_route_touch(struct gw_route_table *rt, struct gw_route *r)
+{
+	if (!rt->track || r->changed)
 		return;
-	for (pp = &rt->buckets[gw_route_hash(r->name)]; *pp != r;
-	    pp = &(*pp)->next)
-		;
-	*pp = r->next;
+	r->changed = 1;
+	TAILQ_INSERT_TAIL(&rt->changed, r, change);
+}
+
+/* Free r if nothing refers to it: no claim, not a change to announce. */
+static void
+gw_route_drop(struct gw_route_table *rt, struct gw_route *r)
+{
+	if (!TAILQ_EMPTY(&r->claims) || r->changed)
+		return;
+	ntab_remove(&rt->names, &r->te);
 	free(r->name);
 	free(r);
 }
@@ -239,7 +316,7 @@ struct gw_tun *
 gw_route_lookup(struct gw_route_table *rt, const char *name, uint8_t kind,
     const uint64_t *skip, size_t nskip)
 {
-	struct gw_route		*r, **pp;
+	struct gw_route		*r;
 	struct gw_route_claim	*best;
 	const char		*dot;
 	char			 wild[NAME_MAX_LEN + 3];
@@ -253,7 +330,7 @@ gw_route_lookup(struct gw_route_table *rt, const char *name, uint8_t kind,
 			snprintf(wild, sizeof(wild), "*%s", dot);
 			name = wild;
 		}
-		if ((r = gw_route_find(rt, name, &pp)) == NULL)
+		if ((r = gw_route_find(rt, name)) == NULL)
 			continue;
 		if (gw_route_policy(r) == TUN_POLICY_BALANCE)
 			best = gw_route_balance(rt, r, kind, skip, nskip);
@@ -328,26 +405,29 @@ gw_route_balance(struct gw_route_table *rt, struct gw_route *r, uint8_t kind,
 	return best;
 }
 
-static unsigned
-gw_route_hash(const char *s)
+static struct gw_route *
+gw_route_find(struct gw_route_table *rt, const char *name)
 {
-	return name_hash(s) % GW_ROUTE_BUCKETS;
+	struct ntab_entry	*e;
+	unsigned		 h = name_hash(name);
+
+	for (e = ntab_chain(&rt->names, h); e != NULL; e = e->next)
+		if (e->hash == h && strcmp(GW_ROUTE(e)->name, name) == 0)
+			return GW_ROUTE(e);
+	return NULL;
 }
 
-static struct gw_route *
-gw_route_find(struct gw_route_table *rt, const char *name,
-    struct gw_route ***ppp)
+/* The kinds a visitor could be sent to r for now, 0: none. */
+static uint8_t
+gw_route_kinds(struct gw_route_table *rt, struct gw_route *r)
 {
-	struct gw_route	**pp;
+	struct gw_route_claim	*c;
+	uint8_t			 kinds = 0;
 
-	for (pp = &rt->buckets[gw_route_hash(name)]; *pp != NULL;
-	    pp = &(*pp)->next) {
-		if (strcmp((*pp)->name, name) == 0) {
-			*ppp = pp;
-			return *pp;
-		}
-	}
-	return NULL;
+	TAILQ_FOREACH(c, &r->claims, entry)
+		if (gw_route_usable(rt, c, c->kinds, NULL, 0))
+			kinds |= c->kinds;
+	return kinds;
 }
 
 /*
@@ -357,6 +437,7 @@ gw_route_find(struct gw_route_table *rt, const char *name,
 json_t *
 gw_route_status(struct gw_route_table *rt)
 {
+	struct ntab_entry	*e;
 	struct gw_route		*r;
 	struct gw_route_claim	*c, *tls, *http, *pick;
 	json_t			*routes, *o, *reps, *rep;
@@ -364,67 +445,68 @@ gw_route_status(struct gw_route_table *rt)
 	const char		*state, *why;
 	char			 buf[160], kinds[64], limited[160];
 	uint8_t			 policy;
-	size_t			 i;
 
 	if ((routes = json_array()) == NULL)
 		return NULL;
-	for (i = 0; i < GW_ROUTE_BUCKETS; i++) {
-		for (r = rt->buckets[i]; r != NULL; r = r->next) {
-			policy = gw_route_policy(r);
-			/* The replicas a visitor of each kind gets now. */
-			tls = gw_route_failover(rt, r, TUN_KIND_TLS, NULL, 0);
-			http = gw_route_failover(rt, r, TUN_KIND_HTTP, NULL,
-			    0);
-			pick = tls != NULL ? tls : http;
-			reps = json_array();
-			TAILQ_FOREACH(c, &r->claims, entry) {
-				state = "standby";
-				why = buf;
-				if (v->state(c->tun) == GW_ROUTE_NOT_READY) {
-					state = "unavailable";
-					why = "tunnel not ready";
-				} else if (v->state(c->tun) ==
-				    GW_ROUTE_DRAINING) {
-					state = "unavailable";
-					why = "agent draining (GOAWAY)";
-				} else if (!(c->kinds & (TUN_KIND_TLS |
-				    TUN_KIND_HTTP))) {
-					state = "acme";
-					why = "answers ACME validation only";
-				} else if (policy == TUN_POLICY_BALANCE) {
-					state = "active";
-					why = "balance: fewest streams wins";
-				} else if (c == tls || c == http) {
-					state = "active";
-					why = "failover: most preferred";
-				} else if (pick != NULL) {
-					snprintf(buf, sizeof(buf), "failover: "
-					    "priority %u behind %s (priority "
-					    "%u)", c->priority,
-					    v->name(pick->tun),
-					    pick->priority);
-				} else
-					why = "";
-				gw_route_limited(c, limited, sizeof(limited));
-				rep = json_pack("{s:s, s:i, s:s, s:s, s:s, s:i, "
-				    "s:o}", "agent", v->name(c->tun),
-				    "priority", (json_int_t)c->priority,
-				    "kinds", tun_kinds_text(c->kinds, kinds,
-				    sizeof(kinds)),
-				    "state", state, "why", why,
-				    "streams",
-				    (json_int_t)v->streams(c->tun),
-				    "limited", limited[0] != '\0' ?
-				    json_string(limited) : json_null());
-				if (rep != NULL)
-					json_array_append_new(reps, rep);
-			}
-			o = json_pack("{s:s, s:s, s:o}", "name", r->name,
-			    "policy", policy == TUN_POLICY_BALANCE ?
-			    "balance" : "failover", "replicas", reps);
-			if (o != NULL)
-				json_array_append_new(routes, o);
+	for (e = ntab_first(&rt->names); e != NULL;
+	    e = ntab_next(&rt->names, e)) {
+		r = GW_ROUTE(e);
+		if (TAILQ_EMPTY(&r->claims))
+			continue;	/* gone, its withdrawal not sent yet */
+		policy = gw_route_policy(r);
+		/* The replicas a visitor of each kind gets now. */
+		tls = gw_route_failover(rt, r, TUN_KIND_TLS, NULL, 0);
+		http = gw_route_failover(rt, r, TUN_KIND_HTTP, NULL,
+		    0);
+		pick = tls != NULL ? tls : http;
+		reps = json_array();
+		TAILQ_FOREACH(c, &r->claims, entry) {
+			state = "standby";
+			why = buf;
+			if (v->state(c->tun) == GW_ROUTE_NOT_READY) {
+				state = "unavailable";
+				why = "tunnel not ready";
+			} else if (v->state(c->tun) ==
+			    GW_ROUTE_DRAINING) {
+				state = "unavailable";
+				why = "agent draining (GOAWAY)";
+			} else if (!(c->kinds & (TUN_KIND_TLS |
+			    TUN_KIND_HTTP))) {
+				state = "acme";
+				why = "answers ACME validation only";
+			} else if (policy == TUN_POLICY_BALANCE) {
+				state = "active";
+				why = "balance: fewest streams wins";
+			} else if (c == tls || c == http) {
+				state = "active";
+				why = "failover: most preferred";
+			} else if (pick != NULL) {
+				snprintf(buf, sizeof(buf), "failover: "
+				    "priority %u behind %s (priority "
+				    "%u)", c->priority,
+				    v->name(pick->tun),
+				    pick->priority);
+			} else
+				why = "";
+			gw_route_limited(c, limited, sizeof(limited));
+			rep = json_pack("{s:s, s:i, s:s, s:s, s:s, s:i, "
+			    "s:o}", "agent", v->name(c->tun),
+			    "priority", (json_int_t)c->priority,
+			    "kinds", tun_kinds_text(c->kinds, kinds,
+			    sizeof(kinds)),
+			    "state", state, "why", why,
+			    "streams",
+			    (json_int_t)v->streams(c->tun),
+			    "limited", limited[0] != '\0' ?
+			    json_string(limited) : json_null());
+			if (rep != NULL)
+				json_array_append_new(reps, rep);
 		}
+		o = json_pack("{s:s, s:s, s:o}", "name", r->name,
+		    "policy", policy == TUN_POLICY_BALANCE ?
+		    "balance" : "failover", "replicas", reps);
+		if (o != NULL)
+			json_array_append_new(routes, o);
 	}
 	return routes;
 }
@@ -450,22 +532,13 @@ void
 gw_route_foreach(struct gw_route_table *rt,
     void (*cb)(const char *, uint8_t, void *), void *arg)
 {
-	struct gw_route		*r;
-	struct gw_route_claim	*c;
+	struct ntab_entry	*e;
 	uint8_t			 kinds;
-	size_t			 i;
 
-	for (i = 0; i < GW_ROUTE_BUCKETS; i++) {
-		for (r = rt->buckets[i]; r != NULL; r = r->next) {
-			kinds = 0;
-			TAILQ_FOREACH(c, &r->claims, entry)
-				if (gw_route_usable(rt, c, c->kinds, NULL,
-				    0))
-					kinds |= c->kinds;
-			if (kinds != 0)
-				cb(r->name, kinds, arg);
-		}
-	}
+	for (e = ntab_first(&rt->names); e != NULL;
+	    e = ntab_next(&rt->names, e))
+		if ((kinds = gw_route_kinds(rt, GW_ROUTE(e))) != 0)
+			cb(GW_ROUTE(e)->name, kinds, arg);
 }
 
 unsigned
@@ -492,6 +565,8 @@ gw_route_revoke(struct gw_route_table *rt, struct gw_tun *t,
 		if (ok) {
 			gw_route_bound(g, &tc, &eff);
 			if (eff.kinds != 0) {
+				if (c->kinds != eff.kinds)
+					gw_route_touch(rt, c->route);
 				c->kinds = eff.kinds;
 				c->priority = eff.priority;
 				continue;

@@ -781,6 +781,7 @@ gw_tun_goaway(struct tun *tun, const struct tun_reason *r, void *arg)
 	(void)tun;
 	/* tun marks itself draining: lookups skip it from now on. */
 	log_info("agent %s is going away: %s", gt->name, r->msg);
+	gw_route_touch_tun(gt->gw->routes, gt);
 	gw_peer_routes_changed(gt->gw);
 }
 

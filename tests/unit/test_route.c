@@ -611,6 +611,194 @@ test_foreach(void **state)
 	assert_int_equal(seen[1], 0x80 | TLS);
 }
 
+static void
+count_cb(const char *name, uint8_t kinds, void *arg)
+{
+	size_t	*n = arg;
+
+	(void)name;
+	(void)kinds;
+	(*n)++;
+}
+
+/*
+ * A hundred thousand names, the table growing under them, with removals
+ * between the insertions that make it grow: every name is found, each
+ * removed one is gone, and the walks see each route once.
+ */
+static void
+test_grow(void **state)
+{
+	struct fixture	*f = *state;
+	json_t		*routes;
+	char		 name[32];
+	size_t		 n;
+	int		 i;
+
+	for (i = 0; i < 100000; i++) {
+		snprintf(name, sizeof(name), "n%d.example", i);
+		assert_int_equal(claim(f, name, i % 3, TLS, 1, FO), 1);
+		/* One name in four goes again at once, a few names back. */
+		if (i % 4 == 3) {
+			snprintf(name, sizeof(name), "n%d.example", i - 2);
+			assert_int_equal(gw_route_remove(f->rt, name,
+			    &f->t[(i - 2) % 3]), 1);
+		}
+	}
+	for (i = 0; i < 100000; i++) {
+		snprintf(name, sizeof(name), "n%d.example", i);
+		assert_int_equal(pick(f, name, TLS, NULL, 0),
+		    i % 4 == 1 ? -1 : i % 3);
+		assert_int_equal(gw_route_has(f->rt, name, &f->t[i % 3]),
+		    i % 4 != 1);
+	}
+	n = 0;
+	gw_route_foreach(f->rt, count_cb, &n);
+	assert_int_equal(n, 75000);
+	assert_non_null(routes = gw_route_status(f->rt));
+	assert_int_equal(json_array_size(routes), 75000);
+	json_decref(routes);
+	/* A second claimant on every name still there, then the first
+	 * tunnel goes: its names are served by the other one. */
+	for (i = 0; i < 100000; i += 3) {
+		if (i % 4 == 1)
+			continue;
+		snprintf(name, sizeof(name), "n%d.example", i);
+		assert_int_equal(claim(f, name, 3, TLS, 2, FO), 1);
+	}
+	gw_route_remove_tun(f->rt, &f->t[0]);
+	assert_true(no_claims(&f->t[0]));
+	for (i = 0; i < 100000; i += 3) {
+		snprintf(name, sizeof(name), "n%d.example", i);
+		assert_int_equal(pick(f, name, TLS, NULL, 0),
+		    i % 4 == 1 ? -1 : 3);
+	}
+	gw_route_remove_tun(f->rt, &f->t[1]);
+	gw_route_remove_tun(f->rt, &f->t[2]);
+	gw_route_remove_tun(f->rt, &f->t[3]);
+	n = 0;
+	gw_route_foreach(f->rt, count_cb, &n);
+	assert_int_equal(n, 0);
+	/* Empty again, and it still takes names. */
+	assert_int_equal(claim(f, "n5.example", 1, TLS, 1, FO), 1);
+	assert_int_equal(pick(f, "n5.example", TLS, NULL, 0), 1);
+}
+
+struct change {
+	char	name[32];
+	uint8_t	kinds;
+};
+
+struct changes {
+	struct change	c[8];
+	size_t		n;
+};
+
+static void
+change_cb(const char *name, uint8_t kinds, void *arg)
+{
+	struct changes	*ch = arg;
+
+	assert_true(ch->n < 8);
+	snprintf(ch->c[ch->n].name, sizeof(ch->c[ch->n].name), "%s", name);
+	ch->c[ch->n].kinds = kinds;
+	ch->n++;
+}
+
+/* The changes since the last call: n of them, these (name, kinds). */
+static void
+assert_changes(struct fixture *f, size_t n, ...)
+{
+	struct changes	 ch;
+	va_list		 ap;
+	size_t		 i;
+
+	memset(&ch, 0, sizeof(ch));
+	assert_int_equal(gw_route_changes(f->rt, change_cb, &ch), n);
+	assert_int_equal(ch.n, n);
+	va_start(ap, n);
+	for (i = 0; i < n; i++) {
+		assert_string_equal(ch.c[i].name, va_arg(ap, const char *));
+		assert_int_equal(ch.c[i].kinds, va_arg(ap, int));
+	}
+	va_end(ap);
+}
+
+/*
+ * What the peers' announcements take: each name whose kinds may have
+ * changed, once, with the kinds now (0: gone); none while not tracking.
+ */
+static void
+test_changes(void **state)
+{
+	struct fixture	*f = *state;
+	char		*pats[] = { "a.example" };
+	struct cfg_grant g;
+	struct revoked	 rv;
+	json_t		*routes;
+
+	/* Not tracking: nothing kept, a route goes with its last claim. */
+	assert_int_equal(claim(f, "x.example", 0, TLS, 1, FO), 1);
+	assert_int_equal(gw_route_remove(f->rt, "x.example", &f->t[0]), 1);
+	assert_changes(f, 0);
+
+	gw_route_track(f->rt, 1);
+	assert_int_equal(claim(f, "x.example", 0, TLS, 1, FO), 1);
+	assert_int_equal(claim(f, "x.example", 1, HTTP, 2, FO), 1);
+	assert_int_equal(claim(f, "y.example", 1, TLS, 1, FO), 1);
+	assert_changes(f, 2, "x.example", TLS | HTTP, "y.example", TLS);
+	assert_changes(f, 0);
+
+	/* A repeated claim that changes the kinds; an unknown removal. */
+	assert_int_equal(claim(f, "y.example", 1, TLS | HTTP, 1, FO), 0);
+	assert_int_equal(gw_route_remove(f->rt, "z.example", &f->t[1]), 0);
+	assert_changes(f, 1, "y.example", TLS | HTTP);
+
+	/* Gone, and until the change is taken not shown nor routed. */
+	assert_int_equal(gw_route_remove(f->rt, "y.example", &f->t[1]), 1);
+	assert_int_equal(pick(f, "y.example", TLS, NULL, 0), -1);
+	assert_non_null(routes = gw_route_status(f->rt));
+	assert_int_equal(json_array_size(routes), 1);
+	json_decref(routes);
+	assert_changes(f, 1, "y.example", 0);
+	assert_changes(f, 0);
+
+	/* Gone and back before it was taken: one change, as it is now. */
+	assert_int_equal(gw_route_remove(f->rt, "x.example", &f->t[0]), 1);
+	assert_int_equal(gw_route_remove(f->rt, "x.example", &f->t[1]), 1);
+	assert_int_equal(claim(f, "x.example", 2, TLS, 1, FO), 1);
+	assert_changes(f, 1, "x.example", TLS);
+
+	/* A claimant's state: what its names serve, once touched. */
+	assert_int_equal(claim(f, "y.example", 2, HTTP, 1, FO), 1);
+	assert_changes(f, 1, "y.example", HTTP);
+	f->t[2].state = GW_ROUTE_DRAINING;
+	gw_route_touch_tun(f->rt, &f->t[2]);
+	assert_changes(f, 2, "x.example", 0, "y.example", 0);
+	gw_route_remove_tun(f->rt, &f->t[2]);
+	assert_changes(f, 2, "x.example", 0, "y.example", 0);
+
+	/* A reload's grant that drops ACME kinds, or the name. */
+	memset(&g, 0, sizeof(g));
+	g.acme = 1;
+	claim_bounded(f, &g, "a.example", 3, TLS | TUN_KIND_ACME_TLS, 1);
+	assert_changes(f, 1, "a.example", TLS | TUN_KIND_ACME_TLS);
+	g.acme = 0;
+	g.patterns = pats;
+	g.npatterns = 1;
+	memset(&rv, 0, sizeof(rv));
+	assert_int_equal(gw_route_revoke(f->rt, &f->t[3], &g, revoked_cb,
+	    &rv), 0);
+	assert_changes(f, 1, "a.example", TLS);
+
+	/* Off: what was kept goes, routes without claims with it. */
+	assert_int_equal(gw_route_remove(f->rt, "a.example", &f->t[3]), 1);
+	gw_route_track(f->rt, 0);
+	assert_changes(f, 0);
+	assert_int_equal(claim(f, "a.example", 3, TLS, 1, FO), 1);
+	assert_changes(f, 0);
+}
+
 static json_t *
 status_replica(json_t *routes, const char *name, const char *agent,
     const char **policy)
@@ -724,6 +912,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_foreach,
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_status, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_grow, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_changes, setup,
+		    teardown),
 	};
 
 	if (sodium_init() == -1)
