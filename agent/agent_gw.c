@@ -21,6 +21,7 @@
 #include "agent.h"
 #include "dial.h"
 #include "log.h"
+#include "ntab.h"
 
 /* A claim sent on the current tunnel, and the gateway's answer. */
 enum agent_gw_claim_state {
@@ -30,6 +31,7 @@ enum agent_gw_claim_state {
 };
 
 struct agent_gw_claim {
+	struct ntab_entry	 te;		/* g->claims, by name */
 	char			 name[NAME_MAX_LEN + 1];
 	enum agent_gw_claim_state state;
 	char			 msg[TUN_MSG_MAX + 1];
@@ -61,8 +63,7 @@ struct agent_gw {
 	struct event		*timer;		/* close_pending, retired */
 	char			 addr_text[64];	/* address connected to */
 	int			 duplicate;	/* refused: our key is in use */
-	struct agent_gw_claim	*claims;	/* on this tunnel */
-	size_t			 nclaims, claims_cap;
+	struct ntab		 claims;	/* agent_gw_claim, this tunnel's */
 	struct event		*limit_ev;	/* sums refusals at the limit */
 	unsigned		 limit_refused;	/* since the last line */
 	char			 limit_first[NAME_MAX_LEN + 1];
@@ -83,6 +84,7 @@ static int	agent_gw_claim_send(struct agent_gw *, struct tun *, uint8_t,
 static struct agent_gw_claim *agent_gw_claim_find(const struct agent_gw *,
 		    const char *);
 static void	agent_gw_claim_drop(struct agent_gw *, const char *);
+static void	agent_gw_claim_clear(struct agent_gw *);
 static void	agent_gw_limit_cb(evutil_socket_t, short, void *);
 static void	agent_gw_limit_log(struct agent_gw *);
 static const char *agent_gw_busy(const char *, unsigned, char *, size_t);
@@ -263,7 +265,7 @@ agent_gw_free(struct agent_gw *g)
 	free(g->address);
 	free(g->host);
 	free(g->server_name);
-	free(g->claims);
+	agent_gw_claim_clear(g);
 	free(g);
 }
 
@@ -612,7 +614,7 @@ agent_gw_closed(struct tun *tun, const char *reason, void *arg)
 
 	g->tun = NULL;
 	g->close_pending = 0;
-	g->nclaims = 0;		/* the gateway forgot them with the tunnel */
+	agent_gw_claim_clear(g);	/* the gateway forgot them too */
 	agent_gw_limit_log(g);
 	if (g->retired) {
 		log_info("gateway %s (dropped by the reload): tunnel "
@@ -713,8 +715,6 @@ agent_gw_claim_send(struct agent_gw *g, struct tun *tun, uint8_t type,
     const struct tun_claim *c)
 {
 	struct agent_gw_claim	*cl;
-	void			*p;
-	size_t			 cap;
 
 	if (tun_send_claim(tun, type, c) == -1)
 		return -1;
@@ -728,28 +728,30 @@ agent_gw_claim_send(struct agent_gw *g, struct tun *tun, uint8_t type,
 			cl->state = AGENT_GW_CLAIM_PENDING;
 		return 0;
 	}
-	if (g->nclaims == g->claims_cap) {
-		cap = g->claims_cap ? g->claims_cap * 2 : 8;
-		if ((p = reallocarray(g->claims, cap, sizeof(*cl))) == NULL)
-			return 0;	/* only the status misses it */
-		g->claims = p;
-		g->claims_cap = cap;
-	}
-	cl = &g->claims[g->nclaims++];
-	memset(cl, 0, sizeof(*cl));
+	/* Out of memory: only the status misses it. */
+	if ((cl = calloc(1, sizeof(*cl))) == NULL)
+		return 0;
 	snprintf(cl->name, sizeof(cl->name), "%s", c->name);
 	cl->state = AGENT_GW_CLAIM_PENDING;
+	cl->te.hash = name_hash(cl->name);
+	if (ntab_insert(&g->claims, &cl->te) == -1)
+		free(cl);
 	return 0;
 }
 
+/* By name in a hash: an agent may claim ten thousand names. */
 static struct agent_gw_claim *
 agent_gw_claim_find(const struct agent_gw *g, const char *name)
 {
-	size_t	i;
+	struct ntab_entry	*e;
+	struct agent_gw_claim	*cl;
+	unsigned		 h = name_hash(name);
 
-	for (i = 0; i < g->nclaims; i++)
-		if (strcmp(g->claims[i].name, name) == 0)
-			return &g->claims[i];
+	for (e = ntab_chain(&g->claims, h); e != NULL; e = e->next) {
+		cl = NTAB_ITEM(e, struct agent_gw_claim, te);
+		if (e->hash == h && strcmp(cl->name, name) == 0)
+			return cl;
+	}
 	return NULL;
 }
 
@@ -760,5 +762,19 @@ agent_gw_claim_drop(struct agent_gw *g, const char *name)
 
 	if ((cl = agent_gw_claim_find(g, name)) == NULL)
 		return;
-	*cl = g->claims[--g->nclaims];
+	ntab_remove(&g->claims, &cl->te);
+	free(cl);
+}
+
+/* Forget every claim (the tunnel is gone, or g). */
+static void
+agent_gw_claim_clear(struct agent_gw *g)
+{
+	struct ntab_entry	*e, *next;
+
+	for (e = ntab_first(&g->claims); e != NULL; e = next) {
+		next = ntab_next(&g->claims, e);
+		free(NTAB_ITEM(e, struct agent_gw_claim, te));
+	}
+	ntab_clear(&g->claims);
 }

@@ -24,6 +24,7 @@ struct ntab {
 #define NTAB_ITEM(e, type, field) \
 	((type *)(void *)((char *)(e) - offsetof(type, field)))
 
+/* All zero (calloc) is an empty table too. */
 void	ntab_init(struct ntab *);
 /* Frees the buckets only: the entries are the caller's. */
 void	ntab_clear(struct ntab *);
