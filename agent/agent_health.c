@@ -2,9 +2,10 @@
 /*
  * Backend health checks: one checker per service with a health section.
  * Every interval it runs one probe, bounded by the timeout: a TCP connect
- * to every backend of the service, a TLS handshake with the tls backend
- * (no certificate verification: we only ask whether it speaks TLS), or an
- * HTTP GET whose status line must carry the expected code.  The first
+ * to every backend of the service (a bufferevent), a TLS handshake with
+ * the tls backend (bufferevent_openssl; no certificate verification: we
+ * only ask whether it speaks TLS), or an HTTP GET (evhttp's client) whose
+ * status line must carry the expected code; the body is never read.  The first
  * probe decides the state; afterwards rise successes or fall failures in
  * a row flip it.  Each transition is logged once and reported to the
  * agent, which claims or withdraws the hostname on its gateways.
@@ -12,15 +13,15 @@
 
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <netdb.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include <event2/event_struct.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/http.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -28,27 +29,29 @@
 #include "log.h"
 
 #define AGENT_HEALTH_CONNS	2	/* tcp: tls and http backends */
-#define AGENT_HEALTH_READ_MAX	4096	/* http: bytes for a status line */
+#define AGENT_HEALTH_HEAD_MAX	65536	/* http: status line and headers */
 #define AGENT_HEALTH_TEXT	320
 
 enum agent_health_step {
 	AGENT_HEALTH_IDLE,
 	AGENT_HEALTH_CONNECTING,
 	AGENT_HEALTH_HANDSHAKE,		/* tls */
-	AGENT_HEALTH_SENDING,		/* http: request */
-	AGENT_HEALTH_READING,		/* http: status line */
+	AGENT_HEALTH_READING,		/* http: request sent, status line */
 };
 
 /* One connection of a probe; lives inside its checker. */
 struct agent_health_conn {
 	struct agent_health		*h;
 	const struct agent_backend	*be;
-	enum agent_health_step		 step;
-	int				 fd;	/* -1: closed */
-	struct event			 ev;	/* assigned while fd != -1 */
-	SSL				*ssl;
-	size_t				 off;	/* request sent / reply read */
-	char				 buf[AGENT_HEALTH_READ_MAX];
+	enum agent_health_step		 step;	/* IDLE: done */
+	struct bufferevent		*bev;	/* tcp, tls */
+	/*
+	 * http.  A connection that ended inside one of evhttp's callbacks
+	 * is already closed by evhttp (it resets before calling back) but
+	 * may not be freed there: it goes at the next probe or the free.
+	 */
+	struct evhttp_connection	*evcon;
+	int				 connected;	/* http: it got that far */
 };
 
 struct agent_health {
@@ -62,12 +65,13 @@ struct agent_health {
 	unsigned			 rise;
 	unsigned			 fall;
 	unsigned			 expect;
-	char				*req;		/* http request */
-	size_t				 reqlen;
+	char				*path;		/* http */
+	char				*host;		/* http: Host */
 	SSL_CTX				*ctx;		/* tls only */
 	struct event			*tick;		/* next probe */
 	struct event			*deadline;	/* probe timeout */
 	int				 probing;
+	int				 in_http;	/* in evhttp's callback */
 	struct agent_health_conn	 conns[AGENT_HEALTH_CONNS];
 	size_t				 nconns;
 	size_t				 pending;	/* conns not done */
@@ -85,22 +89,27 @@ struct agent_health {
 
 static void	agent_health_tick_cb(evutil_socket_t, short, void *);
 static void	agent_health_deadline_cb(evutil_socket_t, short, void *);
-static void	agent_health_conn_cb(evutil_socket_t, short, void *);
 static void	agent_health_probe(struct agent_health *);
 static int	agent_health_conn_start(struct agent_health_conn *, char *,
 		    size_t);
-static void	agent_health_conn_wait(struct agent_health_conn *, short);
+static int	agent_health_http_start(struct agent_health_conn *, char *,
+		    size_t);
 static void	agent_health_conn_close(struct agent_health_conn *);
 static void	agent_health_conn_end(struct agent_health_conn *, int,
 		    const char *);
-static void	agent_health_handshake(struct agent_health_conn *);
-static void	agent_health_send(struct agent_health_conn *);
-static void	agent_health_read(struct agent_health_conn *);
+static void	agent_health_event_cb(struct bufferevent *, short, void *);
+static void	agent_health_tls_failed(struct agent_health_conn *, short);
+static int	agent_health_head_cb(struct evhttp_request *, void *);
+static void	agent_health_error_cb(enum evhttp_request_error, void *);
+static void	agent_health_done_cb(struct evhttp_request *, void *);
+static void	agent_health_close_cb(struct evhttp_connection *, void *);
+static int	agent_health_fd_connected(evutil_socket_t);
+static enum agent_health_step agent_health_conn_step(
+		    const struct agent_health_conn *);
 static void	agent_health_probe_end(struct agent_health *, int,
 		    const struct agent_backend *, const char *);
 static void	agent_health_enter_state(struct agent_health *,
 		    enum agent_health_state);
-static int	agent_health_status_code(const char *, size_t);
 static const char *agent_health_check_name(enum cfg_check);
 static const char *agent_health_step_name(enum agent_health_step);
 static void	agent_health_tv(struct timeval *, unsigned);
@@ -113,7 +122,6 @@ agent_health_new(struct event_base *base, const struct agent_service *svc,
 	const char		*host = svc->cfg->hostname;
 	struct agent_health	*h;
 	size_t			 i;
-	int			 n;
 
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return NULL;
@@ -130,23 +138,17 @@ agent_health_new(struct event_base *base, const struct agent_service *svc,
 	h->rise = cfg->rise ? cfg->rise : 1;
 	h->fall = cfg->fall ? cfg->fall : 1;
 	h->expect = cfg->expect ? cfg->expect : 200;
-	for (i = 0; i < AGENT_HEALTH_CONNS; i++) {
+	for (i = 0; i < AGENT_HEALTH_CONNS; i++)
 		h->conns[i].h = h;
-		h->conns[i].fd = -1;
-	}
 	if (h->check == CFG_CHECK_HTTP) {
 		/* A wildcard is no Host: name the backend as a direct client
 		 * would. */
 		if (host[0] == '*' && svc->http.sslen != 0)
 			host = svc->http.text;
-		n = asprintf(&h->req, "GET %s HTTP/1.1\r\nHost: %s\r\n"
-		    "User-Agent: porch-agent-health\r\nConnection: close\r\n"
-		    "\r\n", cfg->path != NULL ? cfg->path : "/", host);
-		if (n == -1) {
-			h->req = NULL;
+		h->path = strdup(cfg->path != NULL ? cfg->path : "/");
+		h->host = strdup(host);
+		if (h->path == NULL || h->host == NULL)
 			goto fail;
-		}
-		h->reqlen = (size_t)n;
 	}
 	if (h->check == CFG_CHECK_TLS) {
 		if ((h->ctx = SSL_CTX_new(TLS_client_method())) == NULL)
@@ -196,6 +198,7 @@ agent_health_free(struct agent_health *h)
 
 	if (h == NULL)
 		return;
+	h->in_http = 0;		/* never called from evhttp */
 	for (i = 0; i < AGENT_HEALTH_CONNS; i++)
 		agent_health_conn_close(&h->conns[i]);
 	if (h->tick != NULL)
@@ -203,7 +206,8 @@ agent_health_free(struct agent_health *h)
 	if (h->deadline != NULL)
 		event_free(h->deadline);
 	SSL_CTX_free(h->ctx);
-	free(h->req);
+	free(h->path);
+	free(h->host);
 	free(h);
 }
 
@@ -305,57 +309,117 @@ agent_health_probe(struct agent_health *h)
 	}
 }
 
-/* Start a nonblocking connect; the event says when it is done. */
+/* Start connecting (and for tls, the handshake after it). */
 static int
 agent_health_conn_start(struct agent_health_conn *c, char *why,
     size_t whylen)
 {
-	const struct agent_backend	*be = c->be;
-	int				 fd, on = 1;
+	struct agent_health	*h = c->h;
+	const struct agent_backend *be = c->be;
+	SSL			*ssl;
 
-	c->off = 0;
-	c->step = AGENT_HEALTH_CONNECTING;
-	fd = socket(be->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0);
-	if (fd == -1) {
-		snprintf(why, whylen, "socket: %s", strerror(errno));
+	agent_health_conn_close(c);	/* the last http one, if left */
+	c->connected = 0;
+	if (h->check == CFG_CHECK_HTTP)
+		return agent_health_http_start(c, why, whylen);
+	if (h->check == CFG_CHECK_TLS) {
+		if ((ssl = SSL_new(h->ctx)) == NULL) {
+			snprintf(why, whylen, "TLS setup failed");
+			return -1;
+		}
+		/* A wildcard is no server name: send none. */
+		if (h->svc->cfg->hostname[0] != '*')
+			SSL_set_tlsext_host_name(ssl, h->svc->cfg->hostname);
+		/* Frees ssl on failure too (BEV_OPT_CLOSE_ON_FREE). */
+		c->bev = bufferevent_openssl_socket_new(h->base, -1, ssl,
+		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	} else
+		c->bev = bufferevent_socket_new(h->base, -1,
+		    BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		snprintf(why, whylen, "out of memory");
 		return -1;
 	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-	if (connect(fd, (const struct sockaddr *)&be->ss, be->sslen) == -1 &&
-	    errno != EINPROGRESS) {
-		snprintf(why, whylen, "%s", strerror(errno));
-		close(fd);
+	c->step = h->check == CFG_CHECK_TLS ? AGENT_HEALTH_HANDSHAKE :
+	    AGENT_HEALTH_CONNECTING;
+	bufferevent_setcb(c->bev, NULL, NULL, agent_health_event_cb, c);
+	errno = 0;
+	if (bufferevent_socket_connect(c->bev,
+	    (const struct sockaddr *)&be->ss, (int)be->sslen) == -1) {
+		snprintf(why, whylen, "%s", errno != 0 ? strerror(errno) :
+		    "connect failed");
 		return -1;
 	}
-	c->fd = fd;
-	event_assign(&c->ev, c->h->base, fd, EV_WRITE, agent_health_conn_cb,
-	    c);
-	event_add(&c->ev, NULL);
 	return 0;
 }
 
-static void
-agent_health_conn_wait(struct agent_health_conn *c, short what)
+/* GET the path; evhttp_connection_base_bufferevent_new connects. */
+static int
+agent_health_http_start(struct agent_health_conn *c, char *why,
+    size_t whylen)
 {
-	event_del(&c->ev);
-	event_assign(&c->ev, c->h->base, c->fd, what, agent_health_conn_cb, c);
-	event_add(&c->ev, NULL);
+	struct agent_health	*h = c->h;
+	struct evhttp_request	*req;
+	struct evkeyvalq	*hdrs;
+	struct timeval		 tv;
+	char			 host[NI_MAXHOST], port[NI_MAXSERV];
+
+	if (getnameinfo((const struct sockaddr *)&c->be->ss, c->be->sslen,
+	    host, sizeof(host), port, sizeof(port),
+	    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+		snprintf(why, whylen, "bad backend address");
+		return -1;
+	}
+	/* A numeric host: no resolver is asked, nothing blocks. */
+	if ((c->evcon = evhttp_connection_base_bufferevent_new(h->base, NULL,
+	    NULL, host, (unsigned short)atoi(port))) == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	/* Our deadline ends the probe; evhttp's own comes later, never. */
+	agent_health_tv(&tv, h->timeout_ms + 1000);
+	evhttp_connection_set_timeout_tv(c->evcon, &tv);
+	evhttp_connection_set_retries(c->evcon, 0);
+	evhttp_connection_set_max_headers_size(c->evcon,
+	    AGENT_HEALTH_HEAD_MAX);
+	evhttp_connection_set_closecb(c->evcon, agent_health_close_cb, c);
+	if ((req = evhttp_request_new(agent_health_done_cb, c)) == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	evhttp_request_set_header_cb(req, agent_health_head_cb);
+	evhttp_request_set_error_cb(req, agent_health_error_cb);
+	hdrs = evhttp_request_get_output_headers(req);
+	if (evhttp_add_header(hdrs, "Host", h->host) == -1 ||
+	    evhttp_add_header(hdrs, "User-Agent", "porch-agent-health") == -1 ||
+	    evhttp_add_header(hdrs, "Connection", "close") == -1) {
+		evhttp_request_free(req);
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	c->step = AGENT_HEALTH_CONNECTING;
+	/* On failure it freed req. */
+	if (evhttp_make_request(c->evcon, req, EVHTTP_REQ_GET,
+	    h->path) == -1) {
+		snprintf(why, whylen, "sending the request failed");
+		return -1;
+	}
+	return 0;
 }
 
 static void
 agent_health_conn_close(struct agent_health_conn *c)
 {
-	if (c->fd == -1)
-		return;
-	event_del(&c->ev);
-	if (c->ssl != NULL) {
-		SSL_free(c->ssl);
-		c->ssl = NULL;
-	}
-	close(c->fd);
-	c->fd = -1;
 	c->step = AGENT_HEALTH_IDLE;
+	if (c->bev != NULL) {
+		bufferevent_free(c->bev);
+		c->bev = NULL;
+	}
+	/* Inside evhttp's callback it is closed; freed at the next one. */
+	if (c->evcon != NULL && !c->h->in_http) {
+		evhttp_connection_free(c->evcon);
+		c->evcon = NULL;
+	}
 }
 
 /* One connection is done: a failure ends the probe, else the last one. */
@@ -365,7 +429,7 @@ agent_health_conn_end(struct agent_health_conn *c, int ok, const char *why)
 	struct agent_health	*h = c->h;
 	char			 text[256];
 
-	snprintf(text, sizeof(text), "%s", why);	/* may be c->buf */
+	snprintf(text, sizeof(text), "%s", why);
 	agent_health_conn_close(c);
 	if (!ok) {
 		agent_health_probe_end(h, 0, c->be, text);
@@ -376,92 +440,51 @@ agent_health_conn_end(struct agent_health_conn *c, int ok, const char *why)
 		    text);
 }
 
+/* tcp and tls: connected (and the handshake done), or failed. */
 static void
-agent_health_conn_cb(evutil_socket_t fd, short what, void *arg)
+agent_health_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct agent_health_conn	*c = arg;
-	struct agent_health		*h = c->h;
-	socklen_t			 len = sizeof(int);
-	int				 soerr = 0;
+	SSL				*ssl;
+	char				 why[256];
 
-	(void)what;
-	switch (c->step) {
-	case AGENT_HEALTH_CONNECTING:
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == -1)
-			soerr = errno;
-		if (soerr != 0) {
-			agent_health_conn_end(c, 0, strerror(soerr));
-			return;
-		}
-		if (h->check == CFG_CHECK_TCP) {
+	if (what & BEV_EVENT_CONNECTED) {
+		if (c->h->check == CFG_CHECK_TCP) {
 			agent_health_conn_end(c, 1, "connected");
 			return;
 		}
-		if (h->check == CFG_CHECK_HTTP) {
-			c->step = AGENT_HEALTH_SENDING;
-			agent_health_send(c);
-			return;
-		}
-		if ((c->ssl = SSL_new(h->ctx)) == NULL ||
-		    SSL_set_fd(c->ssl, c->fd) != 1) {
-			agent_health_conn_end(c, 0, "TLS setup failed");
-			return;
-		}
-		/* A wildcard is no server name: send none. */
-		if (h->svc->cfg->hostname[0] != '*')
-			SSL_set_tlsext_host_name(c->ssl,
-			    h->svc->cfg->hostname);
-		SSL_set_connect_state(c->ssl);
-		c->step = AGENT_HEALTH_HANDSHAKE;
-		agent_health_handshake(c);
-		break;
-	case AGENT_HEALTH_HANDSHAKE:
-		agent_health_handshake(c);
-		break;
-	case AGENT_HEALTH_SENDING:
-		agent_health_send(c);
-		break;
-	case AGENT_HEALTH_READING:
-		agent_health_read(c);
-		break;
-	case AGENT_HEALTH_IDLE:
-		break;
-	}
-}
-
-static void
-agent_health_handshake(struct agent_health_conn *c)
-{
-	char		 why[256], ebuf[200];
-	unsigned long	 e;
-	int		 r, err, saved;
-
-	ERR_clear_error();
-	errno = 0;
-	r = SSL_connect(c->ssl);
-	saved = errno;
-	if (r == 1) {
+		ssl = bufferevent_openssl_get_ssl(bev);
 		snprintf(why, sizeof(why), "TLS handshake done (%s)",
-		    SSL_get_version(c->ssl));
-		ERR_clear_error();
+		    ssl != NULL ? SSL_get_version(ssl) : "?");
 		agent_health_conn_end(c, 1, why);
 		return;
 	}
-	err = SSL_get_error(c->ssl, r);
-	if (err == SSL_ERROR_WANT_READ) {
-		agent_health_conn_wait(c, EV_READ);
+	if (c->h->check == CFG_CHECK_TLS &&
+	    agent_health_fd_connected(bufferevent_getfd(bev))) {
+		agent_health_tls_failed(c, what);
 		return;
 	}
-	if (err == SSL_ERROR_WANT_WRITE) {
-		agent_health_conn_wait(c, EV_WRITE);
-		return;
-	}
-	if ((e = ERR_get_error()) != 0) {
+	/* The connect failed: libevent left its SO_ERROR in errno. */
+	agent_health_conn_end(c, 0, errno != 0 ? strerror(errno) :
+	    "connect failed");
+}
+
+/* Say why the handshake failed: OpenSSL's reason, or the socket's. */
+static void
+agent_health_tls_failed(struct agent_health_conn *c, short what)
+{
+	char		 why[256], ebuf[200];
+	unsigned long	 e;
+	int		 saved = errno;
+
+	if ((e = bufferevent_get_openssl_error(c->bev)) != 0) {
 		ERR_error_string_n(e, ebuf, sizeof(ebuf));
 		snprintf(why, sizeof(why), "TLS handshake failed: %s",
 		    ERR_reason_error_string(e) != NULL ?
 		    ERR_reason_error_string(e) : ebuf);
-	} else if (err == SSL_ERROR_SYSCALL && saved != 0)
+		while (bufferevent_get_openssl_error(c->bev) != 0)
+			;	/* the rest is detail */
+	} else if (!(what & BEV_EVENT_EOF) && saved != 0)
 		snprintf(why, sizeof(why), "TLS handshake failed: %s",
 		    strerror(saved));
 	else
@@ -471,79 +494,126 @@ agent_health_handshake(struct agent_health_conn *c)
 	agent_health_conn_end(c, 0, why);
 }
 
-static void
-agent_health_send(struct agent_health_conn *c)
+/*
+ * http: the status line and headers are in.  Decide on the code, and
+ * return -1 so that evhttp stops there: the body is never read.
+ */
+static int
+agent_health_head_cb(struct evhttp_request *req, void *arg)
 {
-	struct agent_health	*h = c->h;
-	char			 why[256];
-	ssize_t			 n;
+	struct agent_health_conn	*c = arg;
+	struct agent_health		*h = c->h;
+	char				 why[256];
+	int				 code;
 
-	while (c->off < h->reqlen) {
-		n = send(c->fd, h->req + c->off, h->reqlen - c->off,
-		    MSG_NOSIGNAL);
-		if (n == -1) {
-			if (errno == EAGAIN || errno == EINTR) {
-				agent_health_conn_wait(c, EV_WRITE);
-				return;
-			}
-			snprintf(why, sizeof(why), "sending the request: %s",
-			    strerror(errno));
-			agent_health_conn_end(c, 0, why);
-			return;
-		}
-		c->off += (size_t)n;
-	}
-	c->off = 0;
-	c->step = AGENT_HEALTH_READING;
-	/* Persistent: the status line may come in several segments. */
-	agent_health_conn_wait(c, EV_READ | EV_PERSIST);
-}
-
-/* Read until the status line is complete, at most READ_MAX bytes. */
-static void
-agent_health_read(struct agent_health_conn *c)
-{
-	struct agent_health	*h = c->h;
-	char			 why[256];
-	ssize_t			 n;
-	int			 code;
-
-	n = recv(c->fd, c->buf + c->off, sizeof(c->buf) - c->off, 0);
-	if (n == -1) {
-		if (errno == EAGAIN || errno == EINTR)
-			return;		/* the event is persistent */
-		snprintf(why, sizeof(why), "reading the response: %s",
-		    strerror(errno));
-		agent_health_conn_end(c, 0, why);
-		return;
-	}
-	c->off += (size_t)n;
-	if (memchr(c->buf, '\n', c->off) == NULL) {
-		if (n == 0) {
-			agent_health_conn_end(c, 0, c->off == 0 ?
-			    "connection closed without a response" :
-			    "connection closed inside the status line");
-			return;
-		}
-		if (c->off == sizeof(c->buf)) {
-			snprintf(why, sizeof(why), "no status line in the "
-			    "first %zu bytes", sizeof(c->buf));
-			agent_health_conn_end(c, 0, why);
-		}
-		return;
-	}
-	if ((code = agent_health_status_code(c->buf, c->off)) == -1) {
-		agent_health_conn_end(c, 0, "malformed HTTP status line");
-		return;
-	}
+	if (c->step == AGENT_HEALTH_IDLE)
+		return -1;
+	code = evhttp_request_get_response_code(req);
+	h->in_http = 1;
 	if ((unsigned)code != h->expect) {
 		snprintf(why, sizeof(why), "HTTP status %d, expected %u", code,
 		    h->expect);
 		agent_health_conn_end(c, 0, why);
-		return;
+	} else {
+		snprintf(why, sizeof(why), "HTTP status %d", code);
+		agent_health_conn_end(c, 1, why);
 	}
-	snprintf(why, sizeof(why), "HTTP status %d", code);
-	agent_health_conn_end(c, 1, why);
+	h->in_http = 0;
+	return -1;
+}
+
+/* http: failed before the headers were in (evhttp already closed it). */
+static void
+agent_health_error_cb(enum evhttp_request_error err, void *arg)
+{
+	struct agent_health_conn	*c = arg;
+	struct agent_health		*h = c->h;
+	const char			*why;
+	char				 buf[256];
+	int				 saved = errno;	/* the socket's */
+
+	if (c->step == AGENT_HEALTH_IDLE)
+		return;
+	switch (err) {
+	case EVREQ_HTTP_INVALID_HEADER:
+		why = "malformed HTTP status line or header";
+		break;
+	case EVREQ_HTTP_DATA_TOO_LONG:
+	case EVREQ_HTTP_BUFFER_ERROR:
+		snprintf(buf, sizeof(buf), "no status line and headers in "
+		    "the first %u bytes", AGENT_HEALTH_HEAD_MAX);
+		why = buf;
+		break;
+	case EVREQ_HTTP_TIMEOUT:
+		why = "timed out";
+		break;
+	default:
+		if (c->connected)
+			why = "connection closed without a response";
+		else
+			why = saved != 0 ? strerror(saved) : "connect failed";
+		break;
+	}
+	h->in_http = 1;
+	agent_health_conn_end(c, 0, why);
+	h->in_http = 0;
+}
+
+/*
+ * http: the request's end.  Every answer was decided in the header or
+ * error callback; evhttp ends here without either only when the connect
+ * was refused (it takes that path for ECONNREFUSED alone, its own
+ * connect timeout being longer than our deadline), and errno was lost to
+ * its reset by then.
+ */
+static void
+agent_health_done_cb(struct evhttp_request *req, void *arg)
+{
+	struct agent_health_conn	*c = arg;
+	struct agent_health		*h = c->h;
+
+	(void)req;
+	if (c->step == AGENT_HEALTH_IDLE)
+		return;
+	h->in_http = 1;
+	agent_health_conn_end(c, 0, c->connected ?
+	    "connection closed without a response" : strerror(ECONNREFUSED));
+	h->in_http = 0;
+}
+
+/* http: evhttp closes a connection that was up (a response may come). */
+static void
+agent_health_close_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct agent_health_conn	*c = arg;
+
+	(void)evcon;
+	c->connected = 1;
+}
+
+static int
+agent_health_fd_connected(evutil_socket_t fd)
+{
+	struct sockaddr_storage	ss;
+	socklen_t		len = sizeof(ss);
+
+	return fd != -1 && getpeername(fd, (struct sockaddr *)&ss, &len) == 0;
+}
+
+/* Where a connection stands, for the timeout's line. */
+static enum agent_health_step
+agent_health_conn_step(const struct agent_health_conn *c)
+{
+	evutil_socket_t	fd = -1;
+
+	if (c->bev != NULL)
+		fd = bufferevent_getfd(c->bev);
+	else if (c->evcon != NULL)
+		fd = bufferevent_getfd(evhttp_connection_get_bufferevent(
+		    c->evcon));
+	if (!agent_health_fd_connected(fd))
+		return AGENT_HEALTH_CONNECTING;
+	return c->evcon != NULL ? AGENT_HEALTH_READING : c->step;
 }
 
 static void
@@ -559,14 +629,14 @@ agent_health_deadline_cb(evutil_socket_t fd, short what, void *arg)
 	if (!h->probing)
 		return;
 	for (i = 0; i < h->nconns && c == NULL; i++)
-		if (h->conns[i].fd != -1)
+		if (h->conns[i].step != AGENT_HEALTH_IDLE)
 			c = &h->conns[i];
 	if (c == NULL) {
 		agent_health_probe_end(h, 0, NULL, "timed out");
 		return;
 	}
 	snprintf(why, sizeof(why), "timed out after %u ms %s", h->timeout_ms,
-	    agent_health_step_name(c->step));
+	    agent_health_step_name(agent_health_conn_step(c)));
 	agent_health_conn_end(c, 0, why);
 }
 
@@ -658,21 +728,6 @@ agent_health_enter_state(struct agent_health *h, enum agent_health_state s)
 	h->cb(h->svc, s == AGENT_HEALTH_UP, h->arg);
 }
 
-/* "HTTP/1.x NNN ..." → NNN, or -1. */
-static int
-agent_health_status_code(const char *p, size_t len)
-{
-	if (len < 12 || memcmp(p, "HTTP/", 5) != 0 ||
-	    p[5] < '0' || p[5] > '9' || p[6] != '.' ||
-	    p[7] < '0' || p[7] > '9' || p[8] != ' ' ||
-	    p[9] < '1' || p[9] > '5' ||
-	    p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9')
-		return -1;
-	if (len > 12 && p[12] != ' ' && p[12] != '\r' && p[12] != '\n')
-		return -1;
-	return (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
-}
-
 static const char *
 agent_health_check_name(enum cfg_check check)
 {
@@ -697,8 +752,6 @@ agent_health_step_name(enum agent_health_step step)
 		return "connecting";
 	case AGENT_HEALTH_HANDSHAKE:
 		return "in the TLS handshake";
-	case AGENT_HEALTH_SENDING:
-		return "sending the request";
 	case AGENT_HEALTH_READING:
 		return "waiting for the status line";
 	case AGENT_HEALTH_IDLE:

@@ -22,6 +22,7 @@ TCP = {"check": "tcp", "interval": "200ms", "timeout": "150ms",
 # a letter is consumed per request), any other path 200; each health
 # answer is logged as "health NNN" and sent in two segments.  http500: /healthz always 500.
 # garbage: reads what the client sends, answers bytes that are not TLS.
+# silent: reads what the client sends and never answers.
 BACKEND = r'''
 import os, socket, socketserver, sys, time
 
@@ -53,12 +54,15 @@ class H(socketserver.BaseRequestHandler):
                 if not chunk:
                     break
                 data += chunk
-                if mode == "garbage":
+                if mode in ("garbage", "silent"):
                     break
         except OSError:
             return
         if mode == "garbage":
             s.sendall(b"this is not TLS at all\r\n" * 4)
+            return
+        if mode == "silent":
+            time.sleep(3)
             return
         path = data.split(b" ")[1] if data.count(b" ") >= 2 else b"/"
         code = 200
@@ -325,3 +329,37 @@ def test_agent_status_shows_health(procs, tmp_path, ca):
     text = subprocess.run([PORCHCTL, "status", f"127.0.0.1:{admin}"],
                           capture_output=True, text=True).stdout
     assert "dead.example.test" in text and "withdrawn" in text
+
+
+def test_failure_reasons(procs, tmp_path):
+    """Why a probe failed, as the status and the log lines say it: a
+    refused connect, no answer within the timeout (at the step it
+    reached), and an answer that is not HTTP."""
+    tmp = str(tmp_path)
+    (gw,), ag = make_stack(procs, tmp)
+    silent = Backend(procs, tmp, "silent", "silent")
+    junk = Backend(procs, tmp, "garbage", "garbage")
+    dead = f"127.0.0.1:{free_port()}"
+    http = {"check": "http", "path": "/healthz", "interval": "400ms",
+            "timeout": "150ms"}
+    ag.serve("refused.example.test", http=dead, health=http)
+    ag.serve("silent.example.test", http=silent.addr, health=http)
+    ag.serve("junk.example.test", http=junk.addr, health=http)
+    ag.serve("silenttls.example.test", tls=silent.addr,
+             health={"check": "tls", "interval": "400ms",
+                     "timeout": "150ms"})
+    gw.start()
+    ag.start(wait_serving=False)
+    first = r"health {}: down at the first check \(backend {}: {}\)"
+    ag.proc.wait_log(first.format(r"refused\.example\.test",
+                                  re.escape(dead), "Connection refused"))
+    ag.proc.wait_log(first.format(
+        r"silent\.example\.test", re.escape(silent.addr),
+        "timed out after 150 ms waiting for the status line"))
+    ag.proc.wait_log(first.format(
+        r"junk\.example\.test", re.escape(junk.addr),
+        "malformed HTTP status line[^)]*"))
+    ag.proc.wait_log(first.format(
+        r"silenttls\.example\.test", re.escape(silent.addr),
+        "timed out after 150 ms in the TLS handshake"))
+    assert gw.proc.count(r"claimed [a-z]+\.example\.test") == 0
