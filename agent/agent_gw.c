@@ -63,7 +63,7 @@ struct agent_gw {
 	struct event		*timer;		/* close_pending, retired */
 	char			 addr_text[64];	/* address connected to */
 	int			 duplicate;	/* refused: our key is in use */
-	struct ntab		 claims;	/* agent_gw_claim, this tunnel's */
+	struct ntab		 claims;	/* on this tunnel, by name */
 	struct event		*limit_ev;	/* sums refusals at the limit */
 	unsigned		 limit_refused;	/* since the last line */
 	char			 limit_first[NAME_MAX_LEN + 1];

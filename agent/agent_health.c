@@ -29,14 +29,14 @@
 #include "log.h"
 
 #define AGENT_HEALTH_CONNS	2	/* tcp: tls and http backends */
-#define AGENT_HEALTH_HEAD_MAX	65536	/* http: status line and headers */
+#define AGENT_HEALTH_HEAD_MAX	65536	/* http: the response head */
 #define AGENT_HEALTH_TEXT	320
 
 enum agent_health_step {
 	AGENT_HEALTH_IDLE,
 	AGENT_HEALTH_CONNECTING,
 	AGENT_HEALTH_HANDSHAKE,		/* tls */
-	AGENT_HEALTH_READING,		/* http: request sent, status line */
+	AGENT_HEALTH_READING,		/* http: the status line */
 };
 
 /* One connection of a probe; lives inside its checker. */
@@ -51,7 +51,7 @@ struct agent_health_conn {
 	 * may not be freed there: it goes at the next probe or the free.
 	 */
 	struct evhttp_connection	*evcon;
-	int				 connected;	/* http: it got that far */
+	int				 connected;	/* http: got so far */
 };
 
 struct agent_health {
@@ -71,7 +71,7 @@ struct agent_health {
 	struct event			*tick;		/* next probe */
 	struct event			*deadline;	/* probe timeout */
 	int				 probing;
-	int				 in_http;	/* in evhttp's callback */
+	int				 in_http;	/* in evhttp's cb */
 	struct agent_health_conn	 conns[AGENT_HEALTH_CONNS];
 	size_t				 nconns;
 	size_t				 pending;	/* conns not done */
@@ -530,7 +530,7 @@ agent_health_error_cb(enum evhttp_request_error err, void *arg)
 	struct agent_health		*h = c->h;
 	const char			*why;
 	char				 buf[256];
-	int				 saved = errno;	/* the socket's */
+	int				 saved = errno;
 
 	if (c->step == AGENT_HEALTH_IDLE)
 		return;

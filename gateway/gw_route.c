@@ -78,7 +78,8 @@ static struct gw_route_claim *gw_route_failover(struct gw_route_table *,
 			    struct gw_route *, uint8_t, const uint64_t *, size_t);
 static struct gw_route_claim *gw_route_balance(struct gw_route_table *,
 			    struct gw_route *, uint8_t, const uint64_t *, size_t);
-static struct gw_route	*gw_route_find(struct gw_route_table *, const char *);
+static struct gw_route	*gw_route_find(struct gw_route_table *,
+			    const char *);
 static void		 gw_route_unlink(struct gw_route_table *,
 			    struct gw_route_claim *);
 static void		 gw_route_limited(const struct gw_route_claim *,
@@ -456,8 +457,7 @@ gw_route_status(struct gw_route_table *rt)
 		policy = gw_route_policy(r);
 		/* The replicas a visitor of each kind gets now. */
 		tls = gw_route_failover(rt, r, TUN_KIND_TLS, NULL, 0);
-		http = gw_route_failover(rt, r, TUN_KIND_HTTP, NULL,
-		    0);
+		http = gw_route_failover(rt, r, TUN_KIND_HTTP, NULL, 0);
 		pick = tls != NULL ? tls : http;
 		reps = json_array();
 		TAILQ_FOREACH(c, &r->claims, entry) {
