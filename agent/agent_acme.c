@@ -124,7 +124,6 @@ struct agent_acme {
 	size_t			 ncerts;
 	TAILQ_HEAD(, agent_chal) chals;
 	TAILQ_HEAD(, agent_hook) hooks;
-	LIST_HEAD(, agent_http01) http01;	/* probes being answered */
 	struct event		*sigchld;
 	struct event		*watchdog;	/* job and hook time limits */
 	/* The job in flight, at most one. */
@@ -150,13 +149,15 @@ struct agent_acme {
 
 /*
  * An http-01 probe being answered, over a bufferevent pair whose other
- * end the stream owns.  Freeing that end tells this one nothing, so the
- * stream's end is heard through agent_acme_stream_closed().
+ * end the tunnel holds.  Freeing that end tells this one nothing, so
+ * the probe owns its stream and hears of its end through
+ * agent_http01_closed(), where it is freed.  It does not depend on
+ * struct agent_acme, which a reload may free meanwhile.
  */
 struct agent_http01 {
+	struct agent_stream	 own;
 	struct agent		*a;
-	LIST_ENTRY(agent_http01) entry;
-	struct tun_stream	*s;		/* NULL once it has ended */
+	struct tun_stream	*s;
 	struct bufferevent	*bev;
 	char			 name[NAME_MAX_LEN + 1];
 	int			 replied;
@@ -203,10 +204,15 @@ static int	agent_acme_parse_chal(const char *, enum acme_chal *);
 static void	agent_http01_read_cb(struct bufferevent *, void *);
 static void	agent_http01_event_cb(struct bufferevent *, short, void *);
 static void	agent_http01_write_cb(struct bufferevent *, void *);
-static void	agent_http01_free(struct agent_http01 *);
+static void	agent_http01_closed(struct tun_stream *, const char *,
+		    void *);
 static void	agent_http01_done(struct agent_http01 *);
 static const char *agent_acme_time(time_t, char *, size_t);
 static const char *agent_acme_delay(unsigned, char *, size_t);
+
+static const struct agent_stream_ops agent_http01_ops = {
+	.closed = agent_http01_closed,
+};
 
 int
 agent_acme_init(struct agent *a, char *err, size_t errlen)
@@ -225,7 +231,6 @@ agent_acme_init(struct agent *a, char *err, size_t errlen)
 	m->a = a;
 	TAILQ_INIT(&m->chals);
 	TAILQ_INIT(&m->hooks);
-	LIST_INIT(&m->http01);
 	a->acme = m;
 	if ((m->state_dir = strdup(a->cfg->acme->state_dir)) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -297,8 +302,6 @@ agent_acme_free(struct agent *a)
 	}
 	if (m->job_bev != NULL)
 		bufferevent_free(m->job_bev);
-	while (!LIST_EMPTY(&m->http01))
-		agent_http01_free(LIST_FIRST(&m->http01));
 	agent_acme_chal_clear(m);
 	for (i = 0; i < m->ncerts; i++)
 		agent_acme_cert_free(m->certs[i]);
@@ -1290,15 +1293,20 @@ agent_acme_open(struct agent *a, struct tun_stream *s,
 		return 0;
 	}
 	/* http-01: read the request head here and answer it. */
-	if (bufferevent_pair_new(a->base, BEV_OPT_CLOSE_ON_FREE, pair) == -1 ||
-	    (h = calloc(1, sizeof(*h))) == NULL) {
+	if (bufferevent_pair_new(a->base, BEV_OPT_CLOSE_ON_FREE, pair) == -1) {
+		tun_stream_reset(s, TUN_E_INTERNAL, "agent out of memory");
+		return 0;
+	}
+	if ((h = calloc(1, sizeof(*h))) == NULL) {
+		bufferevent_free(pair[0]);
+		bufferevent_free(pair[1]);
 		tun_stream_reset(s, TUN_E_INTERNAL, "agent out of memory");
 		return 0;
 	}
 	h->a = a;
 	h->s = s;
 	h->bev = pair[1];
-	LIST_INSERT_HEAD(&m->http01, h, entry);
+	agent_stream_own(s, &h->own, &agent_http01_ops, h);
 	snprintf(h->name, sizeof(h->name), "%s", o->name);
 	bufferevent_setcb(h->bev, agent_http01_read_cb, NULL,
 	    agent_http01_event_cb, h);
@@ -1379,10 +1387,10 @@ agent_http01_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct agent_http01	*h = arg;
 
-	if ((what & BEV_EVENT_TIMEOUT) && h->s != NULL) {
+	if (what & BEV_EVENT_TIMEOUT) {
 		/* The prober neither sent a request nor went away. */
 		tun_stream_reset(h->s, TUN_E_CANCEL, "http-01 probe timed out");
-		return;		/* freed by agent_acme_stream_closed */
+		return;		/* freed by agent_http01_closed */
 	}
 	bufferevent_disable(bev, EV_READ);
 	if (!h->replied)
@@ -1393,34 +1401,20 @@ agent_http01_event_cb(struct bufferevent *bev, short what, void *arg)
 static void
 agent_http01_done(struct agent_http01 *h)
 {
-	if (h->s == NULL) {
-		agent_http01_free(h);
-		return;
-	}
 	/* The read timeout stays armed: a prober that never closes is
 	 * reset rather than kept. */
 	bufferevent_disable(h->bev, EV_WRITE);
 	bufferevent_flush(h->bev, EV_WRITE, BEV_FINISHED);
 }
 
-void
-agent_acme_stream_closed(struct agent *a, struct tun_stream *s)
-{
-	struct agent_http01	*h;
-
-	if (a->acme == NULL)
-		return;
-	LIST_FOREACH(h, &a->acme->http01, entry)
-		if (h->s == s) {
-			agent_http01_free(h);
-			return;
-		}
-}
-
+/* The stream ended: the probe's only exit. */
 static void
-agent_http01_free(struct agent_http01 *h)
+agent_http01_closed(struct tun_stream *s, const char *reason, void *arg)
 {
-	LIST_REMOVE(h, entry);
+	struct agent_http01	*h = arg;
+
+	(void)s;
+	(void)reason;
 	bufferevent_free(h->bev);
 	free(h);
 }

@@ -10,8 +10,9 @@
  *
  * A stream's visitor side is a bufferevent pair: the tunnel owns one end,
  * a TLS filter owns the other.  The tunnel frees its end without telling
- * the other one, so the stream's end reaches us through
- * agent_term_stream_closed(), the only place a connection is freed: when
+ * the other one, so a connection is the owner of its stream
+ * (agent_stream_own) and its end reaches us through
+ * agent_term_conn_closed(), the only place a connection is freed: when
  * our side finishes first, it waits there (bounded by a timer).
  *
  * Certificates are one SSL_CTX each, switched to by the SNI callback.
@@ -51,7 +52,6 @@
 #define AGENT_TERM_HANDSHAKE_MS	10000
 #define AGENT_TERM_LINGER_MS	10000	/* our side done, theirs not */
 #define AGENT_TERM_WARN_MS	60000	/* "no certificate", per name */
-#define AGENT_TERM_BUCKETS	256	/* streams -> connections */
 #define AGENT_TERM_TEXT		272	/* "host:port" of a backend */
 #define AGENT_TERM_SID		"porch-term"
 
@@ -82,13 +82,15 @@ enum agent_term_state {
 };
 
 /*
- * One visitor.  Lives exactly as long as its stream: freed only by
- * agent_term_stream_closed(), which tun_stream_reset() also runs.
+ * One visitor, its stream's owner.  Lives exactly as long as its stream:
+ * freed only by agent_term_conn_closed(), which tun_stream_reset() also
+ * runs.
  */
 struct agent_term_conn {
+	struct agent_stream	 own;
 	struct agent_term	*t;
 	struct tun_stream	*s;
-	LIST_ENTRY(agent_term_conn) entry;	/* t->buckets */
+	struct agent_svc_conns	*conns;		/* place under the cap */
 	enum agent_term_state	 state;
 	int			 alpn01;	/* a tls-alpn-01 answer */
 	int			 tls_eof;	/* visitor EOF in DIAL */
@@ -111,14 +113,11 @@ struct agent_term_conn {
 	char			 why[320];	/* from a TLS callback */
 };
 
-LIST_HEAD(agent_term_bucket, agent_term_conn);
-
 struct agent_term {
 	struct agent		*a;
 	SSL_CTX			*ctx;	/* SSLs start here */
 	struct agent_term_sites	 sites;
 	char			*state_dir;	/* sites loaded from */
-	struct agent_term_bucket buckets[AGENT_TERM_BUCKETS];
 };
 
 static int	agent_term_sync(struct agent_term *, int, char *, size_t);
@@ -156,17 +155,20 @@ static void	agent_term_drain_cb(struct bufferevent *, void *);
 static void	agent_term_timer_cb(evutil_socket_t, short, void *);
 static void	agent_term_reset(struct agent_term_conn *, uint32_t,
 		    const char *);
+static void	agent_term_conn_closed(struct tun_stream *, const char *,
+		    void *);
 static void	agent_term_conn_free(struct agent_term_conn *, int);
 static void	agent_term_timer(struct agent_term_conn *, unsigned);
-static struct agent_term_bucket *agent_term_bucket(struct agent_term *,
-		    const struct tun_stream *);
 static void	agent_term_ssl_error(struct bufferevent *, char *, size_t);
+
+static const struct agent_stream_ops agent_term_stream_ops = {
+	.closed = agent_term_conn_closed,
+};
 
 int
 agent_term_init(struct agent *a, char *err, size_t errlen)
 {
 	struct agent_term	*t;
-	size_t			 i;
 
 	if ((t = calloc(1, sizeof(*t))) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -174,8 +176,6 @@ agent_term_init(struct agent *a, char *err, size_t errlen)
 	}
 	t->a = a;
 	TAILQ_INIT(&t->sites);
-	for (i = 0; i < AGENT_TERM_BUCKETS; i++)
-		LIST_INIT(&t->buckets[i]);
 	a->term = t;
 	if ((t->ctx = agent_term_ctx_new(t)) == NULL) {
 		snprintf(err, errlen, "TLS termination: cannot make a TLS "
@@ -192,15 +192,11 @@ agent_term_free(struct agent *a)
 {
 	struct agent_term	*t = a->term;
 	struct agent_term_site	*site;
-	struct agent_term_conn	*c;
-	size_t			 i;
 
 	if (t == NULL)
 		return;
-	/* Streams end before their tunnels are freed; none should be left. */
-	for (i = 0; i < AGENT_TERM_BUCKETS; i++)
-		while ((c = LIST_FIRST(&t->buckets[i])) != NULL)
-			agent_term_conn_free(c, 1);
+	/* No connection is left: each ended with its stream, and the
+	 * tunnels were closed before. */
 	while ((site = TAILQ_FIRST(&t->sites)) != NULL) {
 		TAILQ_REMOVE(&t->sites, site, entry);
 		agent_term_site_free(site);
@@ -253,7 +249,8 @@ agent_term_has_cert(struct agent *a, const char *hostname)
 
 void
 agent_term_open(struct agent *a, struct tun *tun, struct tun_stream *s,
-    const struct agent_service *svc, const struct tun_open *o)
+    const struct agent_service *svc, const struct tun_open *o,
+    struct agent_svc_conns *conns)
 {
 	struct agent_term	*t = a->term;
 	struct agent_term_conn	*c;
@@ -263,21 +260,25 @@ agent_term_open(struct agent *a, struct tun *tun, struct tun_stream *s,
 	SSL			*ssl;
 
 	if (t == NULL) {
+		agent_svc_conns_release(conns);
 		tun_stream_reset(s, TUN_E_INTERNAL, "TLS termination is not "
 		    "set up on this agent");
 		return;
 	}
 	if (svc->http.sslen == 0) {
+		agent_svc_conns_release(conns);
 		snprintf(msg, sizeof(msg), "service %s has no http backend",
 		    svc->cfg->hostname);
 		tun_stream_reset(s, TUN_E_NO_SERVICE, msg);
 		return;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		agent_svc_conns_release(conns);
 		tun_stream_reset(s, TUN_E_INTERNAL, "agent out of memory");
 		return;
 	}
 	c->t = t;
+	c->conns = conns;
 	c->o = *o;
 	c->proxy = svc->cfg->proxy_protocol;
 	snprintf(c->site, sizeof(c->site), "%s", svc->cfg->ncert_names > 0 ?
@@ -303,6 +304,7 @@ agent_term_open(struct agent *a, struct tun *tun, struct tun_stream *s,
 	    "tls=terminate", tun_label(tun), c->visitor, o->name);
 	tun_stream_set_label(s, c->label);
 	if ((ssl = SSL_new(t->ctx)) == NULL) {
+		agent_svc_conns_release(c->conns);
 		free(c);
 		tun_stream_reset(s, TUN_E_INTERNAL, "agent out of memory");
 		return;
@@ -358,23 +360,6 @@ agent_term_alpn01(struct agent *a, struct tun_stream *s, const char *name,
 	agent_term_start(c, s, ssl);
 }
 
-void
-agent_term_stream_closed(struct agent *a, struct tun_stream *s,
-    const char *reason)
-{
-	struct agent_term_conn	*c;
-
-	if (a->term == NULL)
-		return;
-	LIST_FOREACH(c, agent_term_bucket(a->term, s), entry)
-		if (c->s == s)
-			break;
-	if (c == NULL)
-		return;		/* not one of ours */
-	/* A stream that did not end cleanly cuts the backend too. */
-	agent_term_conn_free(c, reason == NULL || strcmp(reason, "eof") != 0);
-}
-
 /*
  * Join the stream to a TLS filter over a bufferevent pair and start the
  * handshake.  Takes c and ssl; on failure frees both and resets the
@@ -407,7 +392,7 @@ agent_term_start(struct agent_term_conn *c, struct tun_stream *s, SSL *ssl)
 	bufferevent_setcb(c->tls, NULL, NULL, agent_term_tls_event_cb, c);
 	c->state = AGENT_TERM_HANDSHAKE;
 	c->s = s;
-	LIST_INSERT_HEAD(agent_term_bucket(c->t, s), c, entry);
+	agent_stream_own(s, &c->own, &agent_term_stream_ops, c);
 	agent_term_timer(c, AGENT_TERM_HANDSHAKE_MS);
 	/* The ClientHello the tunnel holds flows in now.  Last: the stream
 	 * may end from here on, and c with it. */
@@ -421,6 +406,7 @@ fail:
 		bufferevent_free(pair[1]);
 	if (c->timer != NULL)
 		event_free(c->timer);
+	agent_svc_conns_release(c->conns);
 	free(c);
 	tun_stream_reset(s, TUN_E_INTERNAL, "agent out of memory");
 }
@@ -655,17 +641,26 @@ agent_term_timer_cb(evutil_socket_t fd, short ev, void *arg)
 	}
 }
 
-/* Reset the stream; agent_term_stream_closed() frees c from there. */
+/* Reset the stream; agent_term_conn_closed() frees c from there. */
 static void
 agent_term_reset(struct agent_term_conn *c, uint32_t code, const char *msg)
 {
 	tun_stream_reset(c->s, code, msg);
 }
 
+/* The stream ended: the connection goes with it. */
+static void
+agent_term_conn_closed(struct tun_stream *s, const char *reason, void *arg)
+{
+	(void)s;
+	/* A stream that did not end cleanly cuts the backend too. */
+	agent_term_conn_free(arg, reason == NULL ||
+	    strcmp(reason, "eof") != 0);
+}
+
 static void
 agent_term_conn_free(struct agent_term_conn *c, int reset)
 {
-	LIST_REMOVE(c, entry);
 	agent_relay_free(c->relay, reset);
 	if (c->tls != NULL)
 		bufferevent_free(c->tls);
@@ -673,6 +668,7 @@ agent_term_conn_free(struct agent_term_conn *c, int reset)
 		bufferevent_free(c->backend);
 	if (c->timer != NULL)
 		event_free(c->timer);
+	agent_svc_conns_release(c->conns);
 	free(c);
 }
 
@@ -684,14 +680,6 @@ agent_term_timer(struct agent_term_conn *c, unsigned ms)
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
 	evtimer_add(c->timer, &tv);
-}
-
-static struct agent_term_bucket *
-agent_term_bucket(struct agent_term *t, const struct tun_stream *s)
-{
-	uintptr_t	p = (uintptr_t)s;
-
-	return &t->buckets[((p >> 4) ^ (p >> 12)) % AGENT_TERM_BUCKETS];
 }
 
 /*
