@@ -266,8 +266,9 @@ size_t		 agent_proxy_header(enum cfg_proxy_proto,
 		    uint8_t *out);
 
 /*
- * agent_acme.c: certificates by ACME, one order at a time in a child
- * process; the challenges it publishes are answered here.
+ * agent_acme*.c: certificates by ACME, one order at a time in a child
+ * process; the challenges it publishes are answered here.  The files
+ * and what each holds are listed in agent_acme_priv.h.
  */
 int		 agent_acme_init(struct agent *, char *err, size_t errlen);
 void		 agent_acme_start(struct agent *);	/* needs the base */
