@@ -300,7 +300,8 @@ struct json_t	*agent_acme_status(struct agent *);
 void		 agent_acme_metrics(struct agent *, struct evbuffer *);
 
 /*
- * agent_term.c: TLS ended at the agent (tls: terminate, tls-alpn-01).
+ * agent_term.c (one visitor) and agent_term_site.c (the certificates):
+ * TLS ended at the agent (tls: terminate, tls-alpn-01).
  * init makes the contexts and loads every certificate present (a
  * missing one is not an error; needs no event base); free runs after
  * the tunnels are gone.  services_changed follows a reload's services.
