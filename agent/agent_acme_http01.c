@@ -132,8 +132,8 @@ agent_acme_http01_read_cb(struct bufferevent *bev, void *arg)
 	h->replied = 1;
 	/* Close once the answer is out (the write callback fires when
 	 * the output buffer drains). */
-	bufferevent_setcb(bev, agent_acme_http01_read_cb, agent_acme_http01_write_cb,
-	    agent_acme_http01_event_cb, h);
+	bufferevent_setcb(bev, agent_acme_http01_read_cb,
+	    agent_acme_http01_write_cb, agent_acme_http01_event_cb, h);
 	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
 	/* A pair may have passed it all on already. */
 	agent_acme_http01_write_cb(bev, h);

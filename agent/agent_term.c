@@ -139,8 +139,9 @@ agent_term_open(struct agent *a, struct tun *tun, struct tun_stream *s,
 	c->conns = conns;
 	c->o = *o;
 	c->proxy = svc->cfg->proxy_protocol;
-	snprintf(c->hs.site, sizeof(c->hs.site), "%s", svc->cfg->ncert_names > 0 ?
-	    svc->cfg->cert_names[0] : svc->cfg->hostname);
+	snprintf(c->hs.site, sizeof(c->hs.site), "%s",
+	    svc->cfg->ncert_names > 0 ? svc->cfg->cert_names[0] :
+	    svc->cfg->hostname);
 	memcpy(&c->http, &svc->http.ss, sizeof(c->http));
 	c->http_len = svc->http.sslen;
 	snprintf(c->http_text, sizeof(c->http_text), "%s", svc->http.text);

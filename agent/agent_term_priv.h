@@ -27,12 +27,12 @@ struct agent_term {
 };
 
 /*
- * What the SNI and ALPN callbacks need of one visitor: the SSL's app
- * data points at it (it lives in the visitor's connection) until the
- * handshake is done.
+ * What the SNI and ALPN callbacks need of one visitor, site being its
+ * service's certificate name: the SSL's app data points at it (it lives
+ * in the visitor's connection) until the handshake is done.
  */
 struct agent_term_hs {
-	char			 site[NAME_MAX_LEN + 1];	/* its service's */
+	char			 site[NAME_MAX_LEN + 1];
 	int			 alpn01;	/* a tls-alpn-01 answer */
 	int			 h2_ok;		/* offer h2 */
 	char			 why[320];	/* a refusal, in words */
