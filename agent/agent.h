@@ -154,6 +154,28 @@ void		 agent_gw_free(struct agent_gw *);
 unsigned	 agent_gw_stream_limit(const struct agent *);
 unsigned	 agent_gw_share_limit(const struct agent *);
 
+/*
+ * agent_stream.c: the one owner of each stream a gateway opens to us.
+ * Whoever takes a stream (agent_svc.c, agent_term.c, the http-01
+ * responder) keeps a struct agent_stream in its own object and names
+ * itself with agent_stream_own(); the stream's end reaches it through
+ * ops->closed, once, and by no other way (tun_stream_reset() included).
+ * closed frees the owner's object, the pair with it.
+ */
+struct agent_stream_ops {
+	void	(*closed)(struct tun_stream *, const char *reason,
+		    void *arg);
+};
+struct agent_stream {
+	const struct agent_stream_ops	*ops;
+	void				*arg;
+};
+/* The stream's udata points at own from here on. */
+void		 agent_stream_own(struct tun_stream *, struct agent_stream *own,
+		    const struct agent_stream_ops *, void *arg);
+/* The tunnel's stream_closed (agent_gw.c): tell the owner, if any. */
+void		 agent_stream_closed(struct tun_stream *, const char *reason);
+
 /* agent_svc.c: streams from gateways to local backends. */
 int		 agent_svc_init(struct agent *, char *err, size_t errlen);
 void		 agent_svc_clear(struct agent *);
@@ -186,7 +208,9 @@ int		 agent_svc_is_up(const struct agent_service *);
 struct agent_service *agent_svc_lookup(struct agent *, const char *name);
 void		 agent_svc_open(struct agent *, struct tun *,
 		    struct tun_stream *, const struct tun_open *);
-void		 agent_svc_stream_closed(struct tun_stream *);
+/* A stream's place under its service's max_connections, held by the
+ * stream's owner: given back when the stream ends (NULL: none). */
+void		 agent_svc_conns_release(struct agent_svc_conns *);
 uint8_t		 agent_svc_kinds(const struct agent_service *);
 /* Fill a CLAIM for the service (kinds, priority, policy, name). */
 void		 agent_svc_claim(const struct agent_service *,
@@ -242,8 +266,9 @@ size_t		 agent_proxy_header(enum cfg_proxy_proto,
 		    uint8_t *out);
 
 /*
- * agent_acme.c: certificates by ACME, one order at a time in a child
- * process; the challenges it publishes are answered here.
+ * agent_acme*.c: certificates by ACME, one order at a time in a child
+ * process; the challenges it publishes are answered here.  The files
+ * and what each holds are listed in agent_acme_priv.h.
  */
 int		 agent_acme_init(struct agent *, char *err, size_t errlen);
 void		 agent_acme_start(struct agent *);	/* needs the base */
@@ -271,13 +296,12 @@ void		 agent_acme_claim_result(struct agent *, const char *gw,
 /* An ACME probe stream: 0 taken, -1 not ours (an ordinary visitor). */
 int		 agent_acme_open(struct agent *, struct tun_stream *,
 		    const struct tun_open *);
-/* A stream went away: drop the http-01 answer still using it. */
-void		 agent_acme_stream_closed(struct agent *, struct tun_stream *);
 struct json_t	*agent_acme_status(struct agent *);
 void		 agent_acme_metrics(struct agent *, struct evbuffer *);
 
 /*
- * agent_term.c: TLS ended at the agent (tls: terminate, tls-alpn-01).
+ * agent_term.c (one visitor) and agent_term_site.c (the certificates):
+ * TLS ended at the agent (tls: terminate, tls-alpn-01).
  * init makes the contexts and loads every certificate present (a
  * missing one is not an error; needs no event base); free runs after
  * the tunnels are gone.  services_changed follows a reload's services.
@@ -291,17 +315,15 @@ int		 agent_term_reload(struct agent *, const char *name,
 /* 1 if a certificate for hostname is loaded (for status). */
 int		 agent_term_has_cert(struct agent *, const char *hostname);
 void		 agent_term_services_changed(struct agent *);
-/* Take a TLS stream of a terminating service (svc is not kept). */
+/* Take a TLS stream of a terminating service (svc is not kept) and
+ * the stream's place under the service's cap (released with it, or at
+ * once on failure). */
 void		 agent_term_open(struct agent *, struct tun *,
 		    struct tun_stream *, const struct agent_service *,
-		    const struct tun_open *);
+		    const struct tun_open *, struct agent_svc_conns *);
 /* Answer a tls-alpn-01 probe for name (RFC 8737), then close. */
 void		 agent_term_alpn01(struct agent *, struct tun_stream *,
 		    const char *name, const char *key_auth);
-/* Every stream's stream_closed must come here: the tunnel frees its end
- * of our bufferevent pair without a word to the other end. */
-void		 agent_term_stream_closed(struct agent *,
-		    struct tun_stream *, const char *reason);
 
 /*
  * agent_relay.c: bytes both ways between two bufferevents, with

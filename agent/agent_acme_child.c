@@ -3,7 +3,7 @@
  * The order process: a child of the agent that runs the blocking ACME
  * client (acme/) for one certificate and tells its parent, in lines on
  * a socketpair, which challenges to publish and how the order ended
- * (the protocol is described in agent_acme.c).  It holds none of the
+ * (the protocol is described in agent_acme_job.c).  It holds none of the
  * agent's sockets nor its identity key, never touches its event base,
  * and dies with it.
  */

@@ -592,9 +592,7 @@ agent_gw_stream_closed(struct tun *tun, struct tun_stream *s,
 	struct agent_gw	*g = arg;
 	struct timeval	 now = { 0, 0 };
 
-	agent_svc_stream_closed(s);
-	agent_term_stream_closed(g->a, s, reason);
-	agent_acme_stream_closed(g->a, s);
+	agent_stream_closed(s, reason);		/* its owner frees it */
 	/* The last stream of a draining tunnel: close it, but not from
 	 * inside the stream's own teardown. */
 	if (tun_is_draining(tun) && tun_stream_count(tun) == 1 &&

@@ -43,11 +43,12 @@ struct agent_svc_conns {
 
 /*
  * A stream to a backend: its place under the service's cap and, until
- * connected, the connection being made.  The stream's udata, freed with
- * the stream.  It copies what it needs of its service, which a reload
- * may free.
+ * connected, the connection being made.  The stream's owner, freed when
+ * the stream ends.  It copies what it needs of its service, which a
+ * reload may free.
  */
 struct agent_dial {
+	struct agent_stream		 own;
 	struct tun_stream		*s;
 	struct agent_svc_conns		*conns;
 	struct bufferevent		*bev;	/* NULL once the stream's */
@@ -97,11 +98,17 @@ static void	agent_svc_conns_put(struct agent_svc_conns *);
 static int	agent_svc_dial(struct agent *, struct agent_dial *,
 		    const struct agent_backend *);
 static void	agent_svc_dial_cb(struct bufferevent *, short, void *);
+static void	agent_svc_dial_closed(struct tun_stream *, const char *,
+		    void *);
 static void	agent_svc_index_build(struct agent *);
 static void	agent_svc_index_free(struct agent *);
 static const struct agent_svc_slot *agent_svc_index_get(struct agent *,
 		    const char *);
 static void	agent_svc_health_cb(const struct agent_service *, int, void *);
+
+static const struct agent_stream_ops agent_svc_dial_ops = {
+	.closed = agent_svc_dial_closed,
+};
 
 int
 agent_svc_init(struct agent *a, char *err, size_t errlen)
@@ -439,6 +446,15 @@ agent_svc_conns_put(struct agent_svc_conns *c)
 		free(c);
 }
 
+void
+agent_svc_conns_release(struct agent_svc_conns *c)
+{
+	if (c == NULL)
+		return;
+	c->n--;
+	agent_svc_conns_put(c);
+}
+
 static void
 agent_svc_backend_clear(struct agent_backend *be)
 {
@@ -565,19 +581,22 @@ agent_svc_open(struct agent *a, struct tun *tun, struct tun_stream *s,
 		tun_stream_reset(s, TUN_E_LIMIT, msg);
 		return;
 	}
+	/* The stream's place under the cap: its owner gives it back. */
+	svc->conns->refs++;
+	svc->conns->n++;
+	if (term) {
+		agent_term_open(a, tun, s, svc, o, svc->conns);
+		return;
+	}
 	if ((d = calloc(1, sizeof(*d))) == NULL) {
+		agent_svc_conns_release(svc->conns);
 		tun_stream_reset(s, TUN_E_INTERNAL, "agent out of memory");
 		return;
 	}
 	d->s = s;
 	d->conns = svc->conns;
-	d->conns->refs++;
-	d->conns->n++;
-	tun_stream_set_udata(s, d);	/* from here a reset frees d */
-	if (term) {
-		agent_term_open(a, tun, s, svc, o);
-		return;
-	}
+	/* From here a reset frees d. */
+	agent_stream_own(s, &d->own, &agent_svc_dial_ops, d);
 	tun_addr_to_ss(&o->src, &ss);
 	/* An HTTP visitor named its site in Host, not in SNI. */
 	snprintf(label, sizeof(label), "%s visitor=%s %s=%s backend=%s",
@@ -649,18 +668,16 @@ agent_svc_dial(struct agent *a, struct agent_dial *d,
 
 /* The stream is going away: drop a dial still in progress, and free
  * its place under the service's cap. */
-void
-agent_svc_stream_closed(struct tun_stream *s)
+static void
+agent_svc_dial_closed(struct tun_stream *s, const char *reason, void *arg)
 {
-	struct agent_dial	*d = tun_stream_udata(s);
+	struct agent_dial	*d = arg;
 
-	if (d == NULL)
-		return;
-	tun_stream_set_udata(s, NULL);
+	(void)s;
+	(void)reason;
 	if (d->bev != NULL)
 		bufferevent_free(d->bev);
-	d->conns->n--;
-	agent_svc_conns_put(d->conns);
+	agent_svc_conns_release(d->conns);
 	free(d);
 }
 

@@ -10,23 +10,19 @@
  *
  * A stream's visitor side is a bufferevent pair: the tunnel owns one end,
  * a TLS filter owns the other.  The tunnel frees its end without telling
- * the other one, so the stream's end reaches us through
- * agent_term_stream_closed(), the only place a connection is freed: when
+ * the other one, so a connection is the owner of its stream
+ * (agent_stream_own) and its end reaches us through
+ * agent_term_conn_closed(), the only place a connection is freed: when
  * our side finishes first, it waits there (bounded by a timer).
  *
- * Certificates are one SSL_CTX each, switched to by the SNI callback.
- * A handshake holds a reference to the context it uses (OpenSSL counts
- * them), so a renewal swaps the site's context for new visitors while
- * those in flight keep the old one until they close.
+ * The certificates, and the SNI and ALPN callbacks that choose among
+ * them, are in agent_term_site.c.
  */
 
-#include <sys/queue.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <errno.h>
-#include <limits.h>
-#include <netdb.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,38 +36,15 @@
 #include <openssl/x509.h>
 
 #include "acme_crypto.h"
-#include "acme_store.h"
 #include "addr.h"
 #include "agent.h"
+#include "agent_term_priv.h"
 #include "log.h"
-#include "mono.h"
-#include "name.h"
 
 #define AGENT_TERM_HIGH		(256 * 1024)	/* per direction */
 #define AGENT_TERM_HANDSHAKE_MS	10000
 #define AGENT_TERM_LINGER_MS	10000	/* our side done, theirs not */
-#define AGENT_TERM_WARN_MS	60000	/* "no certificate", per name */
-#define AGENT_TERM_BUCKETS	256	/* streams -> connections */
 #define AGENT_TERM_TEXT		272	/* "host:port" of a backend */
-#define AGENT_TERM_SID		"porch-term"
-
-/* One terminating service: its certificate and where h2 goes. */
-struct agent_term_site {
-	TAILQ_ENTRY(agent_term_site) entry;
-	char			*name;	/* first certificate name */
-	char			**names;	/* every name it covers */
-	size_t			 nnames;
-	SSL_CTX			*ctx;	/* NULL: none loaded */
-	int			 missing;	/* no files yet: no error */
-	char			 why[256];	/* why ctx is NULL */
-	uint64_t		 warned_ms;	/* last "no certificate" */
-	char			*h2c_text;	/* configured, or NULL */
-	struct sockaddr_storage	 h2c;
-	socklen_t		 h2c_len;	/* 0: no h2 */
-	int			 seen;	/* sync mark */
-};
-
-TAILQ_HEAD(agent_term_sites, agent_term_site);
 
 enum agent_term_state {
 	AGENT_TERM_HANDSHAKE,	/* TLS with the visitor */
@@ -82,15 +55,17 @@ enum agent_term_state {
 };
 
 /*
- * One visitor.  Lives exactly as long as its stream: freed only by
- * agent_term_stream_closed(), which tun_stream_reset() also runs.
+ * One visitor, its stream's owner.  Lives exactly as long as its stream:
+ * freed only by agent_term_conn_closed(), which tun_stream_reset() also
+ * runs.
  */
 struct agent_term_conn {
+	struct agent_stream	 own;
 	struct agent_term	*t;
 	struct tun_stream	*s;
-	LIST_ENTRY(agent_term_conn) entry;	/* t->buckets */
+	struct agent_svc_conns	*conns;		/* place under the cap */
+	struct agent_term_hs	 hs;		/* the SSL's app data */
 	enum agent_term_state	 state;
-	int			 alpn01;	/* a tls-alpn-01 answer */
 	int			 tls_eof;	/* visitor EOF in DIAL */
 	struct bufferevent	*tls;		/* until relayed */
 	struct bufferevent	*backend;	/* being dialed */
@@ -98,8 +73,6 @@ struct agent_term_conn {
 	struct event		*timer;		/* per state */
 	struct tun_open		 o;		/* for PROXY */
 	enum cfg_proxy_proto	 proxy;
-	char			 site[NAME_MAX_LEN + 1];
-	int			 h2_ok;		/* offer h2 */
 	/* Backends are copied: a reload may free the service. */
 	struct sockaddr_storage	 http, h2c;
 	socklen_t		 http_len, h2c_len;
@@ -108,41 +81,8 @@ struct agent_term_conn {
 	const char		*backend_text;	/* one of the two */
 	char			 visitor[64];
 	char			 label[512];	/* stream's, prefix */
-	char			 why[320];	/* from a TLS callback */
 };
 
-LIST_HEAD(agent_term_bucket, agent_term_conn);
-
-struct agent_term {
-	struct agent		*a;
-	SSL_CTX			*ctx;	/* SSLs start here */
-	struct agent_term_sites	 sites;
-	char			*state_dir;	/* sites loaded from */
-	struct agent_term_bucket buckets[AGENT_TERM_BUCKETS];
-};
-
-static int	agent_term_sync(struct agent_term *, int, char *, size_t);
-static struct agent_term_site *agent_term_site_new(
-		    const struct cfg_service *);
-static int	agent_term_site_names(struct agent_term_site *,
-		    const struct cfg_service *);
-static int	agent_term_site_h2c(struct agent *, struct agent_term_site *,
-		    const struct cfg_service *, char *, size_t);
-static int	agent_term_site_load(struct agent_term *,
-		    struct agent_term_site *, char *, size_t);
-static void	agent_term_site_free(struct agent_term_site *);
-static struct agent_term_site *agent_term_site_find(struct agent_term *,
-		    const char *);
-static struct agent_term_site *agent_term_site_covering(struct agent_term *,
-		    const char *);
-static int	agent_term_site_covers(const struct agent_term_site *,
-		    const char *);
-static void	agent_term_site_warn(struct agent_term_site *);
-static SSL_CTX	*agent_term_ctx_new(struct agent_term *);
-static int	agent_term_sni_cb(SSL *, int *, void *);
-static int	agent_term_alpn_cb(SSL *, const unsigned char **,
-		    unsigned char *, const unsigned char *, unsigned int,
-		    void *);
 static void	agent_term_start(struct agent_term_conn *,
 		    struct tun_stream *, SSL *);
 static void	agent_term_tls_event_cb(struct bufferevent *, short, void *);
@@ -156,143 +96,57 @@ static void	agent_term_drain_cb(struct bufferevent *, void *);
 static void	agent_term_timer_cb(evutil_socket_t, short, void *);
 static void	agent_term_reset(struct agent_term_conn *, uint32_t,
 		    const char *);
+static void	agent_term_conn_closed(struct tun_stream *, const char *,
+		    void *);
 static void	agent_term_conn_free(struct agent_term_conn *, int);
 static void	agent_term_timer(struct agent_term_conn *, unsigned);
-static struct agent_term_bucket *agent_term_bucket(struct agent_term *,
-		    const struct tun_stream *);
 static void	agent_term_ssl_error(struct bufferevent *, char *, size_t);
 
-int
-agent_term_init(struct agent *a, char *err, size_t errlen)
-{
-	struct agent_term	*t;
-	size_t			 i;
-
-	if ((t = calloc(1, sizeof(*t))) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	t->a = a;
-	TAILQ_INIT(&t->sites);
-	for (i = 0; i < AGENT_TERM_BUCKETS; i++)
-		LIST_INIT(&t->buckets[i]);
-	a->term = t;
-	if ((t->ctx = agent_term_ctx_new(t)) == NULL) {
-		snprintf(err, errlen, "TLS termination: cannot make a TLS "
-		    "context");
-		return -1;
-	}
-	SSL_CTX_set_tlsext_servername_callback(t->ctx, agent_term_sni_cb);
-	SSL_CTX_set_tlsext_servername_arg(t->ctx, t);
-	return agent_term_sync(t, 1, err, errlen);
-}
-
-void
-agent_term_free(struct agent *a)
-{
-	struct agent_term	*t = a->term;
-	struct agent_term_site	*site;
-	struct agent_term_conn	*c;
-	size_t			 i;
-
-	if (t == NULL)
-		return;
-	/* Streams end before their tunnels are freed; none should be left. */
-	for (i = 0; i < AGENT_TERM_BUCKETS; i++)
-		while ((c = LIST_FIRST(&t->buckets[i])) != NULL)
-			agent_term_conn_free(c, 1);
-	while ((site = TAILQ_FIRST(&t->sites)) != NULL) {
-		TAILQ_REMOVE(&t->sites, site, entry);
-		agent_term_site_free(site);
-	}
-	SSL_CTX_free(t->ctx);
-	free(t->state_dir);
-	free(t);
-	a->term = NULL;
-}
-
-/* Cheap unless a service or the state directory is new. */
-void
-agent_term_services_changed(struct agent *a)
-{
-	char	err[512];
-
-	if (a->term != NULL && agent_term_sync(a->term, 0, err,
-	    sizeof(err)) == -1)
-		log_warnx("terminate: %s", err);
-}
-
-int
-agent_term_reload(struct agent *a, const char *name, char *err,
-    size_t errlen)
-{
-	struct agent_term_site	*site;
-
-	if (a->term == NULL ||
-	    (site = agent_term_site_find(a->term, name)) == NULL)
-		return 0;	/* no service ends TLS with it */
-	if (agent_term_site_load(a->term, site, err, errlen) == -1)
-		return -1;	/* the old one, if any, stays in use */
-	log_info("terminate %s: new certificate in use for new connections",
-	    site->name);
-	return 0;
-}
-
-int
-agent_term_has_cert(struct agent *a, const char *hostname)
-{
-	struct agent_term_site	*site;
-
-	if (a->term == NULL)
-		return 0;
-	TAILQ_FOREACH(site, &a->term->sites, entry)
-		if (site->ctx != NULL && agent_term_site_covers(site, hostname))
-			return 1;
-	return 0;
-}
+static const struct agent_stream_ops agent_term_stream_ops = {
+	.closed = agent_term_conn_closed,
+};
 
 void
 agent_term_open(struct agent *a, struct tun *tun, struct tun_stream *s,
-    const struct agent_service *svc, const struct tun_open *o)
+    const struct agent_service *svc, const struct tun_open *o,
+    struct agent_svc_conns *conns)
 {
 	struct agent_term	*t = a->term;
 	struct agent_term_conn	*c;
-	struct agent_term_site	*site;
 	struct sockaddr_storage	 ss;
 	char			 msg[512];
 	SSL			*ssl;
 
 	if (t == NULL) {
+		agent_svc_conns_release(conns);
 		tun_stream_reset(s, TUN_E_INTERNAL, "TLS termination is not "
 		    "set up on this agent");
 		return;
 	}
 	if (svc->http.sslen == 0) {
+		agent_svc_conns_release(conns);
 		snprintf(msg, sizeof(msg), "service %s has no http backend",
 		    svc->cfg->hostname);
 		tun_stream_reset(s, TUN_E_NO_SERVICE, msg);
 		return;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		agent_svc_conns_release(conns);
 		tun_stream_reset(s, TUN_E_INTERNAL, "agent out of memory");
 		return;
 	}
 	c->t = t;
+	c->conns = conns;
 	c->o = *o;
 	c->proxy = svc->cfg->proxy_protocol;
-	snprintf(c->site, sizeof(c->site), "%s", svc->cfg->ncert_names > 0 ?
-	    svc->cfg->cert_names[0] : svc->cfg->hostname);
+	snprintf(c->hs.site, sizeof(c->hs.site), "%s",
+	    svc->cfg->ncert_names > 0 ? svc->cfg->cert_names[0] :
+	    svc->cfg->hostname);
 	memcpy(&c->http, &svc->http.ss, sizeof(c->http));
 	c->http_len = svc->http.sslen;
 	snprintf(c->http_text, sizeof(c->http_text), "%s", svc->http.text);
-	if ((site = agent_term_site_find(t, c->site)) != NULL &&
-	    site->h2c_len > 0) {
-		c->h2_ok = 1;
-		memcpy(&c->h2c, &site->h2c, sizeof(c->h2c));
-		c->h2c_len = site->h2c_len;
-		snprintf(c->h2c_text, sizeof(c->h2c_text), "%s",
-		    site->h2c_text);
-	}
+	c->hs.h2_ok = agent_term_h2c(t, c->hs.site, &c->h2c, &c->h2c_len,
+	    c->h2c_text, sizeof(c->h2c_text));
 	tun_addr_to_ss(&o->src, &ss);
 	if (ss.ss_family == AF_UNSPEC)
 		snprintf(c->visitor, sizeof(c->visitor), "-");
@@ -303,6 +157,7 @@ agent_term_open(struct agent *a, struct tun *tun, struct tun_stream *s,
 	    "tls=terminate", tun_label(tun), c->visitor, o->name);
 	tun_stream_set_label(s, c->label);
 	if ((ssl = SSL_new(t->ctx)) == NULL) {
+		agent_svc_conns_release(c->conns);
 		free(c);
 		tun_stream_reset(s, TUN_E_INTERNAL, "agent out of memory");
 		return;
@@ -352,27 +207,10 @@ agent_term_alpn01(struct agent *a, struct tun_stream *s, const char *name,
 	EVP_PKEY_free(pkey);
 	SSL_CTX_free(ctx);
 	c->t = t;
-	c->alpn01 = 1;
-	snprintf(c->site, sizeof(c->site), "%s", name);
+	c->hs.alpn01 = 1;
+	snprintf(c->hs.site, sizeof(c->hs.site), "%s", name);
 	snprintf(c->visitor, sizeof(c->visitor), "-");
 	agent_term_start(c, s, ssl);
-}
-
-void
-agent_term_stream_closed(struct agent *a, struct tun_stream *s,
-    const char *reason)
-{
-	struct agent_term_conn	*c;
-
-	if (a->term == NULL)
-		return;
-	LIST_FOREACH(c, agent_term_bucket(a->term, s), entry)
-		if (c->s == s)
-			break;
-	if (c == NULL)
-		return;		/* not one of ours */
-	/* A stream that did not end cleanly cuts the backend too. */
-	agent_term_conn_free(c, reason == NULL || strcmp(reason, "eof") != 0);
 }
 
 /*
@@ -392,7 +230,7 @@ agent_term_start(struct agent_term_conn *c, struct tun_stream *s, SSL *ssl)
 	/* Records wait below the filter only up to this; then the filter
 	 * holds plaintext and the relay stops reading the backend. */
 	bufferevent_setwatermark(pair[1], EV_WRITE, 0, AGENT_TERM_HIGH);
-	SSL_set_app_data(ssl, c);
+	SSL_set_app_data(ssl, &c->hs);
 	c->tls = bufferevent_openssl_filter_new(base, pair[1], ssl,
 	    BUFFEREVENT_SSL_ACCEPTING,
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
@@ -407,7 +245,7 @@ agent_term_start(struct agent_term_conn *c, struct tun_stream *s, SSL *ssl)
 	bufferevent_setcb(c->tls, NULL, NULL, agent_term_tls_event_cb, c);
 	c->state = AGENT_TERM_HANDSHAKE;
 	c->s = s;
-	LIST_INSERT_HEAD(agent_term_bucket(c->t, s), c, entry);
+	agent_stream_own(s, &c->own, &agent_term_stream_ops, c);
 	agent_term_timer(c, AGENT_TERM_HANDSHAKE_MS);
 	/* The ClientHello the tunnel holds flows in now.  Last: the stream
 	 * may end from here on, and c with it. */
@@ -421,6 +259,7 @@ fail:
 		bufferevent_free(pair[1]);
 	if (c->timer != NULL)
 		event_free(c->timer);
+	agent_svc_conns_release(c->conns);
 	free(c);
 	tun_stream_reset(s, TUN_E_INTERNAL, "agent out of memory");
 }
@@ -438,15 +277,15 @@ agent_term_tls_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	switch (c->state) {
 	case AGENT_TERM_HANDSHAKE:
-		if (c->why[0] != '\0')
-			snprintf(why, sizeof(why), "%s", c->why);
+		if (c->hs.why[0] != '\0')
+			snprintf(why, sizeof(why), "%s", c->hs.why);
 		else if (what & BEV_EVENT_EOF)
 			snprintf(why, sizeof(why), "visitor closed the "
 			    "connection");
 		else
 			agent_term_ssl_error(bev, why, sizeof(why));
 		log_info("%s %s: TLS handshake failed: visitor=%s: %s",
-		    c->alpn01 ? "acme tls-alpn-01" : "terminate", c->site,
+		    c->hs.alpn01 ? "acme tls-alpn-01" : "terminate", c->hs.site,
 		    c->visitor, why);
 		/* Whatever alert OpenSSL queued goes out, then EOF. */
 		agent_term_close(c, 0);
@@ -483,15 +322,15 @@ agent_term_handshake_done(struct agent_term_conn *c)
 	SSL_set_app_data(ssl, NULL);
 	evtimer_del(c->timer);
 	SSL_get0_alpn_selected(ssl, &p, &len);
-	if (c->alpn01) {
+	if (c->hs.alpn01) {
 		if (len != 10 || memcmp(p, "acme-tls/1", 10) != 0) {
 			log_info("acme tls-alpn-01 %s: the client did not ask "
-			    "for acme-tls/1; closing", c->site);
+			    "for acme-tls/1; closing", c->hs.site);
 			agent_term_close(c, 1);
 			return;
 		}
 		log_info("acme tls-alpn-01 %s: answered the validation "
-		    "handshake (%s)", c->site, SSL_get_version(ssl));
+		    "handshake (%s)", c->hs.site, SSL_get_version(ssl));
 		/* Nothing else to say: close without waiting for data. */
 		agent_term_close(c, 1);
 		return;
@@ -637,8 +476,8 @@ agent_term_timer_cb(evutil_socket_t fd, short ev, void *arg)
 	switch (c->state) {
 	case AGENT_TERM_HANDSHAKE:
 		log_info("%s %s: TLS handshake failed: visitor=%s: no "
-		    "handshake within %u s", c->alpn01 ? "acme tls-alpn-01" :
-		    "terminate", c->site, c->visitor,
+		    "handshake within %u s", c->hs.alpn01 ? "acme tls-alpn-01" :
+		    "terminate", c->hs.site, c->visitor,
 		    AGENT_TERM_HANDSHAKE_MS / 1000);
 		agent_term_reset(c, TUN_E_CANCEL, "TLS handshake timeout");
 		break;
@@ -655,17 +494,26 @@ agent_term_timer_cb(evutil_socket_t fd, short ev, void *arg)
 	}
 }
 
-/* Reset the stream; agent_term_stream_closed() frees c from there. */
+/* Reset the stream; agent_term_conn_closed() frees c from there. */
 static void
 agent_term_reset(struct agent_term_conn *c, uint32_t code, const char *msg)
 {
 	tun_stream_reset(c->s, code, msg);
 }
 
+/* The stream ended: the connection goes with it. */
+static void
+agent_term_conn_closed(struct tun_stream *s, const char *reason, void *arg)
+{
+	(void)s;
+	/* A stream that did not end cleanly cuts the backend too. */
+	agent_term_conn_free(arg, reason == NULL ||
+	    strcmp(reason, "eof") != 0);
+}
+
 static void
 agent_term_conn_free(struct agent_term_conn *c, int reset)
 {
-	LIST_REMOVE(c, entry);
 	agent_relay_free(c->relay, reset);
 	if (c->tls != NULL)
 		bufferevent_free(c->tls);
@@ -673,6 +521,7 @@ agent_term_conn_free(struct agent_term_conn *c, int reset)
 		bufferevent_free(c->backend);
 	if (c->timer != NULL)
 		event_free(c->timer);
+	agent_svc_conns_release(c->conns);
 	free(c);
 }
 
@@ -684,410 +533,6 @@ agent_term_timer(struct agent_term_conn *c, unsigned ms)
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
 	evtimer_add(c->timer, &tv);
-}
-
-static struct agent_term_bucket *
-agent_term_bucket(struct agent_term *t, const struct tun_stream *s)
-{
-	uintptr_t	p = (uintptr_t)s;
-
-	return &t->buckets[((p >> 4) ^ (p >> 12)) % AGENT_TERM_BUCKETS];
-}
-
-/*
- * The services that end TLS, and their certificates: keep the sites of
- * names still there (their contexts stay loaded), add the new ones,
- * drop the rest.  strict (startup): an h2c backend that does not
- * resolve fails; later it only costs the service its h2.
- */
-static int
-agent_term_sync(struct agent_term *t, int strict, char *err, size_t errlen)
-{
-	struct agent			*a = t->a;
-	const struct cfg_service	*cs;
-	struct agent_term_site		*site, *next;
-	const char			*state;
-	char				 why[512];
-	size_t				 i;
-	int				 all, fresh;
-
-	state = a->cfg->acme != NULL ? a->cfg->acme->state_dir : NULL;
-	/* Another state directory holds other files: read them all. */
-	all = (state == NULL) != (t->state_dir == NULL) ||
-	    (state != NULL && strcmp(state, t->state_dir) != 0);
-	if (all) {
-		free(t->state_dir);
-		t->state_dir = NULL;
-		if (state != NULL && (t->state_dir = strdup(state)) == NULL) {
-			snprintf(err, errlen, "out of memory");
-			return -1;
-		}
-	}
-	TAILQ_FOREACH(site, &t->sites, entry)
-		site->seen = 0;
-	for (i = 0; i < a->nservices; i++) {
-		cs = a->services[i]->cfg;
-		if (!cs->tls_terminate)
-			continue;
-		fresh = 0;
-		if ((site = agent_term_site_find(t, cs->ncert_names > 0 ?
-		    cs->cert_names[0] : cs->hostname)) == NULL) {
-			if ((site = agent_term_site_new(cs)) == NULL) {
-				snprintf(err, errlen, "out of memory");
-				return -1;
-			}
-			TAILQ_INSERT_TAIL(&t->sites, site, entry);
-			fresh = 1;
-		}
-		site->seen = 1;
-		if (agent_term_site_names(site, cs) == -1) {
-			snprintf(err, errlen, "out of memory");
-			return -1;
-		}
-		if (agent_term_site_h2c(a, site, cs, why, sizeof(why)) == -1) {
-			if (strict) {
-				snprintf(err, errlen, "%s", why);
-				return -1;
-			}
-			log_warnx("terminate %s: %s; h2 is not offered",
-			    site->name, why);
-		}
-		if (!fresh && !all)
-			continue;
-		if (agent_term_site_load(t, site, why, sizeof(why)) == 0)
-			continue;
-		if (site->missing)
-			log_info("terminate %s: no certificate yet; TLS "
-			    "visitors are refused until ACME obtains one",
-			    site->name);
-		else
-			log_warnx("terminate %s: %s", site->name, why);
-	}
-	for (site = TAILQ_FIRST(&t->sites); site != NULL; site = next) {
-		next = TAILQ_NEXT(site, entry);
-		if (site->seen)
-			continue;
-		/* Handshakes in flight hold their own reference. */
-		TAILQ_REMOVE(&t->sites, site, entry);
-		agent_term_site_free(site);
-	}
-	return 0;
-}
-
-static struct agent_term_site *
-agent_term_site_new(const struct cfg_service *cs)
-{
-	struct agent_term_site	*site;
-
-	if ((site = calloc(1, sizeof(*site))) == NULL)
-		return NULL;
-	if ((site->name = strdup(cs->ncert_names > 0 ? cs->cert_names[0] :
-	    cs->hostname)) == NULL) {
-		free(site);
-		return NULL;
-	}
-	site->missing = 1;
-	snprintf(site->why, sizeof(site->why), "not loaded");
-	return site;
-}
-
-/* The names SNI may ask for: a reload may have changed them. */
-static int
-agent_term_site_names(struct agent_term_site *site,
-    const struct cfg_service *cs)
-{
-	char	**names;
-	size_t	  i, n = cs->ncert_names > 0 ? cs->ncert_names : 1;
-
-	if ((names = calloc(n, sizeof(*names))) == NULL)
-		return -1;
-	for (i = 0; i < n; i++) {
-		names[i] = strdup(cs->ncert_names > 0 ? cs->cert_names[i] :
-		    cs->hostname);
-		if (names[i] == NULL) {
-			while (i-- > 0)
-				free(names[i]);
-			free(names);
-			return -1;
-		}
-	}
-	for (i = 0; i < site->nnames; i++)
-		free(site->names[i]);
-	free(site->names);
-	site->names = names;
-	site->nnames = n;
-	return 0;
-}
-
-/* Resolve the h2c backend when it is new or changed (never per stream). */
-static int
-agent_term_site_h2c(struct agent *a, struct agent_term_site *site,
-    const struct cfg_service *cs, char *err, size_t errlen)
-{
-	char	*text;
-
-	if (cs->h2c_backend == NULL) {
-		free(site->h2c_text);
-		site->h2c_text = NULL;
-		site->h2c_len = 0;
-		return 0;
-	}
-	if (site->h2c_text != NULL && site->h2c_len > 0 &&
-	    strcmp(site->h2c_text, cs->h2c_backend) == 0)
-		return 0;
-	free(site->h2c_text);
-	site->h2c_text = NULL;
-	site->h2c_len = 0;
-	if (agent_backend_resolve(a, cs->h2c_backend, "h2c backend",
-	    &site->h2c, &site->h2c_len, err, errlen) == -1)
-		return -1;
-	if ((text = strdup(cs->h2c_backend)) == NULL) {
-		site->h2c_len = 0;
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	site->h2c_text = text;
-	return 0;
-}
-
-/*
- * Read STATE/certs/NAME/current into a new context and make it the
- * site's.  On failure the site keeps what it had.
- */
-static int
-agent_term_site_load(struct agent_term *t, struct agent_term_site *site,
-    char *err, size_t errlen)
-{
-	char		 dir[PATH_MAX], real[PATH_MAX];
-	char		 chain[PATH_MAX + 16], key[PATH_MAX + 16];
-	unsigned long	 e;
-	SSL_CTX		*ctx;
-	int		 n1, n2;
-
-	if (t->state_dir == NULL) {
-		snprintf(err, errlen, "no acme: section to take a certificate "
-		    "from");
-		goto fail;
-	}
-	acme_store_cert_dir(t->state_dir, site->name, dir, sizeof(dir));
-	/* Both files from one version: "current" may be swapped between
-	 * the two reads. */
-	if (realpath(dir, real) == NULL) {
-		if (site->ctx == NULL)
-			site->missing = errno == ENOENT;
-		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
-		goto fail;
-	}
-	n1 = snprintf(chain, sizeof(chain), "%s/fullchain.pem", real);
-	n2 = snprintf(key, sizeof(key), "%s/privkey.pem", real);
-	if (n1 < 0 || (size_t)n1 >= sizeof(chain) || n2 < 0 ||
-	    (size_t)n2 >= sizeof(key)) {
-		snprintf(err, errlen, "%s: path too long", real);
-		goto fail;
-	}
-	if ((ctx = agent_term_ctx_new(t)) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		goto fail;
-	}
-	if (SSL_CTX_use_certificate_chain_file(ctx, chain) != 1) {
-		e = ERR_peek_last_error();
-		snprintf(err, errlen, "%s: %s", chain,
-		    ERR_reason_error_string(e) != NULL ?
-		    ERR_reason_error_string(e) : "unreadable");
-		SSL_CTX_free(ctx);
-		goto fail;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(ctx) != 1) {
-		e = ERR_peek_last_error();
-		snprintf(err, errlen, "%s: %s", key,
-		    ERR_reason_error_string(e) != NULL ?
-		    ERR_reason_error_string(e) : "unreadable");
-		SSL_CTX_free(ctx);
-		goto fail;
-	}
-	ERR_clear_error();
-	SSL_CTX_free(site->ctx);
-	site->ctx = ctx;
-	site->missing = 0;
-	site->why[0] = '\0';
-	log_info("terminate %s: certificate loaded from %s", site->name, real);
-	return 0;
-fail:
-	ERR_clear_error();
-	if (site->ctx == NULL)
-		snprintf(site->why, sizeof(site->why), "%s", err);
-	return -1;
-}
-
-static void
-agent_term_site_free(struct agent_term_site *site)
-{
-	size_t	i;
-
-	for (i = 0; i < site->nnames; i++)
-		free(site->names[i]);
-	free(site->names);
-	free(site->name);
-	free(site->h2c_text);
-	SSL_CTX_free(site->ctx);
-	free(site);
-}
-
-static struct agent_term_site *
-agent_term_site_find(struct agent_term *t, const char *name)
-{
-	struct agent_term_site	*site;
-
-	TAILQ_FOREACH(site, &t->sites, entry)
-		if (strcmp(site->name, name) == 0)
-			return site;
-	return NULL;
-}
-
-/* A site with a loaded certificate for name, if any. */
-static struct agent_term_site *
-agent_term_site_covering(struct agent_term *t, const char *name)
-{
-	struct agent_term_site	*site;
-
-	TAILQ_FOREACH(site, &t->sites, entry)
-		if (site->ctx != NULL && agent_term_site_covers(site, name))
-			return site;
-	return NULL;
-}
-
-static int
-agent_term_site_covers(const struct agent_term_site *site, const char *name)
-{
-	size_t	i;
-
-	for (i = 0; i < site->nnames; i++)
-		if (strcmp(site->names[i], name) == 0)
-			return 1;
-	return 0;
-}
-
-/* Once a minute per name at most: every visitor would repeat it. */
-static void
-agent_term_site_warn(struct agent_term_site *site)
-{
-	uint64_t	now = mono_ms();
-
-	if (site->warned_ms != 0 && now - site->warned_ms < AGENT_TERM_WARN_MS)
-		return;
-	site->warned_ms = now;
-	if (site->missing)
-		log_warnx("no certificate for %s yet (ACME has not obtained "
-		    "one; see porchctl cert status)", site->name);
-	else
-		log_warnx("no usable certificate for %s: %s (see porchctl "
-		    "cert status)", site->name, site->why);
-}
-
-/* What every context here shares: TLS 1.2 and 1.3, ALPN by us. */
-static SSL_CTX *
-agent_term_ctx_new(struct agent_term *t)
-{
-	SSL_CTX	*ctx;
-
-	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL)
-		return NULL;
-	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
-	    SSL_CTX_set_session_id_context(ctx,
-	    (const unsigned char *)AGENT_TERM_SID,
-	    sizeof(AGENT_TERM_SID) - 1) != 1) {
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
-	    SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
-	/* Idle visitors should not each hold 2 x 16 KiB of TLS buffers. */
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	SSL_CTX_set_alpn_select_cb(ctx, agent_term_alpn_cb, t);
-	return ctx;
-}
-
-/*
- * Pick the certificate: the one covering the SNI name (the service's
- * own first), else the service's.  None loaded: unrecognized_name.
- */
-static int
-agent_term_sni_cb(SSL *ssl, int *al, void *arg)
-{
-	struct agent_term	*t = arg;
-	struct agent_term_conn	*c = SSL_get_app_data(ssl);
-	struct agent_term_site	*site, *other;
-	const char		*sn;
-	char			 name[NAME_MAX_LEN + 1];
-
-	if (c == NULL) {
-		*al = SSL_AD_INTERNAL_ERROR;
-		return SSL_TLSEXT_ERR_ALERT_FATAL;
-	}
-	site = agent_term_site_find(t, c->site);
-	sn = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-	if (sn != NULL && name_normalize(sn, strlen(sn), name, 0) == 0 &&
-	    (site == NULL || site->ctx == NULL ||
-	    !agent_term_site_covers(site, name)) &&
-	    (other = agent_term_site_covering(t, name)) != NULL)
-		site = other;
-	if (site == NULL) {
-		snprintf(c->why, sizeof(c->why), "service %s was removed",
-		    c->site);
-		*al = SSL_AD_UNRECOGNIZED_NAME;
-		return SSL_TLSEXT_ERR_ALERT_FATAL;
-	}
-	if (site->ctx == NULL) {
-		agent_term_site_warn(site);
-		snprintf(c->why, sizeof(c->why), "no certificate for %s",
-		    site->name);
-		*al = SSL_AD_UNRECOGNIZED_NAME;
-		return SSL_TLSEXT_ERR_ALERT_FATAL;
-	}
-	if (SSL_set_SSL_CTX(ssl, site->ctx) == NULL) {
-		*al = SSL_AD_INTERNAL_ERROR;
-		return SSL_TLSEXT_ERR_ALERT_FATAL;
-	}
-	return SSL_TLSEXT_ERR_OK;
-}
-
-/*
- * Our preference among what the visitor offers: h2 (only with an h2c
- * backend), then http/1.1; for a tls-alpn-01 probe acme-tls/1 alone.
- * Nothing in common fails the handshake (no_application_protocol).
- */
-static int
-agent_term_alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-    const unsigned char *in, unsigned int inlen, void *arg)
-{
-	static const char *const web[] = { "h2", "http/1.1", NULL };
-	static const char *const acme[] = { "acme-tls/1", NULL };
-	struct agent_term_conn	*c = SSL_get_app_data(ssl);
-	const char *const	*want;
-	unsigned int		 i;
-	size_t			 n;
-
-	(void)arg;
-	if (c == NULL)
-		return SSL_TLSEXT_ERR_ALERT_FATAL;
-	want = c->alpn01 ? acme : c->h2_ok ? web : web + 1;
-	for (; *want != NULL; want++) {
-		n = strlen(*want);
-		for (i = 0; i < inlen; i += 1 + in[i]) {
-			if (i + 1 + in[i] > inlen)
-				break;	/* OpenSSL checked it */
-			if (in[i] == n && memcmp(in + i + 1, *want, n) == 0) {
-				*out = in + i + 1;
-				*outlen = in[i];
-				return SSL_TLSEXT_ERR_OK;
-			}
-		}
-	}
-	snprintf(c->why, sizeof(c->why), "no ALPN protocol in common (we "
-	    "offer %s)", c->alpn01 ? "acme-tls/1" : c->h2_ok ?
-	    "h2, http/1.1" : "http/1.1");
-	return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
 /* The oldest TLS error the filter saw, as words. */
@@ -1109,4 +554,3 @@ agent_term_ssl_error(struct bufferevent *bev, char *buf, size_t len)
 	else
 		snprintf(buf, len, "connection lost");
 }
-
