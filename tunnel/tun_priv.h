@@ -8,6 +8,7 @@
 #include <event2/bufferevent_ssl.h>
 
 #include "tun.h"
+#include "tun_hello.h"
 
 #define TUN_BUCKETS_MIN	16	/* stream hash: an idle tunnel's */
 #define TUN_BUCKETS_MAX	65536
@@ -47,7 +48,6 @@
 #define TUN_QUANTUM_MIN	(64 * 1024)
 #define TUN_QUANTUM_MAX	(256 * 1024)
 #define TUN_DIRECT_FRAMES 8		/* DATA frames filled by one readv */
-#define TUN_AUTH_CTX	"porch-auth-v1"
 
 enum tun_state {
 	TUN_HANDSHAKE,		/* TLS handshake */
@@ -149,7 +149,7 @@ struct tun {
 	uint64_t		 peer_instance;
 	int			 confirmed;	/* the peer accepted us */
 	uint32_t		 peer_window;
-	uint8_t			 exporter[32];
+	uint8_t			 exporter[TUN_EXPORTER_LEN];
 	uint64_t		 start_ms;
 	uint64_t		 last_rx_ms;
 	uint64_t		 last_ping_ms;
