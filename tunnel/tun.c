@@ -1188,11 +1188,10 @@ tun_dispatch(struct tun *t, const struct tun_frame *f)
 		}
 		if ((s = tun_stream_find(t, f->stream)) == NULL)
 			break;		/* raced with a close */
-		if ((uint64_t)s->send_credit + incr > 0x7fffffff) {
+		if (tun_flow_window(&s->flow, incr) == -1) {
 			tun_stream_reset(s, TUN_E_FLOW, "window overflow");
 			break;
 		}
-		s->send_credit += incr;
 		tun_stream_pump(s);
 		break;
 	case TUN_RESET:
