@@ -65,7 +65,7 @@ test_credit_never_negative(void **state)
 	}
 
 	tun_flow_init(&fl, W, W);
-	for (spent = 0; fl.send_credit > 0; spent += n) {
+	for (spent = 0; fl.send_credit > 0 && spent <= W; spent += n) {
 		n = tun_flow_allow(&fl, rnd(&x) % (2 * CHUNK));
 		assert_true(n <= fl.send_credit);
 		tun_flow_sent(&fl, n);
