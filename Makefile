@@ -70,11 +70,15 @@ BINS := $(BUILD)/porch-gateway $(BUILD)/porch-agent $(BUILD)/porchctl
 
 # Unit tests: each links lib/ and only the module it tests, and sees
 # the headers its module sees.
-UNIT_TESTS := sni http frame bio cfg jws acme log route proxy backoff
+UNIT_TESTS := sni http frame bio cfg jws acme log route proxy backoff hello flow \
+	      replay
 TEST_sni_OBJS   := $(call obj,gateway/gw_sni.c)
 TEST_http_OBJS  := $(call obj,gateway/gw_http.c)
 TEST_frame_OBJS := $(call obj,tunnel/tun_frame.c)
 TEST_bio_OBJS   := $(call obj,tunnel/tun_bio.c)
+TEST_hello_OBJS := $(call obj,tunnel/tun_hello.c tunnel/tun_frame.c)
+TEST_flow_OBJS  := $(call obj,tunnel/tun_flow.c)
+TEST_replay_OBJS := $(call obj,tunnel/tun_replay.c)
 TEST_cfg_OBJS   := $(call obj,$(CFG_SRCS))
 TEST_jws_OBJS   := $(call obj,acme/acme_jws.c)
 TEST_acme_OBJS  := $(call obj,$(filter-out acme/acme.c acme/acme_http.c,$(ACME_SRCS)))
@@ -85,6 +89,9 @@ TEST_sni_INC    := $(INC_gateway)
 TEST_http_INC   := $(INC_gateway)
 TEST_frame_INC  := $(INC_tunnel)
 TEST_bio_INC    := $(INC_tunnel)
+TEST_hello_INC  := $(INC_tunnel)
+TEST_flow_INC   := $(INC_tunnel)
+TEST_replay_INC := $(INC_tunnel)
 TEST_cfg_INC    := $(INC_config)
 TEST_jws_INC    := $(INC_acme)
 TEST_acme_INC   := $(INC_acme)

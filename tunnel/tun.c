@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: ISC */
 /*
  * One tunnel connection: TLS 1.3 transport, the Ed25519 handshake bound
- * to the TLS exporter, frame dispatch and keepalive.  Both daemons use
+ * to the TLS exporter (its HELLO frames built and checked by
+ * tun_hello.c), frame dispatch and keepalive.  Both daemons use
  * it; the gateway opens streams, the agent accepts them.  The streams
  * themselves are tun_stream.c's.
  *
@@ -29,6 +30,7 @@
 #include "log.h"
 #include "mono.h"
 #include "tun_bio.h"
+#include "tun_hello.h"
 #include "tun_priv.h"
 
 static struct tun *tun_new_common(struct event_base *, int,
@@ -67,7 +69,6 @@ static void	tun_dispatch(struct tun *, const struct tun_frame *);
 static void	tun_recv_hello(struct tun *, const struct tun_frame *);
 static void	tun_recv_open(struct tun *, const struct tun_frame *);
 static void	tun_protocol_error(struct tun *, const char *);
-static void	tun_sign_input(const struct tun *, uint8_t, uint8_t *);
 
 struct tun *
 tun_new(struct event_base *base, int fd, SSL *ssl, int accepting,
@@ -1123,31 +1124,12 @@ tun_connected(struct tun *t)
 static void
 tun_send_hello(struct tun *t)
 {
-	struct tun_hello	 h;
-	uint8_t			 msg[sizeof(TUN_AUTH_CTX) + 1 + 32];
-	uint8_t			 buf[TUN_MAX_PAYLOAD];
-	size_t			 n;
+	uint8_t	buf[TUN_MAX_PAYLOAD];
+	size_t	n;
 
-	memset(&h, 0, sizeof(h));
-	h.version = TUN_VERSION;
-	h.role = t->p.role;
-	h.window = t->p.window;
-	memcpy(h.pub, t->p.key->pub, KEY_PUB_LEN);
-	tun_sign_input(t, t->p.role, msg);
-	crypto_sign_detached(h.sig, NULL, msg, sizeof(msg), t->p.key->sec);
-	snprintf(h.name, sizeof(h.name), "%s", t->name);
-	h.instance = t->p.instance;
-	n = tun_hello_encode(&h, buf);
+	n = tun_hello_build(t->p.key, t->p.role, t->p.window, t->name,
+	    t->p.instance, t->exporter, buf);
 	tun_send(t, TUN_HELLO, 0, 0, buf, n);
-}
-
-/* What a HELLO signs: context, the signer's role and the exporter. */
-static void
-tun_sign_input(const struct tun *t, uint8_t role, uint8_t *msg)
-{
-	memcpy(msg, TUN_AUTH_CTX, sizeof(TUN_AUTH_CTX));
-	msg[sizeof(TUN_AUTH_CTX)] = role;
-	memcpy(msg + sizeof(TUN_AUTH_CTX) + 1, t->exporter, 32);
 }
 
 static void
@@ -1206,11 +1188,10 @@ tun_dispatch(struct tun *t, const struct tun_frame *f)
 		}
 		if ((s = tun_stream_find(t, f->stream)) == NULL)
 			break;		/* raced with a close */
-		if ((uint64_t)s->send_credit + incr > 0x7fffffff) {
+		if (tun_flow_window(&s->flow, incr) == -1) {
 			tun_stream_reset(s, TUN_E_FLOW, "window overflow");
 			break;
 		}
-		s->send_credit += incr;
 		tun_stream_pump(s);
 		break;
 	case TUN_RESET:
@@ -1265,39 +1246,21 @@ tun_dispatch(struct tun *t, const struct tun_frame *f)
 static void
 tun_recv_hello(struct tun *t, const struct tun_frame *f)
 {
-	struct tun_hello	h;
-	uint8_t			msg[sizeof(TUN_AUTH_CTX) + 1 + 32];
-	char			err[TUN_MSG_MAX];
-	uint8_t			want;
+	struct tun_hello	 h;
+	char			 err[TUN_MSG_MAX];
 
-	if (tun_hello_parse(f, &h) == -1) {
+	switch (tun_hello_check(f, t->exporter, t->accepting, &t->p.role, &h,
+	    err, sizeof(err))) {
+	case TUN_HELLO_OK:
+		break;
+	case TUN_HELLO_MALFORMED:
 		tun_protocol_error(t, "malformed HELLO");
 		return;
-	}
-	/* The acceptor learns here whether an agent or a peer gateway
-	 * dialed it, and answers in the matching role. */
-	if (t->accepting && h.role == TUN_ROLE_PEER)
-		t->p.role = TUN_ROLE_PEER;
-	want = t->p.role == TUN_ROLE_PEER ? TUN_ROLE_PEER :
-	    t->p.role == TUN_ROLE_AGENT ? TUN_ROLE_GATEWAY : TUN_ROLE_AGENT;
-	if (h.version != TUN_VERSION) {
-		snprintf(err, sizeof(err), "unsupported protocol version %u "
-		    "(this side speaks %u)", h.version, TUN_VERSION);
+	case TUN_HELLO_SIGNATURE:
+		tun_shutdown(t, TUN_E_AUTH, err);
+		return;
+	default:
 		tun_shutdown(t, TUN_E_PROTOCOL, err);
-		return;
-	}
-	if (h.role != want) {
-		tun_shutdown(t, TUN_E_PROTOCOL, "unexpected peer role");
-		return;
-	}
-	if (h.window < 16384 || h.window > 0x7fffffff) {
-		tun_shutdown(t, TUN_E_PROTOCOL, "window out of range");
-		return;
-	}
-	tun_sign_input(t, h.role, msg);
-	if (crypto_sign_verify_detached(h.sig, msg, sizeof(msg), h.pub) != 0) {
-		tun_shutdown(t, TUN_E_AUTH,
-		    "identity signature does not verify");
 		return;
 	}
 	memcpy(t->peer_key, h.pub, KEY_PUB_LEN);

@@ -8,6 +8,9 @@
 #include <event2/bufferevent_ssl.h>
 
 #include "tun.h"
+#include "tun_flow.h"
+#include "tun_hello.h"
+#include "tun_replay.h"
 
 #define TUN_BUCKETS_MIN	16	/* stream hash: an idle tunnel's */
 #define TUN_BUCKETS_MAX	65536
@@ -47,7 +50,6 @@
 #define TUN_QUANTUM_MIN	(64 * 1024)
 #define TUN_QUANTUM_MAX	(256 * 1024)
 #define TUN_DIRECT_FRAMES 8		/* DATA frames filled by one readv */
-#define TUN_AUTH_CTX	"porch-auth-v1"
 
 enum tun_state {
 	TUN_HANDSHAKE,		/* TLS handshake */
@@ -96,13 +98,8 @@ struct tun_stream {
 	struct event		*rev;		/* DIRECT: bev's socket readable */
 	struct evbuffer_cb_entry *drain_cb;
 	struct evbuffer		*pending;	/* data before attach */
-	struct evbuffer		*replay;	/* sent, until a byte returns */
-	size_t			 replay_max;
-	uint32_t		 send_credit;
-	uint64_t		 rx_total;	/* bytes the peer sent us */
-	uint64_t		 rx_allowed;	/* credit we granted in all */
-	uint32_t		 unacked;	/* delivered, not yet credited */
-	size_t			 skip;		/* local bytes not to credit */
+	struct tun_replay	 replay;	/* sent, until a byte returns */
+	struct tun_flow		 flow;		/* credit both ways */
 	uint64_t		 in, out;	/* local->tunnel, tunnel->local */
 	int			 flags;
 	uint64_t		 start_ms;
@@ -149,7 +146,7 @@ struct tun {
 	uint64_t		 peer_instance;
 	int			 confirmed;	/* the peer accepted us */
 	uint32_t		 peer_window;
-	uint8_t			 exporter[32];
+	uint8_t			 exporter[TUN_EXPORTER_LEN];
 	uint64_t		 start_ms;
 	uint64_t		 last_rx_ms;
 	uint64_t		 last_ping_ms;

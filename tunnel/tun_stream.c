@@ -5,7 +5,9 @@
  * direction is credit-based: a sender may have at most the receiver's
  * window in flight, and the receiver returns credit only once bytes have
  * left its local socket buffer.  So a slow visitor stalls only its own
- * stream and costs at most one window of memory at each end.
+ * stream and costs at most one window of memory at each end.  The sums
+ * are tun_flow.c's; the copy of what a stream sent, kept for a replay
+ * until the peer answers, is tun_replay.c's.
  *
  * A plain local socket is read and written here, not by libevent: read
  * straight into DATA frames on the stream's own event, written at the
@@ -60,7 +62,7 @@ tun_stream_open(struct tun *t, const struct tun_open *o,
     size_t replay_max)
 {
 	struct tun_stream	*s;
-	struct evbuffer		*replay = NULL;
+	struct tun_replay	 replay;
 	uint8_t			 buf[TUN_MAX_PAYLOAD];
 	size_t			 n;
 	uint32_t		 id;
@@ -74,15 +76,13 @@ tun_stream_open(struct tun *t, const struct tun_open *o,
 		if (t->next_id < 3)
 			t->next_id = t->accepting ? 2 : 1;
 	} while (tun_stream_find(t, id) != NULL);
-	if (replay_max > 0 && (replay = evbuffer_new()) == NULL)
+	if (tun_replay_init(&replay, replay_max) == -1)
 		return NULL;
 	if ((s = tun_stream_new(t, id)) == NULL) {
-		if (replay != NULL)
-			evbuffer_free(replay);
+		tun_replay_clear(&replay);
 		return NULL;
 	}
 	s->replay = replay;
-	s->replay_max = replay_max;
 	s->udata = udata;
 	if (label != NULL)
 		tun_stream_set_label(s, label);
@@ -102,7 +102,7 @@ tun_stream_attach(struct tun_stream *s, struct bufferevent *bev)
 	s->bev = bev;
 	/* Whatever the owner queued already (a PROXY header) is not tunnel
 	 * data and must not earn the peer credit when it drains. */
-	s->skip = evbuffer_get_length(out);
+	s->flow.skip = evbuffer_get_length(out);
 	if (s->pending != NULL) {
 		evbuffer_add_buffer(out, s->pending);
 		evbuffer_free(s->pending);
@@ -217,8 +217,8 @@ tun_stream_recv_data(struct tun *t, const uint8_t *hdr, uint32_t plen,
 		evbuffer_drain(in, plen);
 		return;
 	}
-	s->rx_total += plen;
-	if (s->rx_total > s->rx_allowed || (s->flags & TUN_S_REMOTE_FIN)) {
+	if (tun_flow_recv(&s->flow, plen) == -1 ||
+	    (s->flags & TUN_S_REMOTE_FIN)) {
 		evbuffer_drain(in, plen);
 		tun_stream_reset(s, TUN_E_FLOW, (s->flags & TUN_S_REMOTE_FIN) ?
 		    "data after FIN" : "peer exceeded its window");
@@ -229,17 +229,12 @@ tun_stream_recv_data(struct tun *t, const uint8_t *hdr, uint32_t plen,
 	s->out += plen;
 	if (plen > 0 && s->bev != NULL)
 		tun_stream_dirty(s);
-	if (plen > 0 && s->replay != NULL) {
-		evbuffer_free(s->replay);	/* committed to this replica */
-		s->replay = NULL;
-	}
+	if (plen > 0)
+		tun_replay_clear(&s->replay);	/* committed to this replica */
 	if (flags & TUN_F_FIN) {
 		s->flags |= TUN_S_REMOTE_FIN;
-		if (s->replay != NULL) {
-			/* The replica answered, if only with its end. */
-			evbuffer_free(s->replay);
-			s->replay = NULL;
-		}
+		/* The replica answered, if only with its end. */
+		tun_replay_clear(&s->replay);
 		if (s->bev != NULL && evbuffer_get_length(dst) == 0)
 			tun_stream_write_cb(s->bev, s);
 		/* else the write that empties dst passes the FIN on */
@@ -280,8 +275,7 @@ tun_stream_new(struct tun *t, uint32_t id)
 		return NULL;
 	s->tun = t;
 	s->id = id;
-	s->send_credit = t->peer_window;
-	s->rx_allowed = t->p.window;
+	tun_flow_init(&s->flow, t->peer_window, t->p.window);
 	s->start_ms = mono_ms();
 	s->hnext = t->buckets[b];
 	t->buckets[b] = s;
@@ -349,8 +343,7 @@ tun_stream_free(struct tun_stream *s, const char *reason, enum tun_end end)
 	}
 	if (s->pending != NULL)
 		evbuffer_free(s->pending);
-	if (s->replay != NULL)
-		evbuffer_free(s->replay);
+	tun_replay_clear(&s->replay);
 	free(s->label);
 	free(s);
 	t->nstreams--;
@@ -370,7 +363,7 @@ tun_stream_retry(struct tun_stream *s, const char *reason)
 	struct tun		*t = s->tun;
 	struct bufferevent	*bev = s->bev;
 
-	if (bev == NULL || s->replay == NULL || s->out > 0 ||
+	if (bev == NULL || !tun_replay_held(&s->replay) || s->out > 0 ||
 	    (s->flags & TUN_S_LOCAL_EOF) || t->ops->stream_retry == NULL)
 		return -1;
 	if (s->drain_cb != NULL)
@@ -387,8 +380,7 @@ tun_stream_retry(struct tun_stream *s, const char *reason)
 		s->flags &= ~(TUN_S_DIRECT | TUN_S_READING | TUN_S_WBLOCKED);
 		bufferevent_enable(bev, EV_WRITE);
 	}
-	if (evbuffer_prepend_buffer(bufferevent_get_input(bev),
-	    s->replay) == -1 ||
+	if (tun_replay_restore(&s->replay, bufferevent_get_input(bev)) == -1 ||
 	    t->ops->stream_retry(t, s, bev, reason, t->arg) == -1) {
 		/* Not taken: the stream frees it as usual. */
 		s->drain_cb = evbuffer_add_cb(bufferevent_get_output(bev),
@@ -452,7 +444,7 @@ tun_stream_schedule(struct tun *t)
 static int
 tun_stream_wants(const struct tun_stream *s)
 {
-	if (s->send_credit == 0)
+	if (s->flow.send_credit == 0)
 		return 0;
 	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0)
 		return 1;
@@ -515,14 +507,13 @@ tun_stream_send(struct tun_stream *s, size_t budget, int *more)
 		return 0;
 	}
 	in = bufferevent_get_input(s->bev);
-	while ((len = evbuffer_get_length(in)) > 0 && s->send_credit > 0) {
+	while ((len = evbuffer_get_length(in)) > 0 &&
+	    s->flow.send_credit > 0) {
 		if (sent >= budget || tun_out_len(t) >= t->out_cap) {
 			*more = 1;
 			break;
 		}
-		n = len;
-		if (n > s->send_credit)
-			n = s->send_credit;
+		n = tun_flow_allow(&s->flow, len);
 		if (n > TUN_DATA_CHUNK)
 			n = TUN_DATA_CHUNK;
 		if (n > budget - sent)
@@ -536,19 +527,13 @@ tun_stream_send(struct tun_stream *s, size_t budget, int *more)
 			break;
 		tun_frame_header(iov.iov_base, TUN_DATA, 0, s->id, (uint32_t)n);
 		evbuffer_remove(in, (uint8_t *)iov.iov_base + TUN_HDR_LEN, n);
-		if (s->replay != NULL) {
-			/* Kept until a byte comes back; past the cap the
-			 * stream can no longer be replayed. */
-			if (evbuffer_get_length(s->replay) + n > s->replay_max ||
-			    evbuffer_add(s->replay, (uint8_t *)iov.iov_base +
-			    TUN_HDR_LEN, n) == -1) {
-				evbuffer_free(s->replay);
-				s->replay = NULL;
-			}
-		}
+		/* Kept until a byte comes back; past the cap the stream
+		 * can no longer be replayed. */
+		tun_replay_add(&s->replay, (uint8_t *)iov.iov_base +
+		    TUN_HDR_LEN, n);
 		iov.iov_len = TUN_HDR_LEN + n;
 		evbuffer_commit_space(out, &iov, 1);
-		s->send_credit -= n;
+		tun_flow_sent(&s->flow, n);
 		s->in += n;
 		sent += n;
 	}
@@ -558,7 +543,7 @@ tun_stream_send(struct tun_stream *s, size_t budget, int *more)
 		return -1;
 	len = evbuffer_get_length(in);
 	/* A bulk stream, next time it queues: at the back. */
-	if (*more || (s->send_credit == 0 && s->in > 0 &&
+	if (*more || (s->flow.send_credit == 0 && s->in > 0 &&
 	    (len > 0 || (s->flags & TUN_S_DIRECT))))
 		s->flags |= TUN_S_BACKLOG;
 	else
@@ -569,7 +554,7 @@ tun_stream_send(struct tun_stream *s, size_t budget, int *more)
 		tun_stream_set_reading(s, len == 0 &&
 		    !(s->flags & TUN_S_LOCAL_EOF));
 	else if (len > 0 || (s->flags & TUN_S_LOCAL_EOF) ||
-	    s->send_credit == 0)
+	    s->flow.send_credit == 0)
 		tun_stream_set_reading(s, 0);	/* a WINDOW pumps again */
 	else
 		tun_stream_set_reading(s, 1);
@@ -719,7 +704,7 @@ tun_stream_read_direct(struct tun_stream *s, size_t budget, int *more)
 
 	if ((s->flags & TUN_S_LOCAL_EOF) || (fd = bufferevent_getfd(s->bev)) < 0)
 		return 0;
-	while (s->send_credit > 0) {
+	while (s->flow.send_credit > 0) {
 		if (total >= budget || tun_out_len(t) >= t->out_cap) {
 			*more = 1;	/* the socket may hold more */
 			break;
@@ -727,8 +712,7 @@ tun_stream_read_direct(struct tun_stream *s, size_t budget, int *more)
 		/* Up to TUN_DIRECT_FRAMES frames in one read: payloads go
 		 * in place, each after the room for its header.  Not past
 		 * the cap by more than a frame: a slow path would queue it. */
-		want = s->send_credit < budget - total ? s->send_credit :
-		    budget - total;
+		want = tun_flow_allow(&s->flow, budget - total);
 		room = t->out_cap - tun_out_len(t);
 		if (room < TUN_DATA_CHUNK)
 			room = TUN_DATA_CHUNK;
@@ -765,17 +749,12 @@ tun_stream_read_direct(struct tun_stream *s, size_t budget, int *more)
 			    iov[k].iov_len;
 			tun_frame_header(p + k * (TUN_HDR_LEN + TUN_DATA_CHUNK),
 			    TUN_DATA, 0, s->id, (uint32_t)n);
-			if (s->replay != NULL &&
-			    (evbuffer_get_length(s->replay) + n > s->replay_max ||
-			    evbuffer_add(s->replay, iov[k].iov_base, n) == -1)) {
-				evbuffer_free(s->replay);
-				s->replay = NULL;
-			}
+			tun_replay_add(&s->replay, iov[k].iov_base, n);
 			got += n;
 		}
 		res.iov_len = (size_t)k * TUN_HDR_LEN + (size_t)r;
 		evbuffer_commit_space(out, &res, 1);
-		s->send_credit -= (size_t)r;
+		tun_flow_sent(&s->flow, (size_t)r);
 		s->in += (size_t)r;
 		total += (size_t)r;
 		if ((size_t)r < want)
@@ -848,25 +827,18 @@ tun_stream_drain_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 {
 	struct tun_stream	*s = arg;
 	struct tun		*t = s->tun;
-	size_t			 n = info->n_deleted, k;
-	uint8_t			 incr[4];
+	uint32_t		 incr;
+	uint8_t			 b[4];
 
 	(void)buf;
-	if (n == 0 || t->closed || t->state == TUN_CLOSING)
+	if (info->n_deleted == 0 || t->closed || t->state == TUN_CLOSING)
 		return;
-	if (s->skip > 0) {
-		k = n < s->skip ? n : s->skip;
-		s->skip -= k;
-		n -= k;
-	}
-	s->unacked += (uint32_t)n;
-	if (s->unacked < t->p.window / 8 || (s->flags & TUN_S_REMOTE_FIN))
+	if ((incr = tun_flow_drained(&s->flow, info->n_deleted, t->p.window,
+	    s->flags & TUN_S_REMOTE_FIN)) == 0)
 		return;
-	incr[0] = s->unacked >> 24;
-	incr[1] = (s->unacked >> 16) & 0xff;
-	incr[2] = (s->unacked >> 8) & 0xff;
-	incr[3] = s->unacked & 0xff;
-	tun_send(t, TUN_WINDOW, 0, s->id, incr, sizeof(incr));
-	s->rx_allowed += s->unacked;
-	s->unacked = 0;
+	b[0] = incr >> 24;
+	b[1] = (incr >> 16) & 0xff;
+	b[2] = (incr >> 8) & 0xff;
+	b[3] = incr & 0xff;
+	tun_send(t, TUN_WINDOW, 0, s->id, b, sizeof(b));
 }

@@ -2,10 +2,10 @@
 /*
  * TLS for the tunnel.  TLS 1.3 gives the tunnel confidentiality and a
  * per-session exporter; identity is proved afterwards by signing that
- * exporter with the Ed25519 keys (tun.c), so the gateway's certificate is
- * a throwaway self-signed one and nobody verifies it.  A man in the
- * middle would hold two sessions with two different exporters and could
- * not replay either side's signature.
+ * exporter with the Ed25519 keys (tun_hello.c), so the gateway's
+ * certificate is a throwaway self-signed one and nobody verifies it.  A
+ * man in the middle would hold two sessions with two different exporters
+ * and could not replay either side's signature.
  */
 
 #include <string.h>
