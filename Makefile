@@ -19,7 +19,7 @@ CC	?= cc
 PYTHON	?= /usr/bin/python3
 
 PKGS	:= openssl libevent libevent_openssl yaml-0.1 jansson libsodium libcares \
-	   libcurl
+	   libcurl ldns
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -34,8 +34,9 @@ INC_lib	    := -Ilib
 INC_config  := -Iconfig -Ilib
 INC_tunnel  := -Itunnel -Ilib
 INC_acme    := -Iacme -Ilib
+INC_ddns    := -Iddns -Ilib
 INC_gateway := -Igateway -Itunnel -Iconfig -Ilib
-INC_agent   := -Iagent -Iacme -Itunnel -Iconfig -Ilib
+INC_agent   := -Iagent -Iacme -Iddns -Itunnel -Iconfig -Ilib
 INC_ctl	    := -Ictl -Iacme -Iconfig -Ilib
 # An object's include paths, chosen by its folder: lib/x.c -> $(INC_lib).
 obj_inc = $(INC_$(firstword $(subst /, ,$(1))))
@@ -56,6 +57,7 @@ GW_SRCS     := $(wildcard gateway/*.c)
 AGENT_SRCS  := $(wildcard agent/*.c)
 CTL_SRCS    := $(wildcard ctl/*.c)
 ACME_SRCS   := $(wildcard acme/*.c)
+DDNS_SRCS   := $(wildcard ddns/*.c)
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIB_OBJS    := $(call obj,$(LIB_SRCS))
@@ -65,13 +67,14 @@ GW_OBJS     := $(call obj,$(GW_SRCS))
 AGENT_OBJS  := $(call obj,$(AGENT_SRCS))
 CTL_OBJS    := $(call obj,$(CTL_SRCS))
 ACME_OBJS   := $(call obj,$(ACME_SRCS))
+DDNS_OBJS   := $(call obj,$(DDNS_SRCS))
 
 BINS := $(BUILD)/porch-gateway $(BUILD)/porch-agent $(BUILD)/porchctl
 
 # Unit tests: each links lib/ and only the module it tests, and sees
 # the headers its module sees.
 UNIT_TESTS := sni http frame bio cfg jws acme log route proxy backoff hello flow \
-	      replay
+	      replay ddns
 TEST_sni_OBJS   := $(call obj,gateway/gw_sni.c)
 TEST_http_OBJS  := $(call obj,gateway/gw_http.c)
 TEST_frame_OBJS := $(call obj,tunnel/tun_frame.c)
@@ -85,6 +88,7 @@ TEST_acme_OBJS  := $(call obj,$(filter-out acme/acme.c acme/acme_http.c,$(ACME_S
 TEST_route_OBJS := $(call obj,gateway/gw_route.c tunnel/tun_frame.c)
 TEST_proxy_OBJS := $(call obj,agent/agent_proxy.c)
 TEST_backoff_OBJS :=
+TEST_ddns_OBJS  := $(call obj,ddns/ddns_key.c ddns/ddns_msg.c)
 TEST_sni_INC    := $(INC_gateway)
 TEST_http_INC   := $(INC_gateway)
 TEST_frame_INC  := $(INC_tunnel)
@@ -99,9 +103,10 @@ TEST_log_INC    := $(INC_lib)
 TEST_route_INC  := $(INC_gateway)
 TEST_proxy_INC  := $(INC_agent)
 TEST_backoff_INC := $(INC_lib)
+TEST_ddns_INC   := $(INC_ddns)
 UNIT_BINS := $(patsubst %,$(BUILD)/tests/test_%,$(UNIT_TESTS))
 
-FUZZERS := sni http frame cfg acme
+FUZZERS := sni http frame cfg acme ddns
 FUZZ_BINS := $(patsubst %,build-fuzz/fuzz_%,$(FUZZERS))
 FUZZ_SECONDS ?= 20
 
@@ -120,8 +125,8 @@ $(BUILD)/porch-gateway: $(GW_OBJS) $(TUN_OBJS) $(CFG_OBJS) $(LIB_OBJS)
 	@test "$(V)" = 1 || echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/porch-agent: $(AGENT_OBJS) $(ACME_OBJS) $(TUN_OBJS) $(CFG_OBJS) \
-	    $(LIB_OBJS)
+$(BUILD)/porch-agent: $(AGENT_OBJS) $(ACME_OBJS) $(DDNS_OBJS) $(TUN_OBJS) \
+	    $(CFG_OBJS) $(LIB_OBJS)
 	@test "$(V)" = 1 || echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -138,14 +143,14 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $$(TEST_$$*_OBJS) $(LIB_OBJS)
 asan:
 	$(MAKE) BUILD=build-asan \
 	    SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
-	    CFLAGS="-O1 -g" all unit-bins build-asan/rawagent
+	    CFLAGS="-O1 -g" all unit-bins build-asan/rawagent build-asan/ddnsc
 
 unit-bins: $(UNIT_BINS)
 
 check-unit: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do echo "== $$t"; $$t || exit 1; done
 
-check-system: all $(BUILD)/tls_rate $(BUILD)/rawagent
+check-system: all $(BUILD)/tls_rate $(BUILD)/rawagent $(BUILD)/ddnsc
 	PORCH_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/system
 
 check-asan: asan
@@ -170,11 +175,13 @@ FUZZ_cfg   := $(CFG_SRCS) $(LIB_SRCS)
 FUZZ_acme  := acme/acme_parse.c acme/acme_crypto.c acme/acme_jws.c \
 	lib/log.c lib/mono.c
 # A target is built in one compiler run: its module's layer's headers.
+FUZZ_ddns  := ddns/ddns_key.c ddns/ddns_msg.c
 FUZZ_sni_INC   := $(INC_gateway)
 FUZZ_http_INC  := $(INC_gateway)
 FUZZ_frame_INC := $(INC_tunnel)
 FUZZ_cfg_INC   := $(INC_config)
 FUZZ_acme_INC  := $(INC_acme)
+FUZZ_ddns_INC  := $(INC_ddns)
 
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $$(FUZZ_$$*)
 	@mkdir -p build-fuzz
@@ -264,6 +271,12 @@ $(BUILD)/many_agents: bench/many_agents.c $(TUN_OBJS) $(LIB_OBJS)
 $(BUILD)/rawagent: tests/tools/rawagent.c $(TUN_OBJS) $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_CFLAGS) $(INC_tunnel) -o $@ $^ $(LDLIBS)
+
+# One RFC 2136 update from the command line, for the system tests that
+# check ddns/ against BIND and Knot.
+$(BUILD)/ddnsc: tests/tools/ddnsc.c $(DDNS_OBJS) $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) $(INC_ddns) -o $@ $^ $(LDLIBS)
 
 # The example configs go where the daemons' -h points.
 EXAMPLES := $(wildcard config/examples/*.yaml)

@@ -3,9 +3,9 @@
 set -e
 PKGS="build-essential pkg-config clang libclang-rt-14-dev libssl-dev
 libevent-dev libyaml-dev libjansson-dev libsodium-dev libc-ares-dev
-libcmocka-dev libcurl4-openssl-dev python3-pytest openssl curl nginx
+libcmocka-dev libcurl4-openssl-dev libldns-dev python3-pytest openssl curl nginx
 iproute2 valgrind pebble bind9 dnsutils haproxy openssh-server
-openssh-client nftables util-linux"
+openssh-client nftables util-linux knot faketime"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
