@@ -88,7 +88,7 @@ TEST_acme_OBJS  := $(call obj,$(filter-out acme/acme.c acme/acme_http.c,$(ACME_S
 TEST_route_OBJS := $(call obj,gateway/gw_route.c tunnel/tun_frame.c)
 TEST_proxy_OBJS := $(call obj,agent/agent_proxy.c)
 TEST_backoff_OBJS :=
-TEST_ddns_OBJS  := $(call obj,ddns/ddns_key.c ddns/ddns_msg.c)
+TEST_ddns_OBJS  := $(call obj,ddns/ddns_key.c ddns/ddns_msg.c ddns/ddns_rrset.c)
 TEST_sni_INC    := $(INC_gateway)
 TEST_http_INC   := $(INC_gateway)
 TEST_frame_INC  := $(INC_tunnel)
@@ -175,7 +175,7 @@ FUZZ_cfg   := $(CFG_SRCS) $(LIB_SRCS)
 FUZZ_acme  := acme/acme_parse.c acme/acme_crypto.c acme/acme_jws.c \
 	lib/log.c lib/mono.c
 # A target is built in one compiler run: its module's layer's headers.
-FUZZ_ddns  := ddns/ddns_key.c ddns/ddns_msg.c
+FUZZ_ddns  := ddns/ddns_key.c ddns/ddns_msg.c ddns/ddns_rrset.c
 FUZZ_sni_INC   := $(INC_gateway)
 FUZZ_http_INC  := $(INC_gateway)
 FUZZ_frame_INC := $(INC_tunnel)

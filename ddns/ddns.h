@@ -113,8 +113,50 @@ struct ddns_result {
 int		 ddns_msg_reply(const struct ddns_msg *, const uint8_t *,
 		    size_t, const struct ddns_key *, struct ddns_result *);
 
+/* A message ldns can read whole, with at most one TSIG record. */
+int		 ddns_wire_ok(const uint8_t *, size_t);
+
 /* "NOTAUTH", "BADSIG", ...; numbers for unknown codes. */
 const char	*ddns_rcode_name(int rcode, char *buf, size_t len);
+
+/* ------------------------------------------------- what a server holds */
+
+#define DDNS_RRSET_MAX	32		/* records of one RRset we track */
+#define DDNS_RDATA_MAX	512		/* one record's data, as text */
+
+/* One RRset as the server answered it, each record in ldns's text form. */
+struct ddns_rrset {
+	size_t		 n;
+	uint32_t	 ttl;
+	char		 rdata[DDNS_RRSET_MAX][DDNS_RDATA_MAX];
+};
+
+/*
+ * Read name/type out of a server's answer to a query for it (from
+ * dns_query() on a dns_new_direct() channel).  An NXDOMAIN or empty
+ * answer is an empty set.  Returns 0, or -1 with a reason in err (not
+ * an answer, not authoritative, a server error, over DDNS_RRSET_MAX).
+ */
+int	ddns_rrset_parse(const uint8_t *msg, size_t len, const char *name,
+	    uint16_t type, struct ddns_rrset *, char *err, size_t errlen);
+
+/* rdata in the text form ddns_rrset_parse() gives, so sets compare. */
+int	ddns_rdata_norm(uint16_t type, const char *rdata, char *out,
+	    size_t outlen);
+
+/*
+ * The changes that bring an RRset from have towards want, touching only
+ * what this writer owns: records in want are added, records in dead
+ * (addresses of gateways the cluster has given up) deleted, any other
+ * record left alone, another replica's or an admin's.  When want is
+ * empty nothing is deleted: a name with stale addresses is better than
+ * a name with none.  All texts normalised.  Returns the number of
+ * changes written to out (at most max).
+ */
+size_t	ddns_plan(const char *name, uint16_t type, uint32_t ttl,
+	    const struct ddns_rrset *have, const char *const *want,
+	    size_t nwant, const char *const *dead, size_t ndead,
+	    struct ddns_change *out, size_t max);
 
 /* ----------------------------------------------------------- transport */
 
@@ -133,5 +175,32 @@ struct ddns_send *ddns_send(struct event_base *, const struct sockaddr *,
 		    socklen_t, struct ddns_msg *, const struct ddns_key *,
 		    ddns_cb, void *arg);
 void		 ddns_send_cancel(struct ddns_send *);
+
+/* ---------------------------------------------------------- one RRset */
+
+struct dns;
+struct ddns_sync;
+
+/* What one sync did: res as for an update; changes made (0: none was
+ * needed); have is the set as last read (after the update if made). */
+typedef void	(*ddns_sync_cb)(const struct ddns_result *, size_t changes,
+		    const struct ddns_rrset *have, void *arg);
+
+/*
+ * Bring name/type towards want (see ddns_plan): read the RRset from the
+ * server through dns (a dns_new_direct() channel to it), plan, and send
+ * the update to server with the prerequisite "still as read"; if
+ * another writer changed it in between, read and plan again (up to 5
+ * rounds).  want and dead are copied, normalised (an entry that is not
+ * valid data for type is left out).  cb runs once, never before this
+ * returns, unless cancelled.  NULL when out of memory.
+ */
+struct ddns_sync *ddns_sync(struct event_base *, struct dns *,
+		    const struct sockaddr *server, socklen_t, const char *zone,
+		    const struct ddns_key *, const char *name, uint16_t type,
+		    uint32_t ttl, const char *const *want, size_t nwant,
+		    const char *const *dead, size_t ndead, ddns_sync_cb,
+		    void *arg);
+void		 ddns_sync_cancel(struct ddns_sync *);
 
 #endif

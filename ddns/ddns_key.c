@@ -138,7 +138,7 @@ ddns_key_name_ok(const char *w)
 		return 0;
 	for (; *w != '\0'; w++) {
 		if (*w == '.') {
-			if (label == 0 && w[1] != '\0')
+			if (label == 0)
 				return 0;	/* empty label */
 			label = 0;
 		} else if (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"
@@ -148,12 +148,12 @@ ddns_key_name_ok(const char *w)
 	return 1;
 }
 
-/* Algorithms RFC 8945 recommends; MD5 and SHA-1 are refused. */
+/* What RFC 8945 recommends and ldns can sign with (not SHA-384). */
 static const char *
 ddns_key_alg(const char *word)
 {
 	static const char *const ok[] = {
-		"hmac-sha256", "hmac-sha384", "hmac-sha512",
+		"hmac-sha256", "hmac-sha512",
 	};
 	size_t	i, n = strlen(word);
 
@@ -219,10 +219,10 @@ ddns_key_parse(const char *text, size_t len, struct ddns_key *k,
 				if (ddns_tok_next(&t) != 1 ||
 				    (alg = ddns_key_alg(t.word)) == NULL) {
 					snprintf(why, sizeof(why), "line %d: "
-					    "algorithm '%.40s' is not one of "
-					    "hmac-sha256, hmac-sha384, "
-					    "hmac-sha512 (make a new key with "
-					    "tsig-keygen -a hmac-sha256)",
+					    "algorithm '%.40s' is not "
+					    "hmac-sha256 or hmac-sha512 (make a "
+					    "new key with tsig-keygen -a "
+					    "hmac-sha256)",
 					    t.line, t.word);
 					goto fail;
 				}

@@ -30,6 +30,38 @@ struct ddns_msg {
 	char		 key[DDNS_NAME_MAX];
 };
 
+/*
+ * At most one TSIG record, and a message ldns reads whole: ldns 1.8
+ * keeps only the last of several TSIG records and loses the others (a
+ * leak per message, which anyone can send), so they are counted first,
+ * with ldns's own record reader.
+ */
+int
+ddns_wire_ok(const uint8_t *wire, size_t len)
+{
+	static const ldns_pkt_section sec[4] = { LDNS_SECTION_QUESTION,
+	    LDNS_SECTION_ANSWER, LDNS_SECTION_AUTHORITY,
+	    LDNS_SECTION_ADDITIONAL };
+	ldns_rr		*rr;
+	size_t		 pos = 12, i, s;
+	unsigned	 count, tsig = 0;
+
+	if (len < 12)
+		return 0;
+	for (s = 0; s < 4; s++) {
+		count = (unsigned)wire[4 + 2 * s] << 8 | wire[5 + 2 * s];
+		for (i = 0; i < count; i++) {
+			if (ldns_wire2rr(&rr, wire, len, &pos, sec[s]) !=
+			    LDNS_STATUS_OK)
+				return 0;
+			if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_TSIG)
+				tsig++;
+			ldns_rr_free(rr);
+		}
+	}
+	return tsig <= 1;
+}
+
 const char *
 ddns_rcode_name(int rcode, char *buf, size_t len)
 {
@@ -344,7 +376,8 @@ ddns_msg_reply(const struct ddns_msg *m, const uint8_t *wire, size_t len,
 
 	memset(res, 0, sizeof(*res));
 	res->rcode = -1;
-	if (len < 12 || ldns_wire2pkt(&pkt, wire, len) != LDNS_STATUS_OK)
+	if (!ddns_wire_ok(wire, len) ||
+	    ldns_wire2pkt(&pkt, wire, len) != LDNS_STATUS_OK)
 		return -1;
 	if (ldns_pkt_id(pkt) != m->id || !ldns_pkt_qr(pkt) ||
 	    ldns_pkt_get_opcode(pkt) != LDNS_PACKET_UPDATE) {

@@ -35,6 +35,7 @@ struct dns {
 struct dns_query {
 	struct dns	*dns;
 	dns_cb		 cb;		/* NULL once cancelled */
+	dns_raw_cb	 raw;		/* dns_query: instead of cb */
 	void		*arg;
 	int		 starting;	/* inside ares_getaddrinfo */
 	int		 done;
@@ -46,12 +47,38 @@ static void	dns_timer_cb(evutil_socket_t, short, void *);
 static void	dns_reschedule(struct dns *);
 static void	dns_result_cb(void *, int, int, struct ares_addrinfo *);
 
+static struct dns *dns_new_channel(struct event_base *,
+		    const struct sockaddr *, char *, size_t);
+static void	dns_raw_result_cb(void *, int, int, unsigned char *, int);
+
 struct dns *
 dns_new(struct event_base *base, char *err, size_t errlen)
 {
-	struct dns	*d;
+	return dns_new_channel(base, NULL, err, errlen);
+}
+
+struct dns *
+dns_new_direct(struct event_base *base, const struct sockaddr *sa,
+    socklen_t salen, char *err, size_t errlen)
+{
+	if ((sa->sa_family != AF_INET || salen < sizeof(struct sockaddr_in)) &&
+	    (sa->sa_family != AF_INET6 ||
+	    salen < sizeof(struct sockaddr_in6))) {
+		snprintf(err, errlen, "not an IPv4 or IPv6 address");
+		return NULL;
+	}
+	return dns_new_channel(base, sa, err, errlen);
+}
+
+static struct dns *
+dns_new_channel(struct event_base *base, const struct sockaddr *server,
+    char *err, size_t errlen)
+{
+	struct dns		*d;
 	struct ares_options	 opts;
-	int			 rc, i;
+	struct ares_addr_port_node srv;
+	char			 lookups[] = "b";
+	int			 rc, i, mask;
 
 	if ((d = calloc(1, sizeof(*d))) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -68,10 +95,39 @@ dns_new(struct event_base *base, char *err, size_t errlen)
 	opts.sock_state_cb_data = d;
 	opts.timeout = 2000;
 	opts.tries = 3;
-	rc = ares_init_options(&d->channel, &opts, ARES_OPT_SOCK_STATE_CB |
-	    ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
+	mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
+	if (server != NULL) {
+		/* The server's own data: no recursion, no hosts file. */
+		opts.flags = ARES_FLAG_NORECURSE | ARES_FLAG_NOSEARCH |
+		    ARES_FLAG_EDNS;
+		opts.ednspsz = 1232;
+		opts.lookups = lookups;
+		mask |= ARES_OPT_FLAGS | ARES_OPT_EDNSPSZ | ARES_OPT_LOOKUPS;
+	}
+	rc = ares_init_options(&d->channel, &opts, mask);
 	if (rc != ARES_SUCCESS)
 		goto fail;
+	if (server != NULL) {
+		memset(&srv, 0, sizeof(srv));
+		srv.family = server->sa_family;
+		if (server->sa_family == AF_INET) {
+			const struct sockaddr_in *in = (const void *)server;
+
+			srv.addr.addr4 = in->sin_addr;
+			srv.udp_port = srv.tcp_port = ntohs(in->sin_port);
+		} else {
+			const struct sockaddr_in6 *in6 = (const void *)server;
+
+			memcpy(&srv.addr.addr6, &in6->sin6_addr,
+			    sizeof(in6->sin6_addr));
+			srv.udp_port = srv.tcp_port = ntohs(in6->sin6_port);
+		}
+		if ((rc = ares_set_servers_ports(d->channel, &srv)) !=
+		    ARES_SUCCESS) {
+			ares_destroy(d->channel);
+			goto fail;
+		}
+	}
 	if ((d->timer = event_new(base, -1, 0, dns_timer_cb, d)) == NULL) {
 		ares_destroy(d->channel);
 		rc = ARES_ENOMEM;
@@ -136,11 +192,58 @@ dns_lookup(struct dns *d, const char *host, unsigned port,
 	return q;
 }
 
+struct dns_query *
+dns_query(struct dns *d, const char *name, int type, dns_raw_cb cb,
+    void *arg)
+{
+	struct dns_query	*q;
+
+	if ((q = calloc(1, sizeof(*q))) == NULL) {
+		cb(ARES_ENOMEM, NULL, 0, arg);
+		return NULL;
+	}
+	q->dns = d;
+	q->raw = cb;
+	q->arg = arg;
+	q->starting = 1;
+	ares_query(d->channel, name, 1 /* C_IN */, type, dns_raw_result_cb,
+	    q);
+	q->starting = 0;
+	dns_reschedule(d);
+	if (q->done) {
+		free(q);
+		return NULL;
+	}
+	return q;
+}
+
+static void
+dns_raw_result_cb(void *arg, int status, int timeouts, unsigned char *msg,
+    int len)
+{
+	struct dns_query	*q = arg;
+
+	(void)timeouts;
+	if (q->raw != NULL && status != ARES_EDESTRUCTION) {
+		if (msg == NULL || len <= 0)
+			q->raw(status == ARES_SUCCESS ? ARES_EBADRESP : status,
+			    NULL, 0, q->arg);
+		else
+			q->raw(status, msg, (size_t)len, q->arg);
+	}
+	if (q->starting)
+		q->done = 1;
+	else
+		free(q);
+}
+
 void
 dns_cancel(struct dns_query *q)
 {
-	if (q != NULL)
+	if (q != NULL) {
 		q->cb = NULL;	/* freed when c-ares reports it */
+		q->raw = NULL;
+	}
 }
 
 const char *

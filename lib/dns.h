@@ -27,4 +27,24 @@ struct dns_query *dns_lookup(struct dns *, const char *host, unsigned port,
 void		 dns_cancel(struct dns_query *);
 const char	*dns_strerror(int);
 
+/*
+ * A channel that asks only the server at sa, without recursion, search
+ * domains or /etc/hosts: what the authoritative server itself holds
+ * (read before an update, or to see a record has reached every server
+ * of a zone).  Truncated answers are asked again over TCP.
+ */
+struct dns	*dns_new_direct(struct event_base *, const struct sockaddr *,
+		    socklen_t, char *err, size_t errlen);
+
+/*
+ * Ask for name/type (class IN).  cb gets the whole answer message, or
+ * NULL with err set when none came (timeout, refused); an answer with
+ * NXDOMAIN or no records is still passed, err ARES_ENOTFOUND or
+ * ARES_ENODATA.  Same cancel rules as dns_lookup.
+ */
+typedef void	(*dns_raw_cb)(int err, const unsigned char *msg, size_t len,
+		    void *arg);
+struct dns_query *dns_query(struct dns *, const char *name, int type,
+		    dns_raw_cb, void *arg);
+
 #endif

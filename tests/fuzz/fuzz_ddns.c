@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: ISC */
 /*
- * libFuzzer entry for what ddns/ reads from outside: TSIG key files
- * (first byte even) and the DNS server's answers to an update (odd).
- * No crash, and a key that parses is one ldns can sign with.
+ * libFuzzer entry for what ddns/ reads from outside, by the first byte
+ * mod 3: TSIG key files (0), the server's answers to an update (1), its
+ * answers to a query for an RRset (2).  No crash; a key that parses is
+ * one ldns can sign with; a record read is in normal form.
  */
 
 #include <stdint.h>
@@ -17,6 +18,31 @@ int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
 static const char	key_text[] = "key \"porch-key\" { algorithm "
     "hmac-sha256; secret \"SZzKmj7RIpcrxgGSllJ6CiZo21PJbjHylizxcNDDp4g=\"; };";
+
+static void
+rrset(uint16_t type, const uint8_t *data, size_t len)
+{
+	static struct ddns_rrset set;
+	char			 err[512], norm[DDNS_RDATA_MAX];
+	size_t			 i;
+
+	if (ddns_rrset_parse(data, len, "app.example.test", type, &set, err,
+	    sizeof(err)) == -1) {
+		if (set.n != 0)
+			abort();
+		return;
+	}
+	if (set.n > DDNS_RRSET_MAX)
+		abort();
+	for (i = 0; i < set.n; i++) {
+		if (memchr(set.rdata[i], '\0', DDNS_RDATA_MAX) == NULL)
+			abort();
+		/* What was read compares equal to what we would write. */
+		if (ddns_rdata_norm(type, set.rdata[i], norm,
+		    sizeof(norm)) == -1 || strcmp(norm, set.rdata[i]) != 0)
+			abort();
+	}
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
@@ -42,7 +68,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	}
 	if (len == 0)
 		return 0;
-	if ((data[0] & 1) == 0) {
+	if (data[0] % 3 == 2) {
+		rrset(data[0] & 0x80 ? DDNS_AAAA : data[0] & 0x40 ?
+		    DDNS_TXT : DDNS_A, data + 1, len - 1);
+		return 0;
+	}
+	if (data[0] % 3 == 0) {
 		if (ddns_key_parse((const char *)data + 1, len - 1, &k, err,
 		    sizeof(err)) == 0) {
 			if (k.name[strlen(k.name) - 1] != '.' ||

@@ -296,3 +296,59 @@ def test_key_file_must_be_private(tmp_path):
     assert r.returncode == 2
     assert "TSIG key file is accessible by others (mode 644); run " \
         f"'chmod 600 {key}'" in r.stderr, r.stderr
+
+
+def sync(dns, name, want, dead, rtype="A"):
+    """ddns_sync() through ddnsc: (exit code, line)."""
+    return dns.update("sync", name, rtype, "60", ",".join(want) or "-",
+                      ",".join(dead) or "-")
+
+
+def test_sync_touches_only_what_it_owns(dns):
+    # An admin's record and a record of a gateway this writer does not
+    # know share the RRset with ours.
+    rc, out = dns.update("add", "app.example.test", "60", "A", "203.0.113.5")
+    assert rc == 0, out
+    rc, out = sync(dns, "app.example.test", ["192.0.2.1", "192.0.2.2"], [])
+    assert rc == 0 and out.startswith("ok 2 changes:"), out
+    assert dns.get("app.example.test") == ["192.0.2.1", "192.0.2.2",
+                                           "203.0.113.5"]
+    # Nothing to do: nothing sent.
+    rc, out = sync(dns, "app.example.test", ["192.0.2.1", "192.0.2.2"], [])
+    assert rc == 0 and out.startswith("ok 0 changes:"), out
+    # A gateway given up by the cluster goes; the unknown record stays.
+    rc, out = sync(dns, "app.example.test", ["192.0.2.2"], ["192.0.2.1"])
+    assert rc == 0 and out in ("ok 1 changes: 192.0.2.2,203.0.113.5",
+                               "ok 1 changes: 203.0.113.5,192.0.2.2"), out
+    # With no live gateway at all, nothing is deleted.
+    rc, out = sync(dns, "app.example.test", [], ["192.0.2.2"])
+    assert rc == 0 and out.startswith("ok 0 changes:"), out
+    assert dns.get("app.example.test") == ["192.0.2.2", "203.0.113.5"]
+    # IPv6 in any spelling compares as the server writes it.
+    rc, out = sync(dns, "app.example.test", ["2001:DB8:0:0::1"], [], "AAAA")
+    assert rc == 0 and out == "ok 1 changes: 2001:db8::1", out
+    rc, out = sync(dns, "app.example.test", ["2001:db8::1"], [], "AAAA")
+    assert rc == 0 and out == "ok 0 changes: 2001:db8::1", out
+
+
+def test_concurrent_writers_lose_nothing(dns):
+    """Eight replicas write the same RRset at once, each from its own
+    read: the prerequisite turns the losers of each race into a fresh
+    read, so every address lands and none is lost."""
+    n = 8
+    argv = [os.path.join(BUILD, "ddnsc"), f"127.0.0.1:{dns.port}", ZONE,
+            dns.key]
+    ps = [subprocess.Popen(argv + ["sync", "race.example.test", "A", "60",
+                                   f"192.0.2.100,192.0.2.{i + 1}", "-"],
+                           stdout=subprocess.PIPE, text=True)
+          for i in range(n)]
+    outs = [p.communicate(timeout=30)[0].strip() for p in ps]
+    assert all(p.returncode == 0 for p in ps), outs
+    assert dns.get("race.example.test") == sorted(
+        ["192.0.2.100"] + [f"192.0.2.{i + 1}" for i in range(n)])
+
+
+def test_read_refused_zone_is_named(dns):
+    rc, out = dns.update("sync", "x.other.test", "A", "60", "192.0.2.1", "-")
+    assert rc == 1 and out.startswith("timeout: cannot read the records:"), out
+    assert "is it authoritative for the zone?" in out

@@ -62,7 +62,9 @@ test_key_mistakes_named(void **state)
 		{ "zone \"x\" {};", "line 1: expected 'key', found 'zone'" },
 		{ "key \"k\" {\n algorithm hmac-md5;\n secret \"AAAAAAAAAAAAAA"
 		  "AAAAAAAAAA\";\n};", "line 2: algorithm 'hmac-md5' is not "
-		  "one of hmac-sha256" },
+		  "hmac-sha256 or hmac-sha512" },
+		{ "key \"k\" {\n algorithm hmac-sha384;", "line 2: algorithm "
+		  "'hmac-sha384' is not" },
 		{ "key \"k\" {\n algorithm hmac-sha256;\n secret \"not base64"
 		  "\";\n};", "line 3: the secret must be a quoted base64" },
 		{ "key \"k\" {\n algorithm hmac-sha256;\n secret \"AAAA\";\n};",
@@ -286,6 +288,59 @@ test_reply_checked(void **state)
 	ddns_msg_free(m);
 }
 
+static void
+test_plan(void **state)
+{
+	struct ddns_rrset	 have;
+	struct ddns_change	 out[8];
+	const char *const	 want[] = { "192.0.2.1", "192.0.2.2",
+	    "192.0.2.1" };
+	const char *const	 dead[] = { "192.0.2.9", "192.0.2.2" };
+	size_t			 n;
+
+	(void)state;
+	memset(&have, 0, sizeof(have));
+	strcpy(have.rdata[0], "192.0.2.9");	/* given up: deleted */
+	strcpy(have.rdata[1], "203.0.113.5");	/* not ours: kept */
+	strcpy(have.rdata[2], "192.0.2.2");	/* wanted and dead: kept */
+	have.n = 3;
+	n = ddns_plan("a.example.test", DDNS_A, 60, &have, want, 3, dead, 2,
+	    out, 8);
+	assert_int_equal(n, 2);
+	assert_int_equal(out[0].del, 0);
+	assert_string_equal(out[0].rdata, "192.0.2.1");	/* once */
+	assert_int_equal(out[0].ttl, 60);
+	assert_int_equal(out[1].del, 1);
+	assert_string_equal(out[1].rdata, "192.0.2.9");
+	/* Nothing wanted: nothing deleted either. */
+	assert_int_equal(ddns_plan("a.example.test", DDNS_A, 60, &have,
+	    want, 0, dead, 2, out, 8), 0);
+	/* The cap holds. */
+	assert_int_equal(ddns_plan("a.example.test", DDNS_A, 60, &have,
+	    want, 3, dead, 2, out, 1), 1);
+}
+
+static void
+test_rdata_norm(void **state)
+{
+	char	out[DDNS_RDATA_MAX];
+
+	(void)state;
+	assert_int_equal(ddns_rdata_norm(DDNS_AAAA, "2001:DB8:0:0::1", out,
+	    sizeof(out)), 0);
+	assert_string_equal(out, "2001:db8::1");
+	assert_int_equal(ddns_rdata_norm(DDNS_TXT, "tok", out, sizeof(out)),
+	    0);
+	assert_string_equal(out, "\"tok\"");
+	assert_int_equal(ddns_rdata_norm(DDNS_CAA, "0 issue \"ca.test; "
+	    "accounturi=https://ca.test/acct/1\"", out, sizeof(out)), 0);
+	assert_string_equal(out, "0 issue \"ca.test; "
+	    "accounturi=https://ca.test/acct/1\"");
+	assert_int_equal(ddns_rdata_norm(DDNS_A, "300.1.1.1", out,
+	    sizeof(out)), -1);
+	assert_int_equal(ddns_rdata_norm(DDNS_A, "192.0.2.1", out, 4), -1);
+}
+
 int
 main(void)
 {
@@ -295,6 +350,8 @@ main(void)
 		cmocka_unit_test(test_msg_sections),
 		cmocka_unit_test(test_msg_refuses_bad_input),
 		cmocka_unit_test(test_reply_checked),
+		cmocka_unit_test(test_plan),
+		cmocka_unit_test(test_rdata_norm),
 	};
 
 	if (sodium_init() == -1)
