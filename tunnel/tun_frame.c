@@ -296,6 +296,70 @@ tun_announce_parse(const struct tun_frame *f, uint32_t *ttl_ms, size_t *off,
 	return 1;
 }
 
+size_t
+tun_cluster_encode(const struct tun_gw_info *gw, size_t n, uint8_t *out)
+{
+	size_t		len = 1, nl, na, i, j;
+	struct tun_addr	a;
+
+	if (n > TUN_CLUSTER_GW_MAX)
+		n = TUN_CLUSTER_GW_MAX;
+	out[0] = (uint8_t)n;
+	for (i = 0; i < n; i++) {
+		out[len++] = gw[i].flags;
+		memcpy(out + len, gw[i].pub, KEY_PUB_LEN);
+		len += KEY_PUB_LEN;
+		nl = strnlen(gw[i].name, sizeof(gw[i].name) - 1);
+		out[len++] = (uint8_t)nl;
+		memcpy(out + len, gw[i].name, nl);
+		len += nl;
+		na = gw[i].naddr > TUN_CLUSTER_ADDR_MAX ?
+		    TUN_CLUSTER_ADDR_MAX : gw[i].naddr;
+		out[len++] = (uint8_t)na;
+		for (j = 0; j < na; j++) {
+			a = gw[i].addr[j];
+			a.port = 0;
+			len += put_addr(out + len, &a);
+		}
+	}
+	return len;
+}
+
+int
+tun_cluster_parse(const struct tun_frame *f, struct tun_gw_info *gw,
+    size_t *n)
+{
+	const uint8_t	*p, *end = f->payload + f->len;
+	size_t		 i, j;
+
+	*n = 0;
+	if (f->type != TUN_CLUSTER || f->stream != 0 || f->len < 1 ||
+	    f->payload[0] > TUN_CLUSTER_GW_MAX)
+		return -1;
+	p = f->payload + 1;
+	for (i = 0; i < f->payload[0]; i++) {
+		memset(&gw[i], 0, sizeof(gw[i]));
+		if ((size_t)(end - p) < 1 + KEY_PUB_LEN)
+			return -1;
+		gw[i].flags = *p++;
+		memcpy(gw[i].pub, p, KEY_PUB_LEN);
+		p += KEY_PUB_LEN;
+		if (get_string(&p, end, 1, gw[i].name,
+		    sizeof(gw[i].name)) == -1 || p >= end ||
+		    *p > TUN_CLUSTER_ADDR_MAX)
+			return -1;
+		gw[i].naddr = *p++;
+		if ((size_t)(end - p) < (size_t)gw[i].naddr * 19)
+			return -1;
+		for (j = 0; j < gw[i].naddr; j++, p += 19)
+			if (get_addr(p, &gw[i].addr[j]) == -1 ||
+			    gw[i].addr[j].family == 0)
+				return -1;
+	}
+	*n = i;
+	return 0;		/* bytes after the last entry: ignored */
+}
+
 int
 tun_window_parse(const struct tun_frame *f, uint32_t *incr)
 {
@@ -351,7 +415,7 @@ tun_type_name(uint8_t t)
 {
 	static const char *names[] = { "?", "HELLO", "CLAIM", "CLAIM_RESULT",
 	    "UNCLAIM", "OPEN", "DATA", "WINDOW", "RESET", "PING", "GOAWAY",
-	    "ANNOUNCE" };
+	    "ANNOUNCE", "CLUSTER" };
 
 	return t < sizeof(names) / sizeof(names[0]) ? names[t] : "unknown";
 }

@@ -29,6 +29,7 @@ enum tun_type {
 	TUN_PING = 9,
 	TUN_GOAWAY = 10,
 	TUN_ANNOUNCE = 11,	/* peer links: names this gateway serves */
+	TUN_CLUSTER = 12,	/* gateways and their public addresses */
 };
 
 #define TUN_F_FIN	0x01	/* DATA: sender will send no more */
@@ -172,6 +173,32 @@ size_t	tun_announce_add(uint8_t *out, size_t len, const char *name,
 	    uint8_t kinds);
 int	tun_announce_parse(const struct tun_frame *, uint32_t *ttl_ms,
 	    size_t *off, struct tun_claim *);
+
+/*
+ * CLUSTER (stream 0): u8 count, then count entries of u8 flags, the
+ * gateway's 32-byte public key, u8 name length + name, u8 address count
+ * + that many addresses as in OPEN (port 0); bytes after the last entry
+ * are ignored.  On an agent tunnel the gateway sends itself (SELF) and
+ * its live peers; on a peer link a gateway sends only itself.  Each
+ * frame is the whole view, replacing the one before.
+ */
+#define TUN_CLUSTER_GW_MAX	64
+#define TUN_CLUSTER_ADDR_MAX	8
+#define TUN_CF_SELF		0x01	/* the sending gateway */
+
+struct tun_gw_info {
+	uint8_t		 flags;
+	uint8_t		 pub[KEY_PUB_LEN];
+	char		 name[64];
+	uint8_t		 naddr;
+	struct tun_addr	 addr[TUN_CLUSTER_ADDR_MAX];
+};
+
+/* Returns the payload length (n <= TUN_CLUSTER_GW_MAX: always fits). */
+size_t	tun_cluster_encode(const struct tun_gw_info *, size_t n, uint8_t *out);
+/* Reads all entries into gw (TUN_CLUSTER_GW_MAX); 0, or -1 if malformed. */
+int	tun_cluster_parse(const struct tun_frame *, struct tun_gw_info *gw,
+	    size_t *n);
 
 /* Convert socket addresses for OPEN and back (unknown family: 0). */
 void	tun_addr_from_sa(struct tun_addr *, const struct sockaddr *);

@@ -22,6 +22,7 @@ static void	check_claim(const struct tun_frame *, int);
 static void	check_reason(const struct tun_frame *, int);
 static void	check_window(const struct tun_frame *);
 static void	check_announce(const struct tun_frame *);
+static void	check_cluster(const struct tun_frame *);
 static void	check_addr(const struct tun_addr *);
 static void	reframe(struct tun_frame *, const struct tun_frame *,
 		    const uint8_t *, size_t);
@@ -61,6 +62,38 @@ check_announce(const struct tun_frame *f)
 	CHECK(ttl2 == ttl && off2 == n);
 }
 
+/* A view re-encodes to the bytes it was read from, less any tail. */
+static void
+check_cluster(const struct tun_frame *f)
+{
+	static struct tun_gw_info	 a[TUN_CLUSTER_GW_MAX],
+					 b[TUN_CLUSTER_GW_MAX];
+	struct tun_frame		 g;
+	size_t				 n, m, len, i;
+	unsigned			 ports = 0;
+
+	if (tun_cluster_parse(f, a, &n) == -1)
+		return;
+	CHECK(n <= TUN_CLUSTER_GW_MAX);
+	/* Ports are not part of a view: written as 0, whatever came. */
+	for (i = 0; i < n; i++) {
+		CHECK(a[i].naddr <= TUN_CLUSTER_ADDR_MAX &&
+		    strlen(a[i].name) < sizeof(a[i].name));
+		for (m = 0; m < a[i].naddr; m++) {
+			ports |= a[i].addr[m].port;
+			a[i].addr[m].port = 0;
+		}
+	}
+	len = tun_cluster_encode(a, n, enc1);
+	CHECK(len <= f->len);
+	reframe(&g, f, enc1, len);
+	CHECK(tun_cluster_parse(&g, b, &m) == 0 && m == n);
+	CHECK(memcmp(a, b, n * sizeof(a[0])) == 0);
+	/* With no ports and no tail, the encoding is the input itself. */
+	if (len == f->len && ports == 0)
+		CHECK(memcmp(enc1, f->payload, len) == 0);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -81,6 +114,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_reason(&f, 1);
 		check_window(&f);
 		check_announce(&f);
+		check_cluster(&f);
 		CHECK(tun_type_name(f.type) != NULL);
 		data += n;
 		size -= (size_t)n;

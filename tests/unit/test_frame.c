@@ -66,6 +66,8 @@ static void	test_addr_sockaddr(void **);
 static void	test_names(void **);
 static void	test_announce_roundtrip(void **);
 static void	test_announce_malformed(void **);
+static void	test_cluster_roundtrip(void **);
+static void	test_cluster_malformed(void **);
 
 static void
 test_header_layout(void **state)
@@ -1039,7 +1041,8 @@ test_names(void **state)
 	assert_string_equal(tun_type_name(TUN_GOAWAY), "GOAWAY");
 	assert_string_equal(tun_type_name(0), "?");
 	assert_string_equal(tun_type_name(TUN_ANNOUNCE), "ANNOUNCE");
-	assert_string_equal(tun_type_name(12), "unknown");
+	assert_string_equal(tun_type_name(TUN_CLUSTER), "CLUSTER");
+	assert_string_equal(tun_type_name(13), "unknown");
 	assert_string_equal(tun_type_name(255), "unknown");
 	assert_string_equal(tun_err_name(TUN_E_NONE), "none");
 	assert_string_equal(tun_err_name(TUN_E_FLOW), "flow-control");
@@ -1115,6 +1118,107 @@ fill_addr(struct tun_addr *a, uint8_t family, const char *text, uint16_t port)
 		assert_int_equal(inet_pton(AF_INET6, text, a->addr), 1);
 }
 
+static void
+test_cluster_roundtrip(void **state)
+{
+	static struct tun_gw_info	 in[TUN_CLUSTER_GW_MAX],
+					 out[TUN_CLUSTER_GW_MAX];
+	uint8_t				 buf[TUN_MAX_PAYLOAD + 8];
+	struct tun_frame		 f;
+	size_t				 i, j, n, len;
+
+	(void)state;
+	memset(in, 0, sizeof(in));
+	in[0].flags = TUN_CF_SELF;
+	memset(in[0].pub, 0xaa, KEY_PUB_LEN);
+	strcpy(in[0].name, "gw-a");
+	in[0].naddr = 2;
+	fill_addr(&in[0].addr[0], 4, "192.0.2.1", 443);	/* port dropped */
+	fill_addr(&in[0].addr[1], 6, "2001:db8::1", 0);
+	memset(in[1].pub, 0xbb, KEY_PUB_LEN);		/* no name, no addr */
+	len = tun_cluster_encode(in, 2, buf);
+	frame_init(&f, TUN_CLUSTER, 0, buf, len);
+	assert_int_equal(tun_cluster_parse(&f, out, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(out[0].flags, TUN_CF_SELF);
+	assert_memory_equal(out[0].pub, in[0].pub, KEY_PUB_LEN);
+	assert_string_equal(out[0].name, "gw-a");
+	assert_int_equal(out[0].naddr, 2);
+	assert_int_equal(out[0].addr[0].family, 4);
+	assert_int_equal(out[0].addr[0].port, 0);
+	assert_memory_equal(out[0].addr[1].addr, in[0].addr[1].addr, 16);
+	assert_int_equal(out[1].naddr, 0);
+	assert_string_equal(out[1].name, "");
+	/* Bytes after the last entry are room for later versions. */
+	buf[len] = 0x42;
+	frame_init(&f, TUN_CLUSTER, 0, buf, len + 1);
+	assert_int_equal(tun_cluster_parse(&f, out, &n), 0);
+	assert_int_equal(n, 2);
+
+	/* The largest view fits one frame. */
+	for (i = 0; i < TUN_CLUSTER_GW_MAX; i++) {
+		memset(in[i].pub, (int)i, KEY_PUB_LEN);
+		memset(in[i].name, 'g', 63);
+		in[i].name[63] = '\0';
+		in[i].naddr = TUN_CLUSTER_ADDR_MAX;
+		for (j = 0; j < TUN_CLUSTER_ADDR_MAX; j++)
+			fill_addr(&in[i].addr[j], 6, "2001:db8::9", 0);
+	}
+	len = tun_cluster_encode(in, TUN_CLUSTER_GW_MAX + 5, buf);
+	assert_true(len <= TUN_MAX_PAYLOAD);
+	frame_init(&f, TUN_CLUSTER, 0, buf, len);
+	assert_int_equal(tun_cluster_parse(&f, out, &n), 0);
+	assert_int_equal(n, TUN_CLUSTER_GW_MAX);
+	assert_int_equal(out[63].naddr, TUN_CLUSTER_ADDR_MAX);
+}
+
+static void
+test_cluster_malformed(void **state)
+{
+	static struct tun_gw_info	 in[2], out[TUN_CLUSTER_GW_MAX];
+	uint8_t				 buf[TUN_MAX_PAYLOAD], bad[64];
+	struct tun_frame		 f;
+	size_t				 len, cut, n;
+
+	(void)state;
+	memset(in, 0, sizeof(in));
+	strcpy(in[0].name, "gw");
+	in[0].naddr = 1;
+	fill_addr(&in[0].addr[0], 4, "192.0.2.1", 0);
+	len = tun_cluster_encode(in, 1, buf);
+	/* Every truncation is malformed. */
+	for (cut = 0; cut < len; cut++) {
+		frame_init(&f, TUN_CLUSTER, 0, buf, cut);
+		assert_int_equal(tun_cluster_parse(&f, out, &n), -1);
+	}
+	/* Stream 0 only. */
+	frame_init(&f, TUN_CLUSTER, 1, buf, len);
+	assert_int_equal(tun_cluster_parse(&f, out, &n), -1);
+	/* More gateways than allowed, more addresses, a bad family, a
+	 * name with a control byte. */
+	memcpy(bad, buf, len);
+	bad[0] = TUN_CLUSTER_GW_MAX + 1;
+	frame_init(&f, TUN_CLUSTER, 0, bad, len);
+	assert_int_equal(tun_cluster_parse(&f, out, &n), -1);
+	memcpy(bad, buf, len);
+	bad[1 + 1 + KEY_PUB_LEN + 1 + 2] = TUN_CLUSTER_ADDR_MAX + 1;
+	frame_init(&f, TUN_CLUSTER, 0, bad, len);
+	assert_int_equal(tun_cluster_parse(&f, out, &n), -1);
+	memcpy(bad, buf, len);
+	bad[1 + 1 + KEY_PUB_LEN + 1 + 2 + 1] = 5;
+	frame_init(&f, TUN_CLUSTER, 0, bad, len);
+	assert_int_equal(tun_cluster_parse(&f, out, &n), -1);
+	memcpy(bad, buf, len);
+	bad[1 + 1 + KEY_PUB_LEN + 1] = '\n';
+	frame_init(&f, TUN_CLUSTER, 0, bad, len);
+	assert_int_equal(tun_cluster_parse(&f, out, &n), -1);
+	/* An empty view is a view. */
+	bad[0] = 0;
+	frame_init(&f, TUN_CLUSTER, 0, bad, 1);
+	assert_int_equal(tun_cluster_parse(&f, out, &n), 0);
+	assert_int_equal(n, 0);
+}
+
 int
 main(void)
 {
@@ -1144,6 +1248,8 @@ main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_announce_roundtrip),
 		cmocka_unit_test(test_announce_malformed),
+		cmocka_unit_test(test_cluster_roundtrip),
+		cmocka_unit_test(test_cluster_malformed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
