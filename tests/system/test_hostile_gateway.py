@@ -17,8 +17,10 @@ import subprocess
 import threading
 import time
 
-from conftest import (BUILD, Agent, Gateway, Nginx, big_file, free_port,
-                      http_status, keygen)
+import pytest
+
+from conftest import (ASAN, BUILD, Agent, Gateway, Nginx, big_file,
+                      free_port, http_status, keygen)
 from test_agent_limits import StallServer
 from test_terminate import place_cert
 
@@ -187,6 +189,14 @@ class Canary:
         self.sock.close()
 
 
+# Growth of the agent's RSS that shows it did not buffer what it was
+# offered; ASan's quarantine keeps freed memory resident for a while.
+# (The streams of an OPEN flood are freed at once: 15000 of them still
+# leave about 100 MiB in the quarantine.)
+RSS_SLACK_KIB = (320 if ASAN else 48) * 1024
+FLOOD_SLACK_KIB = (320 if ASAN else 16) * 1024
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -242,8 +252,23 @@ class Home:
         self.ctl.close()
 
 
-def test_odd_names_reach_nothing_but_configured_backends(procs, tmp_path,
-                                                         ca):
+@pytest.fixture
+def home(procs, tmp_path, ca):
+    """Home(...) for a test, its listeners closed at the end (before the
+    daemons stop: a stream to the backend that never reads would hold
+    the agent's drain)."""
+    homes = []
+
+    def make(**kw):
+        h = Home(procs, tmp_path, ca, **kw)
+        homes.append(h)
+        return h
+    yield make
+    for h in homes:
+        h.close()
+
+
+def test_odd_names_reach_nothing_but_configured_backends(home):
     """No SSRF: the agent maps an OPEN's name to a service of its own
     config, never to an address.  Names that look like addresses or
     local hosts get RESET no-service; names that are not hostnames in
@@ -252,7 +277,7 @@ def test_odd_names_reach_nothing_but_configured_backends(procs, tmp_path,
     with a backend's port, the admin port) see no connection, while
     the control canary, a configured backend, sees exactly the one
     stream opened for its service."""
-    h = Home(procs, tmp_path, ca)
+    h = home()
     ev = h.evil
     alpha_http = h.alpha.http_port
     canaries = [Canary("127.0.0.2", alpha_http),
@@ -315,7 +340,6 @@ def test_odd_names_reach_nothing_but_configured_backends(procs, tmp_path,
     assert [c.seen for c in canaries] == [0] * len(canaries)
     for c in canaries:
         c.close()
-    h.close()
 
 
 # (frame, what the agent logs): each ends the hostile tunnel only.
@@ -345,13 +369,12 @@ PROTOCOL_ERRORS = [
 ]
 
 
-def test_protocol_errors_drop_that_tunnel_only_and_it_comes_back(
-        procs, tmp_path, ca):
+def test_protocol_errors_drop_that_tunnel_only_and_it_comes_back(home):
     """Each malformed frame: the agent logs the protocol error with the
     gateway's name, drops that tunnel (GOAWAY protocol to the gateway),
     and dials it again; its tunnel to the other gateway never drops and
     serves visitors all along."""
-    h = Home(procs, tmp_path, ca)
+    h = home()
     ev = h.evil
     for f, what in PROTOCOL_ERRORS:
         n = ev.tunnels()
@@ -381,17 +404,15 @@ def test_protocol_errors_drop_that_tunnel_only_and_it_comes_back(
     log = h.ag.proc.log()
     assert not re.search(r"gateway gw .*tunnel lost", log), log[-3000:]
     assert len(re.findall(r"gateway gw \(.*\): tunnel up", log)) == 1
-    h.close()
 
 
-def test_frames_for_unknown_and_closed_streams_are_ignored(procs, tmp_path,
-                                                           ca):
+def test_frames_for_unknown_and_closed_streams_are_ignored(home):
     """DATA, WINDOW and RESET for streams the agent does not have (never
     opened, reset, or finished), unknown frame types, ANNOUNCE on an
     agent tunnel, unasked and odd but well-formed CLAIM_RESULTs and a
     GOAWAY with control bytes cost nothing: the tunnel stays up and the
     next stream is served."""
-    h = Home(procs, tmp_path, ca)
+    h = home()
     ev = h.evil
     gone = ev.open(HTTP, "nosuch.example.test", get("x"))
     assert ev.closed(gone).startswith("reset by peer: no-service")
@@ -431,16 +452,15 @@ def test_frames_for_unknown_and_closed_streams_are_ignored(procs, tmp_path,
         assert time.monotonic() < deadline, "no new tunnel after GOAWAY"
         time.sleep(0.02)
     h.visitor_ok()
-    h.close()
 
 
-def test_unasked_claim_results_do_not_flood_the_log(procs, tmp_path, ca):
+def test_unasked_claim_results_do_not_flood_the_log(home):
     """CLAIM_RESULTs for names the agent never claimed on that tunnel
     (granted, refused, over the limit) are ignored: before, each one
     was a log line ("refused hostname ...", "serving ..."), so a gateway
     could fill the agent's disk.  Results for its own names still
     count."""
-    h = Home(procs, tmp_path, ca)
+    h = home()
     ev = h.evil
     h.ag.proc.set_mark()
     for status in (b"\x00", b"\x01", b"\x02", b"\x03", b"\x63"):
@@ -455,15 +475,13 @@ def test_unasked_claim_results_do_not_flood_the_log(procs, tmp_path, ca):
     ev.raw(frame(CLAIM_RESULT, 0, b"\x01\x10app.example.test\x06denied"))
     h.ag.proc.wait_log(r"gateway evil refused hostname app\.example\.test: "
                        r"denied")
-    h.close()
 
 
-def test_flow_control_violations_reset_only_their_stream(procs, tmp_path,
-                                                         ca):
+def test_flow_control_violations_reset_only_their_stream(home):
     """DATA beyond the agent's window, DATA after FIN and a WINDOW that
     would take the credit past 2^31-1 reset that stream with
     flow-control; the tunnel and its other streams carry on."""
-    h = Home(procs, tmp_path, ca, limits=["  stream_window: 64KiB"])
+    h = home(limits=["  stream_window: 64KiB"])
     ev = h.evil
     a = ev.open(HTTP, SINK, get(SINK))
     b = ev.open(HTTP, SINK, get(SINK))
@@ -482,16 +500,14 @@ def test_flow_control_violations_reset_only_their_stream(procs, tmp_path,
     assert b"alpha http app.example.test" in ev.data(sid)
     assert ev.tunnels() == 1
     h.visitor_ok()
-    h.close()
 
 
-def test_open_flood_is_bounded_and_leaves_other_gateways_their_share(
-        procs, tmp_path, ca):
+def test_open_flood_is_bounded_and_leaves_other_gateways_their_share(home):
     """OPENs beyond limits.max_streams: the hostile gateway gets its
     share (half of 16 with two gateways) and RESET limit for the rest;
     visitors of the other gateway are still served.  Thousands of raw
     OPENs more cost no memory: over the limit no state is kept."""
-    h = Home(procs, tmp_path, ca)
+    h = home()
     ev = h.evil
     ev.cmd(f"openmany 40 {HTTP} {SINK} {get(SINK)}")
     h.sink.wait_conns(8)
@@ -517,22 +533,20 @@ def test_open_flood_is_bounded_and_leaves_other_gateways_their_share(
     sid = ev.open(HTTP, APP, get(APP))  # still at the share: refused
     assert ev.closed(sid).startswith("reset by peer: limit")
     grown = rss_kib(h.ag.proc.pid) - before
-    assert grown < 16 * 1024, f"agent grew {grown} KiB"
+    assert grown < FLOOD_SLACK_KIB, f"agent grew {grown} KiB"
     assert len(h.sink.conns) == 8
     h.visitor_ok()
     assert ev.tunnels() == 1
-    h.close()
 
 
-def test_gateway_that_never_reads_cannot_grow_the_agent(procs, tmp_path,
-                                                        ca):
+def test_gateway_that_never_reads_cannot_grow_the_agent(home):
     """A gateway that grants 2^31-1 bytes of credit per stream, asks for
     big downloads and then stops reading, while flooding PINGs (each
     wants an answer): the agent stops reading backends once its tunnel
     output is full and stops reading the gateway once the answers pile
     up, so its memory stays bounded; it then declares the gateway dead
     and dials it again, and the other gateway serves all along."""
-    h = Home(procs, tmp_path, ca, window=0x7fffffff, big=64,
+    h = home(window=0x7fffffff, big=64,
              limits=["  gateway_share: 100"])
     ev = h.evil
     before = rss_kib(h.ag.proc.pid)
@@ -547,9 +561,10 @@ def test_gateway_that_never_reads_cannot_grow_the_agent(procs, tmp_path,
         peak = max(peak, rss_kib(h.ag.proc.pid) - before)
         h.visitor_ok()
         time.sleep(0.1)
-    # 8 streams of 64 MiB were on offer: the agent held a few MiB.
+    # 8 streams of 64 MiB were on offer: the agent held a few MiB
+    # (about 5 without ASan).
     print(f"agent grew at most {peak} KiB")
-    assert peak < 48 * 1024, f"agent grew {peak} KiB"
+    assert peak < RSS_SLACK_KIB, f"agent grew {peak} KiB"
     h.ag.proc.wait_log(r"gateway evil \(.*\): tunnel lost: dead peer",
                        timeout=15)
     deadline = time.monotonic() + 10
@@ -557,16 +572,14 @@ def test_gateway_that_never_reads_cannot_grow_the_agent(procs, tmp_path,
         assert time.monotonic() < deadline, "the agent did not come back"
         time.sleep(0.05)
     h.visitor_ok()
-    h.close()
 
 
-def test_acme_probes_for_names_not_ordered_are_ordinary_visitors(
-        procs, tmp_path, ca):
+def test_acme_probes_for_names_not_ordered_are_ordinary_visitors(home):
     """Probe streams (kinds ACME-HTTP, ACME-TLS) for names the agent has
     no order for: for a service they go to its configured backend as
     an ordinary visitor (nginx answers, not the agent with a key
     authorization), for other names RESET no-service."""
-    h = Home(procs, tmp_path, ca)
+    h = home()
     ev = h.evil
     path = "/.well-known/acme-challenge/token123"
     sid = ev.open(ACME_HTTP, APP, get(APP, path))
@@ -590,7 +603,6 @@ def test_acme_probes_for_names_not_ordered_are_ordinary_visitors(
     assert ev.closed(sid) == "eof"
     assert ev.tunnels() == 1
     h.visitor_ok()
-    h.close()
 
 
 def tls_through(ev, name, request):
@@ -662,13 +674,12 @@ def secrets_of(paths):
     return [s for s in out if len(s) >= 16]
 
 
-def test_no_keys_and_no_other_streams_bytes_reach_a_stream(procs, tmp_path,
-                                                           ca):
+def test_no_keys_and_no_other_streams_bytes_reach_a_stream(home):
     """Streams to two backends, interleaved on one hostile tunnel, each
     get only their own backend's answer; a TLS session the agent
     terminates shows the certificate, never its key; no stream and no
     answer carries the identity key or the certificate key."""
-    h = Home(procs, tmp_path, ca)
+    h = home()
     ev = h.evil
     ids = {}
     for i in range(6):
@@ -689,4 +700,3 @@ def test_no_keys_and_no_other_streams_bytes_reach_a_stream(procs, tmp_path,
     for secret in secrets_of([h.ag.key_path, h.term_key]):
         assert secret not in everything
         assert secret.hex().encode() not in everything
-    h.close()
