@@ -143,14 +143,16 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $$(TEST_$$*_OBJS) $(LIB_OBJS)
 asan:
 	$(MAKE) BUILD=build-asan \
 	    SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
-	    CFLAGS="-O1 -g" all unit-bins build-asan/rawagent build-asan/ddnsc
+	    CFLAGS="-O1 -g" all unit-bins build-asan/rawagent build-asan/rawgateway \
+	    build-asan/ddnsc
 
 unit-bins: $(UNIT_BINS)
 
 check-unit: $(UNIT_BINS)
 	@for t in $(UNIT_BINS); do echo "== $$t"; $$t || exit 1; done
 
-check-system: all $(BUILD)/tls_rate $(BUILD)/rawagent $(BUILD)/ddnsc
+check-system: all $(BUILD)/tls_rate $(BUILD)/rawagent $(BUILD)/rawgateway \
+	    $(BUILD)/ddnsc
 	PORCH_BUILD=$(BUILD) $(PYTHON) -m pytest -q tests/system
 
 check-asan: asan
@@ -269,6 +271,11 @@ $(BUILD)/many_agents: bench/many_agents.c $(TUN_OBJS) $(LIB_OBJS)
 
 # A hostile agent that writes raw frames, for the system tests.
 $(BUILD)/rawagent: tests/tools/rawagent.c $(TUN_OBJS) $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) $(INC_tunnel) -o $@ $^ $(LDLIBS)
+
+# Its mirror, a hostile gateway that agents pin, for the system tests.
+$(BUILD)/rawgateway: tests/tools/rawgateway.c $(TUN_OBJS) $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_CFLAGS) $(INC_tunnel) -o $@ $^ $(LDLIBS)
 

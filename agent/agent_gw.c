@@ -442,13 +442,20 @@ agent_gw_claim(struct tun *tun, uint8_t type, const struct tun_claim *c,
 	(void)tun;
 	if (type != TUN_CLAIM_RESULT)
 		return;
-	/* Also unasked: a gateway reload granted a name it had refused. */
-	if ((cl = agent_gw_claim_find(g, c->name)) != NULL) {
-		cl->state = c->status == TUN_CLAIM_OK ? AGENT_GW_CLAIM_OK :
-		    AGENT_GW_CLAIM_REFUSED;
-		snprintf(cl->msg, sizeof(cl->msg), "%s",
-		    c->status == TUN_CLAIM_OK ? "" : c->msg);
+	/*
+	 * Also unasked: a gateway reload granted a name it had refused.
+	 * A result for a name never claimed on this tunnel means nothing,
+	 * and is not logged: a gateway could flood the log with them.
+	 */
+	if ((cl = agent_gw_claim_find(g, c->name)) == NULL) {
+		log_debug("gateway %s: result for unclaimed name %s ignored",
+		    g->name, c->name[0] ? c->name : "?");
+		return;
 	}
+	cl->state = c->status == TUN_CLAIM_OK ? AGENT_GW_CLAIM_OK :
+	    AGENT_GW_CLAIM_REFUSED;
+	snprintf(cl->msg, sizeof(cl->msg), "%s",
+	    c->status == TUN_CLAIM_OK ? "" : c->msg);
 	agent_acme_claim_result(g->a, g->name, c->name,
 	    c->status == TUN_CLAIM_OK);
 	switch (c->status) {
