@@ -1,0 +1,31 @@
+"""Loopback ports: fresh ones from the kernel, and waiting for one to
+listen."""
+
+import socket
+import time
+
+_ports_given = set()
+
+
+def free_port(family=socket.AF_INET, addr="127.0.0.1"):
+    """A port nobody listens on right now (the kernel picks it), and
+    never one this run handed out before: the kernel may offer a port
+    again as soon as the probing socket is closed."""
+    while True:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((addr, 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+
+
+def wait_port(port, host="127.0.0.1", timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
