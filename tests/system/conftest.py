@@ -15,7 +15,7 @@ import pytest
 from porchtest.acme import Pebble
 from porchtest.backends import Sink
 from porchtest.certs import CA, keygen
-from porchtest.daemons import Agent, Gateway, yaml_list
+from porchtest.daemons import Agent, Gateway, pair, yaml_list
 from porchtest.dns import Bind
 from porchtest.nginx import (NGINX_CONF, Nginx, PlainNginx,
                              nginx_start)
@@ -40,9 +40,9 @@ __all__ = [
     "admin_status", "assert_grew_less", "assert_no_route", "big_file",
     "client_hello", "connect", "curl", "fetch", "finish", "free_port",
     "get", "http_status", "keygen", "nginx_start", "nofile",
-    "nofile_limits", "recv_some", "recv_until_eof", "reframe", "resp_body",
-    "resp_status", "rss_kib", "send_chunked", "sha256", "slow_download",
-    "tls_visit", "wait_port", "wait_until", "yaml_list"]
+    "nofile_limits", "pair", "recv_some", "recv_until_eof", "reframe",
+    "resp_body", "resp_status", "rss_kib", "send_chunked", "sha256",
+    "slow_download", "tls_visit", "wait_port", "wait_until", "yaml_list"]
 
 
 @pytest.fixture

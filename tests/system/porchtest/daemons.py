@@ -177,3 +177,17 @@ class Agent:
                         rf"gateway {re.escape(gw)}: serving "
                         rf"{re.escape(host)}\b", since_mark=False)
         return self.proc
+
+
+def pair(procs, tmp, host, gw_extra="", agent_extra="", **service):
+    """A gateway and one agent admitted for host and serving it from the
+    given backend (service: tls=, http=, ... as Agent.serve); both
+    started.  Returns (gateway, agent)."""
+    gw = Gateway(procs, str(tmp), extra=gw_extra)
+    ag = Agent(procs, str(tmp), extra=agent_extra)
+    gw.admit(ag, [host])
+    ag.use(gw)
+    ag.serve(host, **service)
+    gw.start()
+    ag.start()
+    return gw, ag
