@@ -6,7 +6,6 @@ import re
 import socket
 import ssl
 import subprocess
-import time
 
 from conftest import (Agent, Gateway, Nginx, curl, http_status, keygen,
                       tls_visit)
@@ -35,17 +34,6 @@ def assert_serves(s_gw, host, ca, tag=None):
              timeout=10)
     assert r.returncode == 0, r.stderr
     assert r.stdout == f"{tag or host} http {host}\n"
-
-
-def wait_count(proc, pattern, n, timeout=15.0):
-    """Wait until pattern occurs at least n times in proc's whole log."""
-    deadline = time.monotonic() + timeout
-    while proc.count(pattern) < n:
-        assert proc.alive(), f"{proc.name} exited:\n{proc.log()[-3000:]}"
-        assert time.monotonic() < deadline, (
-            f"{proc.name}: fewer than {n} /{pattern}/ in {timeout}s:\n"
-            f"{proc.log()[-3000:]}")
-        time.sleep(0.02)
 
 
 def retry_delays(text):
@@ -115,7 +103,7 @@ def test_agent_refuses_gateway_with_wrong_key(procs, tmp_path, ca):
     # 100ms doubling with jitter (half to all of it) gives [50,100]
     # [100,200] [200,400] [400,800], then [500,1000] from the fifth
     # attempt on.
-    wait_count(ag.proc, r"retrying in \d+ ms", 7)
+    ag.proc.wait_count(r"retrying in \d+ ms", 7, since_mark=False)
     log = ag.proc.log()
     delays = retry_delays(log)
     assert len(delays) >= 7, log
@@ -148,7 +136,7 @@ def test_gateway_refuses_unknown_agent_key(procs, tmp_path, ca):
     gw.proc.wait_log(rf"agent key {re.escape(ag.pub)} is not admitted; "
                      rf"add it under 'agents:' in {re.escape(gw.conf)}")
     # Let the agent try a few times, then judge everything it said.
-    wait_count(ag.proc, r"retrying in \d+ ms", 5)
+    ag.proc.wait_count(r"retrying in \d+ ms", 5, since_mark=False)
     log = ag.proc.log()
     delays = retry_delays(log)
     problems = []

@@ -10,8 +10,8 @@ import os
 import re
 import sys
 
-from conftest import (Agent, Gateway, Nginx, free_port, http_status,
-                      tls_visit, wait_port)
+from conftest import (Agent, Gateway, Nginx, free_port, http_status, tls_visit,
+                      wait_port)
 
 HOST = "app.example.test"
 TCP = {"check": "tcp", "interval": "200ms", "timeout": "150ms",
@@ -88,7 +88,7 @@ with S(("127.0.0.1", port), H) as srv:
 '''
 
 
-class Backend:
+class HealthBackend:
     """The script above in its own process (stopped by PID with the test)."""
 
     def __init__(self, procs, tmp, name, mode):
@@ -193,7 +193,7 @@ def test_two_gateways_withdraw_and_restore_on_both(procs, tmp_path, ca):
 def test_http_check_failing_is_never_claimed(procs, tmp_path):
     tmp = str(tmp_path)
     (gw,), ag = make_stack(procs, tmp)
-    be = Backend(procs, tmp, "backend500", "http500")
+    be = HealthBackend(procs, tmp, "backend500", "http500")
     ag.serve(HOST, http=be.addr,
              health={"check": "http", "path": "/healthz", "expect": 200,
                      "interval": "200ms", "timeout": "150ms"})
@@ -219,7 +219,7 @@ def test_http_check_failing_is_never_claimed(procs, tmp_path):
 def test_tls_check(procs, tmp_path, ca):
     tmp = str(tmp_path)
     (gw,), ag = make_stack(procs, tmp)
-    junk = Backend(procs, tmp, "garbage", "garbage")
+    junk = HealthBackend(procs, tmp, "garbage", "garbage")
     ng = Nginx(procs, tmp, ca, "good.example.test")
     tls = {"check": "tls", "interval": "200ms", "timeout": "150ms"}
     ag.serve("bad.example.test", tls=junk.addr, health=tls)
@@ -242,7 +242,7 @@ def test_tls_check(procs, tmp_path, ca):
 def test_rise_and_fall_counts(procs, tmp_path):
     tmp = str(tmp_path)
     (gw,), ag = make_stack(procs, tmp)
-    be = Backend(procs, tmp, "flappy", "http")
+    be = HealthBackend(procs, tmp, "flappy", "http")
     ag.serve(HOST, http=be.addr,
              health={"check": "http", "path": "/healthz",
                      "interval": "200ms", "timeout": "150ms",
