@@ -17,9 +17,8 @@ import time
 
 import pytest
 
-from conftest import (PORCHCTL, Agent, Gateway, Nginx, big_file, curl,
-                      finish, free_port, http_status, slow_download,
-                      tls_visit)
+from conftest import (PORCHCTL, Agent, Gateway, Nginx, big_file, curl, finish,
+                      free_port, http_status, slow_download, wait_until)
 
 APP = "app.example.test"
 LATE = "late.example.test"
@@ -34,16 +33,6 @@ def status(port):
 
 def service(st, host):
     return {s["hostname"]: s for s in st["services"]}[host]
-
-
-def wait_for(what, fn, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        assert time.monotonic() < deadline, f"no {what} within {timeout}s"
-        time.sleep(0.05)
 
 
 # --- 1. a name granted after the agent asked for it -------------------------
@@ -108,8 +97,8 @@ def test_name_granted_later_goes_live_without_touching_the_agent(
     gw.proc.send_signal(signal.SIGHUP)
     gw.proc.wait_log(rf"may no longer claim {re.escape(LATE)}")
     assert http_status(gw.http_port, LATE) == 404
-    wait_for("refused state", lambda: service(status(admin), LATE)
-             ["gateways"]["gw"]["state"] == "refused")
+    wait_until(lambda: service(status(admin), LATE)["gateways"]["gw"]
+               ["state"] == "refused", "refused state")
     # And granted once more: the refusal was remembered again.
     gw.agents = [(ag.name, ag.pub, [APP, LATE])]
     gw.proc.set_mark()
@@ -236,7 +225,8 @@ def test_reload_with_unanswered_backend_name_costs_nothing(
     # (a frozen agent would time them out, then lose its tunnel).
     for _ in range(10):
         assert http_status(gw.http_port, APP, "/whoami") == 200
-        time.sleep(0.2)     # spread over the lookup, not a wait for it
+        # Pacing, not waiting: the visits spread over the lookup.
+        time.sleep(0.2)
     assert dl.alive()
     ag.proc.wait_log(r"reload: looking up 1 backend name")
     m = ag.proc.wait_log(r"reload failed, keeping the running "
@@ -354,8 +344,8 @@ def test_copy_pinning_another_gateway_key_costs_nothing(procs, tmp_path, ca):
     dl = slow_download(procs, gw, ca, APP, out, rate="2M")
     copy.start(wait_serving=False)
     # Several refused attempts (it backs off from 100 ms to 1 s)...
-    wait_for("three refusals", lambda: copy.proc.count(
-        r"presented key .* pins .* refusing this gateway") >= 3)
+    copy.proc.wait_count(r"presented key .* pins .* refusing this gateway",
+                         3, since_mark=False)
     # ...none of which touched the good session.
     for _ in range(5):
         assert whoami(gw) == "first"
@@ -431,7 +421,7 @@ def test_reset_tunnel_is_logged_in_words(procs, tmp_path, ca):
     # a reset, as a NAT that forgot the connection does.
     gw.proc.send_signal(signal.SIGSTOP)
     try:
-        wait_for("unread pings", lambda: recv_q(gw.tunnel_port) > 0)
+        wait_until(lambda: recv_q(gw.tunnel_port) > 0, "unread pings")
         ag.proc.set_mark()
     finally:
         gw.proc.stop(signal.SIGKILL)

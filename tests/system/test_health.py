@@ -10,8 +10,8 @@ import os
 import re
 import sys
 
-from conftest import (Agent, Gateway, Nginx, free_port, http_status, tls_visit,
-                      wait_port)
+from conftest import (Agent, Gateway, Nginx, assert_no_route, free_port,
+                      http_status, tls_visit, wait_port)
 
 HOST = "app.example.test"
 TCP = {"check": "tcp", "interval": "200ms", "timeout": "150ms",
@@ -112,11 +112,6 @@ class HealthBackend:
         os.replace(self.ctl + ".new", self.ctl)
 
 
-def assert_no_route(gw, host=HOST):
-    assert tls_visit(gw.tls_port, host) == "TLSV1_UNRECOGNIZED_NAME"
-    assert http_status(gw.http_port, host) == 404
-
-
 def assert_route(gw, host=HOST):
     assert tls_visit(gw.tls_port, host) == "ok"
     assert http_status(gw.http_port, host) == 200
@@ -144,7 +139,7 @@ def stop_and_restart_nginx(procs, tmp, ca, ng, gws, ag):
     for gw in gws:
         gw.proc.wait_log(rf"agent agent withdrew {re.escape(HOST)}\b",
                          timeout=5)
-        assert_no_route(gw)
+        assert_no_route(gw, HOST)
     assert ag.proc.count(r"health .*: up after") == 0
 
     for p in [ag.proc] + [gw.proc for gw in gws]:

@@ -9,7 +9,8 @@ import subprocess
 import threading
 import time
 
-from conftest import PORCHCTL, Agent, Gateway, Nginx, curl, free_port
+from conftest import (PORCHCTL, Agent, Gateway, Nginx, curl, free_port,
+                      wait_until)
 
 HOST = "app.example.test"
 
@@ -123,16 +124,15 @@ def test_kill_agent_under_load(procs, tmp_path, ca):
     for t in threads:
         t.start()
     try:
-        while len(results) < 40:
-            time.sleep(0.01)
+        wait_until(lambda: len(results) >= 40, "40 visits before the kill",
+                   timeout=30, interval=0.01)
         t_kill = time.monotonic()
         agents[0].proc.stop(signal.SIGKILL)
         gw.proc.wait_log(r"agent r0\) closed")
         t_gone = time.monotonic()
-        deadline = t_gone + 20
-        while (sum(1 for ts, _ in list(results) if ts > t_gone + 0.5) < 20
-               and time.monotonic() < deadline):
-            time.sleep(0.01)
+        wait_until(lambda: sum(1 for ts, _ in list(results)
+                               if ts > t_gone + 0.5) >= 20,
+                   "20 visits after the kill", timeout=20, interval=0.01)
     finally:
         stop.set()
         for t in threads:
