@@ -7,7 +7,7 @@ import socket
 import ssl
 import subprocess
 
-from conftest import Agent, Gateway, Nginx, curl, keygen
+from conftest import Agent, Gateway, Nginx, assert_no_route, curl, keygen
 
 
 # --- helpers (local to this file) -------------------------------------------
@@ -19,7 +19,7 @@ from conftest import Agent, Gateway, Nginx, curl, keygen
 def assert_no_route_logged(gw, host):
     """assert_no_route, and the gateway's log says why."""
     gw.proc.set_mark()
-    assert_no_route_logged(gw, host)
+    assert_no_route(gw, host)
     gw.proc.wait_log(rf"entry=tls peer=\S+ sni={re.escape(host)} "
                      rf"result=no-route")
 
