@@ -88,6 +88,7 @@ def test_burst_of_claims_keeps_peer_routes(procs, tmp_path):
         time.sleep(0.02)
     for a in small:
         a.proc.check_clean_exit()
+    # And 10 periods more, sampling as above.
     end = time.monotonic() + 10 * PERIOD
     while time.monotonic() < end:
         lows.append(names_in(g1, "g0"))

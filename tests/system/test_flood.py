@@ -64,6 +64,7 @@ class Flood:
                     break
                 self.open_one()
             burst = 10
+            # The sleeps here pace the flood (10 new every 20 ms).
             if not self.socks:
                 time.sleep(0.02)
                 continue

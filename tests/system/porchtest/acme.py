@@ -4,10 +4,10 @@ import json
 import os
 import ssl
 import subprocess
-import time
 import urllib.request
 
 from .ports import free_port
+from .wait import wait_until
 
 
 class Pebble:
@@ -64,16 +64,15 @@ class Pebble:
                                            dns.server], env=e)
         self.directory = f"https://127.0.0.1:{self.port}/dir"
         ctx = ssl.create_default_context(cafile=self.api_ca)
-        deadline = time.monotonic() + 15
-        while True:
+        def answers():
             try:
-                urllib.request.urlopen(self.directory, context=ctx,
-                                       timeout=2).read()
-                break
+                return urllib.request.urlopen(self.directory, context=ctx,
+                                              timeout=2).read()
             except OSError:
                 assert self.proc.alive(), self.proc.log()
-                assert time.monotonic() < deadline, self.proc.log()
-                time.sleep(0.05)
+                return None
+        wait_until(answers, lambda: f"ACME directory from pebble; log:\n"
+                   f"{self.proc.log()}", timeout=15, interval=0.05)
         # The issuing hierarchy is new at every start.
         self.root = os.path.join(d, "issuer-root.pem")
         self.intermediate = os.path.join(d, "issuer-intermediate.pem")

@@ -2,9 +2,9 @@
 
 import os
 import subprocess
-import time
 
 from .ports import free_port
+from .wait import wait_until
 
 
 class Bind:
@@ -43,16 +43,14 @@ zone "{zone}" {{ type primary; file "{zf}"; }};
                                           "-c", conf])
         # Ready when it answers for the zone (named -g logs "running"
         # but may not listen yet).
-        deadline = time.monotonic() + 10
-        while True:
+        def answers():
+            assert self.proc.alive(), self.proc.log()
             r = subprocess.run(["dig", "+time=1", "+tries=1", "+norec",
                                 "@127.0.0.1", "-p", str(self.port), zone,
                                 "SOA"], capture_output=True, text=True)
-            if "status: NOERROR" in r.stdout:
-                break
-            assert self.proc.alive(), self.proc.log()
-            assert time.monotonic() < deadline, self.proc.log()
-            time.sleep(0.05)
+            return "status: NOERROR" in r.stdout
+        wait_until(answers, lambda: f"answer from named; log:\n"
+                   f"{self.proc.log()}", interval=0.05)
 
     @property
     def server(self):

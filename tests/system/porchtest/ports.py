@@ -2,7 +2,8 @@
 listen."""
 
 import socket
-import time
+
+from .wait import wait_until
 
 _ports_given = set()
 
@@ -21,11 +22,10 @@ def free_port(family=socket.AF_INET, addr="127.0.0.1"):
 
 
 def wait_port(port, host="127.0.0.1", timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listens():
         try:
             with socket.create_connection((host, port), timeout=0.5):
-                return
+                return True
         except OSError:
-            time.sleep(0.02)
-    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+            return False
+    wait_until(listens, f"listener on {host}:{port}", timeout)

@@ -9,7 +9,6 @@ import re
 import resource
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -62,21 +61,17 @@ class Proc:
         """Wait until the log (since the mark) matches pattern; returns
         the match.  Fails early if the process died."""
         rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def match():
             text = self.log_since_mark() if since_mark else self.log()
             m = rx.search(text)
-            if m:
-                return m
-            if self.p.poll() is not None:
+            if not m and self.p.poll() is not None:
                 raise AssertionError(
                     f"{self.name} exited ({self.p.returncode}) before "
                     f"/{pattern}/; log:\n{self.log()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{self.name}: no /{pattern}/ within {timeout}s; "
-                    f"log:\n{self.log()[-3000:]}")
-            time.sleep(0.02)
+            return m
+        return wait_until(match, lambda: f"/{pattern}/ from {self.name}; "
+                          f"log:\n{self.log()[-3000:]}", timeout)
 
     def wait_count(self, pattern, n, timeout=15.0, since_mark=True):
         """Wait until the log (since the mark) matches pattern at least

@@ -8,8 +8,9 @@ import re
 import socket
 import ssl
 import subprocess
-import time
 import urllib.request
+
+from .wait import wait_until
 
 
 def curl(url, host, port, ca=None, timeout=20, extra=(), out=None):
@@ -83,11 +84,10 @@ def slow_download(procs, gw, ca, host, out, rate="4M", first=1 << 20):
                      "--cacert", ca.crt, "--resolve",
                      f"{host}:{gw.tls_port}:127.0.0.1", "-o", out,
                      f"https://{host}:{gw.tls_port}/big.bin"])
-    deadline = time.monotonic() + 20
-    while not os.path.exists(out) or os.path.getsize(out) < first:
+    def started():
         assert p.alive(), f"curl ended early:\n{p.log()}"
-        assert time.monotonic() < deadline, "the download does not start"
-        time.sleep(0.02)
+        return os.path.exists(out) and os.path.getsize(out) >= first
+    wait_until(started, "start of the download", timeout=20)
     return p
 
 
