@@ -26,9 +26,9 @@ from porchtest.raw import (client_hello, connect, recv_some, recv_until_eof,
                            reframe, resp_body, resp_status, send_chunked)
 from porchtest.procs import (Proc, Procs, assert_grew_less,
                              nofile, nofile_limits, rss_kib)
-from porchtest.visit import (admin_metrics, admin_status,
-                             assert_no_route, big_file, curl, fetch, finish,
-                             get, http_status, sha256, slow_download,
+from porchtest.visit import (admin_metrics, admin_status, assert_no_route,
+                             big_file, curl, fetch, finish, get, http_status,
+                             porchctl_status, sha256, slow_download,
                              tls_visit)
 from porchtest.wait import wait_until
 
@@ -40,9 +40,10 @@ __all__ = [
     "admin_status", "assert_grew_less", "assert_no_route", "big_file",
     "client_hello", "connect", "curl", "fetch", "finish", "free_port",
     "get", "http_status", "keygen", "nginx_start", "nofile",
-    "nofile_limits", "pair", "recv_some", "recv_until_eof", "reframe",
-    "resp_body", "resp_status", "rss_kib", "send_chunked", "sha256",
-    "slow_download", "tls_visit", "wait_port", "wait_until", "yaml_list"]
+    "nofile_limits", "pair", "porchctl_status", "recv_some",
+    "recv_until_eof", "reframe", "resp_body", "resp_status", "rss_kib",
+    "send_chunked", "sha256", "slow_download", "tls_visit", "wait_port",
+    "wait_until", "yaml_list"]
 
 
 @pytest.fixture

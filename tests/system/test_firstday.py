@@ -6,7 +6,6 @@ cut by a reset that was logged as "error:00000005".
 Each test reproduces the fault as the user met it, with real daemons,
 nginx and curl; waits are on log lines, status pages or downloads."""
 
-import json
 import os
 import re
 import signal
@@ -18,17 +17,11 @@ import time
 import pytest
 
 from conftest import (PORCHCTL, Agent, Gateway, Nginx, big_file, curl, finish,
-                      free_port, http_status, slow_download, wait_until)
+                      free_port, http_status, porchctl_status, slow_download,
+                      wait_until)
 
 APP = "app.example.test"
 LATE = "late.example.test"
-
-
-def status(port):
-    r = subprocess.run([PORCHCTL, "status", f"127.0.0.1:{port}", "--json"],
-                       capture_output=True, text=True, timeout=10)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
 
 
 def service(st, host):
@@ -59,11 +52,11 @@ def test_name_granted_later_goes_live_without_touching_the_agent(
                      r"agent agent is not authorized")
     assert http_status(gw.http_port, LATE) == 404
     # Its status says so, per gateway, with the gateway's reason.
-    st = service(status(admin), LATE)
+    st = service(porchctl_status(admin), LATE)
     assert st["claimed"] is False, st
     assert st["gateways"]["gw"]["state"] == "refused", st
     assert "not authorized" in st["gateways"]["gw"]["reason"], st
-    assert service(status(admin), APP)["gateways"]["gw"] == \
+    assert service(porchctl_status(admin), APP)["gateways"]["gw"] == \
         {"state": "claimed"}
     text = subprocess.run([PORCHCTL, "status", f"127.0.0.1:{admin}"],
                           capture_output=True, text=True).stdout
@@ -83,7 +76,7 @@ def test_name_granted_later_goes_live_without_touching_the_agent(
     assert http_status(gw.http_port, LATE, "/whoami") == 200
     # An HTTP visitor's site came from Host: the agent's line says so.
     ag.proc.wait_log(rf"visitor=\S+ host={re.escape(LATE)} backend=")
-    st = service(status(admin), LATE)
+    st = service(porchctl_status(admin), LATE)
     assert st["claimed"] is True and \
         st["gateways"]["gw"] == {"state": "claimed"}, st
     # The agent was not restarted, nor its tunnel.
@@ -97,8 +90,8 @@ def test_name_granted_later_goes_live_without_touching_the_agent(
     gw.proc.send_signal(signal.SIGHUP)
     gw.proc.wait_log(rf"may no longer claim {re.escape(LATE)}")
     assert http_status(gw.http_port, LATE) == 404
-    wait_until(lambda: service(status(admin), LATE)["gateways"]["gw"]
-               ["state"] == "refused", "refused state")
+    wait_until(lambda: service(porchctl_status(admin), LATE)["gateways"]
+               ["gw"]["state"] == "refused", "refused state")
     # And granted once more: the refusal was remembered again.
     gw.agents = [(ag.name, ag.pub, [APP, LATE])]
     gw.proc.set_mark()
@@ -125,7 +118,7 @@ def test_status_says_pending_and_not_connected(procs, tmp_path, ca):
     gw.start()
     ag.start(wait_serving=False)
     ag.proc.wait_log(rf"gateway gw: serving {re.escape(APP)}\b")
-    st = service(status(admin), APP)
+    st = service(porchctl_status(admin), APP)
     assert st["claimed"] is True
     assert st["gateways"] == {"gw": {"state": "claimed"},
                               "down": {"state": "not connected"}}, st

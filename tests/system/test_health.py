@@ -11,7 +11,7 @@ import re
 import sys
 
 from conftest import (Agent, Gateway, Nginx, assert_no_route, free_port,
-                      http_status, tls_visit, wait_port)
+                      http_status, porchctl_status, tls_visit, wait_port)
 
 HOST = "app.example.test"
 TCP = {"check": "tcp", "interval": "200ms", "timeout": "150ms",
@@ -287,7 +287,6 @@ def test_rise_and_fall_counts(procs, tmp_path):
 
 def test_agent_status_shows_health(procs, tmp_path, ca):
     """The agent's admin listener reports each service's verdict."""
-    import json
     import subprocess
     from conftest import PORCHCTL, free_port
     admin = free_port()
@@ -306,10 +305,7 @@ def test_agent_status_shows_health(procs, tmp_path, ca):
     ag.start(wait_serving=False)
     ag.proc.wait_log(r"gateway gw: serving app\.example\.test")
     ag.proc.wait_log(r"health dead\.example\.test: .*down")
-    r = subprocess.run([PORCHCTL, "status", f"127.0.0.1:{admin}", "--json"],
-                       capture_output=True, text=True, timeout=10)
-    assert r.returncode == 0, r.stderr
-    st = json.loads(r.stdout)
+    st = porchctl_status(f"127.0.0.1:{admin}")
     svcs = {s["hostname"]: s for s in st["services"]}
     assert svcs["app.example.test"]["health"] == "up"
     assert svcs["app.example.test"]["claimed"] is True

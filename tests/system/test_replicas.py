@@ -2,7 +2,6 @@
 replays a visitor whose replica failed before answering, and shows why
 each replica is or is not in use."""
 
-import json
 import signal
 import socket
 import subprocess
@@ -10,7 +9,7 @@ import threading
 import time
 
 from conftest import (PORCHCTL, Agent, Gateway, Nginx, curl, free_port,
-                      wait_until)
+                      porchctl_status, wait_until)
 
 HOST = "app.example.test"
 
@@ -48,15 +47,8 @@ def who(gw, ca):
     return r.stdout.strip().removeprefix("hello from ")
 
 
-def status(gw):
-    r = subprocess.run([PORCHCTL, "status", gw.admin, "--json"],
-                       capture_output=True, text=True, timeout=10)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
-
-
 def replica_states(gw):
-    st = status(gw)
+    st = porchctl_status(gw.admin)
     route = [r for r in st["routes"] if r["name"] == HOST]
     assert len(route) == 1, st["routes"]
     return {rep["agent"]: rep for rep in route[0]["replicas"]}, route[0]

@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import urllib.request
 
+from .paths import PORCHCTL
 from .wait import wait_until
 
 
@@ -134,3 +135,14 @@ def admin_metrics(gw):
     with urllib.request.urlopen(f"http://{gw.admin}/metrics",
                                 timeout=5) as r:
         return r.read().decode()
+
+
+def porchctl_status(addr):
+    """`porchctl status ADDR --json` (a gateway's or an agent's admin
+    address, "127.0.0.1:PORT", or just the port), parsed."""
+    if isinstance(addr, int):
+        addr = f"127.0.0.1:{addr}"
+    r = subprocess.run([PORCHCTL, "status", addr, "--json"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
