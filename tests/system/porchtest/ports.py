@@ -22,10 +22,16 @@ def free_port(family=socket.AF_INET, addr="127.0.0.1"):
 
 
 def wait_port(port, host="127.0.0.1", timeout=10.0):
+    """Returns once something accepts on host:port; TimeoutError if
+    nothing does within timeout."""
     def listens():
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return True
         except OSError:
             return False
-    wait_until(listens, f"listener on {host}:{port}", timeout)
+    # TimeoutError, as callers (bench/compare.py) expect.
+    try:
+        wait_until(listens, f"listener on {host}:{port}", timeout)
+    except AssertionError as e:
+        raise TimeoutError(str(e)) from None
