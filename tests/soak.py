@@ -21,7 +21,6 @@ usage: tests/soak.py [--minutes 30] [--rate 20] [--restart 120]
 """
 
 import argparse
-import hashlib
 import os
 import signal
 import socket
@@ -37,21 +36,18 @@ sys.path.insert(0, os.path.join(HERE, "system"))
 os.environ.setdefault("PORCH_BUILD", "build-asan")
 os.environ.setdefault("PORCH_ASAN", "1")
 
-import conftest  # noqa: E402
-from conftest import CA, Agent, Gateway, Nginx, Procs, big_file  # noqa: E402
+from conftest import (CA, Agent, Gateway, Nginx, Procs,  # noqa: E402
+                      big_file, rss_kib, sha256)
 
 HOST = "app.example.test"
 
 
-def rss_kib(pid):
+def rss_now(pid):
+    """rss_kib, or None while the process is being restarted."""
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
+        return rss_kib(pid)
     except OSError:
-        pass
-    return None
+        return None
 
 
 class Load:
@@ -136,14 +132,6 @@ class Load:
             t.join(90)
 
 
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=30)
@@ -190,10 +178,10 @@ def main():
         turn = 0
         base, peak = {}, {}
         while time.monotonic() < end:
-            time.sleep(5)
+            time.sleep(5)   # the soak's tick: the load runs meanwhile
             now = time.monotonic()
             for p in [gw.proc] + [ag.proc for ag in agents]:
-                kib = rss_kib(p.pid)
+                kib = rss_now(p.pid)
                 if kib is None:
                     continue
                 if now - t0 < warmup:
@@ -220,7 +208,7 @@ def main():
             with load.lock:
                 c = dict(load.count)
             print(f"soak: {int(now - t0):5d}s {c} rss "
-                  f"{ {p.name: rss_kib(p.pid) for p in [gw.proc] + [ag.proc for ag in agents]} }",
+                  f"{ {p.name: rss_now(p.pid) for p in [gw.proc] + [ag.proc for ag in agents]} }",
                   flush=True)
         load.finish()
         c = load.count

@@ -20,8 +20,8 @@ import urllib.request
 
 import pytest
 
-from conftest import (AGENT, PORCHCTL, Agent, Bind, Gateway, Nginx, Pebble,
-                      curl, free_port)
+from conftest import (PORCHCTL, Agent, Bind, Gateway, Nginx, Pebble, free_port,
+                      get, wait_until)
 
 NAME = "app.example.test"
 
@@ -61,12 +61,6 @@ def check_cert(pebble, state, name=NAME, names=(NAME,)):
     assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
     return openssl("x509", "-in", full, "-noout", "-serial").stdout.strip()
-
-
-def get(url, port, ca=None):
-    r = curl(url, NAME, port, ca=ca)
-    assert r.returncode == 0, r.stderr
-    return r.stdout
 
 
 def admin_json(port):
@@ -139,7 +133,7 @@ def test_http01_through_gateway(procs, ca_stack, ca):
     assert a.proc.count(r"http-01 probe answered") >= 2
     gw.proc.wait_log(r"entry=acme-http", since_mark=False)
     # The backend still gets its visitors, on both entries.
-    body = get(f"http://{NAME}:{gw.http_port}/whoami", gw.http_port)
+    body = get(gw, NAME, "/whoami", http=True)
     assert "home http" in body, body
     st = admin_json(admin)
     certs = {c["name"]: c for c in st["certificates"]}
@@ -189,8 +183,7 @@ def test_tlsalpn01_reaches_the_ordering_replica(procs, ca_stack, ca):
     gw.proc.wait_log(r"entry=acme-tls .*agent=agent\b", since_mark=False)
     assert not re.search(r"entry=acme-tls .*agent=replica", gw.proc.log())
     for _ in range(5):
-        body = get(f"https://{NAME}:{gw.tls_port}/whoami", gw.tls_port,
-                   ca=ca.crt)
+        body = get(gw, NAME, "/whoami", ca=ca.crt)
         assert "preferred" in body, body
 
 
@@ -298,8 +291,7 @@ def test_terminate_serves_plain_backend_and_picks_up_renewal(procs, ca_stack,
     a.proc.wait_log(r"certificate obtained", timeout=60)
     assert "order failed" not in a.proc.log()
     first = check_cert(pebble, state)
-    body = get(f"https://{NAME}:{gw.tls_port}/whoami", gw.tls_port,
-               ca=pebble.root)
+    body = get(gw, NAME, "/whoami", ca=pebble.root)
     assert "plain http" in body, body
     # A kept-alive visitor across the renewal.
     ctx = ssl.create_default_context(cafile=pebble.root)
@@ -425,8 +417,7 @@ def test_reload_adds_a_name_and_reorders(procs, ca_stack, ca):
     a.proc.wait_log(r"reload: acme app\.example\.test: names changed")
     a.proc.wait_log(r"certificate obtained", timeout=60)
     check_cert(pebble, state, names=(NAME, "other.example.test"))
-    body = get(f"https://{NAME}:{gw.tls_port}/whoami", gw.tls_port,
-               ca=ca.crt)
+    body = get(gw, NAME, "/whoami", ca=ca.crt)
     assert "home" in body
 
 
@@ -451,11 +442,13 @@ def test_order_child_dies_with_the_agent(procs, ca_stack, ca):
     assert len(kids) == 1, kids
     a.proc.p.kill()
     a.proc.p.wait()
-    deadline = time.monotonic() + 1
-    while os.path.exists(f"/proc/{kids[0]}") and \
-            open(f"/proc/{kids[0]}/stat").read().split()[2] != "Z":
-        assert time.monotonic() < deadline, "order process outlived the agent"
-        time.sleep(0.02)
+    def gone():
+        try:
+            with open(f"/proc/{kids[0]}/stat") as f:
+                return f.read().split()[2] == "Z"
+        except FileNotFoundError:
+            return True
+    wait_until(gone, "end of the order process with the agent", timeout=1)
     a.start()
     a.proc.wait_log(rf"admin: status and metrics on http://127\.0\.0\.1:{admin}/")
     a.proc.wait_log(r"certificate obtained", timeout=60)

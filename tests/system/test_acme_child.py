@@ -12,9 +12,8 @@ import base64
 import os
 import re
 import signal
-import time
 
-from conftest import Bind, Gateway, Pebble, free_port
+from conftest import Bind, Gateway, Pebble, free_port, wait_until
 from test_acme import NAME, acme_agent, records
 from test_agent_limits import StallServer
 
@@ -122,10 +121,8 @@ def test_order_child_holds_no_key_or_sockets(procs, tmp_path):
         child = kids[0]
         os.kill(child, signal.SIGSTOP)
         try:
-            deadline = time.monotonic() + 10
-            while not stopped(child):
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
+            wait_until(lambda: stopped(child), "stop of the order process",
+                       interval=0.01)
             child_socks = socket_inodes(child)
             parent_socks = socket_inodes(a.proc.pid)
             tunnels = tcp_inodes_to(gw.tunnel_port) & parent_socks

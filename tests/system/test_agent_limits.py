@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import AGENT, Agent, Gateway, free_port
+from conftest import AGENT, Agent, Gateway, wait_until
 
 APP = "app.example.test"
 OTHER = "other.example.test"
@@ -47,11 +47,8 @@ class StallServer:
             self.conns.append(c)
 
     def wait_conns(self, n, timeout=10):
-        deadline = time.monotonic() + timeout
-        while len(self.conns) < n:
-            assert time.monotonic() < deadline, \
-                f"backend has {len(self.conns)} connections, want {n}"
-            time.sleep(0.02)
+        wait_until(lambda: len(self.conns) >= n, lambda: f"{n} backend "
+                   f"connections (have {len(self.conns)})", timeout)
 
     def close(self):
         self.stop = True

@@ -12,7 +12,8 @@ import subprocess
 import threading
 import time
 
-from conftest import PORCHCTL, Agent, Bind, Gateway, Nginx, Pebble, free_port
+from conftest import (PORCHCTL, Agent, Bind, Gateway, Nginx, Pebble, free_port,
+                      wait_until)
 
 NAME = "app.example.test"
 NOWHERE = "nowhere.example.test"
@@ -104,12 +105,11 @@ def test_renew_wait_output_is_flushed_and_ends_with_the_serial(
                               daemon=True)
     reader.start()
     try:
-        deadline = time.monotonic() + 10
-        while len(lines) < 2:
+        def two_lines():
             assert p.poll() is None, (lines, p.returncode)
-            assert time.monotonic() < deadline, \
-                f"nothing came through the pipe while waiting: {lines}"
-            time.sleep(0.02)
+            return len(lines) >= 2
+        wait_until(two_lines, lambda: f"two lines through the pipe while "
+                   f"waiting (have {lines})")
         # Still waiting: nothing can order without a tunnel.
         assert p.poll() is None
         assert lines == [f"{NAME}: ordering once the gateway tunnels are "

@@ -4,36 +4,21 @@ routes learned from a peer listed as such; and what it logs when a peer
 presents a key other than the one pinned for it."""
 
 import base64
-import json
 import os
 import re
 import subprocess
 import time
-import urllib.request
 
-from conftest import PORCHCTL, Agent, Gateway, Nginx, free_port, keygen
+from conftest import (PORCHCTL, Agent, Gateway, Nginx, admin_metrics,
+                      admin_status, keygen, wait_until)
 
 HOST = "app.example.test"
 FAST = "timeouts:\n  announce: 200ms"
 
 
 def with_admin(procs, tmp_path, name, timeouts=FAST):
-    port = free_port()
-    g = Gateway(procs, str(tmp_path), name=name,
-                extra=f'admin: "127.0.0.1:{port}"\n' + timeouts)
-    g.admin = f"127.0.0.1:{port}"
-    return g
-
-
-def status(g):
-    with urllib.request.urlopen(f"http://{g.admin}/status", timeout=5) as r:
-        return json.loads(r.read())
-
-
-def metrics(g):
-    with urllib.request.urlopen(f"http://{g.admin}/metrics",
-                                timeout=5) as r:
-        return r.read().decode()
+    return Gateway(procs, str(tmp_path), name=name, admin=True,
+                   extra=timeouts)
 
 
 def peer_of(st, name):
@@ -66,14 +51,14 @@ def test_status_shows_peers_and_routes_learned_from_them(procs, tmp_path,
     g2.proc.wait_log(r"peer g1: link up", since_mark=False)
 
     # Up, with an RTT from the keepalives, and the name learned.
-    deadline = time.monotonic() + 8
-    while True:
-        st = status(g2)
+    def learned():
+        st = admin_status(g2)
         p = peer_of(st, "g1")
         if p["rtt_ms"] is not None and p["names_in"] == 1:
-            break
-        assert time.monotonic() < deadline, st
-        time.sleep(0.1)
+            return st, p
+        return None
+    st, p = wait_until(learned, lambda: f"RTT and name of g1 at g2: "
+                       f"{admin_status(g2)}", timeout=8, interval=0.1)
     assert p["state"] == "up", p
     assert p["link"] in ("dial", "accept")
     assert p["address"] == f"127.0.0.1:{g1.tunnel_port}"
@@ -94,18 +79,14 @@ def test_status_shows_peers_and_routes_learned_from_them(procs, tmp_path,
     assert "tls" in rep["kinds"] and "http" in rep["kinds"], rep
 
     # g1 sees the other direction: it announces the name to g2.
-    deadline = time.monotonic() + 5
-    while True:
-        p1 = peer_of(status(g1), "g2")
-        if p1["names_out"] == 1:
-            break
-        assert time.monotonic() < deadline, p1
-        time.sleep(0.1)
+    p1 = wait_until(lambda: (lambda p: p if p["names_out"] == 1 else None)(
+        peer_of(admin_status(g1), "g2")), "announcement from g1 to g2",
+        timeout=5, interval=0.1)
     assert p1["announced_out"] == [HOST] and p1["names_in"] == 0, p1
     assert p1["last_announce_out_age_s"] < 2.0
     # g1's own route stays local: the agent, no peer replica.
-    assert [x["agent"] for x in route_of(status(g1), HOST)["replicas"]] \
-        == [ag.name]
+    route = route_of(admin_status(g1), HOST)
+    assert [x["agent"] for x in route["replicas"]] == [ag.name]
 
     # porchctl status: a peers section, and the route via g1.
     text = subprocess.run([PORCHCTL, "status", g2.admin], check=True,
@@ -121,7 +102,7 @@ def test_status_shows_peers_and_routes_learned_from_them(procs, tmp_path,
                      re.M), text
 
     # /metrics: Prometheus text, one series per peer and direction.
-    m = metrics(g2)
+    m = admin_metrics(g2)
     for name in ("peer_up", "peer_rtt_seconds", "peer_names_announced",
                  "peer_last_announce_age_seconds"):
         assert f"# HELP porch_gateway_{name} " in m, m
@@ -140,18 +121,14 @@ def test_status_shows_peers_and_routes_learned_from_them(procs, tmp_path,
 
     # g1 gone: g2 shows the link down and the route with it.
     g1.proc.check_clean_exit()
-    deadline = time.monotonic() + 8
-    while True:
-        st = status(g2)
-        p = peer_of(st, "g1")
-        if p["state"] == "down":
-            break
-        assert time.monotonic() < deadline, st
-        time.sleep(0.1)
+    wait_until(lambda: peer_of(admin_status(g2), "g1")["state"] == "down",
+               "g1 down at g2", timeout=8, interval=0.1)
+    st = admin_status(g2)
+    p = peer_of(st, "g1")
     assert p["rtt_ms"] is None and p["names_in"] == 0
     assert p["last_error"], p
     assert re.search(r'^porch_gateway_peer_up\{peer="g1"\} 0$',
-                     metrics(g2), re.M)
+                     admin_metrics(g2), re.M)
 
 
 def raw_key(pub):
@@ -177,10 +154,7 @@ def ordered_pair(procs, tmp_path, timeouts=FAST, order=(0, 1, 2)):
 
 def refusals(g, pattern, seconds=4.0, want=3):
     """Wait until pattern was logged `want` times (several retries)."""
-    deadline = time.monotonic() + seconds
-    while g.proc.count(pattern) < want:
-        assert time.monotonic() < deadline, g.proc.log()[-3000:]
-        time.sleep(0.05)
+    g.proc.wait_count(pattern, want, timeout=seconds, since_mark=False)
 
 
 def test_wrong_pinned_peer_key_is_one_clear_line_per_attempt(procs,
@@ -212,9 +186,10 @@ def test_wrong_pinned_peer_key_is_one_clear_line_per_attempt(procs,
     assert len([x for x in g2.proc.log().splitlines() if "peer g1" in x]) \
         <= len(about) + 1
     # The status says why, too.
-    p = peer_of(status(g1), "g2")
+    p = peer_of(admin_status(g1), "g2")
     assert p["state"] == "down" and g2.pub in p["last_error"], p
-    assert peer_of(status(g2), "g1")["state"] in ("down", "handshake")
+    assert peer_of(admin_status(g2), "g1")["state"] in ("down",
+                                                        "handshake")
 
 
 def test_unknown_peer_key_is_refused_clearly_on_both_sides(procs, tmp_path):
@@ -262,7 +237,8 @@ def test_peers_that_both_wait_to_be_dialed_say_so(procs, tmp_path):
     g2.proc.wait_log(quiet.format("g1", re.escape(g2.conf),
                                   re.escape(g1.pub), re.escape(g2.pub)),
                      timeout=8, since_mark=False)
-    time.sleep(0.5)     # a few more timer ticks: still said only once
+    # The wait is the test: a few more timer ticks, still said once.
+    time.sleep(0.5)
     for g in (g1, g2):
         assert g.proc.count(r"no link for") == 1, g.proc.log()
         assert g.proc.count(r"link up") == 0, g.proc.log()

@@ -4,15 +4,13 @@ versions 3.0 to 3.3, host= in the HTTP entry's log lines, an IP address
 as SNI counted as no-sni, and the signals in porch-gateway -h."""
 
 import re
-import socket
 import ssl
 import struct
 import subprocess
 import urllib.request
 
-from conftest import GATEWAY, Gateway, free_port
-# The raw-socket helpers of the routing tests, not a copy of them.
-from test_routing import connect, http_body, http_status, recv_until_eof
+from conftest import (GATEWAY, Gateway, connect, free_port, recv_until_eof,
+                      resp_body, resp_status)
 
 
 HOST = "app.example.test"
@@ -109,15 +107,15 @@ def test_http_entry_ignores_one_leading_empty_line(stack):
         port, resp = http_visit(gw.http_port, lead +
                                 f"GET /whoami HTTP/1.1\r\nHost: {HOST}\r\n"
                                 f"Connection: close\r\n\r\n".encode())
-        assert http_status(resp) == 200, (lead, resp[:300])
-        assert http_body(resp) == f"{HOST} http {HOST}\n".encode(), resp
+        assert resp_status(resp) == 200, (lead, resp[:300])
+        assert resp_body(resp) == f"{HOST} http {HOST}\n".encode(), resp
         gw.proc.wait_log(rf"entry=http peer=127\.0\.0\.1:{port} "
                          rf"host={re.escape(HOST)} agent=agent stream=")
 
     # Bounded: a second empty line is garbage, refused at once.
     port, resp = http_visit(gw.http_port, b"\r\n\r\nGET / HTTP/1.1\r\n"
                             + f"Host: {HOST}\r\n\r\n".encode())
-    assert http_status(resp) == 400, resp[:300]
+    assert resp_status(resp) == 400, resp[:300]
     gw.proc.wait_log(rf"entry=http peer=127\.0\.0\.1:{port} host=- "
                      rf"result=malformed-request")
 
@@ -129,8 +127,8 @@ def test_client_hello_record_versions_are_ignored(stack):
     for versions in ([0], [3], [1], [0, 3]):
         resp = https_get_with_record_versions(gw.tls_port, stack.ca,
                                               versions)
-        assert http_status(resp) == 200, (versions, resp[:300])
-        assert http_body(resp) == f"hello from {HOST}\n".encode(), resp
+        assert resp_status(resp) == 200, (versions, resp[:300])
+        assert resp_body(resp) == f"hello from {HOST}\n".encode(), resp
     gw.proc.wait_log(rf"entry=tls peer=127\.0\.0\.1:\d+ "
                      rf"sni={re.escape(HOST)} agent=agent stream=")
     assert "malformed-hello" not in gw.proc.log()
@@ -143,13 +141,13 @@ def test_http_entry_logs_say_host(stack):
     port, resp = http_visit(gw.http_port,
                             f"GET /whoami HTTP/1.1\r\nHost: {HOST}\r\n"
                             f"Connection: close\r\n\r\n".encode())
-    assert http_status(resp) == 200, resp[:300]
+    assert resp_status(resp) == 200, resp[:300]
     gw.proc.wait_log(rf"entry=http peer=127\.0\.0\.1:{port} "
                      rf"host={re.escape(HOST)} agent=agent stream=\d+ "
                      rf".*reason=")
     port, resp = http_visit(gw.http_port, b"GET / HTTP/1.1\r\n"
                             b"Host: nope.example.test\r\n\r\n")
-    assert http_status(resp) == 404, resp[:300]
+    assert resp_status(resp) == 404, resp[:300]
     gw.proc.wait_log(rf"entry=http peer=127\.0\.0\.1:{port} "
                      rf"host=nope\.example\.test result=no-route")
     # The TLS entry keeps sni=.

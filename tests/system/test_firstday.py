@@ -6,7 +6,6 @@ cut by a reset that was logged as "error:00000005".
 Each test reproduces the fault as the user met it, with real daemons,
 nginx and curl; waits are on log lines, status pages or downloads."""
 
-import json
 import os
 import re
 import signal
@@ -17,33 +16,16 @@ import time
 
 import pytest
 
-from conftest import (PORCHCTL, Agent, Gateway, Nginx, big_file, curl,
-                      finish, free_port, http_status, slow_download,
-                      tls_visit)
+from conftest import (PORCHCTL, Agent, Gateway, Nginx, big_file, curl, finish,
+                      free_port, http_status, porchctl_status, slow_download,
+                      wait_until)
 
 APP = "app.example.test"
 LATE = "late.example.test"
 
 
-def status(port):
-    r = subprocess.run([PORCHCTL, "status", f"127.0.0.1:{port}", "--json"],
-                       capture_output=True, text=True, timeout=10)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
-
-
 def service(st, host):
     return {s["hostname"]: s for s in st["services"]}[host]
-
-
-def wait_for(what, fn, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        assert time.monotonic() < deadline, f"no {what} within {timeout}s"
-        time.sleep(0.05)
 
 
 # --- 1. a name granted after the agent asked for it -------------------------
@@ -70,11 +52,11 @@ def test_name_granted_later_goes_live_without_touching_the_agent(
                      r"agent agent is not authorized")
     assert http_status(gw.http_port, LATE) == 404
     # Its status says so, per gateway, with the gateway's reason.
-    st = service(status(admin), LATE)
+    st = service(porchctl_status(admin), LATE)
     assert st["claimed"] is False, st
     assert st["gateways"]["gw"]["state"] == "refused", st
     assert "not authorized" in st["gateways"]["gw"]["reason"], st
-    assert service(status(admin), APP)["gateways"]["gw"] == \
+    assert service(porchctl_status(admin), APP)["gateways"]["gw"] == \
         {"state": "claimed"}
     text = subprocess.run([PORCHCTL, "status", f"127.0.0.1:{admin}"],
                           capture_output=True, text=True).stdout
@@ -94,7 +76,7 @@ def test_name_granted_later_goes_live_without_touching_the_agent(
     assert http_status(gw.http_port, LATE, "/whoami") == 200
     # An HTTP visitor's site came from Host: the agent's line says so.
     ag.proc.wait_log(rf"visitor=\S+ host={re.escape(LATE)} backend=")
-    st = service(status(admin), LATE)
+    st = service(porchctl_status(admin), LATE)
     assert st["claimed"] is True and \
         st["gateways"]["gw"] == {"state": "claimed"}, st
     # The agent was not restarted, nor its tunnel.
@@ -108,8 +90,8 @@ def test_name_granted_later_goes_live_without_touching_the_agent(
     gw.proc.send_signal(signal.SIGHUP)
     gw.proc.wait_log(rf"may no longer claim {re.escape(LATE)}")
     assert http_status(gw.http_port, LATE) == 404
-    wait_for("refused state", lambda: service(status(admin), LATE)
-             ["gateways"]["gw"]["state"] == "refused")
+    wait_until(lambda: service(porchctl_status(admin), LATE)["gateways"]
+               ["gw"]["state"] == "refused", "refused state")
     # And granted once more: the refusal was remembered again.
     gw.agents = [(ag.name, ag.pub, [APP, LATE])]
     gw.proc.set_mark()
@@ -136,7 +118,7 @@ def test_status_says_pending_and_not_connected(procs, tmp_path, ca):
     gw.start()
     ag.start(wait_serving=False)
     ag.proc.wait_log(rf"gateway gw: serving {re.escape(APP)}\b")
-    st = service(status(admin), APP)
+    st = service(porchctl_status(admin), APP)
     assert st["claimed"] is True
     assert st["gateways"] == {"gw": {"state": "claimed"},
                               "down": {"state": "not connected"}}, st
@@ -236,7 +218,8 @@ def test_reload_with_unanswered_backend_name_costs_nothing(
     # (a frozen agent would time them out, then lose its tunnel).
     for _ in range(10):
         assert http_status(gw.http_port, APP, "/whoami") == 200
-        time.sleep(0.2)     # spread over the lookup, not a wait for it
+        # Pacing, not waiting: the visits spread over the lookup.
+        time.sleep(0.2)
     assert dl.alive()
     ag.proc.wait_log(r"reload: looking up 1 backend name")
     m = ag.proc.wait_log(r"reload failed, keeping the running "
@@ -354,8 +337,8 @@ def test_copy_pinning_another_gateway_key_costs_nothing(procs, tmp_path, ca):
     dl = slow_download(procs, gw, ca, APP, out, rate="2M")
     copy.start(wait_serving=False)
     # Several refused attempts (it backs off from 100 ms to 1 s)...
-    wait_for("three refusals", lambda: copy.proc.count(
-        r"presented key .* pins .* refusing this gateway") >= 3)
+    copy.proc.wait_count(r"presented key .* pins .* refusing this gateway",
+                         3, since_mark=False)
     # ...none of which touched the good session.
     for _ in range(5):
         assert whoami(gw) == "first"
@@ -431,7 +414,7 @@ def test_reset_tunnel_is_logged_in_words(procs, tmp_path, ca):
     # a reset, as a NAT that forgot the connection does.
     gw.proc.send_signal(signal.SIGSTOP)
     try:
-        wait_for("unread pings", lambda: recv_q(gw.tunnel_port) > 0)
+        wait_until(lambda: recv_q(gw.tunnel_port) > 0, "unread pings")
         ag.proc.set_mark()
     finally:
         gw.proc.stop(signal.SIGKILL)

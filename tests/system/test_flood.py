@@ -11,40 +11,20 @@ limit: with 256 descriptors, the visitor listeners stop, the tunnel
 listener and admin keep working, and nothing spins or floods the log.
 """
 
-import json
 import os
 import re
+import resource
 import select
 import socket
-import ssl
 import threading
 import time
-import urllib.request
 
-from conftest import (AGENT, ASAN, GATEWAY, Agent, Gateway, Nginx, curl,
-                      free_port)
+from conftest import (ASAN, Agent, Gateway, Nginx, admin_metrics, admin_status,
+                      client_hello, curl, free_port, nofile, nofile_limits,
+                      wait_until)
 
 FLOOD = "127.0.0.2"
 MAX_CONNECTS = 20000        # per flood: every loop here is bounded
-
-
-def client_hello(sni, alpn=()):
-    """The bytes of a TLS ClientHello for sni (and ALPN), as a real
-    client sends them first; the flood sends these and then nothing."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    if alpn:
-        ctx.set_alpn_protocols(list(alpn))
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname=sni)
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    data = out.read()
-    assert data[:1] == b"\x16", data[:16]
-    return data
 
 
 class Flood:
@@ -84,6 +64,7 @@ class Flood:
                     break
                 self.open_one()
             burst = 10
+            # The sleeps here pace the flood (10 new every 20 ms).
             if not self.socks:
                 time.sleep(0.02)
                 continue
@@ -101,11 +82,12 @@ class Flood:
     def start(self, settle=None):
         """Returns once settle (default n) connections were tried."""
         self.thread.start()
-        deadline = time.monotonic() + 30
-        while self.connects < (settle or self.n):
-            assert time.monotonic() < deadline, self.connects
+
+        def settled():
             assert self.thread.is_alive(), "the flood ended early"
-            time.sleep(0.02)
+            return self.connects >= (settle or self.n)
+        wait_until(settled, lambda: f"{settle or self.n} connects (only "
+                   f"{self.connects})", timeout=30)
         return self
 
     def stop(self):
@@ -113,31 +95,6 @@ class Flood:
         self.thread.join(10)
         for s in self.socks:
             s.close()
-
-
-def status(port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status",
-                                timeout=5) as r:
-        return json.load(r)
-
-
-def admin_gateway(procs, tmp_path, extra=""):
-    """A Gateway with an admin port (admin_port)."""
-    port = free_port()
-    gw = Gateway(procs, str(tmp_path),
-                 extra=f'admin: "127.0.0.1:{port}"\n' + extra)
-    gw.admin_port = port
-    return gw
-
-
-def start_with_nofile(gw, nofile):
-    """Start gw with that open files limit (soft and hard), as a small
-    LimitNOFILE would; prlimit execs the gateway (same PID)."""
-    gw.write_config()
-    gw.proc = gw.procs.start(gw.name, ["prlimit", f"--nofile={nofile}:"
-                                       f"{nofile}", GATEWAY, "-c", gw.conf],
-                             daemon=True)
-    gw.proc.wait_log(r"porch-gateway started")
 
 
 def time_to_serve(agent, gw, host, bound):
@@ -156,7 +113,7 @@ BOUND = 4.0 if not ASAN else 6.0
 
 def test_idle_tcp_flood_on_tunnel_port_does_not_keep_agent_out(
         procs, tmp_path):
-    gw = admin_gateway(procs, tmp_path)
+    gw = Gateway(procs, str(tmp_path), admin=True)
     a = Agent(procs, str(tmp_path))
     a.serve("in.example.test", tls=f"127.0.0.1:{free_port()}")
     gw.admit(a, ["in.example.test"])
@@ -171,7 +128,7 @@ def test_idle_tcp_flood_on_tunnel_port_does_not_keep_agent_out(
         gw.proc.wait_log(r"tunnel from 127\.0\.0\.2:\d+ refused: 16 "
                          r"handshakes from that address in progress",
                          since_mark=False)
-        assert status(gw.admin_port)["gateway"]["tunnels_pending"] <= 16
+        assert admin_status(gw)["gateway"]["tunnels_pending"] <= 16
     finally:
         flood.stop()
     # Refusals are rate limited: a few lines, not one per connection.
@@ -181,7 +138,7 @@ def test_idle_tcp_flood_on_tunnel_port_does_not_keep_agent_out(
 
 def test_stalled_tls_hellos_on_tls_entry_count_against_the_same_limits(
         procs, tmp_path):
-    gw = admin_gateway(procs, tmp_path)
+    gw = Gateway(procs, str(tmp_path), admin=True)
     a = Agent(procs, str(tmp_path), name="direct")
     b = Agent(procs, str(tmp_path), name="via443")
     a.serve("a.example.test", tls=f"127.0.0.1:{free_port()}")
@@ -201,7 +158,7 @@ def test_stalled_tls_hellos_on_tls_entry_count_against_the_same_limits(
         gw.proc.wait_log(r"tunnel from 127\.0\.0\.2:\d+ \(on the TLS "
                          r"entry\) refused: 16 handshakes from that "
                          r"address in progress", since_mark=False)
-        assert status(gw.admin_port)["gateway"]["tunnels_pending"] <= 16
+        assert admin_status(gw)["gateway"]["tunnels_pending"] <= 16
     finally:
         flood.stop()
     assert gw.proc.count(r"handshakes from that address") <= 3
@@ -212,7 +169,7 @@ def test_flood_from_many_addresses_turns_over_at_a_short_deadline(
     """Per-source limits do not stop a flood from many addresses: past
     half the cap, handshakes get a quarter of timeouts.handshake (10 s:
     2.5 s), so an agent waits one short deadline, not the flood."""
-    gw = admin_gateway(procs, tmp_path)
+    gw = Gateway(procs, str(tmp_path), admin=True)
     a = Agent(procs, str(tmp_path))
     a.serve("many.example.test", tls=f"127.0.0.1:{free_port()}")
     gw.admit(a, ["many.example.test"])
@@ -221,10 +178,8 @@ def test_flood_from_many_addresses_turns_over_at_a_short_deadline(
     sources = [f"127.0.1.{i}" for i in range(1, 21)]   # 20 x 16 = 320
     flood = Flood(gw.tunnel_port, 320, sources=sources).start()
     try:
-        deadline = time.monotonic() + 10
-        while status(gw.admin_port)["gateway"]["tunnels_pending"] < 200:
-            assert time.monotonic() < deadline, "the flood is not held"
-            time.sleep(0.05)
+        wait_until(lambda: admin_status(gw)["gateway"]["tunnels_pending"]
+                   >= 200, "flood held in handshakes")
         took = time_to_serve(a, gw, "many.example.test", 2.5 + BOUND)
         assert took < 2.5 + BOUND, f"agent kept out for {took:.1f}s"
         assert re.search(r"agent handshakes in progress: their deadline "
@@ -240,8 +195,8 @@ def test_descriptor_exhaustion_and_silent_visitors(procs, tmp_path, ca):
     visitors' budget, yet the tunnel listener and admin keep working, the
     log stays small, and visitors are served again once they leave."""
     host = "app.example.test"
-    gw = admin_gateway(procs, tmp_path,
-                       extra="limits:\n  max_connections: 1000")
+    gw = Gateway(procs, str(tmp_path), admin=True,
+                 extra="limits:\n  max_connections: 1000")
     ng = Nginx(procs, str(tmp_path), ca, host)
     a = Agent(procs, str(tmp_path))
     a.serve(host, tls=ng.tls, http=ng.http)
@@ -251,7 +206,7 @@ def test_descriptor_exhaustion_and_silent_visitors(procs, tmp_path, ca):
     gw.admit(late, ["late.example.test"])
     a.use(gw)
     late.use(gw)
-    start_with_nofile(gw, 256)
+    gw.start(preexec_fn=nofile(256))
     a.start()
 
     def served():
@@ -264,15 +219,12 @@ def test_descriptor_exhaustion_and_silent_visitors(procs, tmp_path, ca):
     one = Flood(gw.tls_port, 300, first=hello).start()
     try:
         assert served(), "a visitor from another address is refused"
-        st = status(gw.admin_port)["gateway"]
+        st = admin_status(gw)["gateway"]
         assert st["connections"] <= 64, st
         gw.proc.wait_log(r"visitor from 127\.0\.0\.2:\d+ refused: \d+ "
                          r"connections from that address already")
-        with urllib.request.urlopen(
-                f"http://127.0.0.1:{gw.admin_port}/metrics",
-                timeout=5) as r:
-            m = re.search(r'rejected_total\{result="source-limit"\} (\d+)',
-                          r.read().decode())
+        m = re.search(r'rejected_total\{result="source-limit"\} (\d+)',
+                      admin_metrics(gw))
         assert m and int(m.group(1)) > 0, "refusals not counted"
     finally:
         one.stop()
@@ -288,15 +240,17 @@ def test_descriptor_exhaustion_and_silent_visitors(procs, tmp_path, ca):
     many.start(settle=budget)
     try:
         gw.proc.wait_log(r"not accepting visitors until one closes")
-        st = status(gw.admin_port)["gateway"]
+        st = admin_status(gw)["gateway"]
         # (the first flood's visitors may still be closing)
         assert budget // 2 <= st["connections"] <= budget, st
         # The tunnel listener still accepts: a new agent gets in.
         took = time_to_serve(late, gw, "late.example.test", BOUND)
         assert took < BOUND, f"agent kept out for {took:.1f}s"
         assert a.proc.count(r"tunnel up") == 1, a.proc.log()
-        time.sleep(2)   # what a spinning accept would write meanwhile
-        assert status(gw.admin_port)["gateway"]["connections"] > 0
+        # The idle time is the test: what a spinning accept would
+        # write meanwhile (megabytes a second).
+        time.sleep(2)
+        assert admin_status(gw)["gateway"]["connections"] > 0
     finally:
         many.stop()
     grew = os.path.getsize(gw.proc.log_path) - size0
@@ -304,10 +258,7 @@ def test_descriptor_exhaustion_and_silent_visitors(procs, tmp_path, ca):
     # warnings; a spinning accept writes megabytes a second.
     assert grew < 200 * 1024, f"the log grew {grew} bytes"
     assert "Error from accept" not in gw.proc.log()
-    deadline = time.monotonic() + 15
-    while not served():
-        assert time.monotonic() < deadline, "visitors not served again"
-        time.sleep(0.2)
+    wait_until(served, "visitor served again", timeout=15, interval=0.2)
 
 
 def test_accept_at_the_descriptor_limit_does_not_spin(procs, tmp_path):
@@ -315,8 +266,8 @@ def test_accept_at_the_descriptor_limit_does_not_spin(procs, tmp_path):
     clients are outside the visitors' budget): accept fails with EMFILE
     on every listener, and none of them may retry in a loop (libevent's
     listener logged the error and retried at once, gigabytes an hour)."""
-    gw = admin_gateway(procs, tmp_path)
-    start_with_nofile(gw, 256)
+    gw = Gateway(procs, str(tmp_path), admin=True)
+    gw.start(preexec_fn=nofile(256))
     size0 = os.path.getsize(gw.proc.log_path)
     socks = []
     try:
@@ -334,7 +285,9 @@ def test_accept_at_the_descriptor_limit_does_not_spin(procs, tmp_path):
         for port in (gw.tls_port, gw.tunnel_port):
             with socket.create_connection(("127.0.0.1", port), timeout=2):
                 pass
-        time.sleep(2)   # what a spinning accept would write meanwhile
+        # The idle time is the test: what a spinning accept would
+        # write meanwhile (megabytes a second).
+        time.sleep(2)
         assert gw.proc.alive()
     finally:
         for s in socks:
@@ -343,24 +296,12 @@ def test_accept_at_the_descriptor_limit_does_not_spin(procs, tmp_path):
     assert grew < 64 * 1024, f"the log grew {grew} bytes"
     assert "Error from accept" not in gw.proc.log()
     # Admin answers again once its idle clients are gone.
-    deadline = time.monotonic() + 15
-    while True:
+    def answers():
         try:
-            status(gw.admin_port)
-            break
+            return admin_status(gw)
         except OSError:
-            assert time.monotonic() < deadline, "admin does not answer"
-            time.sleep(0.2)
-
-
-def nofile_limits(pid):
-    """(soft, hard) open files limit of a running process."""
-    with open(f"/proc/{pid}/limits") as f:
-        for line in f:
-            if line.startswith("Max open files"):
-                soft, hard = line.split()[3:5]
-                return int(soft), int(hard)
-    raise AssertionError("no 'Max open files' line")
+            return None
+    wait_until(answers, "answer from admin", timeout=15, interval=0.2)
 
 
 def test_daemons_raise_their_open_files_limit(procs, tmp_path):
@@ -373,13 +314,9 @@ def test_daemons_raise_their_open_files_limit(procs, tmp_path):
     a.serve("nofile.example.test", tls=f"127.0.0.1:{free_port()}")
     gw.admit(a, ["nofile.example.test"])
     a.use(gw)
-    gw.write_config()
-    gw.proc = procs.start("gw", ["prlimit", "--nofile=256:4096", GATEWAY,
-                                 "-c", gw.conf], daemon=True)
-    gw.proc.wait_log(r"porch-gateway started")
-    a.write_config()
-    a.proc = procs.start("agent", ["prlimit", "--nofile=256:4096", AGENT,
-                                   "-c", a.conf], daemon=True)
-    a.proc.wait_log(r"gateway gw: serving nofile\.example\.test")
+    soft_256 = lambda: resource.setrlimit(resource.RLIMIT_NOFILE,
+                                          (256, 4096))
+    gw.start(preexec_fn=soft_256)
+    a.start(preexec_fn=soft_256)
     assert nofile_limits(gw.proc.pid) == (4096, 4096)
     assert nofile_limits(a.proc.pid) == (4096, 4096)

@@ -10,8 +10,8 @@ import os
 import re
 import sys
 
-from conftest import (Agent, Gateway, Nginx, free_port, http_status,
-                      tls_visit, wait_port)
+from conftest import (Agent, Gateway, Nginx, assert_no_route, free_port,
+                      http_status, porchctl_status, tls_visit, wait_port)
 
 HOST = "app.example.test"
 TCP = {"check": "tcp", "interval": "200ms", "timeout": "150ms",
@@ -92,7 +92,7 @@ with S(("127.0.0.1", port), H) as srv:
 '''
 
 
-class Backend:
+class HealthBackend:
     """The script above in its own process (stopped by PID with the test)."""
 
     def __init__(self, procs, tmp, name, mode):
@@ -114,11 +114,6 @@ class Backend:
         with open(self.ctl + ".new", "w") as f:
             f.write(letters)
         os.replace(self.ctl + ".new", self.ctl)
-
-
-def assert_no_route(gw, host=HOST):
-    assert tls_visit(gw.tls_port, host) == "TLSV1_UNRECOGNIZED_NAME"
-    assert http_status(gw.http_port, host) == 404
 
 
 def assert_route(gw, host=HOST):
@@ -148,7 +143,7 @@ def stop_and_restart_nginx(procs, tmp, ca, ng, gws, ag):
     for gw in gws:
         gw.proc.wait_log(rf"agent agent withdrew {re.escape(HOST)}\b",
                          timeout=5)
-        assert_no_route(gw)
+        assert_no_route(gw, HOST)
     assert ag.proc.count(r"health .*: up after") == 0
 
     for p in [ag.proc] + [gw.proc for gw in gws]:
@@ -197,7 +192,7 @@ def test_two_gateways_withdraw_and_restore_on_both(procs, tmp_path, ca):
 def test_http_check_failing_is_never_claimed(procs, tmp_path):
     tmp = str(tmp_path)
     (gw,), ag = make_stack(procs, tmp)
-    be = Backend(procs, tmp, "backend500", "http500")
+    be = HealthBackend(procs, tmp, "backend500", "http500")
     ag.serve(HOST, http=be.addr,
              health={"check": "http", "path": "/healthz", "expect": 200,
                      "interval": "200ms", "timeout": "150ms"})
@@ -223,7 +218,7 @@ def test_http_check_failing_is_never_claimed(procs, tmp_path):
 def test_tls_check(procs, tmp_path, ca):
     tmp = str(tmp_path)
     (gw,), ag = make_stack(procs, tmp)
-    junk = Backend(procs, tmp, "garbage", "garbage")
+    junk = HealthBackend(procs, tmp, "garbage", "garbage")
     ng = Nginx(procs, tmp, ca, "good.example.test")
     tls = {"check": "tls", "interval": "200ms", "timeout": "150ms"}
     ag.serve("bad.example.test", tls=junk.addr, health=tls)
@@ -246,7 +241,7 @@ def test_tls_check(procs, tmp_path, ca):
 def test_rise_and_fall_counts(procs, tmp_path):
     tmp = str(tmp_path)
     (gw,), ag = make_stack(procs, tmp)
-    be = Backend(procs, tmp, "flappy", "http")
+    be = HealthBackend(procs, tmp, "flappy", "http")
     ag.serve(HOST, http=be.addr,
              health={"check": "http", "path": "/healthz",
                      "interval": "200ms", "timeout": "150ms",
@@ -296,7 +291,6 @@ def test_rise_and_fall_counts(procs, tmp_path):
 
 def test_agent_status_shows_health(procs, tmp_path, ca):
     """The agent's admin listener reports each service's verdict."""
-    import json
     import subprocess
     from conftest import PORCHCTL, free_port
     admin = free_port()
@@ -315,10 +309,7 @@ def test_agent_status_shows_health(procs, tmp_path, ca):
     ag.start(wait_serving=False)
     ag.proc.wait_log(r"gateway gw: serving app\.example\.test")
     ag.proc.wait_log(r"health dead\.example\.test: .*down")
-    r = subprocess.run([PORCHCTL, "status", f"127.0.0.1:{admin}", "--json"],
-                       capture_output=True, text=True, timeout=10)
-    assert r.returncode == 0, r.stderr
-    st = json.loads(r.stdout)
+    st = porchctl_status(f"127.0.0.1:{admin}")
     svcs = {s["hostname"]: s for s in st["services"]}
     assert svcs["app.example.test"]["health"] == "up"
     assert svcs["app.example.test"]["claimed"] is True

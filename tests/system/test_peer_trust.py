@@ -5,51 +5,29 @@ acme).  The attacks are real: two gateways, BIND, Pebble, and a rogue
 operator's agent that orders a certificate for a name it does not
 serve."""
 
-import json
 import os
 import re
 import signal
-import time
-import urllib.request
 
 import pytest
 
-from conftest import Agent, Bind, Gateway, Nginx, Pebble, curl, free_port
+from conftest import (Agent, Bind, Gateway, Nginx, Pebble, admin_status, curl,
+                      wait_until)
 
 NAME = "app.example.test"
 
 
-def status(gw):
-    with urllib.request.urlopen(f"http://{gw.admin}/status",
-                                timeout=5) as r:
-        return json.load(r)
-
-
 def with_admin(procs, tmp, name, extra=""):
-    port = free_port()
-    g = Gateway(procs, tmp, name=name,
-                extra=f'admin: "127.0.0.1:{port}"\n' + extra)
-    g.admin = f"127.0.0.1:{port}"
-    return g
+    return Gateway(procs, tmp, name=name, admin=True, extra=extra)
 
 
 def peer_status(gw, peer):
-    return {p["peer"]: p for p in status(gw)["peers"]}[peer]
+    return {p["peer"]: p for p in admin_status(gw)["peers"]}[peer]
 
 
 def replicas(gw, name):
-    routes = {r["name"]: r for r in status(gw)["routes"]}
+    routes = {r["name"]: r for r in admin_status(gw)["routes"]}
     return routes[name]["replicas"] if name in routes else []
-
-
-def wait_for(what, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = what()
-        if v:
-            return v
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def acme_agent(procs, tmp, gw, pebble, name, challenge):
@@ -79,7 +57,7 @@ def test_rogue_peer_gets_no_certificate(procs, tmp_path, ca, grant,
     ACME kinds.  A must not send the CA's probes over the link (nor any
     visitor), so the order fails and no certificate is issued."""
     tmp = str(tmp_path)
-    bind = Bind(procs, tmp, [f"app 60 IN A 127.0.0.1"])
+    bind = Bind(procs, tmp, ["app 60 IN A 127.0.0.1"])
     a = with_admin(procs, tmp, "gwa")
     b = Gateway(procs, tmp, name="gwb")
     a.peer(b, hostnames=grant)
@@ -150,8 +128,8 @@ def test_peer_takes_only_granted_names(procs, tmp_path, ca):
     for n in names:
         ag.proc.wait_log(rf"gateway gwb: serving {re.escape(n)}",
                          since_mark=False)
-    wait_for(lambda: "bank.example.test" in
-             peer_status(a, "gwb")["refused_in"])
+    wait_until(lambda: "bank.example.test" in
+               peer_status(a, "gwb")["refused_in"], "refusal of bank.*")
     p = peer_status(a, "gwb")
     assert p["announced_in"] == ["x.b.example.test"], p
     assert p["names_refused"] == 1
@@ -194,13 +172,14 @@ def test_peer_ttl_is_capped(procs, tmp_path):
     b.start()
     a.proc.wait_log(r"peer gwb: link up")
     ag.start()
-    rep = wait_for(lambda: [r for r in replicas(a, NAME)
-                            if r.get("peer") == "gwb"])
+    rep = wait_until(lambda: [r for r in replicas(a, NAME)
+                              if r.get("peer") == "gwb"], "replica via gwb")
     assert rep[0]["expires_in_s"] is not None
     assert rep[0]["expires_in_s"] <= 0.8, rep
     # ... and then it is gone, although B's link stays up.
-    wait_for(lambda: not [r for r in replicas(a, NAME)
-                          if r.get("peer") == "gwb"], timeout=5)
+    wait_until(lambda: not [r for r in replicas(a, NAME)
+                            if r.get("peer") == "gwb"],
+               "expiry of the replica via gwb", timeout=5)
     assert peer_status(a, "gwb")["state"] == "up"
 
 

@@ -5,7 +5,7 @@ agent that goes silent without closing anything (keepalive)."""
 import re
 import signal
 
-from conftest import Agent, Gateway, Nginx, curl, http_status, tls_visit
+from conftest import Agent, Gateway, Nginx, assert_no_route, curl
 
 
 # --- helpers (local to this file) -------------------------------------------
@@ -15,11 +15,6 @@ HOST = "app.example.test"
 
 
 
-
-
-def assert_no_route(gw, host=HOST):
-    assert tls_visit(gw.tls_port, host) == "TLSV1_UNRECOGNIZED_NAME"
-    assert http_status(gw.http_port, host) == 404
 
 
 def whoami(gw, host=HOST, timeout=5):
@@ -99,7 +94,7 @@ def test_killed_agent_routes_removed_and_name_taken_back(procs, tmp_path,
     m = gw.proc.wait_log(r"tunnel from 127\.0\.0\.1:\d+ \(agent agent\) "
                          r"closed: (.*)", timeout=1.5)
     assert "dead peer" not in m.group(1), m.group(0)
-    assert_no_route(gw)
+    assert_no_route(gw, HOST)
 
     gw.proc.set_mark()
     restart_agent(ag)
@@ -164,7 +159,7 @@ def test_silent_agent_detected_by_keepalive(procs, tmp_path, ca):
                              r"closed: dead peer: nothing received for "
                              r"(\d+) ms", timeout=4)
         assert 2000 <= int(m.group(1)) < 4000, m.group(0)
-        assert_no_route(gw)
+        assert_no_route(gw, HOST)
     finally:
         ag.proc.send_signal(signal.SIGCONT)
     # Awake again, the agent notices and comes back by itself.

@@ -2,13 +2,14 @@
 replays a visitor whose replica failed before answering, and shows why
 each replica is or is not in use."""
 
-import json
 import signal
+import socket
 import subprocess
 import threading
 import time
 
-from conftest import PORCHCTL, Agent, Gateway, Nginx, curl, free_port
+from conftest import (PORCHCTL, Agent, Gateway, Nginx, curl, free_port,
+                      porchctl_status, wait_until)
 
 HOST = "app.example.test"
 
@@ -46,15 +47,8 @@ def who(gw, ca):
     return r.stdout.strip().removeprefix("hello from ")
 
 
-def status(gw):
-    r = subprocess.run([PORCHCTL, "status", gw.admin, "--json"],
-                       capture_output=True, text=True, timeout=10)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
-
-
 def replica_states(gw):
-    st = status(gw)
+    st = porchctl_status(gw.admin)
     route = [r for r in st["routes"] if r["name"] == HOST]
     assert len(route) == 1, st["routes"]
     return {rep["agent"]: rep for rep in route[0]["replicas"]}, route[0]
@@ -122,16 +116,15 @@ def test_kill_agent_under_load(procs, tmp_path, ca):
     for t in threads:
         t.start()
     try:
-        while len(results) < 40:
-            time.sleep(0.01)
+        wait_until(lambda: len(results) >= 40, "40 visits before the kill",
+                   timeout=30, interval=0.01)
         t_kill = time.monotonic()
         agents[0].proc.stop(signal.SIGKILL)
         gw.proc.wait_log(r"agent r0\) closed")
         t_gone = time.monotonic()
-        deadline = t_gone + 20
-        while (sum(1 for ts, _ in list(results) if ts > t_gone + 0.5) < 20
-               and time.monotonic() < deadline):
-            time.sleep(0.01)
+        wait_until(lambda: sum(1 for ts, _ in list(results)
+                               if ts > t_gone + 0.5) >= 20,
+                   "20 visits after the kill", timeout=20, interval=0.01)
     finally:
         stop.set()
         for t in threads:
@@ -142,3 +135,65 @@ def test_kill_agent_under_load(procs, tmp_path, ca):
     assert len(failed) <= 4, failed
     after = [w for ts, w in results if ts > t_gone + 0.5]
     assert after and set(after) == {"r1"}, after
+
+
+def test_no_replay_after_the_replica_answered_with_eof(procs, tmp_path):
+    """The preferred replica's backend ends the request without a byte
+    (its FIN reached the visitor); then its agent dies.  The request
+    must not be replayed to the other replica."""
+    got = {1: [], 2: []}
+    held = []
+
+    def backend(n, answer):
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(8)
+
+        def run():
+            while True:
+                try:
+                    c, _ = ls.accept()
+                except OSError:
+                    return
+                got[n].append(c.recv(4096))
+                answer(c)
+        threading.Thread(target=run, daemon=True).start()
+        return ls
+
+    def half(c):
+        c.shutdown(socket.SHUT_WR)      # FIN, nothing else
+        held.append(c)
+
+    def full(c):
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+        c.close()
+    b1, b2 = backend(1, half), backend(2, full)
+    gw = Gateway(procs, str(tmp_path))
+    a1 = Agent(procs, str(tmp_path), name="a1")
+    a2 = Agent(procs, str(tmp_path), name="a2")
+    for ag, b, prio in ((a1, b1, 10), (a2, b2, 20)):
+        gw.admit(ag, ["up.example.test"])
+        ag.use(gw)
+        ag.serve("up.example.test",
+                 http=f"127.0.0.1:{b.getsockname()[1]}", priority=prio)
+    gw.start()
+    a1.start()
+    a2.start()
+    v = socket.create_connection(("127.0.0.1", gw.http_port), timeout=10)
+    v.sendall(b"POST /pay HTTP/1.1\r\nHost: up.example.test\r\n"
+              b"Content-Length: 0\r\n\r\n")
+    assert v.recv(100) == b""           # the replica's answer: EOF
+    a1.proc.stop(signal.SIGKILL)
+    gw.proc.wait_log(r"agent a1\) closed")
+    # A new visitor now goes to a2: a2's backend must see only that one.
+    w = socket.create_connection(("127.0.0.1", gw.http_port), timeout=10)
+    w.sendall(b"GET /new HTTP/1.1\r\nHost: up.example.test\r\n\r\n")
+    assert w.recv(100).startswith(b"HTTP/1.1 200")
+    w.close()
+    v.close()
+    assert len(got[2]) == 1 and got[2][0].startswith(b"GET /new"), got[2]
+    assert gw.proc.count(r"replaying") == 0
+    for c in held:
+        c.close()
+    b1.close()
+    b2.close()

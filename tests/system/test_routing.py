@@ -13,7 +13,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import Agent, Gateway, Nginx, curl, free_port
+from conftest import (Agent, Gateway, Nginx, client_hello, connect, curl,
+                      free_port, recv_some, recv_until_eof, reframe,
+                      resp_body, resp_status, send_chunked)
 
 
 # ---------------------------------------------------------------- helpers
@@ -30,109 +32,6 @@ def start_pair(procs, tmp, grants, services, gw_extra="", name="agent"):
     gw.start()
     ag.start()
     return gw, ag
-
-
-def client_hello(server_name, alpn=None):
-    """The bytes of a real ClientHello from Python's OpenSSL."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    if alpn:
-        ctx.set_alpn_protocols(alpn)
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(incoming, outgoing, server_hostname=server_name)
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    hello = outgoing.read()
-    assert hello[0] == 0x16 and hello[5] == 0x01, hello[:8].hex()
-    return hello
-
-
-def reframe(hello, parts):
-    """The handshake message of a one-record hello, cut into `parts`
-    records of roughly equal size."""
-    rlen = struct.unpack("!H", hello[3:5])[0]
-    assert len(hello) == 5 + rlen, "expected a single-record hello"
-    body = hello[5:]
-    step = -(-len(body) // parts)
-    out = b""
-    for i in range(0, len(body), step):
-        piece = body[i:i + step]
-        out += bytes([0x16]) + hello[1:3] + struct.pack("!H", len(piece))
-        out += piece
-    return out
-
-
-def connect(port, bind_port=0, nodelay=False, timeout=5.0):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.bind(("127.0.0.1", bind_port))
-    if nodelay:
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    s.connect(("127.0.0.1", port))
-    return s
-
-
-def send_chunked(s, data, size, pause):
-    """Send in small pieces with a pause between: separate TCP segments."""
-    for i in range(0, len(data), size):
-        s.sendall(data[i:i + size])
-        if i + size < len(data):
-            time.sleep(pause)
-
-
-def recv_until_eof(s, timeout=5.0, limit=1 << 20):
-    """Everything until the peer closes; a reset ends it too."""
-    s.settimeout(timeout)
-    buf = b""
-    try:
-        while len(buf) < limit:
-            b = s.recv(65536)
-            if not b:
-                break
-            buf += b
-    except ConnectionResetError:
-        pass
-    return buf
-
-
-def recv_some(s, n=1, timeout=5.0):
-    """At least n bytes (or what came before EOF)."""
-    s.settimeout(timeout)
-    buf = b""
-    while len(buf) < n:
-        b = s.recv(65536)
-        if not b:
-            break
-        buf += b
-    return buf
-
-
-def http_status(resp):
-    m = re.match(rb"HTTP/1\.[01] (\d{3}) ", resp)
-    assert m, resp[:200]
-    return int(m.group(1))
-
-
-def http_body(resp):
-    return resp.split(b"\r\n\r\n", 1)[1]
-
-
-def wait_count(proc, pattern, n, timeout=15.0):
-    """Wait until the log since the mark matches pattern n times."""
-    rx = re.compile(pattern)
-    deadline = time.monotonic() + timeout
-    while True:
-        got = len(rx.findall(proc.log_since_mark()))
-        if got >= n:
-            return got
-        assert proc.alive(), f"{proc.name} died:\n{proc.log()[-3000:]}"
-        assert time.monotonic() < deadline, (
-            f"{proc.name}: {got}/{n} of /{pattern}/ in {timeout}s; log:\n"
-            f"{proc.log()[-3000:]}")
-        time.sleep(0.02)
 
 
 def get_over_tls(port, host, cafile, path="/"):
@@ -254,15 +153,15 @@ def test_http_entry_routes_by_host(stack):
             s.sendall(f"GET /whoami HTTP/1.1\r\nHost: {host_hdr}\r\n"
                       f"Connection: close\r\n\r\n".encode())
             resp = recv_until_eof(s)
-        assert http_status(resp) == 200, (host_hdr, resp)
-        assert http_body(resp) == b"app.example.test http app.example.test\n"
+        assert resp_status(resp) == 200, (host_hdr, resp)
+        assert resp_body(resp) == b"app.example.test http app.example.test\n"
 
     # Unknown host: the gateway's own 404, logged as no-route.
     with connect(gw.http_port) as s:
         port = s.getsockname()[1]
         s.sendall(b"GET / HTTP/1.1\r\nHost: nope.example.test\r\n\r\n")
         resp = recv_until_eof(s)
-    assert http_status(resp) == 404, resp
+    assert resp_status(resp) == 404, resp
     gw.proc.wait_log(rf"entry=http peer=127\.0\.0\.1:{port} "
                      rf"host=nope\.example\.test result=no-route")
     r = curl(f"http://other.example.test:{gw.http_port}/",
@@ -415,7 +314,7 @@ def test_stalled_visitor_times_out_others_unaffected(procs, tmp_path, ca):
         s.sendall(b"GET / HTTP/1.1\r\nHost: app.exa")
         resp = recv_until_eof(s, timeout=5)
     assert 0.8 <= time.monotonic() - t0 <= 3.0
-    assert http_status(resp) == 408, resp
+    assert resp_status(resp) == 408, resp
 
 
 # ---------------------------------------------------------------- 7
@@ -447,7 +346,7 @@ def test_garbage_on_both_entries(stack):
             port = s.getsockname()[1]
             s.sendall(data)
             resp = recv_until_eof(s)
-        assert http_status(resp) == 400, (data[:16], resp)
+        assert resp_status(resp) == 400, (data[:16], resp)
         gw.proc.wait_log(rf"entry=http peer=127\.0\.0\.1:{port} host=- "
                          rf"result=malformed-request")
 
@@ -458,7 +357,7 @@ def test_garbage_on_both_entries(stack):
         port = s.getsockname()[1]
         s.sendall(big)
         resp = recv_until_eof(s)
-    assert http_status(resp) == 431, resp
+    assert resp_status(resp) == 431, resp
     gw.proc.wait_log(rf"entry=http peer=127\.0\.0\.1:{port} "
                      rf"host=- result=head-too-big")
 
@@ -593,8 +492,8 @@ def test_proxy_protocol_v2(procs, tmp_path):
         assert backend.done.wait(10), "the backend saw no connection"
         res = backend.result
         assert "error" not in res, res
-        assert http_status(resp) == 200, resp
-        assert http_body(resp) == b"proxy-ok\n"
+        assert resp_status(resp) == 200, resp
+        assert resp_body(resp) == b"proxy-ok\n"
         assert res["sig"] == ProxyV2Server.SIG
         assert res["ver_cmd"] == 0x21          # v2, PROXY
         assert res["fam"] == 0x11              # TCP over IPv4
@@ -624,9 +523,9 @@ def test_200_concurrent_visitors(stack):
     with ThreadPoolExecutor(max_workers=n) as ex:
         results = list(ex.map(one, range(n)))
     bad = [r[:200] for r in results
-           if http_status(r) != 200 or
-           http_body(r) != b"hello from app.example.test\n"]
+           if resp_status(r) != 200 or
+           resp_body(r) != b"hello from app.example.test\n"]
     assert not bad, f"{len(bad)} of {n} failed, e.g. {bad[:3]}"
-    wait_count(gw.proc, r"entry=tls peer=127\.0\.0\.1:\d+ "
+    gw.proc.wait_count(r"entry=tls peer=127\.0\.0\.1:\d+ "
                r"sni=app\.example\.test agent=agent stream=\d+ ", n)
     assert gw.proc.alive() and stack.agent.proc.alive()

@@ -11,7 +11,7 @@ import socket
 import time
 import urllib.request
 
-from conftest import Agent, Gateway, free_port
+from conftest import Agent, Gateway, free_port, wait_until
 
 PENDING_CAP = 256   # GW_TUN_MAX_PENDING in gateway/gw_tun.c
 
@@ -44,11 +44,7 @@ def test_claims_per_tunnel_is_configurable_counted_and_explained(
 
 
 def with_admin(procs, tmp_path, extra):
-    port = free_port()
-    gw = Gateway(procs, str(tmp_path),
-                 extra=f'admin: "127.0.0.1:{port}"\n' + extra)
-    gw.admin = f"127.0.0.1:{port}"
-    return gw
+    return Gateway(procs, str(tmp_path), admin=True, extra=extra)
 
 
 def pending(gw):
@@ -74,10 +70,8 @@ def hold_handshakes(gw, n):
                                          f"127.0.0.{2 + i // PER_SOURCE}",
                                          0))
         socks.append(s)
-    deadline = time.monotonic() + 10
-    while pending(gw) < n:
-        assert time.monotonic() < deadline, pending(gw)
-        time.sleep(0.02)
+    wait_until(lambda: pending(gw) >= n, lambda: f"{n} handshakes pending "
+               f"(have {pending(gw)})")
     return socks
 
 

@@ -14,8 +14,7 @@ import time
 
 import pytest
 
-from conftest import (AGENT, NGINX_CONF, Agent, Gateway, big_file, free_port,
-                      wait_port)
+from conftest import AGENT, Agent, Gateway, Nginx, big_file, wait_until
 
 APP = "app.example.test"
 HOME_IP, GW_IP = "10.77.13.2", "10.77.13.1"
@@ -46,24 +45,6 @@ def home_ns(procs):
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
-def nginx_in(procs, ns, tmp, ca, port):
-    d = os.path.join(tmp, "nginx-home")
-    root = os.path.join(d, "root")
-    os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
-    os.makedirs(root, exist_ok=True)
-    crt, key = ca.leaf(APP)
-    conf = NGINX_CONF.format(dir=d, tls_port=port, http_port=free_port(),
-                             name=APP, crt=crt, key=key, root=root, tag=APP,
-                             user="user root;")
-    conf = conf.replace("127.0.0.1:", f"{HOME_IP}:")
-    with open(os.path.join(d, "nginx.conf"), "w") as f:
-        f.write(conf)
-    procs.start("nginx-home", ["ip", "netns", "exec", ns, "nginx", "-p", d,
-                               "-c", os.path.join(d, "nginx.conf")])
-    wait_port(port, host=HOME_IP)
-    return root
-
-
 class WideGateway(Gateway):
     """Agents reach the tunnel listener across the veth."""
 
@@ -80,14 +61,14 @@ class WideGateway(Gateway):
 def test_small_requests_are_not_starved_by_downloads(procs, tmp_path, ca,
                                                      home_ns):
     tmp = str(tmp_path)
-    port = free_port()
-    root = nginx_in(procs, home_ns, tmp, ca, port)
-    big_file(root, mib=96)
+    ng = Nginx(procs, tmp, ca, APP, addr=HOME_IP,
+               wrap=["ip", "netns", "exec", home_ns])
+    big_file(ng.root, mib=96)
     gw = WideGateway(procs, tmp)
     ag = Agent(procs, tmp)
     gw.admit(ag, ["*.example.test"])
     ag.gateways.append((gw.name, f"{GW_IP}:{gw.tunnel_port}", gw.pub, None))
-    ag.serve(APP, tls=f"{HOME_IP}:{port}")
+    ag.serve(APP, tls=ng.tls)
     gw.start()
     ag.write_config()
     ag.proc = procs.start("agent", ["ip", "netns", "exec", home_ns, AGENT,
@@ -106,11 +87,9 @@ def test_small_requests_are_not_starved_by_downloads(procs, tmp_path, ca,
     dls = [procs.start(f"dl{i}", curl_args("/big.bin", outs[i], 12))
            for i in range(2)]
     # Both under way (1 MiB each) before the small requests start.
-    deadline = time.monotonic() + 10
-    while not all(os.path.exists(o) and os.path.getsize(o) > (1 << 20)
-                  for o in outs):
-        assert time.monotonic() < deadline, "the downloads do not start"
-        time.sleep(0.05)
+    wait_until(lambda: all(os.path.exists(o) and
+                           os.path.getsize(o) > (1 << 20) for o in outs),
+               "start of both downloads")
     small = []
     for i in range(15):
         t0 = time.monotonic()
@@ -118,6 +97,7 @@ def test_small_requests_are_not_starved_by_downloads(procs, tmp_path, ca,
                            capture_output=True, text=True)
         small.append((r.returncode, time.monotonic(), r.stdout, r.stderr))
         assert all(d.alive() for d in dls), "a download ended early"
+        # Pacing, not waiting: five small requests a second is the load.
         time.sleep(max(0.0, 0.2 - (time.monotonic() - t0)))
     for d in dls:
         d.p.wait(30)
