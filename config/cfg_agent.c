@@ -52,16 +52,10 @@ static int	 cfg_agent_services(struct cfg_doc *,
 static int	 cfg_agent_tls(struct cfg_doc *,
 		    const struct cfg_node *, struct cfg_node *, const char *,
 		    void *);
-static int	 cfg_agent_proxy_protocol(struct cfg_doc *,
-		    const struct cfg_node *, struct cfg_node *, const char *,
-		    void *);
-static int	 cfg_agent_policy(struct cfg_doc *,
-		    const struct cfg_node *, struct cfg_node *, const char *,
-		    void *);
 static int	 cfg_agent_health(struct cfg_doc *,
 		    const struct cfg_node *, struct cfg_node *, const char *,
 		    void *);
-static int	 cfg_agent_check(struct cfg_doc *,
+static int	 cfg_agent_check_backend(struct cfg_doc *,
 		    const struct cfg_node *, struct cfg_node *, const char *,
 		    void *);
 static int	 cfg_agent_health_path(struct cfg_doc *,
@@ -88,12 +82,61 @@ static int	 cfg_agent_eab(struct cfg_doc *,
 static int	 cfg_agent_challenges(struct cfg_doc *,
 		    const struct cfg_node *, struct cfg_node *, const char *,
 		    void *);
-static int	 cfg_agent_key_type(struct cfg_doc *,
-		    const struct cfg_node *, struct cfg_node *, const char *,
-		    void *);
 static int	 cfg_agent_retry(struct cfg_doc *,
 		    const struct cfg_node *, struct cfg_node *, const char *,
 		    void *);
+
+#define CFG_NITEMS(a)		(sizeof(a) / sizeof((a)[0]))
+
+static const char *const cfg_agent_challenge_names[] = {
+	[CFG_CHALLENGE_HTTP01] = "http-01",
+	[CFG_CHALLENGE_TLSALPN01] = "tls-alpn-01",
+};
+static const struct cfg_enum cfg_agent_challenge_enum = {
+	cfg_agent_challenge_names, CFG_CHALLENGE_MAX,
+	"unknown challenge type", "use http-01 (through the gateways' port "
+	"80) or tls-alpn-01 (port 443); dns-01 is not supported"
+};
+static const char *const cfg_agent_key_type_names[] = {
+	[CFG_KEY_EC_P256] = "ec-p256",
+	[CFG_KEY_EC_P384] = "ec-p384",
+	[CFG_KEY_RSA_2048] = "rsa-2048",
+	[CFG_KEY_RSA_3072] = "rsa-3072",
+};
+static const struct cfg_enum cfg_agent_key_type_enum = {
+	cfg_agent_key_type_names, CFG_NITEMS(cfg_agent_key_type_names),
+	"unknown key type", "use ec-p256 (default), ec-p384, rsa-2048 or "
+	"rsa-3072"
+};
+/* No "none": that is what no health section means. */
+static const char *const cfg_agent_check_names[] = {
+	[CFG_CHECK_NONE] = NULL,
+	[CFG_CHECK_TCP] = "tcp",
+	[CFG_CHECK_TLS] = "tls",
+	[CFG_CHECK_HTTP] = "http",
+};
+static const struct cfg_enum cfg_agent_check_enum = {
+	cfg_agent_check_names, CFG_NITEMS(cfg_agent_check_names),
+	"unknown check", "use tcp (connect), tls (TLS handshake) or http "
+	"(GET a path)"
+};
+static const char *const cfg_agent_proxy_names[] = {
+	[CFG_PROXY_OFF] = "off",
+	[CFG_PROXY_V1] = "v1",
+	[CFG_PROXY_V2] = "v2",
+};
+static const struct cfg_enum cfg_agent_proxy_enum = {
+	cfg_agent_proxy_names, CFG_NITEMS(cfg_agent_proxy_names),
+	"unknown PROXY protocol version", "use off, v1 or v2"
+};
+static const char *const cfg_agent_policy_names[] = {
+	[CFG_POLICY_FAILOVER] = "failover",
+	[CFG_POLICY_BALANCE] = "balance",
+};
+static const struct cfg_enum cfg_agent_policy_enum = {
+	cfg_agent_policy_names, CFG_NITEMS(cfg_agent_policy_names),
+	"unknown policy", "use failover (lowest priority first) or balance"
+};
 
 #define CFG_OBJ	struct cfg_agent
 static const struct cfg_key cfg_agent_reconnect_keys[] = {
@@ -166,8 +209,9 @@ static const struct cfg_key cfg_agent_gateway_keys[] = {
 #undef CFG_OBJ
 #define CFG_OBJ	struct cfg_service
 static const struct cfg_key cfg_agent_health_keys[] = {
-	CFG_FUNC("check", cfg_agent_check, "add 'check: tcp', 'check: tls' or "
-	    "'check: http'"),
+	CFG_ENUM("check", health.check, &cfg_agent_check_enum, "add 'check: "
+	    "tcp', 'check: tls' or 'check: http'"),
+	CFG_CHECK(cfg_agent_check_backend),
 	CFG_KEY("interval", CFG_T_DURATION, health.interval_ms,
 	    100, CFG_MS_MAX, 2000),
 	CFG_KEY("timeout", CFG_T_DURATION, health.timeout_ms,
@@ -188,9 +232,10 @@ static const struct cfg_key cfg_agent_service_keys[] = {
 	CFG_KEY("h2c", CFG_T_BACKEND, h2c_backend, 0, 0, 0),
 	CFG_CHECK(cfg_agent_service_backend),
 	CFG_CHECK(cfg_agent_service_cert),
-	CFG_FUNC("proxy_protocol", cfg_agent_proxy_protocol, NULL),
+	CFG_ENUM("proxy_protocol", proxy_protocol, &cfg_agent_proxy_enum,
+	    NULL),
 	CFG_KEY("priority", CFG_T_UINT, priority, 1, 255, 100),
-	CFG_FUNC("policy", cfg_agent_policy, NULL),
+	CFG_ENUM("policy", policy, &cfg_agent_policy_enum, NULL),
 	CFG_FUNC("health", cfg_agent_health, NULL),
 	CFG_OTHER("certificate"),	/* read by cfg_agent_service_cert */
 	CFG_OTHER("certificate_names"),
@@ -229,40 +274,13 @@ static const struct cfg_key cfg_agent_acme_keys[] = {
 	    "mode 0700)"),
 	CFG_FUNC("challenge", cfg_agent_challenges, NULL),
 	CFG_KEY("renew_hook", CFG_T_TEXT, renew_hook, 0, 0, 0),
-	CFG_FUNC("key_type", cfg_agent_key_type, NULL),
+	CFG_ENUM("key_type", key_type, &cfg_agent_key_type_enum, NULL),
 	CFG_SECTION("retry", cfg_agent_retry_keys, cfg_agent_retry, NULL),
 	CFG_END
 };
 #undef CFG_OBJ
 
-static const char *const cfg_agent_challenge_names[] = {
-	[CFG_CHALLENGE_HTTP01] = "http-01",
-	[CFG_CHALLENGE_TLSALPN01] = "tls-alpn-01",
-};
-static const char *const cfg_agent_key_type_names[] = {
-	[CFG_KEY_EC_P256] = "ec-p256",
-	[CFG_KEY_EC_P384] = "ec-p384",
-	[CFG_KEY_RSA_2048] = "rsa-2048",
-	[CFG_KEY_RSA_3072] = "rsa-3072",
-};
-static const char *const cfg_agent_check_names[] = {
-	[CFG_CHECK_NONE] = "none",
-	[CFG_CHECK_TCP] = "tcp",
-	[CFG_CHECK_TLS] = "tls",
-	[CFG_CHECK_HTTP] = "http",
-};
-static const char *const cfg_agent_proxy_names[] = {
-	[CFG_PROXY_OFF] = "off",
-	[CFG_PROXY_V1] = "v1",
-	[CFG_PROXY_V2] = "v2",
-};
-static const char *const cfg_agent_policy_names[] = {
-	[CFG_POLICY_FAILOVER] = "failover",
-	[CFG_POLICY_BALANCE] = "balance",
-};
-
 #define CFG_HEALTH_PATH_MAX	255
-#define CFG_NITEMS(a)		(sizeof(a) / sizeof((a)[0]))
 
 static struct cfg_agent *cfg_agent_parse_doc(const char *, const char *,
 		    size_t, const char *, char *, size_t);
@@ -548,43 +566,6 @@ cfg_agent_tls(struct cfg_doc *d, const struct cfg_node *map,
 	return 0;
 }
 
-static int
-cfg_agent_proxy_protocol(struct cfg_doc *d, const struct cfg_node *map,
-    struct cfg_node *n, const char *what, void *obj)
-{
-	struct cfg_service	*s = obj;
-	int			 v;
-
-	(void)map;
-	if (n == NULL)
-		return 0;
-	if (cfg_enum(d, n, what, cfg_agent_proxy_names,
-	    CFG_NITEMS(cfg_agent_proxy_names), "unknown PROXY protocol "
-	    "version", "use off, v1 or v2", &v) == -1)
-		return -1;
-	s->proxy_protocol = (enum cfg_proxy_proto)v;
-	return 0;
-}
-
-/* How replicas of a service share visitors. */
-static int
-cfg_agent_policy(struct cfg_doc *d, const struct cfg_node *map,
-    struct cfg_node *n, const char *what, void *obj)
-{
-	struct cfg_service	*s = obj;
-	int			 v;
-
-	(void)map;
-	if (n == NULL)
-		return 0;
-	if (cfg_enum(d, n, what, cfg_agent_policy_names,
-	    CFG_NITEMS(cfg_agent_policy_names), "unknown policy", "use "
-	    "failover (lowest priority first) or balance", &v) == -1)
-		return -1;
-	s->policy = (enum cfg_policy)v;
-	return 0;
-}
-
 /* The optional health section: when a replica is up. */
 static int
 cfg_agent_health(struct cfg_doc *d, const struct cfg_node *map,
@@ -620,26 +601,22 @@ cfg_agent_health_times(struct cfg_doc *d, const struct cfg_node *map,
 	    "timeout", cfg_fmt_ms(h->timeout_ms, b, sizeof(b)));
 }
 
+/* A check of a backend the service has. */
 static int
-cfg_agent_check(struct cfg_doc *d, const struct cfg_node *map,
+cfg_agent_check_backend(struct cfg_doc *d, const struct cfg_node *map,
     struct cfg_node *n, const char *what, void *obj)
 {
 	struct cfg_service	*s = obj;
-	int			 c;
+	char			 f[112];
 
-	(void)map;
-	/* "none" is what no health section means, not a check. */
-	if (cfg_enum(d, n, what, cfg_agent_check_names + 1,
-	    CFG_NITEMS(cfg_agent_check_names) - 1, "unknown check", "use tcp "
-	    "(connect), tls (TLS handshake) or http (GET a path)", &c) == -1)
-		return -1;
-	s->health.check = (enum cfg_check)(c + 1);
+	snprintf(f, sizeof(f), "%s.check", what);
+	n = cfg_map_get(map, "check");
 	if (s->health.check == CFG_CHECK_TLS && s->tls_backend == NULL)
-		return cfg_bad(d, n, what, "no tls backend", "a tls check "
+		return cfg_bad(d, n, f, "no tls backend", "a tls check "
 		    "handshakes with the service's tls backend; add one or "
 		    "use check: tcp");
 	if (s->health.check == CFG_CHECK_HTTP && s->http_backend == NULL)
-		return cfg_bad(d, n, what, "no http backend", "an http check "
+		return cfg_bad(d, n, f, "no http backend", "an http check "
 		    "asks the service's http backend; add one or use "
 		    "check: tcp");
 	return 0;
@@ -967,10 +944,8 @@ cfg_agent_challenges(struct cfg_doc *d, const struct cfg_node *map,
 	cnt = cfg_list_len(n);
 	for (i = 0; i < cnt; i++) {
 		it = cfg_list_item(n, i);
-		if (cfg_enum(d, it, what, cfg_agent_challenge_names,
-		    CFG_CHALLENGE_MAX, "unknown challenge type", "use http-01 "
-		    "(through the gateways' port 80) or tls-alpn-01 (port "
-		    "443); dns-01 is not supported", &c) == -1)
+		if (cfg_enum(d, it, what, &cfg_agent_challenge_enum,
+		    &c) == -1)
 			return -1;
 		for (j = 0; j < m->nchallenges; j++)
 			if (m->challenges[j] == (enum cfg_challenge)c)
@@ -983,24 +958,6 @@ cfg_agent_challenges(struct cfg_doc *d, const struct cfg_node *map,
 	if (m->nchallenges == 0)
 		return cfg_error(d, n, "%s: empty (use http-01, tls-alpn-01 "
 		    "or both)", what);
-	return 0;
-}
-
-static int
-cfg_agent_key_type(struct cfg_doc *d, const struct cfg_node *map,
-    struct cfg_node *n, const char *what, void *obj)
-{
-	struct cfg_acme	*m = obj;
-	int		 v;
-
-	(void)map;
-	if (n == NULL)
-		return 0;
-	if (cfg_enum(d, n, what, cfg_agent_key_type_names,
-	    CFG_NITEMS(cfg_agent_key_type_names), "unknown key type", "use "
-	    "ec-p256 (default), ec-p384, rsa-2048 or rsa-3072", &v) == -1)
-		return -1;
-	m->key_type = (enum cfg_key_type)v;
 	return 0;
 }
 

@@ -57,6 +57,7 @@ enum cfg_type {
 	CFG_T_PUBKEY,		/* uint8_t[KEY_PUB_LEN] */
 	CFG_T_BACKEND,		/* char *: host:port, kept as written */
 	CFG_T_LISTEN,		/* struct cfg_listen * and its count */
+	CFG_T_ENUM,		/* an enum: the index of its name in en */
 	CFG_T_SECTION,		/* a mapping: sub, then fn, on the same
 				   struct; absent: sub's defaults */
 	CFG_T_FUNC,		/* fn, called with the node or NULL */
@@ -64,15 +65,33 @@ enum cfg_type {
 	CFG_T_CHECK,		/* no key: fn checks the section here */
 };
 
+/*
+ * The names of an enum's values by value (NULL: no name takes it), and
+ * the problem and hint for any other word: "unknown policy", "use ...".
+ */
+struct cfg_enum {
+	const char *const	*names;
+	size_t			 n;
+	const char		*problem;
+	const char		*hint;
+};
+
+/*
+ * One row: off is the field's offset (cnt its count's, for a list), min,
+ * max and def bound and default a number, need is the hint when the key
+ * is required, sub a section's rows, en an enum's names, fn a row's own
+ * code.
+ */
 struct cfg_key {
 	const char		*name;
 	enum cfg_type		 type;
-	size_t			 off;		/* of the field */
-	size_t			 cnt;		/* CFG_T_LISTEN: count's */
-	unsigned long long	 min, max;	/* numbers */
-	unsigned long long	 def;		/* numbers: default */
-	const char		*need;		/* required: hint */
-	const struct cfg_key	*sub;		/* CFG_T_SECTION */
+	size_t			 off;
+	size_t			 cnt;
+	unsigned long long	 min, max;
+	unsigned long long	 def;
+	const char		*need;
+	const struct cfg_key	*sub;
+	const struct cfg_enum	*en;
 	int			(*fn)(struct cfg_doc *,
 				    const struct cfg_node *map,
 				    struct cfg_node *, const char *what,
@@ -82,22 +101,28 @@ struct cfg_key {
 /* Table rows; the including file defines CFG_OBJ, the struct filled. */
 #define CFG_KEY(k, t, f, lo, hi, def) \
 	{ (k), (t), offsetof(CFG_OBJ, f), 0, (lo), (hi), (def), NULL, NULL, \
-	    NULL }
+	    NULL, NULL }
 #define CFG_NEED(k, t, f, need) \
-	{ (k), (t), offsetof(CFG_OBJ, f), 0, 0, 0, 0, (need), NULL, NULL }
+	{ (k), (t), offsetof(CFG_OBJ, f), 0, 0, 0, 0, (need), NULL, NULL, \
+	    NULL }
 #define CFG_LIST(k, f, nf) \
 	{ (k), CFG_T_LISTEN, offsetof(CFG_OBJ, f), offsetof(CFG_OBJ, nf), \
-	    0, 0, 0, NULL, NULL, NULL }
+	    0, 0, 0, NULL, NULL, NULL, NULL }
+/* An enum field, which must have the size of an int. */
+#define CFG_ENUM(k, f, en, need) \
+	{ (k), CFG_T_ENUM, offsetof(CFG_OBJ, f) + 0 * sizeof(char[ \
+	    sizeof(((CFG_OBJ *)0)->f) == sizeof(int) ? 1 : -1]), 0, 0, 0, \
+	    0, (need), NULL, (en), NULL }
 #define CFG_SECTION(k, sub, fn, need) \
-	{ (k), CFG_T_SECTION, 0, 0, 0, 0, 0, (need), (sub), (fn) }
+	{ (k), CFG_T_SECTION, 0, 0, 0, 0, 0, (need), (sub), NULL, (fn) }
 #define CFG_FUNC(k, fn, need) \
-	{ (k), CFG_T_FUNC, 0, 0, 0, 0, 0, (need), NULL, (fn) }
+	{ (k), CFG_T_FUNC, 0, 0, 0, 0, 0, (need), NULL, NULL, (fn) }
 #define CFG_OTHER(k) \
-	{ (k), CFG_T_OTHER, 0, 0, 0, 0, 0, NULL, NULL, NULL }
+	{ (k), CFG_T_OTHER, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL }
 #define CFG_CHECK(fn) \
-	{ NULL, CFG_T_CHECK, 0, 0, 0, 0, 0, NULL, NULL, (fn) }
+	{ NULL, CFG_T_CHECK, 0, 0, 0, 0, 0, NULL, NULL, NULL, (fn) }
 #define CFG_END \
-	{ NULL, CFG_T_END, 0, 0, 0, 0, 0, NULL, NULL, NULL }
+	{ NULL, CFG_T_END, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL }
 
 /* One entry for the duplicate finder; order is the entry's index. */
 struct cfg_dup {
@@ -195,10 +220,9 @@ int		 cfg_backend(struct cfg_doc *, const struct cfg_node *,
 		    const char *what, char **);
 int		 cfg_text(struct cfg_doc *, const struct cfg_node *,
 		    const char *what, char **);
-/* One of names[0..n) into *out; else problem and hint. */
+/* The index of one of en's names into *out. */
 int		 cfg_enum(struct cfg_doc *, const struct cfg_node *,
-		    const char *what, const char *const *names, size_t n,
-		    const char *problem, const char *hint, int *out);
+		    const char *what, const struct cfg_enum *, int *out);
 
 /*
  * One numeric listen address ("0.0.0.0:443", "[::]:443") into l, whose

@@ -353,21 +353,20 @@ cfg_text(struct cfg_doc *d, const struct cfg_node *n, const char *what,
 
 int
 cfg_enum(struct cfg_doc *d, const struct cfg_node *n, const char *what,
-    const char *const *names, size_t cnt, const char *problem,
-    const char *hint, int *out)
+    const struct cfg_enum *en, int *out)
 {
 	const char	*v;
 	size_t		 i;
 
 	if (cfg_string(d, n, what, &v) == -1)
 		return -1;
-	for (i = 0; i < cnt; i++) {
-		if (names[i] != NULL && strcmp(v, names[i]) == 0) {
+	for (i = 0; i < en->n; i++) {
+		if (en->names[i] != NULL && strcmp(v, en->names[i]) == 0) {
 			*out = (int)i;
 			return 0;
 		}
 	}
-	return cfg_bad(d, n, what, problem, "%s", hint);
+	return cfg_bad(d, n, what, en->problem, "%s", en->hint);
 }
 
 int
@@ -600,6 +599,8 @@ walk_key(struct cfg_doc *d, const struct cfg_node *map, struct cfg_node *n,
 		return cfg_pubkey(d, n, what, p);
 	case CFG_T_BACKEND:
 		return cfg_backend(d, n, what, p);
+	case CFG_T_ENUM:
+		return cfg_enum(d, n, what, k->en, p);
 	case CFG_T_LISTEN:
 		return walk_listen(d, n, what, p,
 		    (size_t *)(void *)((char *)obj + k->cnt));

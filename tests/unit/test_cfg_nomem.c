@@ -166,129 +166,134 @@ write_file(const char *path, const char *text)
  * What gw_reload() and agent_reload() do with the loader: the new config
  * replaces the running one only when it loaded.
  */
+struct reload {
+	const char		*path;
+	char			 err[1024];
+	struct cfg_gateway	*gw, *gw_before;
+	struct cfg_agent	*a, *a_before;
+};
+
 static int
-gw_reload(struct cfg_gateway **running, const char *path, char *err,
-    size_t errlen)
+gw_reload(struct reload *r)
 {
 	struct cfg_gateway	*n;
 
-	if ((n = cfg_gateway_load(path, err, errlen)) == NULL)
+	if ((n = cfg_gateway_load(r->path, r->err, sizeof(r->err))) == NULL)
 		return -1;
-	cfg_gateway_free(*running);
-	*running = n;
+	cfg_gateway_free(r->gw);
+	r->gw = n;
 	return 0;
 }
 
+static void
+gw_kept(const struct reload *r)
+{
+	assert_ptr_equal(r->gw, r->gw_before);
+	assert_int_equal(r->gw->nagents, 2);
+	assert_string_equal(r->gw->agents[1].name, "home2");
+	assert_int_equal(r->gw->npeers, 2);
+	assert_string_equal(r->gw->peers[0].patterns[0], "app.example.net");
+	assert_int_equal(r->gw->keepalive_ms, 500);
+	assert_string_equal(r->gw->name, "gw1.example.net");
+}
+
 static int
-agent_reload(struct cfg_agent **running, const char *path, char *err,
-    size_t errlen)
+agent_reload(struct reload *r)
 {
 	struct cfg_agent	*n;
 
-	if ((n = cfg_agent_load(path, err, errlen)) == NULL)
+	if ((n = cfg_agent_load(r->path, r->err, sizeof(r->err))) == NULL)
 		return -1;
-	cfg_agent_free(*running);
-	*running = n;
+	cfg_agent_free(r->a);
+	r->a = n;
 	return 0;
+}
+
+static void
+agent_kept(const struct reload *r)
+{
+	assert_ptr_equal(r->a, r->a_before);
+	assert_int_equal(r->a->nservices, 3);
+	assert_string_equal(r->a->services[1].cert_names[1], "example.net");
+	assert_string_equal(r->a->services[0].health.path, "/healthz");
+	assert_string_equal(r->a->acme->eab_hmac, "abc_-");
+	assert_int_equal(r->a->ngateways, 2);
 }
 
 /* The allocation failure must be the reason given, with the file. */
 static void
-check_nomem(const char *path, const char *err, long i)
+check_nomem(const char *file, const char *err, long i)
 {
 	char	want[512];
 
-	snprintf(want, sizeof(want), "%s: out of memory", path);
+	snprintf(want, sizeof(want), "%s: out of memory", file);
 	if (strcmp(err, want) != 0)
 		fail_msg("allocation %ld failed: got \"%s\", want \"%s\"", i,
 		    err, want);
 }
 
-static void
-test_gateway_reload_nomem(void **state)
+/*
+ * Reload text with allocation 0, 1, 2... failing, until one where every
+ * allocation made it; each failed reload must have kept the running
+ * config.  Returns how many allocations a load makes.
+ */
+static long
+reload_each(struct reload *r, const char *name, const char *text,
+    int (*reload)(struct reload *), void (*kept)(const struct reload *))
 {
-	struct cfg_gateway	*running, *before;
-	char			 dir[] = "/tmp/test_cfg_nomem.XXXXXX";
-	char			 path[256], err[1024];
-	long			 i;
-	int			 rc;
+	char	dir[] = "/tmp/test_cfg_nomem.XXXXXX", path[256];
+	long	i;
+	int	rc;
 
-	(void)state;
 	assert_non_null(mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/gw.yaml", dir);
-	write_file(path, gw_text);
-	assert_non_null(running = cfg_gateway_load(path, err, sizeof(err)));
-	before = running;
-
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	write_file(path, text);
+	r->path = path;
+	assert_int_equal(reload(r), 0);
+	r->gw_before = r->gw;
+	r->a_before = r->a;
 	for (i = 0;; i++) {
 		nalloc = 0;
 		fail_at = i;
-		rc = gw_reload(&running, path, err, sizeof(err));
+		rc = reload(r);
 		fail_at = -1;
 		if (nalloc <= i)	/* every allocation made it */
 			break;
 		assert_int_equal(rc, -1);
-		check_nomem(path, err, i);
-		/* The running config is untouched. */
-		assert_ptr_equal(running, before);
-		assert_int_equal(running->nagents, 2);
-		assert_string_equal(running->agents[1].name, "home2");
-		assert_int_equal(running->npeers, 2);
-		assert_string_equal(running->peers[0].patterns[0],
-		    "app.example.net");
-		assert_int_equal(running->keepalive_ms, 500);
-		assert_string_equal(running->name, "gw1.example.net");
+		check_nomem(path, r->err, i);
+		kept(r);
 	}
 	/* Then a reload with memory to spare goes through. */
 	assert_int_equal(rc, 0);
-	assert_ptr_not_equal(running, before);
-	assert_int_equal(running->ntls, 2);
-	assert_true(i > 50);
-	cfg_gateway_free(running);
 	unlink(path);
 	assert_int_equal(rmdir(dir), 0);
+	return i;
+}
+
+static void
+test_gateway_reload_nomem(void **state)
+{
+	struct reload	r = { 0 };
+
+	(void)state;
+	assert_true(reload_each(&r, "gw.yaml", gw_text, gw_reload,
+	    gw_kept) > 50);
+	assert_ptr_not_equal(r.gw, r.gw_before);
+	assert_int_equal(r.gw->ntls, 2);
+	cfg_gateway_free(r.gw);
 }
 
 static void
 test_agent_reload_nomem(void **state)
 {
-	struct cfg_agent	*running, *before;
-	char			 dir[] = "/tmp/test_cfg_nomem.XXXXXX";
-	char			 path[256], err[1024];
-	long			 i;
-	int			 rc;
+	struct reload	r = { 0 };
 
 	(void)state;
-	assert_non_null(mkdtemp(dir));
-	snprintf(path, sizeof(path), "%s/agent.yaml", dir);
-	write_file(path, agent_text);
-	assert_non_null(running = cfg_agent_load(path, err, sizeof(err)));
-	before = running;
-
-	for (i = 0;; i++) {
-		nalloc = 0;
-		fail_at = i;
-		rc = agent_reload(&running, path, err, sizeof(err));
-		fail_at = -1;
-		if (nalloc <= i)
-			break;
-		assert_int_equal(rc, -1);
-		check_nomem(path, err, i);
-		assert_ptr_equal(running, before);
-		assert_int_equal(running->nservices, 3);
-		assert_string_equal(running->services[1].cert_names[1],
-		    "example.net");
-		assert_string_equal(running->services[0].health.path,
-		    "/healthz");
-		assert_string_equal(running->acme->eab_hmac, "abc_-");
-		assert_int_equal(running->ngateways, 2);
-	}
-	assert_int_equal(rc, 0);
-	assert_ptr_not_equal(running, before);
-	assert_true(i > 80);
-	cfg_agent_free(running);
-	unlink(path);
-	assert_int_equal(rmdir(dir), 0);
+	assert_true(reload_each(&r, "agent.yaml", agent_text, agent_reload,
+	    agent_kept) > 80);
+	assert_ptr_not_equal(r.a, r.a_before);
+	assert_int_equal(r.a->nservices, 3);
+	cfg_agent_free(r.a);
 }
 
 /* The same from memory, as the fuzzer and -t read it. */
