@@ -44,6 +44,8 @@ ALL_CFLAGS := -std=gnu11 $(CFLAGS) $(SANFLAGS) $(WARN) $(PKG_CFLAGS) \
 	   -D_GNU_SOURCE -MMD -MP
 LDLIBS	:= $(PKG_LIBS)
 
+comma	:= ,
+
 ifeq ($(V),1)
 Q :=
 else
@@ -73,8 +75,8 @@ BINS := $(BUILD)/porch-gateway $(BUILD)/porch-agent $(BUILD)/porchctl
 
 # Unit tests: each links lib/ and only the module it tests, and sees
 # the headers its module sees.
-UNIT_TESTS := sni http frame bio cfg jws acme log route proxy backoff hello flow \
-	      replay ddns
+UNIT_TESTS := sni http frame bio cfg cfg_nomem jws acme log route proxy \
+	      backoff hello flow replay ddns
 TEST_sni_OBJS   := $(call obj,gateway/gw_sni.c)
 TEST_http_OBJS  := $(call obj,gateway/gw_http.c)
 TEST_frame_OBJS := $(call obj,tunnel/tun_frame.c)
@@ -83,6 +85,7 @@ TEST_hello_OBJS := $(call obj,tunnel/tun_hello.c tunnel/tun_frame.c)
 TEST_flow_OBJS  := $(call obj,tunnel/tun_flow.c)
 TEST_replay_OBJS := $(call obj,tunnel/tun_replay.c)
 TEST_cfg_OBJS   := $(call obj,$(CFG_SRCS))
+TEST_cfg_nomem_OBJS := $(call obj,$(CFG_SRCS))
 TEST_jws_OBJS   := $(call obj,acme/acme_jws.c)
 TEST_acme_OBJS  := $(call obj,$(filter-out acme/acme.c acme/acme_http.c,$(ACME_SRCS)))
 TEST_route_OBJS := $(call obj,gateway/gw_route.c tunnel/tun_frame.c)
@@ -97,6 +100,11 @@ TEST_hello_INC  := $(INC_tunnel)
 TEST_flow_INC   := $(INC_tunnel)
 TEST_replay_INC := $(INC_tunnel)
 TEST_cfg_INC    := $(INC_config)
+TEST_cfg_nomem_INC := $(INC_config)
+# The loader out of memory: its allocations go through a counter that
+# fails the Nth (tests/unit/test_cfg_nomem.c).
+TEST_cfg_nomem_LDFLAGS := $(patsubst %,-Wl$(comma)--wrap=%,malloc calloc \
+	realloc strdup strndup)
 TEST_jws_INC    := $(INC_acme)
 TEST_acme_INC   := $(INC_acme)
 TEST_log_INC    := $(INC_lib)
@@ -138,7 +146,8 @@ $(BUILD)/porchctl: $(CTL_OBJS) $(ACME_OBJS) $(CFG_OBJS) $(LIB_OBJS)
 $(BUILD)/tests/test_%: tests/unit/test_%.c $$(TEST_$$*_OBJS) $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	@test "$(V)" = 1 || echo "  TEST-CC $@"
-	$(Q)$(CC) $(ALL_CFLAGS) $(TEST_$*_INC) -o $@ $^ $(LDLIBS) -lcmocka
+	$(Q)$(CC) $(ALL_CFLAGS) $(TEST_$*_INC) $(TEST_$*_LDFLAGS) -o $@ $^ \
+	    $(LDLIBS) -lcmocka
 
 asan:
 	$(MAKE) BUILD=build-asan \

@@ -163,7 +163,8 @@ main(int argc, char *argv[])
 	    "gateway(s)", a.cfg->name, key_pub_text(a.key.pub, kt),
 	    a.nservices, a.ngws);
 	agent_svc_start(&a);
-	agent_acme_start(&a);
+	if (agent_acme_start(&a) == -1)
+		fatalx("acme: out of memory");
 	if (agent_admin_start(&a, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	for (i = 0; i < a.ngws; i++)

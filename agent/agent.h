@@ -271,7 +271,7 @@ size_t		 agent_proxy_header(enum cfg_proxy_proto,
  * and what each holds are listed in agent_acme_priv.h.
  */
 int		 agent_acme_init(struct agent *, char *err, size_t errlen);
-void		 agent_acme_start(struct agent *);	/* needs the base */
+int		 agent_acme_start(struct agent *);	/* needs the base */
 void		 agent_acme_free(struct agent *);
 /* After a reload: follow the services' certificates. */
 void		 agent_acme_reload(struct agent *);

@@ -69,8 +69,11 @@ agent_acme_init(struct agent *a, char *err, size_t errlen)
 	return 0;
 }
 
-/* Needs the event base: timers, the child watcher, the first jobs. */
-void
+/*
+ * Needs the event base: timers, the child watcher, the first jobs.  -1
+ * when out of memory, before anything started: agent_acme_free() then.
+ */
+int
 agent_acme_start(struct agent *a)
 {
 	struct agent_acme	*m = a->acme;
@@ -78,22 +81,24 @@ agent_acme_start(struct agent *a)
 	size_t			 i;
 
 	if (m == NULL)
-		return;
+		return 0;
 	m->sigchld = evsignal_new(a->base, SIGCHLD, agent_acme_sigchld_cb, m);
 	m->watchdog = event_new(a->base, -1, EV_PERSIST,
 	    agent_acme_watchdog_cb, m);
 	m->wait_timer = evtimer_new(a->base, agent_acme_wait_cb, m);
 	if (m->sigchld == NULL || m->watchdog == NULL || m->wait_timer == NULL)
-		fatalx("acme: out of memory");
+		return -1;
+	for (i = 0; i < m->ncerts; i++)
+		if ((m->certs[i]->timer = evtimer_new(a->base,
+		    agent_acme_timer_cb, m->certs[i])) == NULL)
+			return -1;
 	evsignal_add(m->sigchld, NULL);
 	event_add(m->watchdog, &tv);
 	for (i = 0; i < m->ncerts; i++) {
-		if ((m->certs[i]->timer = evtimer_new(a->base,
-		    agent_acme_timer_cb, m->certs[i])) == NULL)
-			fatalx("acme: out of memory");
 		agent_acme_cert_load(m->certs[i], 1);
 		agent_acme_schedule(m->certs[i]);
 	}
+	return 0;
 }
 
 void
@@ -155,9 +160,10 @@ agent_acme_reload(struct agent *a)
 		if (agent_acme_init(a, err, sizeof(err)) == -1) {
 			log_warnx("reload: acme: %s", err);
 			agent_acme_free(a);
-			return;
+		} else if (agent_acme_start(a) == -1) {
+			log_warnx("reload: acme: out of memory");
+			agent_acme_free(a);
 		}
-		agent_acme_start(a);
 		return;
 	}
 	if (strcmp(m->state_dir, a->cfg->acme->state_dir) != 0) {
@@ -169,9 +175,11 @@ agent_acme_reload(struct agent *a)
 			log_warnx("reload: acme: %s; certificates are not "
 			    "renewed until this is fixed", err);
 			agent_acme_free(a);
-			return;
+		} else if (agent_acme_start(a) == -1) {
+			log_warnx("reload: acme: out of memory; certificates "
+			    "are not renewed until the next reload");
+			agent_acme_free(a);
 		}
-		agent_acme_start(a);
 		return;
 	}
 	if ((nc = calloc(a->cfg->nservices + m->ncerts + 1,

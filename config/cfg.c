@@ -5,7 +5,9 @@
  * scalars into typed values).  Every error names FILE:LINE:COL, quotes
  * the offending value and says what to do.  Anchors, aliases and tags are
  * refused, so a config is always a plain tree (no billion laughs), and
- * duplicate keys are caught here.  Nothing here logs.
+ * duplicate keys are caught here.  Nothing here logs, and nothing exits:
+ * a reload that runs out of memory fails, and the daemon keeps running
+ * on its old config.
  */
 
 #include <sys/stat.h>
@@ -21,7 +23,6 @@
 
 #include "cfg_tree.h"
 #include "log.h"
-#include "xmalloc.h"
 
 #define CFG_DEPTH_MAX	32	/* nesting; the schemas need 4 */
 #define CFG_ESC_MAX	80	/* bytes of a quoted value in messages */
@@ -35,8 +36,10 @@ static int	 doc_next(struct cfg_doc *, yaml_parser_t *, yaml_event_t *,
 static int	 doc_build(struct cfg_doc *, yaml_parser_t *, yaml_event_t *,
 		    int, const char *, size_t, struct cfg_node **);
 static int	 doc_map_dups(struct cfg_doc *, const struct cfg_node *);
-static struct cfg_node *node_new(enum cfg_node_type, const yaml_mark_t *);
-static void	 node_add(struct cfg_node *, size_t *, struct cfg_node *);
+static struct cfg_node *node_new(struct cfg_doc *, enum cfg_node_type,
+		    const yaml_mark_t *);
+static int	 node_add(struct cfg_doc *, struct cfg_node *, size_t *,
+		    struct cfg_node *);
 static void	 node_free(struct cfg_node *);
 static char	*escape(char *, size_t, const char *, size_t);
 static int	 dup_cmp(const void *, const void *);
@@ -148,7 +151,11 @@ cfg_read_file(const char *path, size_t *lenp, char *err, size_t errlen)
 	}
 	if (S_ISREG(st.st_mode) && st.st_size > (off_t)CFG_FILE_MAX)
 		goto toobig;
-	buf = xmalloc(CFG_FILE_MAX + 1);
+	if ((buf = malloc(CFG_FILE_MAX + 1)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		close(fd);
+		return NULL;
+	}
 	/* Read one byte past the cap to notice a file that grew. */
 	for (;;) {
 		r = read(fd, buf + len, CFG_FILE_MAX + 1 - len);
@@ -178,22 +185,31 @@ toobig:
 	return NULL;
 }
 
-char *
-cfg_path_resolve(const char *base, const char *rel)
+void *
+cfg_alloc(struct cfg_doc *d, size_t nmemb, size_t size)
 {
-	const char	*slash;
-	char		*out;
-	size_t		 dl, rl;
+	void	*p;
 
-	if (base == NULL || rel[0] == '/' ||
-	    (slash = strrchr(base, '/')) == NULL)
-		return xstrdup(rel);
-	dl = slash - base + 1;
-	rl = strlen(rel);
-	out = xmalloc(dl + rl + 1);
-	memcpy(out, base, dl);
-	memcpy(out + dl, rel, rl + 1);
-	return out;
+	if ((p = calloc(nmemb != 0 ? nmemb : 1, size != 0 ? size : 1)) ==
+	    NULL)
+		cfg_nomem(d);
+	return p;
+}
+
+char *
+cfg_strdup(struct cfg_doc *d, const char *s)
+{
+	char	*p;
+
+	if ((p = strdup(s)) == NULL)
+		cfg_nomem(d);
+	return p;
+}
+
+int
+cfg_nomem(struct cfg_doc *d)
+{
+	return cfg_error(d, NULL, "out of memory");
 }
 
 int
@@ -245,43 +261,8 @@ cfg_map_get(const struct cfg_node *map, const char *key)
 }
 
 int
-cfg_map_keys(struct cfg_doc *d, const struct cfg_node *map, const char *what,
-    const char *const *allowed)
-{
-	char	 list[512];
-	size_t	 i, j, o;
-
-	for (i = 0; i + 1 < map->nkids; i += 2) {
-		for (j = 0; allowed[j] != NULL; j++)
-			if (strcmp(map->kids[i]->str, allowed[j]) == 0)
-				break;
-		if (allowed[j] != NULL)
-			continue;
-		list[0] = '\0';
-		for (j = 0, o = 0; allowed[j] != NULL && o < sizeof(list);
-		    j++)
-			o += snprintf(list + o, sizeof(list) - o, "%s%s",
-			    j > 0 ? ", " : "", allowed[j]);
-		return cfg_bad(d, map->kids[i], what, "unknown key",
-		    "allowed: %s", list);
-	}
-	return 0;
-}
-
-int
-cfg_map_require(struct cfg_doc *d, const struct cfg_node *map,
-    const char *what, const char *key, const char *hint,
-    struct cfg_node **out)
-{
-	if ((*out = cfg_map_get(map, key)) != NULL)
-		return 0;
-	return cfg_error(d, map, "%s: missing required key: '%s' (%s)", what,
-	    key, hint);
-}
-
-int
-cfg_dup_find(const struct cfg_dup *ents, size_t n, size_t *first,
-    size_t *dup)
+cfg_dup_find(struct cfg_doc *d, const struct cfg_dup *ents, size_t n,
+    size_t *first, size_t *dup)
 {
 	struct cfg_dup	*s;
 	size_t		 i, g;
@@ -289,7 +270,8 @@ cfg_dup_find(const struct cfg_dup *ents, size_t n, size_t *first,
 
 	if (n < 2)
 		return 0;
-	s = xreallocarray(NULL, n, sizeof(*s));
+	if ((s = cfg_alloc(d, n, sizeof(*s))) == NULL)
+		return -1;
 	memcpy(s, ents, n * sizeof(*s));
 	qsort(s, n, sizeof(*s), dup_cmp);
 	/* In each run of equal keys the second entry is the first repeat. */
@@ -434,12 +416,15 @@ doc_build(struct cfg_doc *d, yaml_parser_t *p, yaml_event_t *ev, int depth,
 	}
 
 	if (ev->type == YAML_SCALAR_EVENT) {
-		n = node_new(CFG_NODE_SCALAR, &ev->start_mark);
+		if ((n = node_new(d, CFG_NODE_SCALAR, &ev->start_mark)) ==
+		    NULL)
+			return -1;
+		*out = n;
 		n->len = ev->data.scalar.length;
-		n->str = xmalloc(n->len + 1);
+		if ((n->str = malloc(n->len + 1)) == NULL)
+			return cfg_nomem(d);
 		memcpy(n->str, ev->data.scalar.value, n->len);
 		n->str[n->len] = '\0';
-		*out = n;
 		if (memchr(n->str, '\0', n->len) != NULL)
 			return cfg_error(d, n, "NUL character in a string "
 			    "(remove the \\0 escape)");
@@ -456,13 +441,14 @@ doc_build(struct cfg_doc *d, yaml_parser_t *p, yaml_event_t *ev, int depth,
 		    ev->start_mark.column + 1, "nesting too deep (a config "
 		    "needs at most 4 levels)");
 	if (ev->type == YAML_SEQUENCE_START_EVENT) {
-		n = node_new(CFG_NODE_SEQ, &ev->start_mark);
+		n = node_new(d, CFG_NODE_SEQ, &ev->start_mark);
 		endtype = YAML_SEQUENCE_END_EVENT;
 	} else {
-		n = node_new(CFG_NODE_MAP, &ev->start_mark);
+		n = node_new(d, CFG_NODE_MAP, &ev->start_mark);
 		endtype = YAML_MAPPING_END_EVENT;
 	}
-	*out = n;
+	if ((*out = n) == NULL)
+		return -1;
 	for (;;) {
 		if (doc_next(d, p, &kev, text, len) == -1)
 			return -1;
@@ -472,8 +458,10 @@ doc_build(struct cfg_doc *d, yaml_parser_t *p, yaml_event_t *ev, int depth,
 		}
 		rc = doc_build(d, p, &kev, depth + 1, text, len, &kid);
 		yaml_event_delete(&kev);
-		if (kid != NULL)
-			node_add(n, &cap, kid);
+		if (kid != NULL && node_add(d, n, &cap, kid) == -1) {
+			node_free(kid);
+			return -1;
+		}
 		if (rc == -1)
 			return -1;
 		if (n->type == CFG_NODE_MAP && n->nkids % 2 == 1 &&
@@ -496,41 +484,52 @@ doc_map_dups(struct cfg_doc *d, const struct cfg_node *map)
 
 	if (n < 2)
 		return 0;
-	ents = xreallocarray(NULL, n, sizeof(*ents));
+	if ((ents = cfg_alloc(d, n, sizeof(*ents))) == NULL)
+		return -1;
 	for (i = 0; i < n; i++) {
 		ents[i].key = map->kids[2 * i]->str;
 		ents[i].len = map->kids[2 * i]->len;
 		ents[i].order = i;
 	}
-	found = cfg_dup_find(ents, n, &first, &dup);
+	found = cfg_dup_find(d, ents, n, &first, &dup);
 	free(ents);
-	if (!found)
-		return 0;
+	if (found != 1)
+		return found;
 	k = map->kids[2 * dup];
 	return cfg_bad(d, k, "mapping", "duplicate key",
 	    "first at line %u; keep one", map->kids[2 * first]->line);
 }
 
 static struct cfg_node *
-node_new(enum cfg_node_type type, const yaml_mark_t *m)
+node_new(struct cfg_doc *d, enum cfg_node_type type, const yaml_mark_t *m)
 {
 	struct cfg_node	*n;
 
-	n = xcalloc(1, sizeof(*n));
+	if ((n = cfg_alloc(d, 1, sizeof(*n))) == NULL)
+		return NULL;
 	n->type = type;
 	n->line = m->line + 1;
 	n->col = m->column + 1;
 	return n;
 }
 
-static void
-node_add(struct cfg_node *n, size_t *cap, struct cfg_node *kid)
+static int
+node_add(struct cfg_doc *d, struct cfg_node *n, size_t *cap,
+    struct cfg_node *kid)
 {
+	struct cfg_node	**kids;
+	size_t		  ncap;
+
 	if (n->nkids == *cap) {
-		*cap = *cap == 0 ? 8 : *cap * 2;
-		n->kids = xreallocarray(n->kids, *cap, sizeof(*n->kids));
+		/* At most CFG_FILE_MAX nodes: no overflow. */
+		ncap = *cap == 0 ? 8 : *cap * 2;
+		if ((kids = realloc(n->kids, ncap * sizeof(*kids))) == NULL)
+			return cfg_nomem(d);
+		n->kids = kids;
+		*cap = ncap;
 	}
 	n->kids[n->nkids++] = kid;
+	return 0;
 }
 
 static void

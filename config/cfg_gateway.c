@@ -7,81 +7,151 @@
  * first error with its position.
  */
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cfg.h"
 #include "cfg_tree.h"
-#include "xmalloc.h"
 
-static const char *const gw_top_keys[] = {
-	"identity", "name", "admin", "admin_public", "listen", "timeouts", "limits", "agents",
-	"peers", NULL
+#define CFG_OBJ	struct cfg_gateway
+static int	 cfg_gw_admin(struct cfg_doc *, const struct cfg_node *,
+		    struct cfg_node *, const char *, void *);
+static int	 cfg_gw_listen(struct cfg_doc *, const struct cfg_node *,
+		    struct cfg_node *, const char *, void *);
+static int	 cfg_gw_timeouts(struct cfg_doc *, const struct cfg_node *,
+		    struct cfg_node *, const char *, void *);
+static int	 cfg_gw_agents(struct cfg_doc *, const struct cfg_node *,
+		    struct cfg_node *, const char *, void *);
+static int	 cfg_gw_peers(struct cfg_doc *, const struct cfg_node *,
+		    struct cfg_node *, const char *, void *);
+static int	 cfg_gw_grant_hostnames(struct cfg_doc *,
+		    const struct cfg_node *, struct cfg_node *, const char *,
+		    void *);
+static int	 cfg_gw_peer_address(struct cfg_doc *,
+		    const struct cfg_node *, struct cfg_node *, const char *,
+		    void *);
+static int	 cfg_gw_peer_hostnames(struct cfg_doc *,
+		    const struct cfg_node *, struct cfg_node *, const char *,
+		    void *);
+
+static const struct cfg_key cfg_gw_listen_keys[] = {
+	CFG_LIST("tls", tls, ntls),
+	CFG_LIST("http", http, nhttp),
+	CFG_LIST("tunnel", tunnel, ntunnel),
+	CFG_END
 };
-static const char *const gw_listen_keys[] = {
-	"tls", "http", "tunnel", NULL
+
+static const struct cfg_key cfg_gw_timeout_keys[] = {
+	CFG_KEY("hello", CFG_T_DURATION, hello_timeout_ms,
+	    CFG_MS_MIN, CFG_MS_MAX, 5000),
+	CFG_KEY("handshake", CFG_T_DURATION, handshake_timeout_ms,
+	    CFG_MS_MIN, CFG_MS_MAX, 10000),
+	CFG_KEY("keepalive", CFG_T_DURATION, keepalive_ms,
+	    CFG_MS_MIN, CFG_MS_MAX, 1000),
+	CFG_KEY("dead_peer", CFG_T_DURATION, dead_peer_ms,
+	    CFG_MS_MIN, CFG_MS_MAX, 4000),
+	/* 0 closes visitors at once on stop. */
+	CFG_KEY("drain", CFG_T_DURATION, drain_ms, 0, CFG_MS_MAX, 30000),
+	CFG_KEY("announce", CFG_T_DURATION, announce_ms, 100, 60 * 1000, 2000),
+	CFG_END
 };
-static const char *const gw_timeout_keys[] = {
-	"hello", "handshake", "keepalive", "dead_peer", "drain", "announce",
-	NULL
+
+static const struct cfg_key cfg_gw_limit_keys[] = {
+	CFG_KEY("hello_bytes", CFG_T_SIZE, hello_max, 512, 65536, 16384),
+	CFG_KEY("http_head_bytes", CFG_T_SIZE, http_head_max,
+	    512, 65536, 8192),
+	CFG_KEY("streams_per_tunnel", CFG_T_UINT, streams_per_tunnel,
+	    1, 1000000, 4096),
+	CFG_KEY("stream_window", CFG_T_SIZE, stream_window,
+	    16 * CFG_KIB, 16 * CFG_MIB, CFG_MIB),
+	CFG_KEY("max_connections", CFG_T_UINT, max_connections,
+	    1, 1000000, 20000),
+	CFG_KEY("retries", CFG_T_UINT, retries, 0, 8, 2),
+	CFG_KEY("replay_bytes", CFG_T_SIZE, replay_max, 0, CFG_MIB,
+	    64 * CFG_KIB),
+	/* Bounds what one peer can make us hold (~100 bytes a name). */
+	CFG_KEY("names_per_peer", CFG_T_UINT, names_per_peer,
+	    1, 1000000, 100000),
+	CFG_KEY("claims_per_tunnel", CFG_T_UINT, claims_per_tunnel,
+	    1, 1000000, 16384),
+	/* One address's share: visitors, and agents' TLS handshakes; 0 is
+	 * a quarter of max_connections. */
+	CFG_KEY("connections_per_source", CFG_T_UINT, connections_per_source,
+	    1, 1000000, 0),
+	CFG_KEY("handshakes_per_source", CFG_T_UINT, handshakes_per_source,
+	    1, 256, 16),
+	CFG_END
 };
-static const char *const gw_limit_keys[] = {
-	"hello_bytes", "http_head_bytes", "streams_per_tunnel",
-	"stream_window", "max_connections", "retries", "replay_bytes",
-	"names_per_peer", "claims_per_tunnel", "connections_per_source",
-	"handshakes_per_source", NULL
+
+static const struct cfg_key cfg_gw_keys[] = {
+	CFG_NEED("identity", CFG_T_PATH, identity, "add 'identity: "
+	    "gateway.key', the key file made by 'porchctl keygen'"),
+	CFG_KEY("name", CFG_T_SERVER_NAME, name, 0, 0, 0),
+	CFG_FUNC("admin", cfg_gw_admin, NULL),
+	CFG_OTHER("admin_public"),
+	CFG_SECTION("listen", cfg_gw_listen_keys, cfg_gw_listen, "add a "
+	    "listen section with tunnel and tls or http addresses"),
+	CFG_SECTION("timeouts", cfg_gw_timeout_keys, cfg_gw_timeouts, NULL),
+	CFG_SECTION("limits", cfg_gw_limit_keys, NULL, NULL),
+	CFG_FUNC("agents", cfg_gw_agents, NULL),
+	CFG_FUNC("peers", cfg_gw_peers, NULL),
+	CFG_END
 };
-static const char *const gw_agent_keys[] = {
-	"name", "key", "hostnames", "min_priority", "acme", NULL
+
+#undef CFG_OBJ
+#define CFG_OBJ	struct cfg_grant
+static const struct cfg_key cfg_gw_grant_keys[] = {
+	CFG_NEED("name", CFG_T_LABEL, name, "add 'name: alice-home'"),
+	CFG_NEED("key", CFG_T_PUBKEY, key, "add the agent's public key as "
+	    "printed by 'porchctl pubkey'"),
+	CFG_FUNC("hostnames", cfg_gw_grant_hostnames, "list the names this "
+	    "agent may claim, e.g. [\"app.example.net\"]"),
+	/* Bounds on what the grant lets the agent take from the others. */
+	CFG_KEY("min_priority", CFG_T_UINT, min_priority, 1, 255, 1),
+	CFG_KEY("acme", CFG_T_BOOL, acme, 0, 1, 1),
+	CFG_END
 };
-static const char *const gw_peer_keys[] = {
-	"name", "address", "key", "hostnames", NULL
+
+#undef CFG_OBJ
+#define CFG_OBJ	struct cfg_peer
+static const struct cfg_key cfg_gw_peer_keys[] = {
+	CFG_NEED("name", CFG_T_LABEL, name, "add 'name: gw2'"),
+	CFG_FUNC("address", cfg_gw_peer_address, "add the peer's tunnel "
+	    "address, e.g. 'address: gw2.example.net:7443'"),
+	CFG_NEED("key", CFG_T_PUBKEY, key, "pin the peer's public key as "
+	    "printed by 'porchctl pubkey' on that gateway"),
+	CFG_FUNC("hostnames", cfg_gw_peer_hostnames, NULL),
+	CFG_END
 };
+#undef CFG_OBJ
 
 /* Host (at most 255 bytes, as cfg_hostport splits it), ':' and port. */
 #define PEER_ADDR_MAX	(255 + 1 + 5 + 1)
 
 /* One bound address for the duplicate check, in file order. */
-struct gw_bind {
+struct cfg_gw_bind {
 	const struct cfg_listen	*l;
 	const struct cfg_node	*n;
 	const char		*what;
 };
 
-static struct cfg_gateway *gw_parse(const char *, const char *, size_t,
+static struct cfg_gateway *cfg_gw_parse(const char *, const char *, size_t,
 		    const char *, char *, size_t);
-static int	 gw_top(struct cfg_doc *);
-static int	 gw_listen(struct cfg_doc *, struct cfg_gateway *,
+static int	 cfg_gw_top(struct cfg_doc *);
+static int	 cfg_gw_listen_dups(struct cfg_doc *, struct cfg_gateway *,
+		    const struct cfg_node *);
+static int	 cfg_gw_bind_cmp(const void *, const void *);
+static int	 cfg_gw_agent_dups(struct cfg_doc *, struct cfg_gateway *,
 		    struct cfg_node *);
-static int	 gw_listen_list(struct cfg_doc *, struct cfg_node *,
-		    const char *, struct cfg_listen **, size_t *);
-static int	 gw_listen_dups(struct cfg_doc *, struct cfg_gateway *,
-		    struct cfg_node *);
-static int	 gw_bind_cmp(const void *, const void *);
-static int	 gw_timeouts(struct cfg_doc *, struct cfg_gateway *,
-		    struct cfg_node *);
-static int	 gw_limits(struct cfg_doc *, struct cfg_gateway *,
-		    struct cfg_node *);
-static int	 gw_agents(struct cfg_doc *, struct cfg_gateway *,
-		    struct cfg_node *);
-static int	 gw_agent(struct cfg_doc *, struct cfg_grant *,
-		    struct cfg_node *, size_t);
-static int	 gw_agent_dups(struct cfg_doc *, struct cfg_gateway *,
-		    struct cfg_node *);
-static int	 gw_patterns(struct cfg_doc *, struct cfg_node *,
+static int	 cfg_gw_patterns(struct cfg_doc *, struct cfg_node *,
 		    const char *, char ***, size_t *);
-static int	 gw_bool(struct cfg_doc *, const struct cfg_node *,
-		    const char *, int *);
-static int	 gw_peers(struct cfg_doc *, struct cfg_gateway *,
+static int	 cfg_gw_peer_dups(struct cfg_doc *, struct cfg_gateway *,
 		    struct cfg_node *);
-static int	 gw_peer(struct cfg_doc *, struct cfg_peer *,
-		    struct cfg_node *, size_t);
-static int	 gw_peer_dups(struct cfg_doc *, struct cfg_gateway *,
+static int	 cfg_gw_peer_agents(struct cfg_doc *, struct cfg_gateway *,
 		    struct cfg_node *);
-static int	 gw_peer_agents(struct cfg_doc *, struct cfg_gateway *,
-		    struct cfg_node *);
-static int	 gw_dups(struct cfg_doc *, struct cfg_node *,
+static int	 cfg_gw_dups(struct cfg_doc *, struct cfg_node *,
 		    struct cfg_dup *, size_t, const char *, const char *,
 		    const char *, const char *);
 
@@ -94,7 +164,7 @@ cfg_gateway_load(const char *path, char *err, size_t errlen)
 
 	if ((text = cfg_read_file(path, &len, err, errlen)) == NULL)
 		return NULL;
-	gw = gw_parse(path, text, len, path, err, errlen);
+	gw = cfg_gw_parse(path, text, len, path, err, errlen);
 	free(text);
 	return gw;
 }
@@ -103,7 +173,7 @@ struct cfg_gateway *
 cfg_gateway_parse(const char *name, const char *text, size_t len, char *err,
     size_t errlen)
 {
-	return gw_parse(name, text, len, NULL, err, errlen);
+	return cfg_gw_parse(name, text, len, NULL, err, errlen);
 }
 
 void
@@ -141,75 +211,34 @@ cfg_gateway_free(struct cfg_gateway *gw)
 
 /* base, when not NULL, is the file relative identity paths start from. */
 static struct cfg_gateway *
-gw_parse(const char *name, const char *text, size_t len, const char *base,
+cfg_gw_parse(const char *name, const char *text, size_t len, const char *base,
     char *err, size_t errlen)
 {
 	struct cfg_doc		 d;
 	struct cfg_gateway	*gw;
-	struct cfg_node		*n;
 
 	if (cfg_doc_parse(&d, name, text, len, err, errlen) == -1)
 		return NULL;
-	gw = xcalloc(1, sizeof(*gw));
-	gw->file = xstrdup(d.file);
-	gw->hello_timeout_ms = 5000;
-	gw->keepalive_ms = 1000;
-	gw->dead_peer_ms = 4000;
-	gw->handshake_timeout_ms = 10000;
-	gw->hello_max = 16384;
-	gw->http_head_max = 8192;
-	gw->streams_per_tunnel = 4096;
-	gw->stream_window = CFG_MIB;
-	gw->max_connections = 20000;
-	gw->names_per_peer = 100000;
-	gw->drain_ms = 30000;
-	gw->announce_ms = 2000;
-	gw->retries = 2;
-	gw->replay_max = 64 * CFG_KIB;
-	gw->claims_per_tunnel = 16384;
-	gw->handshakes_per_source = 16;
-
-	if (gw_top(&d) == -1 ||
-	    cfg_identity(&d, d.root, base, "add 'identity: gateway.key', the "
-	    "key file made by 'porchctl keygen'", &gw->identity) == -1)
-		goto fail;
-	if ((n = cfg_map_get(d.root, "name")) != NULL &&
-	    cfg_server_name(&d, n, "name", &gw->name) == -1)
-		goto fail;
-	if (cfg_admin(&d, d.root, "'127.0.0.1:9900' or '[::1]:9900'",
-	    &gw->admin, &gw->admin_public) == -1)
-		goto fail;
-	if (cfg_map_require(&d, d.root, "top level", "listen", "add a listen "
-	    "section with tunnel and tls or http addresses", &n) == -1 ||
-	    gw_listen(&d, gw, n) == -1)
-		goto fail;
-	if ((n = cfg_map_get(d.root, "timeouts")) != NULL &&
-	    gw_timeouts(&d, gw, n) == -1)
-		goto fail;
-	if ((n = cfg_map_get(d.root, "limits")) != NULL &&
-	    gw_limits(&d, gw, n) == -1)
-		goto fail;
-	if ((n = cfg_map_get(d.root, "agents")) != NULL &&
-	    gw_agents(&d, gw, n) == -1)
-		goto fail;
-	if ((n = cfg_map_get(d.root, "peers")) != NULL &&
-	    gw_peers(&d, gw, n) == -1)
-		goto fail;
+	d.base = base;
+	if ((gw = cfg_alloc(&d, 1, sizeof(*gw))) == NULL ||
+	    (gw->file = cfg_strdup(&d, d.file)) == NULL ||
+	    cfg_gw_top(&d) == -1 || cfg_walk(&d, d.root, NULL, cfg_gw_keys,
+	    gw) == -1) {
+		cfg_doc_clear(&d);
+		cfg_gateway_free(gw);
+		return NULL;
+	}
 	cfg_doc_clear(&d);
 	return gw;
-fail:
-	cfg_doc_clear(&d);
-	cfg_gateway_free(gw);
-	return NULL;
 }
 
+/* The commonest mistake: handing the agent's file to the gateway. */
 static int
-gw_top(struct cfg_doc *d)
+cfg_gw_top(struct cfg_doc *d)
 {
 	struct cfg_node	*k;
 	size_t		 i;
 
-	/* The commonest mistake: handing the agent's file to the gateway. */
 	for (i = 0; i < d->root->nkids; i += 2) {
 		k = d->root->kids[i];
 		if (strcmp(k->str, "services") == 0 ||
@@ -219,55 +248,40 @@ gw_top(struct cfg_doc *d)
 			    "porch-gateway takes identity, name, admin, "
 			    "listen, timeouts, limits, agents, peers");
 	}
-	return cfg_map_keys(d, d->root, "top level", gw_top_keys);
+	return 0;
 }
 
+/* admin, and admin_public with it. */
 static int
-gw_listen(struct cfg_doc *d, struct cfg_gateway *gw, struct cfg_node *map)
+cfg_gw_admin(struct cfg_doc *d, const struct cfg_node *root,
+    struct cfg_node *n, const char *what, void *obj)
 {
-	struct cfg_node	*n;
+	struct cfg_gateway	*gw = obj;
 
-	if (cfg_expect_map(d, map, "listen") == -1 ||
-	    cfg_map_keys(d, map, "listen", gw_listen_keys) == -1)
-		return -1;
-	if ((n = cfg_map_get(map, "tls")) != NULL &&
-	    gw_listen_list(d, n, "listen.tls", &gw->tls, &gw->ntls) == -1)
-		return -1;
-	if ((n = cfg_map_get(map, "http")) != NULL &&
-	    gw_listen_list(d, n, "listen.http", &gw->http, &gw->nhttp) == -1)
-		return -1;
-	if ((n = cfg_map_get(map, "tunnel")) != NULL &&
-	    gw_listen_list(d, n, "listen.tunnel", &gw->tunnel,
-	    &gw->ntunnel) == -1)
-		return -1;
+	(void)n;
+	(void)what;
+	return cfg_admin(d, root, "'127.0.0.1:9900' or '[::1]:9900'",
+	    &gw->admin, &gw->admin_public);
+}
+
+/* A tunnel address, a visitor address, each bound once. */
+static int
+cfg_gw_listen(struct cfg_doc *d, const struct cfg_node *root,
+    struct cfg_node *map, const char *what, void *obj)
+{
+	struct cfg_gateway	*gw = obj;
+	struct cfg_node		*n;
+
+	(void)root;
+	(void)what;
 	if (gw->ntunnel == 0)
-		return cfg_error(d, n != NULL ? n : map, "listen: no tunnel "
-		    "address (add 'tunnel: [\"0.0.0.0:7443\"]' so that agents "
-		    "can connect)");
+		return cfg_error(d, (n = cfg_map_get(map, "tunnel")) != NULL ?
+		    n : map, "listen: no tunnel address (add 'tunnel: "
+		    "[\"0.0.0.0:7443\"]' so that agents can connect)");
 	if (gw->ntls + gw->nhttp == 0)
 		return cfg_error(d, map, "listen: no visitor address (add "
 		    "'tls: [\"0.0.0.0:443\"]' or 'http: [\"0.0.0.0:80\"]')");
-	return gw_listen_dups(d, gw, map);
-}
-
-static int
-gw_listen_list(struct cfg_doc *d, struct cfg_node *n, const char *what,
-    struct cfg_listen **out, size_t *nout)
-{
-	size_t	i, cnt;
-
-	if (cfg_expect_list(d, n, what) == -1)
-		return -1;
-	if ((cnt = cfg_list_len(n)) == 0)
-		return 0;
-	*out = xcalloc(cnt, sizeof(**out));
-	for (i = 0; i < cnt; i++) {
-		if (cfg_listen_addr(d, cfg_list_item(n, i), what,
-		    "'0.0.0.0:443' or '[::]:443'", &(*out)[i]) == -1)
-			return -1;
-		(*nout)++;
-	}
-	return 0;
+	return cfg_gw_listen_dups(d, gw, map);
 }
 
 /*
@@ -275,19 +289,21 @@ gw_listen_list(struct cfg_doc *d, struct cfg_node *n, const char *what,
  * admin address included.  The later one in the file is reported.
  */
 static int
-gw_listen_dups(struct cfg_doc *d, struct cfg_gateway *gw,
-    struct cfg_node *map)
+cfg_gw_listen_dups(struct cfg_doc *d, struct cfg_gateway *gw,
+    const struct cfg_node *map)
 {
 	struct cfg_listen	*lists[3] = { gw->tls, gw->http, gw->tunnel };
 	size_t			 counts[3] = { gw->ntls, gw->nhttp,
 				    gw->ntunnel };
 	const char		*keys[3] = { "tls", "http", "tunnel" };
-	struct gw_bind		*b;
-	struct cfg_dup		*ents;
+	struct cfg_gw_bind	*b;
+	struct cfg_dup		*ents = NULL;
 	size_t			 i, j, cnt = 0, first, dup;
-	int			 rc = 0;
+	int			 rc = -1;
 
-	b = xcalloc(gw->ntls + gw->nhttp + gw->ntunnel + 1, sizeof(*b));
+	if ((b = cfg_alloc(d, gw->ntls + gw->nhttp + gw->ntunnel + 1,
+	    sizeof(*b))) == NULL)
+		return -1;
 	for (i = 0; i < 3; i++) {
 		for (j = 0; j < counts[i]; j++) {
 			b[cnt].l = &lists[i][j];
@@ -302,17 +318,19 @@ gw_listen_dups(struct cfg_doc *d, struct cfg_gateway *gw,
 		b[cnt].what = "admin";
 		cnt++;
 	}
-	qsort(b, cnt, sizeof(*b), gw_bind_cmp);
-	ents = xcalloc(cnt, sizeof(*ents));
+	qsort(b, cnt, sizeof(*b), cfg_gw_bind_cmp);
+	if ((ents = cfg_alloc(d, cnt, sizeof(*ents))) == NULL)
+		goto out;
 	for (i = 0; i < cnt; i++) {
 		ents[i].key = &b[i].l->ss;
 		ents[i].len = b[i].l->sslen;
 		ents[i].order = i;
 	}
-	if (cfg_dup_find(ents, cnt, &first, &dup))
+	if ((rc = cfg_dup_find(d, ents, cnt, &first, &dup)) == 1)
 		rc = cfg_bad(d, b[dup].n, b[dup].what, "duplicate address",
 		    "first at line %u; bind each address once",
 		    b[first].n->line);
+out:
 	free(ents);
 	free(b);
 	return rc;
@@ -320,10 +338,10 @@ gw_listen_dups(struct cfg_doc *d, struct cfg_gateway *gw,
 
 /* File order: by line, then column. */
 static int
-gw_bind_cmp(const void *a, const void *b)
+cfg_gw_bind_cmp(const void *a, const void *b)
 {
-	const struct cfg_node	*x = ((const struct gw_bind *)a)->n;
-	const struct cfg_node	*y = ((const struct gw_bind *)b)->n;
+	const struct cfg_node	*x = ((const struct cfg_gw_bind *)a)->n;
+	const struct cfg_node	*y = ((const struct cfg_gw_bind *)b)->n;
 
 	if (x->line != y->line)
 		return x->line < y->line ? -1 : 1;
@@ -333,174 +351,62 @@ gw_bind_cmp(const void *a, const void *b)
 }
 
 static int
-gw_timeouts(struct cfg_doc *d, struct cfg_gateway *gw, struct cfg_node *map)
+cfg_gw_timeouts(struct cfg_doc *d, const struct cfg_node *root,
+    struct cfg_node *map, const char *what, void *obj)
 {
-	struct cfg_node	*n, *ka, *dp;
-	char		 a[32], b[32];
+	struct cfg_gateway	*gw = obj;
 
-	if (cfg_expect_map(d, map, "timeouts") == -1 ||
-	    cfg_map_keys(d, map, "timeouts", gw_timeout_keys) == -1)
-		return -1;
-	if ((n = cfg_map_get(map, "hello")) != NULL &&
-	    cfg_duration(d, n, "timeouts.hello", CFG_MS_MIN, CFG_MS_MAX,
-	    &gw->hello_timeout_ms) == -1)
-		return -1;
-	if ((n = cfg_map_get(map, "handshake")) != NULL &&
-	    cfg_duration(d, n, "timeouts.handshake", CFG_MS_MIN, CFG_MS_MAX,
-	    &gw->handshake_timeout_ms) == -1)
-		return -1;
-	if ((ka = cfg_map_get(map, "keepalive")) != NULL &&
-	    cfg_duration(d, ka, "timeouts.keepalive", CFG_MS_MIN, CFG_MS_MAX,
-	    &gw->keepalive_ms) == -1)
-		return -1;
-	if ((dp = cfg_map_get(map, "dead_peer")) != NULL &&
-	    cfg_duration(d, dp, "timeouts.dead_peer", CFG_MS_MIN, CFG_MS_MAX,
-	    &gw->dead_peer_ms) == -1)
-		return -1;
-	/* 0 closes visitors at once on stop. */
-	if ((n = cfg_map_get(map, "drain")) != NULL &&
-	    cfg_duration(d, n, "timeouts.drain", 0, CFG_MS_MAX,
-	    &gw->drain_ms) == -1)
-		return -1;
-	if ((n = cfg_map_get(map, "announce")) != NULL &&
-	    cfg_duration(d, n, "timeouts.announce", 100, 60 * 1000,
-	    &gw->announce_ms) == -1)
-		return -1;
-	if (gw->dead_peer_ms > gw->keepalive_ms)
+	(void)root;
+	(void)what;
+	return cfg_keepalive(d, map, gw->keepalive_ms, gw->dead_peer_ms);
+}
+
+static int
+cfg_gw_agents(struct cfg_doc *d, const struct cfg_node *root,
+    struct cfg_node *seq, const char *what, void *obj)
+{
+	struct cfg_gateway	*gw = obj;
+	char			 w[64];
+	size_t			 i;
+
+	(void)root;
+	if (seq == NULL)
 		return 0;
-	cfg_fmt_ms(gw->dead_peer_ms, a, sizeof(a));
-	cfg_fmt_ms(gw->keepalive_ms, b, sizeof(b));
-	if (dp == NULL)
-		return cfg_bad(d, ka, "timeouts.keepalive", "not below "
-		    "dead_peer", "dead_peer is %s by default; keep keepalive "
-		    "well below it or set dead_peer", a);
-	return cfg_bad(d, dp, "timeouts.dead_peer", "must be longer than "
-	    "keepalive", "keepalive is %s; a dead peer is usually declared "
-	    "after three missed keepalives", b);
-}
-
-static int
-gw_limits(struct cfg_doc *d, struct cfg_gateway *gw, struct cfg_node *map)
-{
-	struct cfg_node	*n;
-
-	if (cfg_expect_map(d, map, "limits") == -1 ||
-	    cfg_map_keys(d, map, "limits", gw_limit_keys) == -1)
-		return -1;
-	if ((n = cfg_map_get(map, "hello_bytes")) != NULL &&
-	    cfg_size(d, n, "limits.hello_bytes", 512, 65536,
-	    &gw->hello_max) == -1)
-		return -1;
-	if ((n = cfg_map_get(map, "http_head_bytes")) != NULL &&
-	    cfg_size(d, n, "limits.http_head_bytes", 512, 65536,
-	    &gw->http_head_max) == -1)
-		return -1;
-	if ((n = cfg_map_get(map, "streams_per_tunnel")) != NULL &&
-	    cfg_uint(d, n, "limits.streams_per_tunnel", 1, 1000000,
-	    &gw->streams_per_tunnel) == -1)
-		return -1;
-	if ((n = cfg_map_get(map, "stream_window")) != NULL &&
-	    cfg_size(d, n, "limits.stream_window", 16 * CFG_KIB,
-	    16 * CFG_MIB, &gw->stream_window) == -1)
-		return -1;
-	if ((n = cfg_map_get(map, "max_connections")) != NULL &&
-	    cfg_uint(d, n, "limits.max_connections", 1, 1000000,
-	    &gw->max_connections) == -1)
-		return -1;
-	/* Bounds what one peer can make us hold (~100 bytes a name). */
-	if ((n = cfg_map_get(map, "names_per_peer")) != NULL &&
-	    cfg_uint(d, n, "limits.names_per_peer", 1, 1000000,
-	    &gw->names_per_peer) == -1)
-		return -1;
-	if ((n = cfg_map_get(map, "retries")) != NULL &&
-	    cfg_uint(d, n, "limits.retries", 0, 8, &gw->retries) == -1)
-		return -1;
-	if ((n = cfg_map_get(map, "replay_bytes")) != NULL &&
-	    cfg_size(d, n, "limits.replay_bytes", 0, CFG_MIB,
-	    &gw->replay_max) == -1)
-		return -1;
-	if ((n = cfg_map_get(map, "claims_per_tunnel")) != NULL &&
-	    cfg_uint(d, n, "limits.claims_per_tunnel", 1, 1000000,
-	    &gw->claims_per_tunnel) == -1)
-		return -1;
-	/* One address's share: visitors, and agents' TLS handshakes. */
-	if ((n = cfg_map_get(map, "connections_per_source")) != NULL &&
-	    cfg_uint(d, n, "limits.connections_per_source", 1, 1000000,
-	    &gw->connections_per_source) == -1)
-		return -1;
-	if ((n = cfg_map_get(map, "handshakes_per_source")) != NULL &&
-	    cfg_uint(d, n, "limits.handshakes_per_source", 1, 256,
-	    &gw->handshakes_per_source) == -1)
-		return -1;
-	return 0;
-}
-
-static int
-gw_agents(struct cfg_doc *d, struct cfg_gateway *gw, struct cfg_node *seq)
-{
-	size_t	i;
-
-	if (cfg_expect_seq(d, seq, "agents") == -1)
+	if (cfg_expect_seq(d, seq, what) == -1)
 		return -1;
 	if (seq->nkids == 0)
 		return 0;
-	gw->agents = xcalloc(seq->nkids, sizeof(*gw->agents));
+	if ((gw->agents = cfg_alloc(d, seq->nkids,
+	    sizeof(*gw->agents))) == NULL)
+		return -1;
 	for (i = 0; i < seq->nkids; i++) {
 		gw->nagents++;
-		if (gw_agent(d, &gw->agents[i], seq->kids[i], i) == -1)
+		snprintf(w, sizeof(w), "agents[%zu]", i);
+		if (cfg_walk(d, seq->kids[i], w, cfg_gw_grant_keys,
+		    &gw->agents[i]) == -1)
 			return -1;
 	}
-	return gw_agent_dups(d, gw, seq);
+	return cfg_gw_agent_dups(d, gw, seq);
 }
 
 static int
-gw_agent(struct cfg_doc *d, struct cfg_grant *g, struct cfg_node *map,
-    size_t idx)
+cfg_gw_grant_hostnames(struct cfg_doc *d, const struct cfg_node *map,
+    struct cfg_node *hn, const char *what, void *obj)
 {
-	struct cfg_node	*n, *hn;
-	char		 what[64], fname[80], fkey[80], fhosts[80], f[80];
+	struct cfg_grant	*g = obj;
 
-	snprintf(what, sizeof(what), "agents[%zu]", idx);
-	snprintf(fname, sizeof(fname), "%s.name", what);
-	snprintf(fkey, sizeof(fkey), "%s.key", what);
-	snprintf(fhosts, sizeof(fhosts), "%s.hostnames", what);
-	if (cfg_expect_map(d, map, what) == -1 ||
-	    cfg_map_keys(d, map, what, gw_agent_keys) == -1)
-		return -1;
-	if (cfg_map_require(d, map, what, "name", "add 'name: alice-home'",
-	    &n) == -1 || cfg_label(d, n, fname, &g->name) == -1)
-		return -1;
-	if (cfg_map_require(d, map, what, "key", "add the agent's public key "
-	    "as printed by 'porchctl pubkey'", &n) == -1 ||
-	    cfg_pubkey(d, n, fkey, g->key) == -1)
-		return -1;
-	if (cfg_map_require(d, map, what, "hostnames", "list the names this "
-	    "agent may claim, e.g. [\"app.example.net\"]", &hn) == -1)
-		return -1;
-	if (cfg_expect_list(d, hn, fhosts) == -1)
+	(void)map;
+	if (cfg_expect_list(d, hn, what) == -1)
 		return -1;
 	if (cfg_list_len(hn) == 0)
 		return cfg_error(d, hn, "%s: empty list (grant at least one "
-		    "hostname, e.g. [\"app.example.net\"])", fhosts);
-	if (gw_patterns(d, hn, fhosts, &g->patterns, &g->npatterns) == -1)
-		return -1;
-	/* Bounds on what the grant lets the agent take from the others. */
-	g->min_priority = 1;
-	g->acme = 1;
-	snprintf(f, sizeof(f), "%s.min_priority", what);
-	if ((n = cfg_map_get(map, "min_priority")) != NULL &&
-	    cfg_uint(d, n, f, 1, 255, &g->min_priority) == -1)
-		return -1;
-	snprintf(f, sizeof(f), "%s.acme", what);
-	if ((n = cfg_map_get(map, "acme")) != NULL &&
-	    gw_bool(d, n, f, &g->acme) == -1)
-		return -1;
-	return 0;
+		    "hostname, e.g. [\"app.example.net\"])", what);
+	return cfg_gw_patterns(d, hn, what, &g->patterns, &g->npatterns);
 }
 
 /* A list of hostname patterns (may be empty), each listed once. */
 static int
-gw_patterns(struct cfg_doc *d, struct cfg_node *hn, const char *fhosts,
+cfg_gw_patterns(struct cfg_doc *d, struct cfg_node *hn, const char *fhosts,
     char ***patterns, size_t *npatterns)
 {
 	struct cfg_dup	*ents;
@@ -511,68 +417,54 @@ gw_patterns(struct cfg_doc *d, struct cfg_node *hn, const char *fhosts,
 		return -1;
 	if ((cnt = cfg_list_len(hn)) == 0)
 		return 0;
-	*patterns = xcalloc(cnt, sizeof(**patterns));
+	if ((*patterns = cfg_alloc(d, cnt, sizeof(**patterns))) == NULL)
+		return -1;
 	for (i = 0; i < cnt; i++) {
 		if (cfg_hostname(d, cfg_list_item(hn, i), fhosts,
 		    &(*patterns)[i]) == -1)
 			return -1;
 		(*npatterns)++;
 	}
-	ents = xcalloc(cnt, sizeof(*ents));
+	if ((ents = cfg_alloc(d, cnt, sizeof(*ents))) == NULL)
+		return -1;
 	for (i = 0; i < cnt; i++) {
 		ents[i].key = (*patterns)[i];
 		ents[i].len = strlen((*patterns)[i]);
 		ents[i].order = i;
 	}
-	found = cfg_dup_find(ents, cnt, &first, &dup);
+	found = cfg_dup_find(d, ents, cnt, &first, &dup);
 	free(ents);
-	if (found)
+	if (found == 1)
 		return cfg_bad(d, cfg_list_item(hn, dup), fhosts,
 		    "duplicate hostname", "first at line %u; list it once",
 		    cfg_list_item(hn, first)->line);
-	return 0;
-}
-
-static int
-gw_bool(struct cfg_doc *d, const struct cfg_node *n, const char *what,
-    int *out)
-{
-	const char	*v;
-
-	if (cfg_string(d, n, what, &v) == -1)
-		return -1;
-	if (strcmp(v, "true") == 0)
-		*out = 1;
-	else if (strcmp(v, "false") == 0)
-		*out = 0;
-	else
-		return cfg_bad(d, n, what, "not a boolean", "write true or "
-		    "false");
-	return 0;
+	return found;
 }
 
 /* Agent names and keys must each be unique. */
 static int
-gw_agent_dups(struct cfg_doc *d, struct cfg_gateway *gw, struct cfg_node *seq)
+cfg_gw_agent_dups(struct cfg_doc *d, struct cfg_gateway *gw,
+    struct cfg_node *seq)
 {
 	struct cfg_dup	*ents;
 	size_t		 i;
 	int		 rc;
 
-	ents = xcalloc(gw->nagents, sizeof(*ents));
+	if ((ents = cfg_alloc(d, gw->nagents, sizeof(*ents))) == NULL)
+		return -1;
 	for (i = 0; i < gw->nagents; i++) {
 		ents[i].key = gw->agents[i].name;
 		ents[i].len = strlen(gw->agents[i].name);
 		ents[i].order = i;
 	}
-	rc = gw_dups(d, seq, ents, gw->nagents, "agents", "name",
+	rc = cfg_gw_dups(d, seq, ents, gw->nagents, "agents", "name",
 	    "duplicate agent name", "give each agent its own name");
 	for (i = 0; rc == 0 && i < gw->nagents; i++) {
 		ents[i].key = gw->agents[i].key;
 		ents[i].len = sizeof(gw->agents[i].key);
 	}
 	if (rc == 0)
-		rc = gw_dups(d, seq, ents, gw->nagents, "agents", "key",
+		rc = cfg_gw_dups(d, seq, ents, gw->nagents, "agents", "key",
 		    "duplicate agent key", "each agent needs its own key, made "
 		    "by 'porchctl keygen'");
 	free(ents);
@@ -580,64 +472,61 @@ gw_agent_dups(struct cfg_doc *d, struct cfg_gateway *gw, struct cfg_node *seq)
 }
 
 static int
-gw_peers(struct cfg_doc *d, struct cfg_gateway *gw, struct cfg_node *seq)
+cfg_gw_peers(struct cfg_doc *d, const struct cfg_node *root,
+    struct cfg_node *seq, const char *what, void *obj)
 {
-	size_t	i;
+	struct cfg_gateway	*gw = obj;
+	char			 w[64];
+	size_t			 i;
 
-	if (cfg_expect_seq(d, seq, "peers") == -1)
+	(void)root;
+	if (seq == NULL)
+		return 0;
+	if (cfg_expect_seq(d, seq, what) == -1)
 		return -1;
 	if (seq->nkids == 0)
 		return 0;
-	gw->peers = xcalloc(seq->nkids, sizeof(*gw->peers));
+	if ((gw->peers = cfg_alloc(d, seq->nkids, sizeof(*gw->peers))) == NULL)
+		return -1;
 	for (i = 0; i < seq->nkids; i++) {
 		gw->npeers++;
-		if (gw_peer(d, &gw->peers[i], seq->kids[i], i) == -1)
+		snprintf(w, sizeof(w), "peers[%zu]", i);
+		if (cfg_walk(d, seq->kids[i], w, cfg_gw_peer_keys,
+		    &gw->peers[i]) == -1)
 			return -1;
 	}
-	if (gw_peer_dups(d, gw, seq) == -1)
+	if (cfg_gw_peer_dups(d, gw, seq) == -1)
 		return -1;
-	return gw_peer_agents(d, gw, seq);
+	return cfg_gw_peer_agents(d, gw, seq);
 }
 
 static int
-gw_peer(struct cfg_doc *d, struct cfg_peer *p, struct cfg_node *map,
-    size_t idx)
+cfg_gw_peer_address(struct cfg_doc *d, const struct cfg_node *map,
+    struct cfg_node *n, const char *what, void *obj)
 {
-	struct cfg_node	*n;
-	char		 what[64], f[80];
+	struct cfg_peer	*p = obj;
 
-	snprintf(what, sizeof(what), "peers[%zu]", idx);
-	if (cfg_expect_map(d, map, what) == -1 ||
-	    cfg_map_keys(d, map, what, gw_peer_keys) == -1)
-		return -1;
-	snprintf(f, sizeof(f), "%s.name", what);
-	if (cfg_map_require(d, map, what, "name", "add 'name: gw2'",
-	    &n) == -1 || cfg_label(d, n, f, &p->name) == -1)
-		return -1;
-	snprintf(f, sizeof(f), "%s.address", what);
-	if (cfg_map_require(d, map, what, "address", "add the peer's tunnel "
-	    "address, e.g. 'address: gw2.example.net:7443'", &n) == -1 ||
-	    cfg_hostport(d, n, f, &p->host, &p->port) == -1)
-		return -1;
-	p->address = xstrdup(n->str);
-	snprintf(f, sizeof(f), "%s.key", what);
-	if (cfg_map_require(d, map, what, "key", "pin the peer's public key "
-	    "as printed by 'porchctl pubkey' on that gateway", &n) == -1 ||
-	    cfg_pubkey(d, n, f, p->key) == -1)
-		return -1;
-	/*
-	 * The names its announcements are believed for.  Without the key,
-	 * none (the gateway warns at start and reload): a peer could
-	 * otherwise take visitors and ACME probes of any name.  An empty
-	 * list says so on purpose: the peer only takes our visitors.
-	 */
-	snprintf(f, sizeof(f), "%s.hostnames", what);
-	if ((n = cfg_map_get(map, "hostnames")) != NULL) {
-		p->has_hostnames = 1;
-		if (gw_patterns(d, n, f, &p->patterns, &p->npatterns) == -1)
-			return -1;
-	}
-	return 0;
+	(void)map;
+	return cfg_address(d, n, what, &p->address, &p->host, &p->port);
+}
+
+/*
+ * The names a peer's announcements are believed for.  Without the key,
+ * none (the gateway warns at start and reload): a peer could otherwise
+ * take visitors and ACME probes of any name.  An empty list says so on
+ * purpose: the peer only takes our visitors.
+ */
+static int
+cfg_gw_peer_hostnames(struct cfg_doc *d, const struct cfg_node *map,
+    struct cfg_node *n, const char *what, void *obj)
+{
+	struct cfg_peer	*p = obj;
+
+	(void)map;
+	if (n == NULL)
+		return 0;
+	p->has_hostnames = 1;
+	return cfg_gw_patterns(d, n, what, &p->patterns, &p->npatterns);
 }
 
 /*
@@ -645,30 +534,34 @@ gw_peer(struct cfg_doc *d, struct cfg_peer *p, struct cfg_node *map,
  * as host (case-insensitive) and port.
  */
 static int
-gw_peer_dups(struct cfg_doc *d, struct cfg_gateway *gw, struct cfg_node *seq)
+cfg_gw_peer_dups(struct cfg_doc *d, struct cfg_gateway *gw,
+    struct cfg_node *seq)
 {
 	struct cfg_dup	*ents;
-	char		(*addrs)[PEER_ADDR_MAX];
+	char		(*addrs)[PEER_ADDR_MAX] = NULL;
 	size_t		 i, j;
 	int		 rc;
 
-	ents = xcalloc(gw->npeers, sizeof(*ents));
+	if ((ents = cfg_alloc(d, gw->npeers, sizeof(*ents))) == NULL)
+		return -1;
 	for (i = 0; i < gw->npeers; i++) {
 		ents[i].key = gw->peers[i].name;
 		ents[i].len = strlen(gw->peers[i].name);
 		ents[i].order = i;
 	}
-	rc = gw_dups(d, seq, ents, gw->npeers, "peers", "name",
+	rc = cfg_gw_dups(d, seq, ents, gw->npeers, "peers", "name",
 	    "duplicate peer name", "give each peer its own name");
 	for (i = 0; rc == 0 && i < gw->npeers; i++) {
 		ents[i].key = gw->peers[i].key;
 		ents[i].len = sizeof(gw->peers[i].key);
 	}
 	if (rc == 0)
-		rc = gw_dups(d, seq, ents, gw->npeers, "peers", "key",
+		rc = cfg_gw_dups(d, seq, ents, gw->npeers, "peers", "key",
 		    "duplicate peer key", "each gateway has its own key; "
 		    "copy it from 'porchctl pubkey' on that gateway");
-	addrs = xcalloc(gw->npeers, sizeof(*addrs));
+	if (rc == 0 && (addrs = cfg_alloc(d, gw->npeers,
+	    sizeof(*addrs))) == NULL)
+		rc = -1;
 	for (i = 0; rc == 0 && i < gw->npeers; i++) {
 		snprintf(addrs[i], sizeof(addrs[i]), "%s:%u",
 		    gw->peers[i].host, gw->peers[i].port);
@@ -679,7 +572,7 @@ gw_peer_dups(struct cfg_doc *d, struct cfg_gateway *gw, struct cfg_node *seq)
 		ents[i].len = j;
 	}
 	if (rc == 0)
-		rc = gw_dups(d, seq, ents, gw->npeers, "peers", "address",
+		rc = cfg_gw_dups(d, seq, ents, gw->npeers, "peers", "address",
 		    "duplicate peer address", "each peer is another gateway, "
 		    "with its own tunnel address");
 	free(addrs);
@@ -689,7 +582,7 @@ gw_peer_dups(struct cfg_doc *d, struct cfg_gateway *gw, struct cfg_node *seq)
 
 /* A key admits either an agent or a peer gateway, never both. */
 static int
-gw_peer_agents(struct cfg_doc *d, struct cfg_gateway *gw,
+cfg_gw_peer_agents(struct cfg_doc *d, struct cfg_gateway *gw,
     struct cfg_node *seq)
 {
 	struct cfg_node	*agents;
@@ -718,15 +611,16 @@ gw_peer_agents(struct cfg_doc *d, struct cfg_gateway *gw,
  * "list[i].key: problem: 'value' (first at line N; hint)".
  */
 static int
-gw_dups(struct cfg_doc *d, struct cfg_node *seq, struct cfg_dup *ents,
+cfg_gw_dups(struct cfg_doc *d, struct cfg_node *seq, struct cfg_dup *ents,
     size_t n, const char *list, const char *key, const char *problem,
     const char *hint)
 {
 	char	f[80];
 	size_t	first, dup;
+	int	found;
 
-	if (!cfg_dup_find(ents, n, &first, &dup))
-		return 0;
+	if ((found = cfg_dup_find(d, ents, n, &first, &dup)) != 1)
+		return found;
 	snprintf(f, sizeof(f), "%s[%zu].%s", list, dup, key);
 	return cfg_bad(d, cfg_map_get(seq->kids[dup], key), f, problem,
 	    "first at line %u; %s", cfg_map_get(seq->kids[first], key)->line,

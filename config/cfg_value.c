@@ -4,7 +4,8 @@
  * durations ("500ms", "5s", "2m", "1h"), sizes (bytes, KiB, MiB), names,
  * public keys, host:port addresses and numeric listen addresses.  Each
  * getter either fills its result or writes an error that quotes the value
- * and says what to write instead.  Nothing here logs.
+ * and says what to write instead.  cfg_walk() applies a section's table
+ * of keys with them.  Nothing here logs.
  */
 
 #include <arpa/inet.h>
@@ -18,8 +19,20 @@
 #include "cfg_tree.h"
 #include "key.h"
 #include "name.h"
-#include "xmalloc.h"
 
+#define CFG_TEXT_MAX	1024
+
+static int	 walk_unknown(struct cfg_doc *, const struct cfg_node *,
+		    const char *, const struct cfg_key *);
+static int	 walk_key(struct cfg_doc *, const struct cfg_node *,
+		    struct cfg_node *, const char *, const struct cfg_key *,
+		    void *);
+static int	 walk_listen(struct cfg_doc *, struct cfg_node *,
+		    const char *, struct cfg_listen **, size_t *);
+static int	 bool_value(struct cfg_doc *, const struct cfg_node *,
+		    const char *, int *);
+static int	 path_value(struct cfg_doc *, const struct cfg_node *,
+		    const char *, char **);
 static const char *node_kind(const struct cfg_node *);
 static int	 type_error(struct cfg_doc *, const struct cfg_node *,
 		    const char *, const char *, const char *);
@@ -196,7 +209,8 @@ cfg_label(struct cfg_doc *d, const struct cfg_node *n, const char *what,
 	if (s[i] != '\0' || i > 63)
 		return cfg_bad(d, n, what, "bad name",
 		    "use 1-63 letters, digits, '.', '_' or '-'");
-	*out = xstrdup(s);
+	if ((*out = cfg_strdup(d, s)) == NULL)
+		return -1;
 	return 0;
 }
 
@@ -228,7 +242,8 @@ cfg_hostname(struct cfg_doc *d, const struct cfg_node *n, const char *what,
 		return cfg_bad(d, n, what, "bad hostname",
 		    "dot-separated labels of letters, digits and '-'; "
 		    "'*.' only as the first label");
-	*out = xstrdup(buf);
+	if ((*out = cfg_strdup(d, buf)) == NULL)
+		return -1;
 	return 0;
 }
 
@@ -254,7 +269,8 @@ cfg_server_name(struct cfg_doc *d, const struct cfg_node *n, const char *what,
 		return cfg_bad(d, n, what, "not a hostname",
 		    "an IP address cannot be sent as TLS SNI; write the "
 		    "gateway's DNS name, e.g. 'gw1.example.net'");
-	*out = xstrdup(buf);
+	if ((*out = cfg_strdup(d, buf)) == NULL)
+		return -1;
 	return 0;
 }
 
@@ -286,9 +302,71 @@ cfg_hostport(struct cfg_doc *d, const struct cfg_node *n, const char *what,
 			return cfg_bad(d, n, what, "bad address",
 			    "the host is neither an IP address nor a hostname");
 	}
-	if (hostp != NULL)
-		*hostp = xstrdup(host);
+	if (hostp != NULL && (*hostp = cfg_strdup(d, host)) == NULL)
+		return -1;
 	return 0;
+}
+
+int
+cfg_address(struct cfg_doc *d, const struct cfg_node *n, const char *what,
+    char **address, char **host, unsigned *port)
+{
+	if (cfg_hostport(d, n, what, host, port) == -1 ||
+	    (*address = cfg_strdup(d, n->str)) == NULL)
+		return -1;
+	return 0;
+}
+
+int
+cfg_backend(struct cfg_doc *d, const struct cfg_node *n, const char *what,
+    char **out)
+{
+	unsigned	port;
+
+	if (cfg_hostport(d, n, what, NULL, &port) == -1 ||
+	    (*out = cfg_strdup(d, n->str)) == NULL)
+		return -1;
+	return 0;
+}
+
+/* One line of printable text, as a command or an email address. */
+int
+cfg_text(struct cfg_doc *d, const struct cfg_node *n, const char *what,
+    char **out)
+{
+	const char	*v;
+	size_t		 i;
+
+	if (cfg_string(d, n, what, &v) == -1)
+		return -1;
+	if (n->len == 0 || n->len > CFG_TEXT_MAX)
+		return cfg_bad(d, n, what, "empty or too long", "1 to 1024 "
+		    "bytes");
+	for (i = 0; i < n->len; i++)
+		if ((unsigned char)v[i] < ' ' || v[i] == 0x7f)
+			return cfg_bad(d, n, what, "control character",
+			    "one line of printable text");
+	if ((*out = cfg_strdup(d, v)) == NULL)
+		return -1;
+	return 0;
+}
+
+int
+cfg_enum(struct cfg_doc *d, const struct cfg_node *n, const char *what,
+    const struct cfg_enum *en, int *out)
+{
+	const char	*v;
+	size_t		 i;
+
+	if (cfg_string(d, n, what, &v) == -1)
+		return -1;
+	for (i = 0; i < en->n; i++) {
+		if (en->names[i] != NULL && strcmp(v, en->names[i]) == 0) {
+			*out = (int)i;
+			return 0;
+		}
+	}
+	return cfg_bad(d, n, what, en->problem, "%s", en->hint);
 }
 
 int
@@ -303,7 +381,8 @@ cfg_listen_addr(struct cfg_doc *d, const struct cfg_node *n, const char *what,
 	if (addr_parse_numeric(s, &l->ss, &l->sslen, e, sizeof(e)) == -1)
 		return cfg_bad(d, n, what, "bad address", "%s; listen "
 		    "addresses are numeric ip:port, e.g. %s", e, example);
-	l->text = xstrdup(s);
+	if ((l->text = cfg_strdup(d, s)) == NULL)
+		return -1;
 	return 0;
 }
 
@@ -340,7 +419,8 @@ cfg_admin(struct cfg_doc *d, const struct cfg_node *root, const char *example,
 	}
 	if ((n = cfg_map_get(root, "admin")) == NULL)
 		return 0;
-	l = *out = xcalloc(1, sizeof(*l));
+	if ((l = *out = cfg_alloc(d, 1, sizeof(*l))) == NULL)
+		return -1;
 	if (cfg_listen_addr(d, n, "admin", example, l) == -1)
 		return -1;
 	if (l->ss.ss_family == AF_INET) {
@@ -363,16 +443,56 @@ cfg_admin(struct cfg_doc *d, const struct cfg_node *root, const char *example,
 }
 
 int
-cfg_identity(struct cfg_doc *d, const struct cfg_node *map, const char *base,
-    const char *hint, char **out)
+cfg_keepalive(struct cfg_doc *d, const struct cfg_node *map,
+    unsigned keepalive_ms, unsigned dead_peer_ms)
 {
-	struct cfg_node	*n;
-	const char	*s = NULL;
+	const struct cfg_node	*dp;
+	char			 b[32];
 
-	if (cfg_map_require(d, map, "top level", "identity", hint, &n) == -1 ||
-	    cfg_string(d, n, "identity", &s) == -1)
+	if (dead_peer_ms > keepalive_ms)
+		return 0;
+	/* Only a keepalive written at or above the default gets here. */
+	if ((dp = cfg_map_get(map, "dead_peer")) == NULL)
+		return cfg_bad(d, cfg_map_get(map, "keepalive"),
+		    "timeouts.keepalive", "not below dead_peer", "dead_peer "
+		    "is %s by default; keep keepalive well below it or set "
+		    "dead_peer", cfg_fmt_ms(dead_peer_ms, b, sizeof(b)));
+	return cfg_bad(d, dp, "timeouts.dead_peer", "must be longer than "
+	    "keepalive", "keepalive is %s; a dead peer is usually declared "
+	    "after three missed keepalives",
+	    cfg_fmt_ms(keepalive_ms, b, sizeof(b)));
+}
+
+int
+cfg_walk(struct cfg_doc *d, const struct cfg_node *map, const char *what,
+    const struct cfg_key *keys, void *obj)
+{
+	const struct cfg_key	*k;
+	struct cfg_node		*n;
+	const char		*section = what != NULL ? what : "top level";
+	char			 f[128];
+
+	if (map != NULL && (cfg_expect_map(d, map, section) == -1 ||
+	    walk_unknown(d, map, section, keys) == -1))
 		return -1;
-	*out = cfg_path_resolve(base, s);
+	for (k = keys; k->type != CFG_T_END; k++) {
+		if (k->type == CFG_T_CHECK) {
+			if (map != NULL && k->fn(d, map, NULL, section,
+			    obj) == -1)
+				return -1;
+			continue;
+		}
+		n = map != NULL ? cfg_map_get(map, k->name) : NULL;
+		if (n == NULL && map != NULL && k->need != NULL)
+			return cfg_error(d, map, "%s: missing required key: "
+			    "'%s' (%s)", section, k->name, k->need);
+		if (what != NULL)
+			snprintf(f, sizeof(f), "%s.%s", what, k->name);
+		else
+			snprintf(f, sizeof(f), "%s", k->name);
+		if (walk_key(d, map, n, f, k, obj) == -1)
+			return -1;
+	}
 	return 0;
 }
 
@@ -400,6 +520,157 @@ cfg_fmt_size(size_t n, char *buf, size_t len)
 	else
 		snprintf(buf, len, "%zu", n);
 	return buf;
+}
+
+static int
+walk_unknown(struct cfg_doc *d, const struct cfg_node *map, const char *what,
+    const struct cfg_key *keys)
+{
+	const struct cfg_key	*k;
+	char			 list[512];
+	size_t			 i, o;
+
+	for (i = 0; i + 1 < map->nkids; i += 2) {
+		for (k = keys; k->type != CFG_T_END; k++)
+			if (k->name != NULL &&
+			    strcmp(map->kids[i]->str, k->name) == 0)
+				break;
+		if (k->type != CFG_T_END)
+			continue;
+		list[0] = '\0';
+		for (k = keys, o = 0; k->type != CFG_T_END &&
+		    o < sizeof(list); k++)
+			if (k->name != NULL)
+				o += snprintf(list + o, sizeof(list) - o,
+				    "%s%s", o > 0 ? ", " : "", k->name);
+		return cfg_bad(d, map->kids[i], what, "unknown key",
+		    "allowed: %s", list);
+	}
+	return 0;
+}
+
+/* One key: its default, then its value n if written (map holds it). */
+static int
+walk_key(struct cfg_doc *d, const struct cfg_node *map, struct cfg_node *n,
+    const char *what, const struct cfg_key *k, void *obj)
+{
+	void	*p = (char *)obj + k->off;
+
+	switch (k->type) {
+	case CFG_T_DURATION:
+		*(unsigned *)p = (unsigned)k->def;
+		return n == NULL ? 0 : cfg_duration(d, n, what,
+		    (unsigned)k->min, (unsigned)k->max, p);
+	case CFG_T_UINT:
+		*(unsigned *)p = (unsigned)k->def;
+		return n == NULL ? 0 : cfg_uint(d, n, what, (unsigned)k->min,
+		    (unsigned)k->max, p);
+	case CFG_T_SIZE:
+		*(size_t *)p = (size_t)k->def;
+		return n == NULL ? 0 : cfg_size(d, n, what, (size_t)k->min,
+		    (size_t)k->max, p);
+	case CFG_T_BOOL:
+		*(int *)p = (int)k->def;
+		return n == NULL ? 0 : bool_value(d, n, what, p);
+	case CFG_T_SECTION:
+		if (cfg_walk(d, n, what, k->sub, obj) == -1)
+			return -1;
+		return n == NULL || k->fn == NULL ? 0 :
+		    k->fn(d, map, n, what, obj);
+	case CFG_T_FUNC:
+		return k->fn(d, map, n, what, obj);
+	default:
+		break;
+	}
+	if (n == NULL)
+		return 0;
+	switch (k->type) {
+	case CFG_T_TEXT:
+		return cfg_text(d, n, what, p);
+	case CFG_T_PATH:
+		return path_value(d, n, what, p);
+	case CFG_T_LABEL:
+		return cfg_label(d, n, what, p);
+	case CFG_T_HOSTNAME:
+		return cfg_hostname(d, n, what, p);
+	case CFG_T_SERVER_NAME:
+		return cfg_server_name(d, n, what, p);
+	case CFG_T_PUBKEY:
+		return cfg_pubkey(d, n, what, p);
+	case CFG_T_BACKEND:
+		return cfg_backend(d, n, what, p);
+	case CFG_T_ENUM:
+		return cfg_enum(d, n, what, k->en, p);
+	case CFG_T_LISTEN:
+		return walk_listen(d, n, what, p,
+		    (size_t *)(void *)((char *)obj + k->cnt));
+	default:
+		return 0;
+	}
+}
+
+/* A listen address or a list of them. */
+static int
+walk_listen(struct cfg_doc *d, struct cfg_node *n, const char *what,
+    struct cfg_listen **out, size_t *nout)
+{
+	size_t	i, cnt;
+
+	if (cfg_expect_list(d, n, what) == -1)
+		return -1;
+	if ((cnt = cfg_list_len(n)) == 0)
+		return 0;
+	if ((*out = cfg_alloc(d, cnt, sizeof(**out))) == NULL)
+		return -1;
+	for (i = 0; i < cnt; i++) {
+		if (cfg_listen_addr(d, cfg_list_item(n, i), what,
+		    "'0.0.0.0:443' or '[::]:443'", &(*out)[i]) == -1)
+			return -1;
+		(*nout)++;
+	}
+	return 0;
+}
+
+static int
+bool_value(struct cfg_doc *d, const struct cfg_node *n, const char *what,
+    int *out)
+{
+	const char	*v;
+
+	if (cfg_string(d, n, what, &v) == -1)
+		return -1;
+	if (strcmp(v, "true") == 0)
+		*out = 1;
+	else if (strcmp(v, "false") == 0)
+		*out = 0;
+	else
+		return cfg_bad(d, n, what, "not a boolean", "write true or "
+		    "false");
+	return 0;
+}
+
+/* A file name, resolved against the directory of d->base if relative. */
+static int
+path_value(struct cfg_doc *d, const struct cfg_node *n, const char *what,
+    char **out)
+{
+	const char	*v, *slash;
+	size_t		 dl;
+
+	if (cfg_string(d, n, what, &v) == -1)
+		return -1;
+	if (d->base == NULL || v[0] == '/' ||
+	    (slash = strrchr(d->base, '/')) == NULL) {
+		if ((*out = cfg_strdup(d, v)) == NULL)
+			return -1;
+		return 0;
+	}
+	dl = slash - d->base + 1;
+	if ((*out = cfg_alloc(d, dl + n->len + 1, 1)) == NULL)
+		return -1;
+	memcpy(*out, d->base, dl);
+	memcpy(*out + dl, v, n->len + 1);
+	return 0;
 }
 
 static const char *
