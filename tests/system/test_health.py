@@ -328,8 +328,8 @@ def test_failure_reasons(procs, tmp_path):
     reached), and an answer that is not HTTP."""
     tmp = str(tmp_path)
     (gw,), ag = make_stack(procs, tmp)
-    silent = Backend(procs, tmp, "silent", "silent")
-    junk = Backend(procs, tmp, "garbage", "garbage")
+    silent = HealthBackend(procs, tmp, "silent", "silent")
+    junk = HealthBackend(procs, tmp, "garbage", "garbage")
     dead = f"127.0.0.1:{free_port()}"
     http = {"check": "http", "path": "/healthz", "interval": "400ms",
             "timeout": "150ms"}
