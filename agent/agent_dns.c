@@ -355,6 +355,7 @@ agent_dns_inputs(struct agent_dns *d, struct agent_dns_set *s,
 	char			 want[DDNS_RRSET_MAX][AGENT_DNS_ADDR_LEN];
 	char			 dead[AGENT_DNS_DEAD_MAX][AGENT_DNS_ADDR_LEN];
 	size_t			 nwant = 0, ndead = 0, i, j, nv;
+	size_t			 servable = 0;	/* addresses, both families */
 	int			 fam = s->type == DDNS_A ? 4 : 6;
 	const char		*msg;
 	uint64_t		 grace = a->cfg->dns->grace_ms;
@@ -365,11 +366,15 @@ agent_dns_inputs(struct agent_dns *d, struct agent_dns_set *s,
 		    "claimed") != 0)
 			continue;
 		nv = agent_gw_cluster(a->gws[i], &view);
-		for (j = 0; j < nv; j++)	/* itself and its live peers */
+		for (j = 0; j < nv; j++) {	/* itself and its live peers */
 			agent_dns_add(want, &nwant, DDNS_RRSET_MAX,
 			    view[j].addr, view[j].naddr, fam);
+			servable += view[j].naddr;
+		}
 	}
-	for (i = 0; i < d->ngws; i++) {
+	/* No gateway can serve the name at all (our uplink may be down):
+	 * stale addresses are better than none. */
+	for (i = 0; servable > 0 && i < d->ngws; i++) {
 		if (d->gws[i].live || (d->gws[i].last_live_ms != 0 &&
 		    now - d->gws[i].last_live_ms < grace))
 			continue;
@@ -462,7 +467,7 @@ agent_dns_sync(struct agent_dns *d, struct agent_dns_set *s)
 	s->sync_gen = s->gen;
 	if ((s->sync = ddns_sync(d->a->base, d->direct,
 	    (struct sockaddr *)&d->server, d->serverlen, c->zone, &d->key,
-	    s->name, s->type, c->ttl_s, want, s->nwant, dead, s->ndead,
+	    s->name, s->type, c->ttl_ms / 1000, want, s->nwant, dead, s->ndead,
 	    agent_dns_synced, s)) == NULL) {
 		log_warnx("dns: %s: out of memory", s->name);
 		s->next_ms = mono_ms() + AGENT_DNS_RETRY_MAX_MS;
@@ -548,18 +553,66 @@ agent_dns_array(char list[][AGENT_DNS_ADDR_LEN], size_t n)
 	return arr;
 }
 
+/* The gateways heard of, as the records see them. */
+static json_t *
+agent_dns_gw_status(struct agent_dns *d)
+{
+	struct agent		*a = d->a;
+	struct agent_dns_gw	*k;
+	json_t			*arr, *addrs, *o;
+	char			 kt[KEY_TEXT_LEN], text[AGENT_DNS_ADDR_LEN];
+	const char		*state;
+	uint64_t		 now = mono_ms(), grace = a->cfg->dns->grace_ms;
+	size_t			 i, j;
+
+	if ((arr = json_array()) == NULL)
+		return NULL;
+	for (i = 0; i < d->ngws; i++) {
+		k = &d->gws[i];
+		if ((addrs = json_array()) == NULL)
+			break;
+		for (j = 0; j < k->naddr; j++) {
+			agent_dns_text(&k->addr[j], text, sizeof(text));
+			json_array_append_new(addrs, json_string(text));
+		}
+		state = k->live ? "live" : k->last_live_ms == 0 ? "unknown" :
+		    now - k->last_live_ms < grace ? "lost, in grace" : "dead";
+		o = json_pack("{s:s, s:s, s:o, s:s, s:I}", "name", k->name,
+		    "key", key_pub_text(k->pub, kt), "addresses", addrs,
+		    "state", state, "last_live_ms_ago", k->last_live_ms ?
+		    (json_int_t)(now - k->last_live_ms) : (json_int_t)-1);
+		if (o != NULL)
+			json_array_append_new(arr, o);
+	}
+	/* A tunnel that brought no view: nothing of it can be published. */
+	for (i = 0; i < a->ngws; i++) {
+		if (!agent_gw_is_up(a->gws[i]) ||
+		    agent_gw_has_cluster(a->gws[i]))
+			continue;
+		o = json_pack("{s:s, s:s, s:[], s:s}", "name",
+		    agent_gw_name(a->gws[i]), "key",
+		    key_pub_text(agent_gw_key(a->gws[i]), kt), "addresses",
+		    "state", "no addresses from this gateway: an older porch, "
+		    "or no public_addresses: in its config");
+		if (o != NULL)
+			json_array_append_new(arr, o);
+	}
+	return arr;
+}
+
 json_t *
 agent_dns_status(struct agent *a)
 {
 	struct agent_dns	*d = a->dnsu;
+	const struct cfg_dns	*c = a->cfg->dns;
 	struct agent_dns_set	*s;
 	json_t			*arr, *o;
-	char			 when[32];
+	char			 when[32], srv[64];
 	struct tm		 tm;
 	size_t			 i;
 
 	if (d == NULL)
-		return json_null();
+		return NULL;
 	if ((arr = json_array()) == NULL)
 		return NULL;
 	for (i = 0; i < d->nsets; i++) {
@@ -578,7 +631,14 @@ agent_dns_status(struct agent *a)
 		if (o != NULL)
 			json_array_append_new(arr, o);
 	}
-	return arr;
+	if (d->serverlen != 0)
+		addr_fmt((struct sockaddr *)&d->server, srv, sizeof(srv));
+	else
+		snprintf(srv, sizeof(srv), "%s (not looked up yet)",
+		    c->server);
+	return json_pack("{s:s, s:s, s:s, s:o, s:o}", "provider", "rfc2136",
+	    "zone", c->zone, "server", srv, "records", arr, "gateways",
+	    agent_dns_gw_status(d));
 }
 
 void

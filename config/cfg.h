@@ -181,7 +181,7 @@ struct cfg_dns {
 	char		*zone;		/* normalized, no final dot */
 	char		*tsig_key;	/* rfc2136: key file (tsig-keygen) */
 	char		*command;	/* exec: sh -c command */
-	unsigned	 ttl_s;		/* default 60 */
+	unsigned	 ttl_ms;	/* default 60 s */
 	unsigned	 grace_ms;	/* default 30000 */
 };
 

@@ -6,16 +6,18 @@ Two peered gateways with public addresses from the documentation ranges
 (only DNS sees them), an agent on both, and dig reading what the
 authoritative server holds.
 """
-import os
+import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import Agent, Gateway, free_port
-from test_ddns import Dns
+from conftest import (PORCHCTL, Agent, Gateway, Nginx, admin_metrics,
+                      admin_status, free_port, tls_visit)
+from test_ddns import Dns, key_file
 
 NAME = "app.example.test"
 GRACE_S = 2
@@ -32,8 +34,10 @@ def gateways(procs, tmp):
 
 
 def dns_agent(procs, tmp, dns, gws, name="agent", key=None, port=None,
-              server=None):
-    a = Agent(procs, tmp, name=name, extra=f"""dns:
+              server=None, backend="127.0.0.1:9"):
+    admin_port = free_port()
+    a = Agent(procs, tmp, name=name, extra=f"""admin: "127.0.0.1:{admin_port}"
+dns:
   provider: rfc2136
   server: "{server or f'127.0.0.1:{dns.port}'}"
   zone: example.test
@@ -43,7 +47,8 @@ def dns_agent(procs, tmp, dns, gws, name="agent", key=None, port=None,
     for g in gws:
         a.use(g, port=(port or {}).get(g.name))
         g.admit(a, [NAME])
-    a.serve(NAME, tls="127.0.0.1:9", more=("dns: true",))
+    a.serve(NAME, tls=backend, more=("dns: true",))
+    a.admin = f"127.0.0.1:{admin_port}"
     return a
 
 
@@ -64,7 +69,9 @@ def bind(procs, tmp_path):
     return Dns(procs, str(tmp_path), "bind")
 
 
-def test_records_follow_the_gateways(procs, tmp_path, bind):
+@pytest.mark.parametrize("server", ["bind", "knot"])
+def test_records_follow_the_gateways(procs, tmp_path, server):
+    bind = Dns(procs, str(tmp_path), server)
     tmp = str(tmp_path)
     g1, g2 = gateways(procs, tmp)
     a = dns_agent(procs, tmp, bind, [g1, g2])
@@ -74,12 +81,30 @@ def test_records_follow_the_gateways(procs, tmp_path, bind):
     wait_records(bind, ["192.0.2.1", "192.0.2.2"])
     wait_records(bind, ["2001:db8::1"], "AAAA")
     a.proc.wait_log(r"dns: app\.example\.test A is now", since_mark=False)
+    # What was published, and from which gateways, in /status,
+    # porchctl status and /metrics.
+    st = admin_status(a)["dns"]
+    rec = {(r["hostname"], r["type"]): r for r in st["records"]}
+    assert rec[(NAME, "A")]["published"] == ["192.0.2.1", "192.0.2.2"] or \
+        rec[(NAME, "A")]["published"] == ["192.0.2.2", "192.0.2.1"]
+    assert rec[(NAME, "A")]["ok"] is True
+    assert {g["name"]: g["state"] for g in st["gateways"]} == \
+        {"g1.example.test": "live", "g2.example.test": "live"}
+    out = subprocess.run([PORCHCTL, "status", a.admin], capture_output=True,
+                         text=True, timeout=10).stdout
+    assert "dns (zone example.test at 127.0.0.1:" in out, out
+    assert re.search(r"app\.example\.test +AAAA 2001:db8::1 +ok at ", out), out
+    assert f'porch_agent_dns_ok{{hostname="{NAME}",type="A"}} 1' in \
+        admin_metrics(a)
 
     # A gateway killed: gone once the cluster has lost it for the grace.
     g2.proc.send_signal(signal.SIGKILL)
     g2.proc.p.wait(timeout=5)
     took = wait_records(bind, ["192.0.2.1"], timeout=GRACE_S + 5 + 5)
     assert took >= GRACE_S - 0.5, took       # not before the grace
+    st = admin_status(a)["dns"]
+    assert {g["name"]: g["state"] for g in st["gateways"]} == \
+        {"g1.example.test": "live", "g2.example.test": "dead"}
     # ... and back when it returns.
     g2.start()
     wait_records(bind, ["192.0.2.1", "192.0.2.2"])
@@ -175,13 +200,13 @@ def test_own_tunnel_down_but_gateway_alive_keeps_its_record(procs, tmp_path,
 
 
 @pytest.mark.parametrize("fault", ["secret", "silent"])
-def test_dns_failures_are_named_and_change_nothing(procs, tmp_path, bind,
-                                                   fault):
+def test_dns_failures_are_named_and_change_nothing(procs, tmp_path, ca,
+                                                   bind, fault):
     tmp = str(tmp_path)
     g1, g2 = gateways(procs, tmp)
+    web = Nginx(procs, tmp, ca, NAME)
     if fault == "secret":
-        from test_ddns import key_file
-        a = dns_agent(procs, tmp, bind, [g1, g2],
+        a = dns_agent(procs, tmp, bind, [g1, g2], backend=web.tls,
                       key=key_file(tmp, secret="A" * 43 + "="))
         want = (r"dns: app\.example\.test A: NOTAUTH/BADSIG: the server's "
                 r"secret for key porch-key\. differs from ours; give both "
@@ -189,7 +214,7 @@ def test_dns_failures_are_named_and_change_nothing(procs, tmp_path, bind,
     else:
         silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         silent.bind(("127.0.0.1", 0))
-        a = dns_agent(procs, tmp, bind, [g1, g2],
+        a = dns_agent(procs, tmp, bind, [g1, g2], backend=web.tls,
                       server=f"127.0.0.1:{silent.getsockname()[1]}")
         want = (r"dns: app\.example\.test A: cannot read the records: "
                 r".*; nothing changed, trying again in \d+ s")
@@ -198,8 +223,46 @@ def test_dns_failures_are_named_and_change_nothing(procs, tmp_path, bind,
     a.start()
     a.proc.wait_log(want, timeout=30, since_mark=False)
     # The visitors do not notice: the name is served at both gateways.
-    from conftest import tls_visit
-    assert tls_visit(g1.tls_port, NAME) != "TLSV1_UNRECOGNIZED_NAME"
+    assert tls_visit(g1.tls_port, NAME) == "ok"
+    assert tls_visit(g2.tls_port, NAME) == "ok"
     assert bind.get(NAME) == []
     if fault == "silent":
         silent.close()
+
+
+def test_two_replicas_converge_without_flapping(procs, tmp_path, bind):
+    """Two agents serve the name and keep the same RRset: the sequence
+    of record sets dig sees every 200 ms while a gateway dies and comes
+    back has no step back and is never empty."""
+    tmp = str(tmp_path)
+    g1, g2 = gateways(procs, tmp)
+    a1 = dns_agent(procs, tmp, bind, [g1, g2], name="replica1")
+    a2 = dns_agent(procs, tmp, bind, [g1, g2], name="replica2")
+    g1.start()
+    g2.start()
+    a1.start()
+    a2.start()
+    both = ["192.0.2.1", "192.0.2.2"]
+    wait_records(bind, both)
+    seen = []
+
+    def sample(seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            got = bind.get(NAME)
+            if not seen or seen[-1] != got:
+                seen.append(got)
+            time.sleep(0.2)
+
+    sample(1)
+    g2.proc.send_signal(signal.SIGKILL)
+    g2.proc.p.wait(timeout=5)
+    sample(GRACE_S + 6)
+    g2.start()
+    sample(8)
+    print("record sets seen:", seen)
+    assert seen == [both, ["192.0.2.1"], both], seen
+    # Both replicas wrote, and each says what it published.
+    for a in (a1, a2):
+        assert a.proc.count(r"dns: app\.example\.test A: ") == 0, \
+            a.proc.log()

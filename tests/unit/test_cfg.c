@@ -138,7 +138,8 @@ static const struct bad bad_configs[] = {
 	/* Gateway: keys and types. */
 	{ "gw_unknown_top", GW, GW_BASE "lisen: x\n", "5:1",
 	    "unknown key: 'lisen' (allowed: identity, name, admin, "
-	    "admin_public, listen, timeouts, limits, agents, peers)" },
+	    "admin_public, listen, timeouts, limits, public_addresses, agents, "
+	    "peers)" },
 	{ "gw_unknown_timeout", GW, GW_BASE "timeouts:\n  helo: 5s\n", "6:3",
 	    "timeouts: unknown key: 'helo' (allowed: hello, handshake, "
 	    "keepalive, dead_peer, drain, announce)" },
@@ -463,7 +464,7 @@ static const struct bad bad_configs[] = {
 	    "looks like a porch-gateway config" },
 	{ "ag_unknown_top", AG, AG_BASE "servics: []\n", "9:1",
 	    "allowed: identity, name, admin, admin_public, gateways, "
-	    "reconnect, timeouts, limits, services, acme)" },
+	    "reconnect, timeouts, limits, services, acme, dns)" },
 	{ "ag_bad_name", AG, "name: \"my host\"\n" AG_BASE, "1:7",
 	    "name: bad name: 'my host'" },
 	{ "ag_gw_no_port", AG, "identity: a\ngateways:\n"
@@ -510,7 +511,7 @@ static const struct bad bad_configs[] = {
 	{ "ag_service_unknown", AG, AG_BASE "    backend: 127.0.0.1:1\n",
 	    "9:5", "allowed: hostname, tls, http, h2c, proxy_protocol, "
 	    "priority, policy, health, certificate, certificate_names, "
-	    "max_connections)" },
+	    "max_connections, dns)" },
 	{ "ag_reconnect_order", AG, AG_BASE "reconnect: {min: 1m, max: 30s}\n",
 	    "9:18", "reconnect.min: above reconnect.max: '1m' (max is 30s" },
 	{ "ag_reconnect_max_low", AG, AG_BASE "reconnect: {max: 100ms}\n",
