@@ -123,6 +123,11 @@ main(int argc, char *argv[])
 		fprintf(stderr, "porch-agent: out of memory\n");
 		goto out;
 	}
+	/* The TSIG key is checked by -t too (needs no event loop). */
+	if (agent_dns_init(&a, err, sizeof(err)) == -1) {
+		fprintf(stderr, "porch-agent: dns: %s\n", err);
+		goto out;
+	}
 	if (test) {
 		printf("configuration OK (agent key %s)\n",
 		    key_pub_text(a.key.pub, kt));
@@ -138,10 +143,6 @@ main(int argc, char *argv[])
 	}
 	if (agent_term_init(&a, err, sizeof(err)) == -1) {
 		fprintf(stderr, "porch-agent: %s\n", err);
-		goto out;
-	}
-	if (agent_dns_init(&a, err, sizeof(err)) == -1) {
-		fprintf(stderr, "porch-agent: dns: %s\n", err);
 		goto out;
 	}
 	if ((a.tls_ctx = tun_tls_client_ctx(err, sizeof(err))) == NULL)

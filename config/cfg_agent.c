@@ -877,19 +877,20 @@ cfg_agent_service_dns(struct cfg_doc *d, const struct cfg_agent *a,
 			continue;
 		snprintf(f, sizeof(f), "services[%zu].dns", i);
 		if (a->dns == NULL)
-			return cfg_bad(d, cfg_map_get(seq->kids[i], "dns"), f,
-			    "dns: true needs a DNS server", "add a 'dns:' "
-			    "section with provider, server, zone and tsig_key");
+			return cfg_error(d, cfg_map_get(seq->kids[i], "dns"),
+			    "%s: dns: true needs a DNS server (add a 'dns:' "
+			    "section with provider, server, zone and tsig_key)",
+			    f);
 		h = a->services[i].hostname;
 		z = a->dns->zone;
 		hl = strlen(h);
 		zl = strlen(z);
 		if (!(hl == zl && strcmp(h, z) == 0) && !(hl > zl &&
 		    h[hl - zl - 1] == '.' && strcmp(h + hl - zl, z) == 0))
-			return cfg_bad(d, cfg_map_get(seq->kids[i], "dns"), f,
-			    "hostname outside the zone", "%s is not in zone "
-			    "%s (dns.zone); set dns: false for it or keep "
-			    "another agent's records for that zone", h, z);
+			return cfg_error(d, cfg_map_get(seq->kids[i], "dns"),
+			    "%s: %s is not in zone %s (dns.zone): leave dns "
+			    "out for it, or let an agent with that zone keep "
+			    "its records", f, h, z);
 	}
 	return 0;
 }
@@ -956,12 +957,12 @@ cfg_agent_dns_provider(struct cfg_doc *d, const struct cfg_node *map,
 	if (c->provider != CFG_DNS_RFC2136)
 		return 0;
 	if (c->server == NULL)
-		return cfg_bad(d, map, "dns", "server missing", "add the "
-		    "zone's primary server, e.g. 'server: ns1.example.org:53'");
+		return cfg_error(d, map, "dns: server missing (add the zone's "
+		    "primary server, e.g. 'server: ns1.example.org:53')");
 	if (c->tsig_key == NULL)
-		return cfg_bad(d, map, "dns", "tsig_key missing", "add the key "
+		return cfg_error(d, map, "dns: tsig_key missing (add the key "
 		    "file 'tsig-keygen -a hmac-sha256 NAME' wrote, e.g. "
-		    "'tsig_key: /etc/porch/dns.key'");
+		    "'tsig_key: /etc/porch/dns.key')");
 	return 0;
 }
 

@@ -558,8 +558,8 @@ cfg_gw_public(struct cfg_doc *d, const struct cfg_node *map,
 	if (cfg_expect_list(d, n, what) == -1)
 		return -1;
 	if ((cnt = cfg_list_len(n)) > 8)
-		return cfg_bad(d, n, what, "too many addresses", "list at most "
-		    "8 (agents publish at most 8 per gateway)");
+		return cfg_error(d, n, "%s: too many addresses (list at most "
+		    "8; agents publish at most 8 per gateway)", what);
 	if (cnt > 0 && (gw->public_addrs = cfg_alloc(d, cnt,
 	    sizeof(*gw->public_addrs))) == NULL)
 		return -1;
