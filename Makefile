@@ -28,8 +28,9 @@ WARN	:= -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes \
 	   -Wshadow -Wpointer-arith -Wsign-compare -Wcast-qual
 # The layers: each folder sees only the headers of the folders it may
 # use, so an include across layers fails to compile.  lib/ sees nothing
-# else; config/, tunnel/ and acme/ see lib/; the daemons see the tunnel,
-# the config and lib/ (the agent acme/ too); porchctl needs no tunnel.
+# else; config/, tunnel/, acme/ and ddns/ see lib/; the daemons see the
+# tunnel, the config and lib/ (the agent acme/ and ddns/ too); porchctl
+# needs no tunnel.
 INC_lib	    := -Ilib
 INC_config  := -Iconfig -Ilib
 INC_tunnel  := -Itunnel -Ilib

@@ -123,6 +123,11 @@ main(int argc, char *argv[])
 		fprintf(stderr, "porch-agent: out of memory\n");
 		goto out;
 	}
+	/* The TSIG key is checked by -t too (needs no event loop). */
+	if (agent_dns_init(&a, err, sizeof(err)) == -1) {
+		fprintf(stderr, "porch-agent: dns: %s\n", err);
+		goto out;
+	}
 	if (test) {
 		printf("configuration OK (agent key %s)\n",
 		    key_pub_text(a.key.pub, kt));
@@ -165,6 +170,8 @@ main(int argc, char *argv[])
 	agent_svc_start(&a);
 	if (agent_acme_start(&a) == -1)
 		fatalx("acme: out of memory");
+	if (agent_dns_start(&a) == -1)
+		fatalx("dns: out of memory");
 	if (agent_admin_start(&a, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	for (i = 0; i < a.ngws; i++)
@@ -178,6 +185,7 @@ main(int argc, char *argv[])
 	 * gateway, which must still exist then. */
 	agent_admin_stop(&a);
 	agent_reload_cancel(&a);
+	agent_dns_free(&a);	/* its lookup is on a.dns */
 	dns_free(a.dns);
 	agent_svc_stop(&a);	/* health checkers: they call gateways */
 	agent_acme_free(&a);	/* its job claims names on gateways */
@@ -196,6 +204,7 @@ main(int argc, char *argv[])
 	rc = 0;
 out:
 	agent_acme_free(&a);
+	agent_dns_free(&a);
 	agent_term_free(&a);
 	agent_svc_clear(&a);
 	key_clear(&a.key);
@@ -404,6 +413,7 @@ agent_reload_apply(struct agent *a, struct cfg_agent *ncfg)
 	agent_svc_reload_apply(a, sr, &sc);
 	agent_reload_gws_apply(a, gws, ncfg->ngateways, &gc);
 	agent_acme_reload(a);
+	agent_dns_reload(a);
 	agent_term_services_changed(a);
 	agent_admin_reload(a);
 	cfg_agent_free(old);

@@ -18,6 +18,7 @@ struct agent_svc_index;
 struct agent_svc_conns;
 struct agent_acme;
 struct agent_term;
+struct agent_dns;
 struct dns;
 struct evbuffer;
 struct agent_health;
@@ -76,6 +77,7 @@ struct agent {
 	char			 admin_secret_path[1024];
 	struct agent_acme	*acme;		/* certificates, or NULL */
 	struct agent_term	*term;		/* TLS ended here, or NULL */
+	struct agent_dns	*dnsu;		/* DNS updates, or NULL */
 	uint64_t		 instance;	/* random, this process (HELLO) */
 	/* A SIGHUP whose backend names are being looked up: its config,
 	 * and the answers (which agent_backend_resolve uses meanwhile). */
@@ -149,6 +151,12 @@ void		 agent_gw_announce(struct agent_gw *,
 /* Send c as CLAIM (kinds set) or UNCLAIM (kinds 0), if ready. */
 void		 agent_gw_send_claim(struct agent_gw *, const struct tun_claim *);
 void		 agent_gw_free(struct agent_gw *);
+/* The pinned key; the gateway's last CLUSTER view on its tunnel (0
+ * entries when none came: an older gateway, or no tunnel). */
+const uint8_t	*agent_gw_key(const struct agent_gw *);
+size_t		 agent_gw_cluster(const struct agent_gw *,
+		    const struct tun_gw_info **);
+int		 agent_gw_has_cluster(const struct agent_gw *);
 /* The agent-wide stream limit now (limits.max_streams within what the
  * descriptors allow), and one gateway's share of it. */
 unsigned	 agent_gw_stream_limit(const struct agent *);
@@ -324,6 +332,23 @@ void		 agent_term_open(struct agent *, struct tun *,
 /* Answer a tls-alpn-01 probe for name (RFC 8737), then close. */
 void		 agent_term_alpn01(struct agent *, struct tun_stream *,
 		    const char *name, const char *key_auth);
+
+/*
+ * agent_dns.c: DNS records that follow the cluster (dns:).  Each
+ * published hostname's A/AAAA records list the public addresses of the
+ * gateways that can serve it now, kept by RFC 2136 updates (ddns/) that
+ * add and delete single records, so replicas share the RRset.
+ */
+int		 agent_dns_init(struct agent *, char *err, size_t errlen);
+int		 agent_dns_start(struct agent *);	/* needs the base */
+void		 agent_dns_free(struct agent *);
+/* After a reload (a->cfg is the new config). */
+void		 agent_dns_reload(struct agent *);
+/* A tunnel, a claim or a gateway's view changed: look again (soon,
+ * coalesced).  Safe to call at any time, also without dns:. */
+void		 agent_dns_changed(struct agent *);
+struct json_t	*agent_dns_status(struct agent *);
+void		 agent_dns_metrics(struct agent *, struct evbuffer *);
 
 /*
  * agent_relay.c: bytes both ways between two bufferevents, with

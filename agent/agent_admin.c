@@ -184,10 +184,10 @@ agent_admin_status(struct agent *a)
 		if ((o = agent_admin_service(a, svc)) != NULL)
 			json_array_append_new(svcs, o);
 	}
-	return json_pack("{s:{s:s, s:s, s:b}, s:o, s:o, s:o*}",
+	return json_pack("{s:{s:s, s:s, s:b}, s:o, s:o, s:o*, s:o*}",
 	    "agent", "name", a->cfg->name, "key", key_pub_text(a->key.pub, kt),
 	    "draining", a->stopping, "gateways", gws, "services", svcs,
-	    "certificates", agent_acme_status(a));
+	    "certificates", agent_acme_status(a), "dns", agent_dns_status(a));
 }
 
 /*
@@ -265,4 +265,5 @@ agent_admin_metrics(struct agent *a, struct evbuffer *out)
 			    a->services[i]->cfg->hostname, &msg),
 			    "claimed") == 0);
 	agent_acme_metrics(a, out);
+	agent_dns_metrics(a, out);
 }

@@ -69,6 +69,11 @@ struct agent_gw {
 	char			 limit_first[NAME_MAX_LEN + 1];
 	char			 limit_msg[TUN_MSG_MAX + 1];
 	TAILQ_ENTRY(agent_gw)	 entry;		/* a->retired */
+	/* The gateway's last CLUSTER frame on this tunnel: itself and its
+	 * live peers with their public addresses (agent_dns.c). */
+	struct tun_gw_info	*cluster;	/* TUN_CLUSTER_GW_MAX */
+	size_t			 ncluster;
+	int			 has_cluster;	/* one came on this tunnel */
 };
 
 /* A refused duplicate retries no sooner than this: the other agent with
@@ -101,6 +106,8 @@ static void	agent_gw_goaway(struct tun *, const struct tun_reason *,
 static void	agent_gw_stream_closed(struct tun *, struct tun_stream *,
 		    const char *, void *);
 static void	agent_gw_closed(struct tun *, const char *, void *);
+static void	agent_gw_frame(struct tun *, const struct tun_frame *,
+		    void *);
 
 static const struct tun_ops agent_gw_ops = {
 	.authed = agent_gw_authed,
@@ -109,6 +116,7 @@ static const struct tun_ops agent_gw_ops = {
 	.goaway = agent_gw_goaway,
 	.stream_closed = agent_gw_stream_closed,
 	.closed = agent_gw_closed,
+	.frame = agent_gw_frame,
 };
 
 struct agent_gw *
@@ -265,6 +273,7 @@ agent_gw_free(struct agent_gw *g)
 	free(g->address);
 	free(g->host);
 	free(g->server_name);
+	free(g->cluster);
 	agent_gw_claim_clear(g);
 	free(g);
 }
@@ -383,6 +392,7 @@ agent_gw_authed(struct tun *tun, const struct tun_hello *h, char *msg,
 	/* Certificate orders in progress: their probes come here too. */
 	agent_acme_foreach_name(a, agent_gw_claim_acme, tun);
 	agent_acme_kick(a);
+	agent_dns_changed(a);
 	return 0;
 }
 
@@ -458,6 +468,7 @@ agent_gw_claim(struct tun *tun, uint8_t type, const struct tun_claim *c,
 	    c->status == TUN_CLAIM_OK ? "" : c->msg);
 	agent_acme_claim_result(g->a, g->name, c->name,
 	    c->status == TUN_CLAIM_OK);
+	agent_dns_changed(g->a);
 	switch (c->status) {
 	case TUN_CLAIM_OK:
 		log_info("gateway %s: serving %s", g->name, c->name);
@@ -610,6 +621,55 @@ agent_gw_stream_closed(struct tun *tun, struct tun_stream *s,
 	}
 }
 
+/*
+ * CLUSTER: where this gateway and its live peers are.  A malformed one
+ * is logged and the view kept (PROTOCOL §4.9); a gateway never sends
+ * it to a dialer it has not admitted, so it comes after our HELLO.
+ */
+static void
+agent_gw_frame(struct tun *tun, const struct tun_frame *f, void *arg)
+{
+	struct agent_gw	*g = arg;
+	size_t		 n;
+
+	(void)tun;
+	if (f->type != TUN_CLUSTER)
+		return;
+	if (g->cluster == NULL && (g->cluster = calloc(TUN_CLUSTER_GW_MAX,
+	    sizeof(*g->cluster))) == NULL) {
+		log_warnx("gateway %s: out of memory for its CLUSTER view",
+		    g->name);
+		return;
+	}
+	if (tun_cluster_parse(f, g->cluster, &n) == -1) {
+		log_warnx("gateway %s: malformed CLUSTER frame ignored",
+		    g->name);
+		return;
+	}
+	g->ncluster = n;
+	g->has_cluster = 1;
+	agent_dns_changed(g->a);
+}
+
+size_t
+agent_gw_cluster(const struct agent_gw *g, const struct tun_gw_info **out)
+{
+	*out = g->cluster;
+	return g->has_cluster ? g->ncluster : 0;
+}
+
+int
+agent_gw_has_cluster(const struct agent_gw *g)
+{
+	return g->has_cluster;
+}
+
+const uint8_t *
+agent_gw_key(const struct agent_gw *g)
+{
+	return g->key;
+}
+
 static void
 agent_gw_closed(struct tun *tun, const char *reason, void *arg)
 {
@@ -621,6 +681,9 @@ agent_gw_closed(struct tun *tun, const char *reason, void *arg)
 	g->close_pending = 0;
 	agent_gw_claim_clear(g);	/* the gateway forgot them too */
 	agent_gw_limit_log(g);
+	g->ncluster = 0;		/* its view came with the tunnel */
+	g->has_cluster = 0;
+	agent_dns_changed(g->a);
 	if (g->retired) {
 		log_info("gateway %s (dropped by the reload): tunnel "
 		    "closed: %s", g->name, reason);

@@ -71,6 +71,10 @@ struct cfg_gateway {
 	unsigned		 connections_per_source; /* 0: a quarter of
 							 * max_connections */
 	unsigned		 handshakes_per_source;	/* default 16 */
+	/* Where visitors reach this gateway (sent to agents for DNS);
+	 * none: never published. */
+	struct sockaddr_storage	*public_addrs;	/* port 0 */
+	size_t			 npublic;
 	struct cfg_grant	*agents;
 	size_t			 nagents;
 	struct cfg_peer		*peers;
@@ -160,6 +164,25 @@ struct cfg_service {
 	enum cfg_policy		 policy;
 	struct cfg_health	 health;
 	unsigned		 max_connections; /* to its backend, 1024 */
+	int			 dns;		/* records kept (dns: section) */
+};
+
+enum cfg_dns_provider {
+	CFG_DNS_RFC2136 = 1,	/* dynamic updates signed with TSIG */
+	CFG_DNS_EXEC,		/* a command gets the record sets as JSON */
+};
+
+/* dns: keep each published hostname's A/AAAA at the live gateways. */
+struct cfg_dns {
+	enum cfg_dns_provider provider;
+	char		*server;	/* rfc2136: "host:port" as written */
+	char		*host;
+	unsigned	 port;		/* default 53 */
+	char		*zone;		/* normalized, no final dot */
+	char		*tsig_key;	/* rfc2136: key file (tsig-keygen) */
+	char		*command;	/* exec: sh -c command */
+	unsigned	 ttl_ms;	/* default 60 s */
+	unsigned	 grace_ms;	/* default 30000 */
 };
 
 struct cfg_agent {
@@ -185,6 +208,7 @@ struct cfg_agent {
 	struct cfg_listen	*admin;			/* status, or NULL */
 	int			 admin_public;		/* admin off loopback */
 	struct cfg_acme		*acme;			/* or NULL */
+	struct cfg_dns		*dns;			/* or NULL */
 };
 
 /*

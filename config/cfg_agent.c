@@ -82,6 +82,15 @@ static int	 cfg_agent_eab(struct cfg_doc *,
 static int	 cfg_agent_challenges(struct cfg_doc *,
 		    const struct cfg_node *, struct cfg_node *, const char *,
 		    void *);
+static int	 cfg_agent_dns(struct cfg_doc *,
+		    const struct cfg_node *, struct cfg_node *, const char *,
+		    void *);
+static int	 cfg_agent_dns_server(struct cfg_doc *,
+		    const struct cfg_node *, struct cfg_node *, const char *,
+		    void *);
+static int	 cfg_agent_dns_provider(struct cfg_doc *,
+		    const struct cfg_node *, struct cfg_node *, const char *,
+		    void *);
 static int	 cfg_agent_retry(struct cfg_doc *,
 		    const struct cfg_node *, struct cfg_node *, const char *,
 		    void *);
@@ -128,6 +137,15 @@ static const char *const cfg_agent_proxy_names[] = {
 static const struct cfg_enum cfg_agent_proxy_enum = {
 	cfg_agent_proxy_names, CFG_NITEMS(cfg_agent_proxy_names),
 	"unknown PROXY protocol version", "use off, v1 or v2"
+};
+static const char *const cfg_agent_dns_provider_names[] = {
+	[0] = NULL,
+	[CFG_DNS_RFC2136] = "rfc2136",
+};
+static const struct cfg_enum cfg_agent_dns_provider_enum = {
+	cfg_agent_dns_provider_names, CFG_NITEMS(cfg_agent_dns_provider_names),
+	"unknown provider", "use rfc2136 (dynamic updates signed with a "
+	"TSIG key)"
 };
 static const char *const cfg_agent_policy_names[] = {
 	[CFG_POLICY_FAILOVER] = "failover",
@@ -188,9 +206,12 @@ static const struct cfg_key cfg_agent_keys[] = {
 	CFG_SECTION("limits", cfg_agent_limit_keys, NULL, NULL),
 	/* acme (its errors before the services') */
 	CFG_CHECK(cfg_agent_acme),
+	/* dns (before the services, which may ask for it) */
+	CFG_CHECK(cfg_agent_dns),
 	CFG_FUNC("services", cfg_agent_services, "list the hostnames to "
 	    "publish, each with a tls or http backend"),
 	CFG_OTHER("acme"),
+	CFG_OTHER("dns"),
 	CFG_END
 };
 
@@ -241,6 +262,7 @@ static const struct cfg_key cfg_agent_service_keys[] = {
 	CFG_OTHER("certificate_names"),
 	CFG_KEY("max_connections", CFG_T_UINT, max_connections,
 	    1, 1000000, 1024),
+	CFG_KEY("dns", CFG_T_BOOL, dns, 0, 1, 0),
 	CFG_END
 };
 
@@ -280,6 +302,21 @@ static const struct cfg_key cfg_agent_acme_keys[] = {
 };
 #undef CFG_OBJ
 
+#define CFG_OBJ	struct cfg_dns
+static const struct cfg_key cfg_agent_dns_keys[] = {
+	CFG_ENUM("provider", provider, &cfg_agent_dns_provider_enum,
+	    "add 'provider: rfc2136'"),
+	CFG_NEED("zone", CFG_T_HOSTNAME, zone, "add the zone the names are "
+	    "in, e.g. 'zone: example.org'"),
+	CFG_FUNC("server", cfg_agent_dns_server, NULL),
+	CFG_KEY("tsig_key", CFG_T_PATH, tsig_key, 0, 0, 0),
+	CFG_KEY("ttl", CFG_T_DURATION, ttl_ms, 1000, CFG_MS_MAX, 60000),
+	CFG_KEY("grace", CFG_T_DURATION, grace_ms, 1000, CFG_MS_MAX, 30000),
+	CFG_CHECK(cfg_agent_dns_provider),
+	CFG_END
+};
+#undef CFG_OBJ
+
 #define CFG_HEALTH_PATH_MAX	255
 
 static struct cfg_agent *cfg_agent_parse_doc(const char *, const char *,
@@ -291,6 +328,8 @@ static int	 cfg_agent_http_only(struct cfg_doc *,
 		    const struct cfg_health *, const struct cfg_node *,
 		    const char *);
 static int	 cfg_agent_service_acme(struct cfg_doc *,
+		    const struct cfg_agent *, struct cfg_node *);
+static int	 cfg_agent_service_dns(struct cfg_doc *,
 		    const struct cfg_agent *, struct cfg_node *);
 
 struct cfg_agent *
@@ -356,6 +395,14 @@ cfg_agent_free(struct cfg_agent *a)
 		free(a->acme->renew_hook);
 		free(a->acme);
 	}
+	if (a->dns != NULL) {
+		free(a->dns->server);
+		free(a->dns->host);
+		free(a->dns->zone);
+		free(a->dns->tsig_key);
+		free(a->dns->command);
+		free(a->dns);
+	}
 	free(a);
 }
 
@@ -376,6 +423,8 @@ cfg_agent_parse_doc(const char *name, const char *text, size_t len,
 	    cfg_agent_top(&d) == -1 ||
 	    cfg_walk(&d, d.root, NULL, cfg_agent_keys, a) == -1 ||
 	    cfg_agent_service_acme(&d, a, cfg_map_get(d.root,
+	    "services")) == -1 ||
+	    cfg_agent_service_dns(&d, a, cfg_map_get(d.root,
 	    "services")) == -1) {
 		cfg_doc_clear(&d);
 		cfg_agent_free(a);
@@ -400,7 +449,7 @@ cfg_agent_top(struct cfg_doc *d)
 			    "this looks like a porch-gateway config; "
 			    "porch-agent takes identity, name, admin, "
 			    "gateways, reconnect, timeouts, limits, services, "
-			    "acme");
+			    "acme, dns");
 	}
 	return 0;
 }
@@ -811,6 +860,109 @@ cfg_agent_service_acme(struct cfg_doc *d, const struct cfg_agent *a,
 		    "certificate" : "certificate: acme needs a CA", "add an "
 		    "'acme:' section with directory, email and agree_tos");
 	}
+	return 0;
+}
+
+/* dns: true needs the dns: section, and a name inside its zone. */
+static int
+cfg_agent_service_dns(struct cfg_doc *d, const struct cfg_agent *a,
+    struct cfg_node *seq)
+{
+	const char	*h, *z;
+	size_t		 i, hl, zl;
+	char		 f[80];
+
+	for (i = 0; i < a->nservices; i++) {
+		if (!a->services[i].dns)
+			continue;
+		snprintf(f, sizeof(f), "services[%zu].dns", i);
+		if (a->dns == NULL)
+			return cfg_error(d, cfg_map_get(seq->kids[i], "dns"),
+			    "%s: dns: true needs a DNS server (add a 'dns:' "
+			    "section with provider, server, zone and tsig_key)",
+			    f);
+		h = a->services[i].hostname;
+		z = a->dns->zone;
+		hl = strlen(h);
+		zl = strlen(z);
+		if (!(hl == zl && strcmp(h, z) == 0) && !(hl > zl &&
+		    h[hl - zl - 1] == '.' && strcmp(h + hl - zl, z) == 0))
+			return cfg_error(d, cfg_map_get(seq->kids[i], "dns"),
+			    "%s: %s is not in zone %s (dns.zone): leave dns "
+			    "out for it, or let an agent with that zone keep "
+			    "its records", f, h, z);
+	}
+	return 0;
+}
+
+/* Where the records are kept: the dns section. */
+static int
+cfg_agent_dns(struct cfg_doc *d, const struct cfg_node *root,
+    struct cfg_node *n, const char *what, void *obj)
+{
+	struct cfg_agent	*a = obj;
+	struct cfg_node		*map;
+
+	(void)n;
+	(void)what;
+	if ((map = cfg_map_get(root, "dns")) == NULL)
+		return 0;
+	if ((a->dns = cfg_alloc(d, 1, sizeof(*a->dns))) == NULL)
+		return -1;
+	return cfg_walk(d, map, "dns", cfg_agent_dns_keys, a->dns);
+}
+
+/* The zone's primary: host:port, [v6]:port, or a host alone (53). */
+static int
+cfg_agent_dns_server(struct cfg_doc *d, const struct cfg_node *map,
+    struct cfg_node *n, const char *what, void *obj)
+{
+	struct cfg_dns	*c = obj;
+	struct cfg_node	 with_port;
+	const char	*s, *colon;
+	char		*full;
+	int		 rc;
+
+	(void)map;
+	if (n == NULL)
+		return 0;
+	if (cfg_string(d, n, what, &s) == -1)
+		return -1;
+	if (s[0] == '[' || ((colon = strchr(s, ':')) != NULL &&
+	    strchr(colon + 1, ':') == NULL))
+		return cfg_address(d, n, what, &c->server, &c->host,
+		    &c->port);
+	if (colon != NULL)
+		return cfg_bad(d, n, what, "bad address", "write an IPv6 "
+		    "server as '[2001:db8::53]:53'");
+	if (asprintf(&full, "%s:53", s) == -1)
+		return cfg_nomem(d);
+	with_port = *n;
+	with_port.str = full;
+	with_port.len = strlen(full);
+	rc = cfg_address(d, &with_port, what, &c->server, &c->host, &c->port);
+	free(full);
+	return rc;
+}
+
+/* What each provider needs. */
+static int
+cfg_agent_dns_provider(struct cfg_doc *d, const struct cfg_node *map,
+    struct cfg_node *n, const char *what, void *obj)
+{
+	struct cfg_dns	*c = obj;
+
+	(void)n;
+	(void)what;
+	if (c->provider != CFG_DNS_RFC2136)
+		return 0;
+	if (c->server == NULL)
+		return cfg_error(d, map, "dns: server missing (add the zone's "
+		    "primary server, e.g. 'server: ns1.example.org:53')");
+	if (c->tsig_key == NULL)
+		return cfg_error(d, map, "dns: tsig_key missing (add the key "
+		    "file 'tsig-keygen -a hmac-sha256 NAME' wrote, e.g. "
+		    "'tsig_key: /etc/porch/dns.key')");
 	return 0;
 }
 

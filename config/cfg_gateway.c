@@ -7,6 +7,9 @@
  * first error with its position.
  */
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +19,8 @@
 #include "cfg_tree.h"
 
 #define CFG_OBJ	struct cfg_gateway
+static int	 cfg_gw_public(struct cfg_doc *, const struct cfg_node *,
+		    struct cfg_node *, const char *, void *);
 static int	 cfg_gw_admin(struct cfg_doc *, const struct cfg_node *,
 		    struct cfg_node *, const char *, void *);
 static int	 cfg_gw_listen(struct cfg_doc *, const struct cfg_node *,
@@ -95,6 +100,7 @@ static const struct cfg_key cfg_gw_keys[] = {
 	    "listen section with tunnel and tls or http addresses"),
 	CFG_SECTION("timeouts", cfg_gw_timeout_keys, cfg_gw_timeouts, NULL),
 	CFG_SECTION("limits", cfg_gw_limit_keys, NULL, NULL),
+	CFG_FUNC("public_addresses", cfg_gw_public, NULL),
 	CFG_FUNC("agents", cfg_gw_agents, NULL),
 	CFG_FUNC("peers", cfg_gw_peers, NULL),
 	CFG_END
@@ -183,6 +189,7 @@ cfg_gateway_free(struct cfg_gateway *gw)
 
 	if (gw == NULL)
 		return;
+	free(gw->public_addrs);
 	free(gw->file);
 	free(gw->identity);
 	free(gw->name);
@@ -527,6 +534,58 @@ cfg_gw_peer_hostnames(struct cfg_doc *d, const struct cfg_node *map,
 		return 0;
 	p->has_hostnames = 1;
 	return cfg_gw_patterns(d, n, what, &p->patterns, &p->npatterns);
+}
+
+/*
+ * public_addresses: where visitors reach this gateway, sent to agents
+ * that keep DNS records (IPv4 and IPv6 literals, no port, at most 8).
+ */
+static int
+cfg_gw_public(struct cfg_doc *d, const struct cfg_node *map,
+    struct cfg_node *n, const char *what, void *obj)
+{
+	struct cfg_gateway	*gw = obj;
+	struct cfg_node		*it;
+	struct sockaddr_in	*in;
+	struct sockaddr_in6	*in6;
+	const char		*s;
+	char			 f[64];
+	size_t			 i, j, cnt;
+
+	(void)map;
+	if (n == NULL)
+		return 0;
+	if (cfg_expect_list(d, n, what) == -1)
+		return -1;
+	if ((cnt = cfg_list_len(n)) > 8)
+		return cfg_error(d, n, "%s: too many addresses (list at most "
+		    "8; agents publish at most 8 per gateway)", what);
+	if (cnt > 0 && (gw->public_addrs = cfg_alloc(d, cnt,
+	    sizeof(*gw->public_addrs))) == NULL)
+		return -1;
+	for (i = 0; i < cnt; i++) {
+		it = cfg_list_item(n, i);
+		snprintf(f, sizeof(f), "%s[%zu]", what, i);
+		if (cfg_string(d, it, f, &s) == -1)
+			return -1;
+		in = (struct sockaddr_in *)&gw->public_addrs[i];
+		in6 = (struct sockaddr_in6 *)&gw->public_addrs[i];
+		if (inet_pton(AF_INET, s, &in->sin_addr) == 1)
+			in->sin_family = AF_INET;
+		else if (inet_pton(AF_INET6, s, &in6->sin6_addr) == 1)
+			in6->sin6_family = AF_INET6;
+		else
+			return cfg_bad(d, it, f, "not an IP address", "write "
+			    "the address visitors reach this gateway at, "
+			    "without a port, e.g. 192.0.2.1 or 2001:db8::1");
+		for (j = 0; j < i; j++)
+			if (memcmp(&gw->public_addrs[j], &gw->public_addrs[i],
+			    sizeof(gw->public_addrs[i])) == 0)
+				return cfg_bad(d, it, f, "duplicate address",
+				    "list each address once");
+		gw->npublic++;
+	}
+	return 0;
 }
 
 /*

@@ -20,6 +20,7 @@
 static char	*ctl_fetch(const char *, char *, size_t);
 static void	 ctl_print(json_t *);
 static void	 ctl_print_peers(json_t *);
+static void	 ctl_print_dns(json_t *);
 static const char *ctl_num(json_t *, const char *, const char *, char *,
 		    size_t);
 
@@ -91,6 +92,54 @@ str(json_t *o, const char *key)
 	return s != NULL ? s : "-";
 }
 
+static void
+ctl_list(json_t *arr, char *buf, size_t len)
+{
+	json_t	*v;
+	size_t	 i, off = 0;
+
+	buf[0] = '\0';
+	json_array_foreach(arr, i, v)
+		if (off < len)
+			off += (size_t)snprintf(buf + off, len - off, "%s%s",
+			    i ? " " : "", json_string_value(v) ?
+			    json_string_value(v) : "?");
+	if (json_array_size(arr) == 0)
+		snprintf(buf, len, "(none)");
+}
+
+/* An agent's DNS records and the gateways they come from. */
+static void
+ctl_print_dns(json_t *dns)
+{
+	json_t	*v;
+	char	 pub[512], want[512];
+	size_t	 i;
+
+	if (!json_is_object(dns))
+		return;
+	printf("\ndns (zone %s at %s):\n", str(dns, "zone"),
+	    str(dns, "server"));
+	json_array_foreach(json_object_get(dns, "records"), i, v) {
+		ctl_list(json_object_get(v, "published"), pub, sizeof(pub));
+		ctl_list(json_object_get(v, "desired"), want, sizeof(want));
+		printf("  %-28s %-4s %-32s %s%s%s\n", str(v, "hostname"),
+		    str(v, "type"), pub,
+		    json_is_true(json_object_get(v, "ok")) ? "ok" : "FAILING",
+		    *str(v, "last_update") != '-' ? " at " : "",
+		    *str(v, "last_update") != '-' ? str(v, "last_update") : "");
+		if (strcmp(pub, want) != 0 ||
+		    !json_is_true(json_object_get(v, "ok")))
+			printf("    wanted %s (last: %s)\n", want,
+			    str(v, "last_result"));
+	}
+	json_array_foreach(json_object_get(dns, "gateways"), i, v) {
+		ctl_list(json_object_get(v, "addresses"), pub, sizeof(pub));
+		printf("  gateway %-20s %-16s %s\n", str(v, "name"),
+		    str(v, "state"), pub);
+	}
+}
+
 /* An agent's /status: its gateways and services. */
 static void
 ctl_print_agent(json_t *doc)
@@ -124,6 +173,7 @@ ctl_print_agent(json_t *doc)
 			    json_object_get(st, "reason") != NULL ?
 			    str(st, "reason") : "");
 	}
+	ctl_print_dns(json_object_get(doc, "dns"));
 	if (json_array_size(json_object_get(doc, "certificates")) == 0)
 		return;
 	printf("\ncertificates:\n");

@@ -147,11 +147,10 @@ int	ddns_rdata_norm(uint16_t type, const char *rdata, char *out,
 /*
  * The changes that bring an RRset from have towards want, touching only
  * what this writer owns: records in want are added, records in dead
- * (addresses of gateways the cluster has given up) deleted, any other
- * record left alone, another replica's or an admin's.  When want is
- * empty nothing is deleted: a name with stale addresses is better than
- * a name with none.  All texts normalised.  Returns the number of
- * changes written to out (at most max).
+ * (addresses of gateways the cluster has given up) deleted unless also
+ * wanted, any other record left alone, another replica's or an
+ * admin's.  All texts normalised.  Returns the number of changes
+ * written to out (at most max).
  */
 size_t	ddns_plan(const char *name, uint16_t type, uint32_t ttl,
 	    const struct ddns_rrset *have, const char *const *want,

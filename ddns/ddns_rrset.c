@@ -168,8 +168,6 @@ ddns_plan(const char *name, uint16_t type, uint32_t ttl,
 			continue;
 		out[n++] = (struct ddns_change){ 0, name, type, ttl, want[i] };
 	}
-	if (nwant == 0)
-		return n;
 	for (i = 0; i < have->n && n < max; i++) {
 		if (ddns_in(h[i], want, nwant) || !ddns_in(h[i], dead, ndead))
 			continue;

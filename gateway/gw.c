@@ -179,7 +179,7 @@ gw_reload(struct gw *gw)
 {
 	struct cfg_gateway	*ncfg, *old = gw->cfg;
 	char			 err[1024];
-	int			 admin_moved;
+	int			 admin_moved, where_moved;
 
 	if ((ncfg = cfg_gateway_load(gw->conf_path, err, sizeof(err))) ==
 	    NULL) {
@@ -195,11 +195,17 @@ gw_reload(struct gw *gw)
 	    old->admin->text) != 0);
 	if (admin_moved)
 		gw_admin_stop(gw);
+	where_moved = ncfg->npublic != old->npublic ||
+	    (ncfg->npublic > 0 && memcmp(ncfg->public_addrs,
+	    old->public_addrs, ncfg->npublic *
+	    sizeof(*ncfg->public_addrs)) != 0);
 	gw->cfg = ncfg;
 	gw_set_name(gw);
 	gw_listen_reload(gw);
 	gw_tun_reauthorize(gw);
 	gw_peer_reload(gw);
+	if (where_moved)
+		gw_cluster_reload(gw);
 	if (admin_moved && gw_admin_start(gw, err, sizeof(err)) == -1)
 		log_warnx("reload: %s", err);
 	cfg_gateway_free(old);

@@ -102,6 +102,17 @@ struct gw {
 	const char		*conf_path;
 };
 
+/*
+ * gw_cluster.c: CLUSTER frames (PROTOCOL §4.9), where this gateway and
+ * its live peers are, for agents that keep DNS records.
+ */
+void	gw_cluster_send_agent(struct gw *, struct tun *);
+void	gw_cluster_send_peer(struct gw *, struct tun *);
+/* Our public_addresses changed (reload): tell peers and agents. */
+void	gw_cluster_reload(struct gw *);
+/* gw_tun.c: send the view again to every live agent tunnel. */
+void	gw_tun_cluster_changed(struct gw *);
+
 /* gw_listen.c */
 int	gw_listen_start(struct gw *, char *err, size_t errlen);
 void	gw_listen_stop(struct gw *);
@@ -192,6 +203,11 @@ struct tun *gw_peer_lookup(struct gw *, const char *name, uint8_t kind,
 	    enum gw_peer_trust min_trust, const uint64_t *skip, size_t nskip,
 	    const char **peer_name, uint64_t *id);
 void	gw_peer_routes_changed(struct gw *);
+/* The peers whose link is up, with where each said it is (none yet:
+ * key and name only); returns how many were written (max at most). */
+size_t	gw_peer_cluster(struct gw *, struct tun_gw_info *, size_t max);
+/* Send our CLUSTER entry on every live link again (a reload). */
+void	gw_peer_cluster_resend(struct gw *);
 unsigned gw_peer_streams(struct gw *);
 /* Every peer: link state, RTT, names announced each way (jansson). */
 struct json_t *gw_peer_status(struct gw *);

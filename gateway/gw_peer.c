@@ -89,6 +89,9 @@ struct gw_peer {
 	int			 quiet_logged;
 	TAILQ_HEAD(, gw_peer_name) names;	/* this peer's, for forget */
 	TAILQ_ENTRY(gw_peer)	 entry;
+	/* Where it says it is (its CLUSTER on this link), for agents. */
+	struct tun_gw_info	 where;
+	int			 has_where;
 };
 
 /*
@@ -175,6 +178,7 @@ static uint64_t	gw_peer_expiry(struct gw *, const struct gw_peer_name *);
 static int	gw_peer_authed(struct tun *, const struct tun_hello *, char *,
 		    size_t, void *);
 static void	gw_peer_frame(struct tun *, const struct tun_frame *, void *);
+static void	gw_peer_where(struct gw_peer *, const struct tun_frame *);
 static void	gw_peer_open(struct tun *, struct tun_stream *,
 		    const struct tun_open *, void *);
 static void	gw_peer_goaway(struct tun *, const struct tun_reason *,
@@ -875,6 +879,9 @@ gw_peer_link(struct gw_peer *p, struct tun *tun)
 	p->full_due_ms = 0;
 	log_info("peer %s: link up (%s)", p->name, tun_label(tun));
 	gw_peer_routes_changed(p->gw);
+	p->has_where = 0;
+	gw_cluster_send_peer(p->gw, tun);
+	gw_tun_cluster_changed(p->gw);
 }
 
 /* Hand a link to nobody and close it; its streams end through gw_fwd. */
@@ -917,6 +924,75 @@ gw_peer_authed(struct tun *tun, const struct tun_hello *h, char *msg,
 }
 
 /*
+ * A peer's CLUSTER: where it is.  Only its own entry counts (a gateway
+ * speaks for itself); a malformed one is logged and the last kept.
+ */
+static void
+gw_peer_where(struct gw_peer *p, const struct tun_frame *f)
+{
+	struct tun_gw_info	*v;
+	size_t			 n, i;
+
+	if ((v = calloc(TUN_CLUSTER_GW_MAX, sizeof(*v))) == NULL)
+		return;
+	if (tun_cluster_parse(f, v, &n) == -1) {
+		log_warnx("peer %s: malformed CLUSTER frame ignored", p->name);
+		free(v);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		if (!(v[i].flags & TUN_CF_SELF) ||
+		    memcmp(v[i].pub, p->key, KEY_PUB_LEN) != 0)
+			continue;
+		if (!p->has_where || memcmp(&p->where, &v[i],
+		    sizeof(v[i])) != 0) {
+			p->where = v[i];
+			p->has_where = 1;
+			gw_tun_cluster_changed(p->gw);
+		}
+		break;
+	}
+	free(v);
+}
+
+void
+gw_peer_cluster_resend(struct gw *gw)
+{
+	struct gw_peer	*p;
+
+	if (gw->peers == NULL)
+		return;
+	TAILQ_FOREACH(p, &gw->peers->list, entry)
+		if (p->tun != NULL && p->authed && tun_is_ready(p->tun))
+			gw_cluster_send_peer(gw, p->tun);
+}
+
+size_t
+gw_peer_cluster(struct gw *gw, struct tun_gw_info *out, size_t max)
+{
+	struct gw_peer	*p;
+	size_t		 n = 0;
+
+	if (gw->peers == NULL)
+		return 0;
+	TAILQ_FOREACH(p, &gw->peers->list, entry) {
+		if (p->tun == NULL || !p->authed || n == max)
+			continue;
+		if (p->has_where)
+			out[n] = p->where;
+		else {
+			/* An older gateway: live, place unknown. */
+			memset(&out[n], 0, sizeof(out[n]));
+			memcpy(out[n].pub, p->key, KEY_PUB_LEN);
+			snprintf(out[n].name, sizeof(out[n].name), "%s",
+			    p->name);
+		}
+		out[n++].flags = 0;
+	}
+	return n;
+}
+
+/*
  * A peer's ANNOUNCE: a frame of a full set, or changes (no flag outside
  * a set).  Each entry refreshes only its own name; the END of a full set
  * withdraws what the set did not list.
@@ -935,13 +1011,17 @@ gw_peer_frame(struct tun *tun, const struct tun_frame *f, void *arg)
 	unsigned		 h;
 	int			 r;
 
-	if (f->type != TUN_ANNOUNCE)
+	if (f->type != TUN_ANNOUNCE && f->type != TUN_CLUSTER)
 		return;
-	/* The dialer announces only once it has accepted our key. */
+	/* The dialer sends these only once it has accepted our key. */
 	if (tun == p->pending)
 		gw_peer_link(p, tun);
 	if (tun != p->tun)
 		return;
+	if (f->type == TUN_CLUSTER) {
+		gw_peer_where(p, f);
+		return;
+	}
 	p->rx_ann_ms = now;
 	if (f->flags & TUN_F_START) {
 		gw_peer_refused(p);	/* from updates: a line of their own */
@@ -1142,7 +1222,9 @@ gw_peer_closed(struct tun *tun, const char *reason, void *arg)
 	if (p->tun != tun)
 		return;		/* an older link, already replaced */
 	p->tun = NULL;
+	p->has_where = 0;
 	gw_peer_forget(p->gw->peers, p, UINT64_MAX);
+	gw_tun_cluster_changed(p->gw);
 	if (p->refusal[0] != '\0')
 		snprintf(why, sizeof(why), "%s", p->refusal);
 	else if (!p->authed && strncmp(reason, "refused by peer: ",

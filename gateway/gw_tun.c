@@ -765,12 +765,23 @@ gw_tun_go_live(struct gw_tun *gt)
 	struct tun_claim	 c;
 
 	gt->live = 1;
+	gw_cluster_send_agent(gt->gw, gt->tun);
 	for (w = TAILQ_FIRST(&gt->wants); w != NULL; w = next) {
 		next = TAILQ_NEXT(w, entry);
 		c = w->claim;
 		gw_tun_want_del(gt, c.name);
 		gw_tun_decide(gt, &c, 0);
 	}
+}
+
+void
+gw_tun_cluster_changed(struct gw *gw)
+{
+	struct gw_tun	*gt;
+
+	TAILQ_FOREACH(gt, &gw->tunnels, entry)
+		if (gt->live && gt->tun != NULL && tun_is_ready(gt->tun))
+			gw_cluster_send_agent(gw, gt->tun);
 }
 
 static void

@@ -138,7 +138,20 @@ static const struct bad bad_configs[] = {
 	/* Gateway: keys and types. */
 	{ "gw_unknown_top", GW, GW_BASE "lisen: x\n", "5:1",
 	    "unknown key: 'lisen' (allowed: identity, name, admin, "
-	    "admin_public, listen, timeouts, limits, agents, peers)" },
+	    "admin_public, listen, timeouts, limits, public_addresses, agents, "
+	    "peers)" },
+	{ "gw_public_not_ip", GW, GW_BASE "public_addresses: [gw.example.net]\n",
+	    "5:20", "public_addresses[0]: not an IP address: 'gw.example.net' "
+	    "(write the address visitors reach this gateway at, without a "
+	    "port" },
+	{ "gw_public_port", GW, GW_BASE "public_addresses: [\"192.0.2.1:443\"]\n",
+	    "5:20", "public_addresses[0]: not an IP address" },
+	{ "gw_public_dup", GW, GW_BASE "public_addresses: [192.0.2.1, "
+	    "192.0.2.1]\n", "5:31", "public_addresses[1]: duplicate address" },
+	{ "gw_public_many", GW, GW_BASE "public_addresses: [192.0.2.1, "
+	    "192.0.2.2, 192.0.2.3, 192.0.2.4, 192.0.2.5, 192.0.2.6, 192.0.2.7, "
+	    "192.0.2.8, 192.0.2.9]\n", "5:19", "public_addresses: too many "
+	    "addresses (list at most 8;" },
 	{ "gw_unknown_timeout", GW, GW_BASE "timeouts:\n  helo: 5s\n", "6:3",
 	    "timeouts: unknown key: 'helo' (allowed: hello, handshake, "
 	    "keepalive, dead_peer, drain, announce)" },
@@ -463,7 +476,7 @@ static const struct bad bad_configs[] = {
 	    "looks like a porch-gateway config" },
 	{ "ag_unknown_top", AG, AG_BASE "servics: []\n", "9:1",
 	    "allowed: identity, name, admin, admin_public, gateways, "
-	    "reconnect, timeouts, limits, services, acme)" },
+	    "reconnect, timeouts, limits, services, acme, dns)" },
 	{ "ag_bad_name", AG, "name: \"my host\"\n" AG_BASE, "1:7",
 	    "name: bad name: 'my host'" },
 	{ "ag_gw_no_port", AG, "identity: a\ngateways:\n"
@@ -510,7 +523,33 @@ static const struct bad bad_configs[] = {
 	{ "ag_service_unknown", AG, AG_BASE "    backend: 127.0.0.1:1\n",
 	    "9:5", "allowed: hostname, tls, http, h2c, proxy_protocol, "
 	    "priority, policy, health, certificate, certificate_names, "
-	    "max_connections)" },
+	    "max_connections, dns)" },
+	/* dns: */
+	{ "ag_dns_no_section", AG, AG_BASE "    dns: true\n", "9:10",
+	    "services[0].dns: dns: true needs a DNS server (add a 'dns:' "
+	    "section with provider, server, zone and tsig_key)" },
+	{ "ag_dns_outside_zone", AG, AG_BASE "    dns: true\n"
+	    "dns: {provider: rfc2136, server: 127.0.0.1, zone: example.org, "
+	    "tsig_key: k}\n", "9:10", "services[0].dns: app.example.test is "
+	    "not in zone example.org (dns.zone): leave dns out for it" },
+	{ "ag_dns_no_server", AG, AG_BASE "dns: {provider: rfc2136, "
+	    "zone: example.test, tsig_key: k}\n", "9:6", "dns: server "
+	    "missing (add the zone's primary server" },
+	{ "ag_dns_no_key", AG, AG_BASE "dns: {provider: rfc2136, "
+	    "zone: example.test, server: ns1.example.test}\n", "9:6",
+	    "dns: tsig_key missing (add the key file 'tsig-keygen" },
+	{ "ag_dns_provider", AG, AG_BASE "dns: {provider: route53, "
+	    "zone: example.test}\n", "9:17", "dns.provider: unknown provider: "
+	    "'route53' (use rfc2136" },
+	{ "ag_dns_no_zone", AG, AG_BASE "dns: {provider: rfc2136}\n", "9:6",
+	    "add the zone the names are in" },
+	{ "ag_dns_v6_server", AG, AG_BASE "dns: {provider: rfc2136, "
+	    "zone: example.test, server: \"2001:db8::53\", tsig_key: k}\n",
+	    "9:54", "dns.server: bad address: '2001:db8::53' (write an IPv6 "
+	    "server as '[2001:db8::53]:53')" },
+	{ "ag_dns_ttl", AG, AG_BASE "dns: {provider: rfc2136, zone: "
+	    "example.test, server: ns1.example.test, tsig_key: k, ttl: 0s}\n",
+	    "9:90", "dns.ttl: out of range: '0s' (must be between 1s and 1h)" },
 	{ "ag_reconnect_order", AG, AG_BASE "reconnect: {min: 1m, max: 30s}\n",
 	    "9:18", "reconnect.min: above reconnect.max: '1m' (max is 30s" },
 	{ "ag_reconnect_max_low", AG, AG_BASE "reconnect: {max: 100ms}\n",
