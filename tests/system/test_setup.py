@@ -139,6 +139,14 @@ def test_example_config_checks_ok(tmp_path, path):
         count[0] += 1
         return keygen(str(tmp_path / f"other{count[0]}.key"))
     text = re.sub(r"ed25519:[A-Za-z0-9+/=]+", fresh, text)
+    # A TSIG key as tsig-keygen writes it, where the example names one
+    # (-t reads it too).
+    tsig = tmp_path / "dns.key"
+    tsig.write_text('key "porch-dns" {\n\talgorithm hmac-sha256;\n\t'
+                    'secret "SZzKmj7RIpcrxgGSllJ6CiZo21PJbjHylizxcNDDp4g=";'
+                    '\n};\n')
+    tsig.chmod(0o600)
+    text = re.sub(r"(?m)^(\s*tsig_key:) .*$", rf"\1 {tsig}", text)
     conf = tmp_path / base
     conf.write_text(text)
     r = run([daemon, "-t", "-c", str(conf)])
