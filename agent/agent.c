@@ -168,7 +168,7 @@ main(int argc, char *argv[])
 	    "gateway(s)", a.cfg->name, key_pub_text(a.key.pub, kt),
 	    a.nservices, a.ngws);
 	agent_svc_start(&a);
-	if (agent_acme_start(&a) == -1)
+	if (agent_child_init(&a) == -1 || agent_acme_start(&a) == -1)
 		fatalx("acme: out of memory");
 	if (agent_dns_start(&a) == -1)
 		fatalx("dns: out of memory");
@@ -195,6 +195,7 @@ main(int argc, char *argv[])
 	while ((g = TAILQ_FIRST(&a.retired)) != NULL)
 		agent_gw_free(g);
 	agent_term_free(&a);	/* its connections hold events */
+	agent_child_free(&a);
 	event_free(a.sig_term);
 	event_free(a.sig_int);
 	event_free(a.sig_hup);

@@ -5,6 +5,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/types.h>
 
 #include <event2/event.h>
 #include <openssl/ssl.h>
@@ -19,6 +20,7 @@ struct agent_svc_conns;
 struct agent_acme;
 struct agent_term;
 struct agent_dns;
+struct agent_child;
 struct dns;
 struct evbuffer;
 struct agent_health;
@@ -69,6 +71,8 @@ struct agent {
 	/* Gateways a reload dropped, draining their last tunnel. */
 	TAILQ_HEAD(agent_gw_list, agent_gw) retired;
 	struct event		*sig_term, *sig_int, *sig_hup;
+	struct event		*sigchld;	/* agent_child.c */
+	struct agent_child	*children;	/* watched, not yet reaped */
 	int			 stopping;	/* SIGTERM: GOAWAY sent */
 	int			 exiting;	/* loop ended: freeing */
 	struct evhttp		*admin;		/* status, or NULL */
@@ -116,6 +120,18 @@ int		 agent_resolve_get(const struct agent_resolve *,
 		    const char *text, const char *what,
 		    struct sockaddr_storage *, socklen_t *, char *err,
 		    size_t errlen);
+
+/*
+ * agent_child.c: the one SIGCHLD watcher.  A module that forks registers
+ * the child; cb gets its wait status once it has exited (and is reaped).
+ * forget: the owner is gone or reaped it itself; cb never runs.
+ */
+typedef void	(*agent_child_cb)(pid_t, int status, void *arg);
+int		 agent_child_init(struct agent *);	/* needs the base */
+void		 agent_child_free(struct agent *);
+int		 agent_child_watch(struct agent *, pid_t, agent_child_cb,
+		    void *arg);
+void		 agent_child_forget(struct agent *, pid_t);
 
 /* agent_admin.c: the status and metrics listener (admin:). */
 int		 agent_admin_start(struct agent *, char *err, size_t errlen);

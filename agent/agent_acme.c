@@ -82,17 +82,15 @@ agent_acme_start(struct agent *a)
 
 	if (m == NULL)
 		return 0;
-	m->sigchld = evsignal_new(a->base, SIGCHLD, agent_acme_sigchld_cb, m);
 	m->watchdog = event_new(a->base, -1, EV_PERSIST,
 	    agent_acme_watchdog_cb, m);
 	m->wait_timer = evtimer_new(a->base, agent_acme_wait_cb, m);
-	if (m->sigchld == NULL || m->watchdog == NULL || m->wait_timer == NULL)
+	if (m->watchdog == NULL || m->wait_timer == NULL)
 		return -1;
 	for (i = 0; i < m->ncerts; i++)
 		if ((m->certs[i]->timer = evtimer_new(a->base,
 		    agent_acme_timer_cb, m->certs[i])) == NULL)
 			return -1;
-	evsignal_add(m->sigchld, NULL);
 	event_add(m->watchdog, &tv);
 	for (i = 0; i < m->ncerts; i++) {
 		agent_acme_cert_load(m->certs[i], 1);
@@ -114,6 +112,7 @@ agent_acme_free(struct agent *a)
 		 * begins it again. */
 		kill(m->job_pid, SIGTERM);
 		waitpid(m->job_pid, NULL, 0);
+		agent_child_forget(a, m->job_pid);
 	}
 	agent_acme_hook_clear(m);
 	if (m->job_bev != NULL)
@@ -122,8 +121,6 @@ agent_acme_free(struct agent *a)
 	for (i = 0; i < m->ncerts; i++)
 		agent_acme_cert_free(m->certs[i]);
 	free(m->certs);
-	if (m->sigchld != NULL)
-		event_free(m->sigchld);
 	if (m->watchdog != NULL)
 		event_free(m->watchdog);
 	if (m->wait_timer != NULL)

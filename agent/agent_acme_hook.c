@@ -3,8 +3,8 @@
  * The renew hook: after a new certificate is saved, the configured
  * command runs (sh -c) with PORCH_CERT_NAME, PORCH_CERT_NAMES and
  * PORCH_CERT_DIR set, typically to reload whatever serves it.  Hooks run
- * beside the event loop, are reaped by the job's SIGCHLD watcher and
- * killed past a time limit by its watchdog.
+ * beside the event loop, are reaped through agent_child.c and killed
+ * past a time limit by the job's watchdog.
  */
 
 #include <sys/wait.h>
@@ -68,6 +68,9 @@ agent_acme_hook_run(struct agent_acme *m, const struct agent_cert *c)
 		execl("/bin/sh", "sh", "-c", cf->renew_hook, (char *)NULL);
 		_exit(127);
 	}
+	if (agent_child_watch(m->a, pid, agent_acme_hook_reaped, m) == -1)
+		log_warnx("acme %s: renew_hook runs unwatched: out of memory",
+		    c->name);
 	h->pid = pid;
 	h->started = time(NULL);
 	snprintf(h->name, sizeof(h->name), "%s", c->name);
@@ -75,16 +78,17 @@ agent_acme_hook_run(struct agent_acme *m, const struct agent_cert *c)
 	log_info("acme %s: running renew_hook (pid %ld)", c->name, (long)pid);
 }
 
-int
-agent_acme_hook_reaped(struct agent_acme *m, pid_t pid, int st)
+void
+agent_acme_hook_reaped(pid_t pid, int st, void *arg)
 {
+	struct agent_acme	*m = arg;
 	struct agent_acme_hook	*h;
 
 	TAILQ_FOREACH(h, &m->hooks, entry)
 		if (h->pid == pid)
 			break;
 	if (h == NULL)
-		return 0;
+		return;
 	TAILQ_REMOVE(&m->hooks, h, entry);
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		log_info("acme %s: renew_hook done", h->name);
@@ -96,7 +100,6 @@ agent_acme_hook_reaped(struct agent_acme *m, pid_t pid, int st)
 		log_warnx("acme %s: renew_hook killed by signal %d", h->name,
 		    WTERMSIG(st));
 	free(h);
-	return 1;
 }
 
 void
@@ -120,6 +123,7 @@ agent_acme_hook_clear(struct agent_acme *m)
 
 	while ((h = TAILQ_FIRST(&m->hooks)) != NULL) {
 		TAILQ_REMOVE(&m->hooks, h, entry);
+		agent_child_forget(m->a, h->pid);
 		free(h);	/* hooks outlive us: they reload backends */
 	}
 }

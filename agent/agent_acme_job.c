@@ -44,6 +44,7 @@ static int	agent_acme_parse_chal(const char *, enum acme_chal *);
 static void	agent_acme_job_end(struct agent_acme *, int ok,
 		    const char *kind, unsigned retry_s, const char *msg);
 static void	agent_acme_job_maybe_done(struct agent_acme *);
+static void	agent_acme_job_reaped(pid_t, int, void *);
 
 int
 agent_acme_spawn(struct agent_acme *m, struct agent_cert *c,
@@ -74,6 +75,13 @@ agent_acme_spawn(struct agent_acme *m, struct agent_cert *c,
 	    BEV_OPT_CLOSE_ON_FREE);
 	if (m->job_bev == NULL) {
 		close(sv[0]);
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return -1;
+	}
+	if (agent_child_watch(m->a, pid, agent_acme_job_reaped, m) == -1) {
+		bufferevent_free(m->job_bev);
+		m->job_bev = NULL;
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		return -1;
@@ -306,24 +314,17 @@ agent_acme_reply(struct agent_acme *m, const char *line)
 	bufferevent_write(m->job_bev, "\n", 1);
 }
 
-void
-agent_acme_sigchld_cb(evutil_socket_t sig, short ev, void *arg)
+/* The order process has exited (agent_child.c reaped it). */
+static void
+agent_acme_job_reaped(pid_t pid, int st, void *arg)
 {
 	struct agent_acme	*m = arg;
-	pid_t			 pid;
-	int			 st;
 
-	(void)sig;
-	(void)ev;
-	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-		if (pid == m->job_pid) {
-			m->job_reaped = 1;
-			m->job_status = st;
-			agent_acme_job_maybe_done(m);
-			continue;
-		}
-		agent_acme_hook_reaped(m, pid, st);
-	}
+	if (pid != m->job_pid)
+		return;
+	m->job_reaped = 1;
+	m->job_status = st;
+	agent_acme_job_maybe_done(m);
 }
 
 /* Jobs and hooks are bounded: nothing hangs forever. */

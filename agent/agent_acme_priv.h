@@ -90,7 +90,6 @@ struct agent_acme {
 	size_t			 ncerts;
 	TAILQ_HEAD(, agent_chal) chals;
 	TAILQ_HEAD(, agent_acme_hook) hooks;	/* running */
-	struct event		*sigchld;
 	struct event		*watchdog;	/* job and hook time limits */
 	/* The job in flight, at most one. */
 	struct agent_cert	*job;
@@ -138,7 +137,6 @@ int		 agent_acme_spawn(struct agent_acme *, struct agent_cert *,
 		    enum agent_job_kind);
 /* To the job's child: "ok" or "fail MESSAGE" after an "add". */
 void		 agent_acme_reply(struct agent_acme *, const char *);
-void		 agent_acme_sigchld_cb(evutil_socket_t, short, void *);
 void		 agent_acme_watchdog_cb(evutil_socket_t, short, void *);
 
 /* agent_acme_chal.c */
@@ -158,7 +156,7 @@ void		 agent_acme_http01_open(struct agent *, struct tun_stream *,
 void		 agent_acme_hook_run(struct agent_acme *,
 		    const struct agent_cert *);
 /* 1 if pid was a hook (then reaped and logged), else 0. */
-int		 agent_acme_hook_reaped(struct agent_acme *, pid_t, int status);
+void		 agent_acme_hook_reaped(pid_t, int status, void *m);
 /* Kill hooks past their time limit. */
 void		 agent_acme_hook_watchdog(struct agent_acme *, time_t now);
 /* The agent is going: forget the hooks (they outlive us). */

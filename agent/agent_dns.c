@@ -18,8 +18,13 @@
  * a backoff, and every 10 minutes to repair what someone else changed.
  */
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,7 +73,8 @@ struct agent_dns_set {
 	int		 synced;	/* the last sync was of these inputs */
 	unsigned	 gen;		/* of the inputs, +1 on each change */
 	unsigned	 sync_gen;	/* of those the sync in flight uses */
-	struct ddns_sync *sync;		/* in flight */
+	struct ddns_sync *sync;		/* in flight (rfc2136) */
+	struct agent_dns_exec *exec;	/* in flight (exec) */
 	unsigned	 failures;	/* in a row */
 	uint64_t	 next_ms;	/* mono: retry or refresh */
 	int		 ok;		/* last result */
@@ -97,6 +103,9 @@ struct agent_dns {
 };
 
 static void	agent_dns_look(evutil_socket_t, short, void *);
+static void	agent_dns_exec_start(struct agent_dns *, struct agent_dns_set *);
+static void	agent_dns_exec_free(struct agent_dns_exec *);
+static json_t	*agent_dns_array(char [][AGENT_DNS_ADDR_LEN], size_t);
 static void	agent_dns_resolve(struct agent_dns *);
 
 /* The hostnames to keep, two sets each, from a->cfg. */
@@ -184,8 +193,10 @@ agent_dns_free(struct agent *a)
 	if (d == NULL)
 		return;
 	a->dnsu = NULL;
-	for (i = 0; i < d->nsets; i++)
+	for (i = 0; i < d->nsets; i++) {
 		ddns_sync_cancel(d->sets[i].sync);
+		agent_dns_exec_free(d->sets[i].exec);
+	}
 	dns_cancel(d->lookup);
 	dns_free(d->direct);
 	if (d->timer != NULL)
@@ -432,6 +443,10 @@ agent_dns_synced(const struct ddns_result *res, size_t changes,
 		    i < DDNS_RRSET_MAX; i++)
 			snprintf(s->published[s->npublished++],
 			    AGENT_DNS_ADDR_LEN, "%s", have->rdata[i]);
+		if (have == NULL) {	/* exec: what the command was given */
+			memcpy(s->published, s->want, sizeof(s->want));
+			s->npublished = s->nwant;
+		}
 		s->next_ms = now + AGENT_DNS_REFRESH_MS;
 		if (changes > 0) {
 			agent_dns_list(list, sizeof(list), s->published,
@@ -460,11 +475,15 @@ agent_dns_sync(struct agent_dns *d, struct agent_dns_set *s)
 	const char		*dead[AGENT_DNS_DEAD_MAX];
 	size_t			 i;
 
+	s->sync_gen = s->gen;
+	if (c->provider == CFG_DNS_EXEC) {
+		agent_dns_exec_start(d, s);
+		return;
+	}
 	for (i = 0; i < s->nwant; i++)
 		want[i] = s->want[i];
 	for (i = 0; i < s->ndead; i++)
 		dead[i] = s->dead[i];
-	s->sync_gen = s->gen;
 	if ((s->sync = ddns_sync(d->a->base, d->direct,
 	    (struct sockaddr *)&d->server, d->serverlen, c->zone, &d->key,
 	    s->name, s->type, c->ttl_ms / 1000, want, s->nwant, dead, s->ndead,
@@ -472,6 +491,220 @@ agent_dns_sync(struct agent_dns *d, struct agent_dns_set *s)
 		log_warnx("dns: %s: out of memory", s->name);
 		s->next_ms = mono_ms() + AGENT_DNS_RETRY_MAX_MS;
 	}
+}
+
+/* ------------------------------------------------------ exec */
+
+/*
+ * provider: exec.  The command (sh -c) gets one record set as JSON on
+ * its stdin: {"zone", "name", "type", "ttl", "records": what must be
+ * there, "delete": what must not (addresses of gateways the cluster
+ * gave up)}; anything else at the name is not ours and must stay.  Exit
+ * 0 is success; otherwise the first line it wrote is logged.  It gets
+ * AGENT_DNS_EXEC_MAX_S, then SIGKILL.
+ */
+#define AGENT_DNS_EXEC_MAX_S	30
+#define AGENT_DNS_EXEC_SAID	512
+
+struct agent_dns_exec {
+	struct agent_dns_set	*s;
+	pid_t			 pid;
+	int			 out;		/* its stdout and stderr */
+	struct event		*read_ev;
+	struct event		*timer;
+	char			 said[AGENT_DNS_EXEC_SAID];
+	size_t			 nsaid;
+	int			 killed;
+};
+
+static void
+agent_dns_exec_free(struct agent_dns_exec *x)
+{
+	if (x == NULL)
+		return;
+	if (x->pid > 0) {
+		/* The agent goes, or a reload: the command does not. */
+		agent_child_forget(x->s->d->a, x->pid);
+	}
+	if (x->read_ev != NULL)
+		event_free(x->read_ev);
+	if (x->timer != NULL)
+		event_free(x->timer);
+	if (x->out != -1)
+		close(x->out);
+	free(x);
+}
+
+static void
+agent_dns_exec_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent_dns_exec	*x = arg;
+	char			 buf[1024];
+	ssize_t			 n;
+	size_t			 keep;
+
+	(void)what;
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		keep = (size_t)n;
+		if (keep > sizeof(x->said) - 1 - x->nsaid)
+			keep = sizeof(x->said) - 1 - x->nsaid;
+		memcpy(x->said + x->nsaid, buf, keep);
+		x->nsaid += keep;
+	}
+	if (n == 0) {			/* EOF: the exit status says the rest */
+		event_del(x->read_ev);
+		close(x->out);
+		x->out = -1;
+	}
+}
+
+static void
+agent_dns_exec_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent_dns_exec	*x = arg;
+
+	(void)fd;
+	(void)what;
+	x->killed = 1;
+	kill(x->pid, SIGKILL);
+}
+
+static void
+agent_dns_exec_done(pid_t pid, int st, void *arg)
+{
+	struct agent_dns_exec	*x = arg;
+	struct agent_dns_set	*s = x->s;
+	struct ddns_result	 res;
+	char			 line[AGENT_DNS_EXEC_SAID], *nl;
+
+	(void)pid;
+	x->pid = 0;
+	if (x->out != -1)		/* what it wrote before it ended */
+		agent_dns_exec_read(x->out, EV_READ, x);
+	x->said[x->nsaid] = '\0';
+	if ((nl = strchr(x->said, '\n')) != NULL)
+		*nl = '\0';		/* the first line */
+	log_escape(line, sizeof(line), x->said, strlen(x->said));
+	memset(&res, 0, sizeof(res));
+	res.rcode = -1;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+		res.status = DDNS_OK;
+		snprintf(res.text, sizeof(res.text), "the command took it");
+	} else {
+		res.status = DDNS_REFUSED;
+		if (x->killed)
+			snprintf(res.text, sizeof(res.text), "the command "
+			    "did not finish in %d s", AGENT_DNS_EXEC_MAX_S);
+		else if (WIFEXITED(st))
+			snprintf(res.text, sizeof(res.text), "the command "
+			    "failed (exit %d)%s%.300s", WEXITSTATUS(st),
+			    line[0] ? ": " : "", line);
+		else
+			snprintf(res.text, sizeof(res.text), "the command "
+			    "was killed by signal %d", WTERMSIG(st));
+	}
+	s->exec = NULL;
+	agent_dns_exec_free(x);
+	agent_dns_synced(&res, res.status == DDNS_OK ? s->nwant + s->ndead :
+	    0, NULL, s);
+}
+
+static char *
+agent_dns_exec_json(struct agent_dns *d, struct agent_dns_set *s)
+{
+	const struct cfg_dns	*c = d->a->cfg->dns;
+	json_t			*o;
+	char			*text;
+
+	o = json_pack("{s:s, s:s, s:s, s:I, s:o, s:o}", "zone", c->zone,
+	    "name", s->name, "type", s->type == DDNS_A ? "A" : "AAAA",
+	    "ttl", (json_int_t)(c->ttl_ms / 1000),
+	    "records", agent_dns_array(s->want, s->nwant),
+	    "delete", agent_dns_array(s->dead, s->ndead));
+	if (o == NULL)
+		return NULL;
+	text = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return text;
+}
+
+static void
+agent_dns_exec_start(struct agent_dns *d, struct agent_dns_set *s)
+{
+	struct agent_dns_exec	*x;
+	struct timeval		 tv = { AGENT_DNS_EXEC_MAX_S, 0 };
+	struct ddns_result	 res;
+	char			*json;
+	int			 in[2] = { -1, -1 }, out[2] = { -1, -1 };
+	size_t			 len;
+	pid_t			 pid;
+
+	memset(&res, 0, sizeof(res));
+	res.status = DDNS_NETWORK;
+	res.rcode = -1;
+	snprintf(res.text, sizeof(res.text), "cannot run the command: out "
+	    "of memory or descriptors");
+	if ((x = calloc(1, sizeof(*x))) == NULL)
+		goto fail;
+	x->s = s;
+	x->out = -1;
+	if ((json = agent_dns_exec_json(d, s)) == NULL)
+		goto fail;
+	len = strlen(json);
+	/* The set is small (at most 96 addresses): it fits a pipe. */
+	if (pipe2(in, O_CLOEXEC) == -1 || pipe2(out, O_CLOEXEC) == -1 ||
+	    write(in[1], json, len) != (ssize_t)len || write(in[1], "\n",
+	    1) != 1) {
+		free(json);
+		goto fail;
+	}
+	free(json);
+	close(in[1]);
+	in[1] = -1;
+	if ((pid = fork()) == -1)
+		goto fail;
+	if (pid == 0) {
+		signal(SIGPIPE, SIG_DFL);
+		signal(SIGCHLD, SIG_DFL);
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		dup2(out[1], 2);
+		closefrom(3);
+		execl("/bin/sh", "sh", "-c", d->a->cfg->dns->command,
+		    (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	x->pid = pid;
+	x->out = out[0];
+	evutil_make_socket_nonblocking(x->out);
+	if ((x->read_ev = event_new(d->a->base, x->out, EV_READ | EV_PERSIST,
+	    agent_dns_exec_read, x)) == NULL ||
+	    (x->timer = evtimer_new(d->a->base, agent_dns_exec_timeout,
+	    x)) == NULL ||
+	    agent_child_watch(d->a, pid, agent_dns_exec_done, x) == -1) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		x->pid = 0;
+		in[0] = out[0] = out[1] = -1;
+		goto fail;
+	}
+	event_add(x->read_ev, NULL);
+	evtimer_add(x->timer, &tv);
+	s->exec = x;
+	return;
+fail:
+	if (x != NULL && x->out == -1 && out[0] != -1)
+		close(out[0]);
+	agent_dns_exec_free(x);
+	if (in[0] != -1)
+		close(in[0]);
+	if (in[1] != -1)
+		close(in[1]);
+	if (out[1] != -1)
+		close(out[1]);
+	agent_dns_synced(&res, 0, NULL, s);
 }
 
 /* Recompute the view and every set; start the syncs that are due. */
@@ -491,7 +724,7 @@ agent_dns_look(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	d->timer_at_once = 0;
-	if (d->serverlen == 0) {
+	if (a->cfg->dns->provider == CFG_DNS_RFC2136 && d->serverlen == 0) {
 		if (d->lookup == NULL && d->direct == NULL)
 			agent_dns_resolve(d);
 		return;
@@ -524,7 +757,7 @@ agent_dns_look(evutil_socket_t fd, short what, void *arg)
 			s->synced = 0;
 			s->gen++;
 		}
-		if (s->sync != NULL)
+		if (s->sync != NULL || s->exec != NULL)
 			continue;	/* looked at again when it ends */
 		if (!s->synced && (s->failures == 0 || now >= s->next_ms))
 			agent_dns_sync(d, s);
@@ -631,12 +864,15 @@ agent_dns_status(struct agent *a)
 		if (o != NULL)
 			json_array_append_new(arr, o);
 	}
-	if (d->serverlen != 0)
+	if (c->provider == CFG_DNS_EXEC)
+		snprintf(srv, sizeof(srv), "(exec)");
+	else if (d->serverlen != 0)
 		addr_fmt((struct sockaddr *)&d->server, srv, sizeof(srv));
 	else
 		snprintf(srv, sizeof(srv), "%s (not looked up yet)",
 		    c->server);
-	return json_pack("{s:s, s:s, s:s, s:o, s:o}", "provider", "rfc2136",
+	return json_pack("{s:s, s:s, s:s, s:o, s:o}", "provider",
+	    c->provider == CFG_DNS_EXEC ? "exec" : "rfc2136",
 	    "zone", c->zone, "server", srv, "records", arr, "gateways",
 	    agent_dns_gw_status(d));
 }

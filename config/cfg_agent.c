@@ -141,11 +141,12 @@ static const struct cfg_enum cfg_agent_proxy_enum = {
 static const char *const cfg_agent_dns_provider_names[] = {
 	[0] = NULL,
 	[CFG_DNS_RFC2136] = "rfc2136",
+	[CFG_DNS_EXEC] = "exec",
 };
 static const struct cfg_enum cfg_agent_dns_provider_enum = {
 	cfg_agent_dns_provider_names, CFG_NITEMS(cfg_agent_dns_provider_names),
 	"unknown provider", "use rfc2136 (dynamic updates signed with a "
-	"TSIG key)"
+	"TSIG key) or exec (a command that gets the records as JSON)"
 };
 static const char *const cfg_agent_policy_names[] = {
 	[CFG_POLICY_FAILOVER] = "failover",
@@ -310,6 +311,7 @@ static const struct cfg_key cfg_agent_dns_keys[] = {
 	    "in, e.g. 'zone: example.org'"),
 	CFG_FUNC("server", cfg_agent_dns_server, NULL),
 	CFG_KEY("tsig_key", CFG_T_PATH, tsig_key, 0, 0, 0),
+	CFG_KEY("command", CFG_T_TEXT, command, 0, 0, 0),
 	CFG_KEY("ttl", CFG_T_DURATION, ttl_ms, 1000, CFG_MS_MAX, 60000),
 	CFG_KEY("grace", CFG_T_DURATION, grace_ms, 1000, CFG_MS_MAX, 30000),
 	CFG_CHECK(cfg_agent_dns_provider),
@@ -954,8 +956,19 @@ cfg_agent_dns_provider(struct cfg_doc *d, const struct cfg_node *map,
 
 	(void)n;
 	(void)what;
-	if (c->provider != CFG_DNS_RFC2136)
+	if (c->provider == CFG_DNS_EXEC) {
+		if (c->command == NULL)
+			return cfg_error(d, map, "dns: command missing (add "
+			    "the command that gets each record set as JSON "
+			    "on stdin, e.g. 'command: /usr/local/bin/"
+			    "dns-update')");
+		if (c->server != NULL || c->tsig_key != NULL)
+			return cfg_error(d, map, "dns: server and tsig_key "
+			    "are for provider rfc2136; exec runs command");
 		return 0;
+	}
+	if (c->command != NULL)
+		return cfg_error(d, map, "dns: command is for provider exec");
 	if (c->server == NULL)
 		return cfg_error(d, map, "dns: server missing (add the zone's "
 		    "primary server, e.g. 'server: ns1.example.org:53')");

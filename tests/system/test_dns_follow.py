@@ -6,6 +6,7 @@ Two peered gateways with public addresses from the documentation ranges
 (only DNS sees them), an agent on both, and dig reading what the
 authoritative server holds.
 """
+import json
 import re
 import signal
 import socket
@@ -17,6 +18,7 @@ import pytest
 
 from conftest import (PORCHCTL, Agent, Gateway, Nginx, admin_metrics,
                       admin_status, free_port, tls_visit)
+from porchtest.wait import wait_until
 from test_ddns import Dns, key_file
 
 NAME = "app.example.test"
@@ -266,3 +268,72 @@ def test_two_replicas_converge_without_flapping(procs, tmp_path, bind):
     for a in (a1, a2):
         assert a.proc.count(r"dns: app\.example\.test A: ") == 0, \
             a.proc.log()
+
+
+def exec_agent(procs, tmp, gws, command):
+    a = Agent(procs, tmp, name="agent", extra=f"""dns:
+  provider: exec
+  zone: example.test
+  command: {command}
+  grace: {GRACE_S}s""")
+    for g in gws:
+        a.use(g)
+        g.admit(a, [NAME])
+    a.serve(NAME, tls="127.0.0.1:9", more=("dns: true",))
+    return a
+
+
+def test_exec_provider_gets_the_record_sets_as_json(procs, tmp_path):
+    """provider: exec hands each record set to a command as JSON: what
+    must be there and what must go, for a DNS service with its own API."""
+    tmp = str(tmp_path)
+    seen = tmp_path / "seen.jsonl"
+    script = tmp_path / "dns-update"
+    script.write_text(f"#!/bin/sh\ncat >> {seen}\n")
+    script.chmod(0o755)
+    g1, g2 = gateways(procs, tmp)
+    a = exec_agent(procs, tmp, [g1, g2], str(script))
+    g1.start()
+    g2.start()
+    a.start()
+
+    def sets():
+        out = {}
+        if seen.exists():
+            for line in seen.read_text().splitlines():
+                try:
+                    j = json.loads(line)
+                except ValueError:
+                    continue        # the command is still writing it
+                out[j["type"]] = j
+        return out
+
+    wait_until(lambda: sets().get("A", {}).get("records") and
+               sorted(sets()["A"]["records"]) == ["192.0.2.1", "192.0.2.2"],
+               "the command got both A records", timeout=20)
+    got = sets()
+    assert got["A"]["zone"] == "example.test" and got["A"]["name"] == NAME
+    assert got["A"]["ttl"] == 60 and got["A"]["delete"] == []
+    assert got["AAAA"]["records"] == ["2001:db8::1"]
+    g2.proc.send_signal(signal.SIGKILL)
+    g2.proc.p.wait(timeout=5)
+    wait_until(lambda: sets()["A"]["records"] == ["192.0.2.1"] and
+               sets()["A"]["delete"] == ["192.0.2.2"],
+               "the command was told to delete g2", timeout=GRACE_S + 10)
+
+
+def test_exec_provider_failure_is_named(procs, tmp_path):
+    tmp = str(tmp_path)
+    script = tmp_path / "dns-update"
+    script.write_text("#!/bin/sh\necho 'API says: token expired' >&2\n"
+                      "exit 3\n")
+    script.chmod(0o755)
+    g1, g2 = gateways(procs, tmp)
+    a = exec_agent(procs, tmp, [g1, g2], str(script))
+    g1.start()
+    g2.start()
+    a.start()
+    a.proc.wait_log(r"dns: app\.example\.test A: the command failed "
+                    r"\(exit 3\): API says: token expired; nothing "
+                    r"changed, trying again in \d+ s", timeout=20,
+                    since_mark=False)

@@ -540,7 +540,13 @@ static const struct bad bad_configs[] = {
 	    "dns: tsig_key missing (add the key file 'tsig-keygen" },
 	{ "ag_dns_provider", AG, AG_BASE "dns: {provider: route53, "
 	    "zone: example.test}\n", "9:17", "dns.provider: unknown provider: "
-	    "'route53' (use rfc2136" },
+	    "'route53' (use rfc2136 (dynamic updates signed with a TSIG key) or "
+	    "exec" },
+	{ "ag_dns_exec_no_command", AG, AG_BASE "dns: {provider: exec, "
+	    "zone: example.test}\n", "9:6", "dns: command missing" },
+	{ "ag_dns_exec_and_key", AG, AG_BASE "dns: {provider: exec, "
+	    "zone: example.test, command: x, tsig_key: k}\n", "9:6",
+	    "dns: server and tsig_key are for provider rfc2136" },
 	{ "ag_dns_no_zone", AG, AG_BASE "dns: {provider: rfc2136}\n", "9:6",
 	    "add the zone the names are in" },
 	{ "ag_dns_v6_server", AG, AG_BASE "dns: {provider: rfc2136, "
