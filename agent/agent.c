@@ -70,35 +70,13 @@ main(int argc, char *argv[])
 	struct agent_gw	*g;
 	const char	*conf = NULL;
 	char		 err[1024], kt[KEY_TEXT_LEN];
-	int		 ch, test = 0, verbose = 0, rc = 1;
+	int		 status, test = 0, verbose = 0, rc = 1;
 	size_t		 i;
 
 	log_init("porch-agent", 0);
-	while ((ch = getopt(argc, argv, "c:dhtv")) != -1) {
-		switch (ch) {
-		case 'c':
-			conf = optarg;
-			break;
-		case 'd':
-			break;
-		case 'h':
-			agent_usage(stdout);
-			return 0;
-		case 't':
-			test = 1;
-			break;
-		case 'v':
-			verbose = 1;
-			break;
-		default:
-			agent_usage(stderr);
-			return 2;
-		}
-	}
-	if (optind != argc || conf == NULL) {
-		agent_usage(stderr);
-		return 2;
-	}
+	if ((status = proc_options(argc, argv, agent_usage, &conf, &test,
+	    &verbose)) != -1)
+		return status;
 	log_setverbose(verbose);
 
 	memset(&a, 0, sizeof(a));

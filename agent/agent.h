@@ -232,6 +232,10 @@ int		 agent_svc_is_up(const struct agent_service *);
 struct agent_service *agent_svc_lookup(struct agent *, const char *name);
 void		 agent_svc_open(struct agent *, struct tun *,
 		    struct tun_stream *, const struct tun_open *);
+/* A backend connection is up: TCP_NODELAY, then the PROXY header the
+ * service asks for (none: nothing) from the stream's OPEN. */
+void		 agent_svc_backend_up(struct bufferevent *,
+		    enum cfg_proxy_proto, const struct tun_open *);
 /* A stream's place under its service's max_connections, held by the
  * stream's owner: given back when the stream ends (NULL: none). */
 void		 agent_svc_conns_release(struct agent_svc_conns *);

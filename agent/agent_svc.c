@@ -681,23 +681,31 @@ agent_svc_dial_closed(struct tun_stream *s, const char *reason, void *arg)
 	free(d);
 }
 
+void
+agent_svc_backend_up(struct bufferevent *bev, enum cfg_proxy_proto proxy,
+    const struct tun_open *o)
+{
+	uint8_t	hdr[AGENT_PROXY_MAX];
+	size_t	n;
+	int	on = 1;
+
+	setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &on,
+	    sizeof(on));
+	if ((n = agent_proxy_header(proxy, &o->src, &o->dst, hdr)) > 0)
+		bufferevent_write(bev, hdr, n);
+}
+
 static void
 agent_svc_dial_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct agent_dial	*d = arg;
 	struct tun_stream	*s = d->s;
-	uint8_t			 hdr[AGENT_PROXY_MAX];
 	char			 msg[512];
-	size_t			 n;
-	int			 on = 1, e;
+	int			 e;
 
 	if (what & BEV_EVENT_CONNECTED) {
 		bufferevent_set_timeouts(bev, NULL, NULL);
-		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY,
-		    &on, sizeof(on));
-		n = agent_proxy_header(d->proxy, &d->o.src, &d->o.dst, hdr);
-		if (n > 0)
-			bufferevent_write(bev, hdr, n);
+		agent_svc_backend_up(bev, d->proxy, &d->o);
 		/* The stream owns the backend connection from here (the
 		 * attach may already end it); d stays, counting it. */
 		d->bev = NULL;

@@ -21,7 +21,6 @@
 
 #include <sys/socket.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -376,17 +375,11 @@ static void
 agent_term_dial_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct agent_term_conn	*c = arg;
-	uint8_t			 hdr[AGENT_PROXY_MAX];
-	size_t			 n;
-	int			 on = 1, e;
+	int			 e;
 
 	if (what & BEV_EVENT_CONNECTED) {
 		evtimer_del(c->timer);
-		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY,
-		    &on, sizeof(on));
-		n = agent_proxy_header(c->proxy, &c->o.src, &c->o.dst, hdr);
-		if (n > 0)
-			bufferevent_write(bev, hdr, n);
+		agent_svc_backend_up(bev, c->proxy, &c->o);
 		c->state = AGENT_TERM_RELAY;
 		c->relay = agent_relay_new(c->tls, c->backend, AGENT_TERM_HIGH,
 		    agent_term_relay_done, c);

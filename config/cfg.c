@@ -29,6 +29,8 @@
 
 static int	 doc_error_at(struct cfg_doc *, unsigned, unsigned,
 		    const char *, ...) __attribute__((format(printf, 4, 5)));
+static void	 doc_verror(struct cfg_doc *, unsigned, unsigned,
+		    const char *, va_list) __attribute__((format(printf, 4, 0)));
 static int	 doc_syntax_error(struct cfg_doc *, yaml_parser_t *,
 		    const char *, size_t);
 static int	 doc_next(struct cfg_doc *, yaml_parser_t *, yaml_event_t *,
@@ -216,19 +218,11 @@ int
 cfg_error(struct cfg_doc *d, const struct cfg_node *n, const char *fmt, ...)
 {
 	va_list	 ap;
-	int	 o;
 
-	if (d->err == NULL || d->errlen == 0)
-		return -1;
-	if (n != NULL)
-		o = snprintf(d->err, d->errlen, "%s:%u:%u: ", d->file,
-		    n->line, n->col);
-	else
-		o = snprintf(d->err, d->errlen, "%s: ", d->file);
-	if (o < 0 || (size_t)o >= d->errlen)
-		return -1;
+	/* A node's line is 1-based: 0 is "no position". */
 	va_start(ap, fmt);
-	vsnprintf(d->err + o, d->errlen - o, fmt, ap);
+	doc_verror(d, n != NULL ? n->line : 0, n != NULL ? n->col : 0, fmt,
+	    ap);
 	va_end(ap);
 	return -1;
 }
@@ -289,26 +283,60 @@ cfg_dup_find(struct cfg_doc *d, const struct cfg_dup *ents, size_t n,
 	return found;
 }
 
+void
+cfg_dup_set(struct cfg_dup *e, size_t order, const void *key, size_t len)
+{
+	e->key = key;
+	e->len = len;
+	e->order = order;
+}
+
+int
+cfg_seq_dups(struct cfg_doc *d, const struct cfg_node *seq,
+    const struct cfg_dup *ents, size_t n, const char *list, const char *key,
+    const char *problem, const char *hint)
+{
+	char	f[80];
+	size_t	first, dup;
+	int	found;
+
+	if ((found = cfg_dup_find(d, ents, n, &first, &dup)) != 1)
+		return found;
+	snprintf(f, sizeof(f), "%s[%zu].%s", list, dup, key);
+	return cfg_bad(d, cfg_map_get(seq->kids[dup], key), f, problem,
+	    "first at line %u; %s", cfg_map_get(seq->kids[first], key)->line,
+	    hint);
+}
+
 static int
 doc_error_at(struct cfg_doc *d, unsigned line, unsigned col,
     const char *fmt, ...)
 {
 	va_list	 ap;
-	int	 o;
+
+	va_start(ap, fmt);
+	doc_verror(d, line, col, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* "file:line:col: message", or "file: message" when line is 0. */
+static void
+doc_verror(struct cfg_doc *d, unsigned line, unsigned col, const char *fmt,
+    va_list ap)
+{
+	int	o;
 
 	if (d->err == NULL || d->errlen == 0)
-		return -1;
+		return;
 	if (line > 0)
 		o = snprintf(d->err, d->errlen, "%s:%u:%u: ", d->file, line,
 		    col);
 	else
 		o = snprintf(d->err, d->errlen, "%s: ", d->file);
 	if (o < 0 || (size_t)o >= d->errlen)
-		return -1;
-	va_start(ap, fmt);
+		return;
 	vsnprintf(d->err + o, d->errlen - o, fmt, ap);
-	va_end(ap);
-	return -1;
 }
 
 /* libyaml's own problem text, at its (0-based) mark. */
@@ -486,11 +514,9 @@ doc_map_dups(struct cfg_doc *d, const struct cfg_node *map)
 		return 0;
 	if ((ents = cfg_alloc(d, n, sizeof(*ents))) == NULL)
 		return -1;
-	for (i = 0; i < n; i++) {
-		ents[i].key = map->kids[2 * i]->str;
-		ents[i].len = map->kids[2 * i]->len;
-		ents[i].order = i;
-	}
+	for (i = 0; i < n; i++)
+		cfg_dup_set(&ents[i], i, map->kids[2 * i]->str,
+		    map->kids[2 * i]->len);
 	found = cfg_dup_find(d, ents, n, &first, &dup);
 	free(ents);
 	if (found != 1)

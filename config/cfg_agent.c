@@ -474,7 +474,7 @@ cfg_agent_gateways(struct cfg_doc *d, const struct cfg_node *root,
     struct cfg_node *seq, const char *what, void *obj)
 {
 	struct cfg_agent	*a = obj;
-	char			**names, w[64];
+	char			**names;
 	size_t			  i;
 	int			  rc;
 
@@ -485,15 +485,10 @@ cfg_agent_gateways(struct cfg_doc *d, const struct cfg_node *root,
 		return cfg_error(d, seq, "gateways: empty list (add at least "
 		    "one gateway with name, address and key)");
 	if ((a->gateways = cfg_alloc(d, seq->nkids,
-	    sizeof(*a->gateways))) == NULL)
+	    sizeof(*a->gateways))) == NULL ||
+	    cfg_walk_seq(d, seq, what, cfg_agent_gateway_keys, a->gateways,
+	    sizeof(*a->gateways), &a->ngateways) == -1)
 		return -1;
-	for (i = 0; i < seq->nkids; i++) {
-		a->ngateways++;
-		snprintf(w, sizeof(w), "gateways[%zu]", i);
-		if (cfg_walk(d, seq->kids[i], w, cfg_agent_gateway_keys,
-		    &a->gateways[i]) == -1)
-			return -1;
-	}
 	if ((names = cfg_alloc(d, a->ngateways, sizeof(*names))) == NULL)
 		return -1;
 	for (i = 0; i < a->ngateways; i++)
@@ -551,7 +546,7 @@ cfg_agent_services(struct cfg_doc *d, const struct cfg_node *root,
     struct cfg_node *seq, const char *what, void *obj)
 {
 	struct cfg_agent	*a = obj;
-	char			**names, w[64];
+	char			**names;
 	size_t			  i;
 	int			  rc;
 
@@ -562,15 +557,10 @@ cfg_agent_services(struct cfg_doc *d, const struct cfg_node *root,
 		return cfg_error(d, seq, "services: empty list (publish at "
 		    "least one hostname with a tls or http backend)");
 	if ((a->services = cfg_alloc(d, seq->nkids,
-	    sizeof(*a->services))) == NULL)
+	    sizeof(*a->services))) == NULL ||
+	    cfg_walk_seq(d, seq, what, cfg_agent_service_keys, a->services,
+	    sizeof(*a->services), &a->nservices) == -1)
 		return -1;
-	for (i = 0; i < seq->nkids; i++) {
-		a->nservices++;
-		snprintf(w, sizeof(w), "services[%zu]", i);
-		if (cfg_walk(d, seq->kids[i], w, cfg_agent_service_keys,
-		    &a->services[i]) == -1)
-			return -1;
-	}
 	if ((names = cfg_alloc(d, a->nservices, sizeof(*names))) == NULL)
 		return -1;
 	for (i = 0; i < a->nservices; i++)
@@ -736,26 +726,17 @@ cfg_agent_dups(struct cfg_doc *d, struct cfg_node *seq, char **names,
     size_t n, const char *key, const char *what, const char *problem)
 {
 	struct cfg_dup	*ents;
-	struct cfg_node	*at;
-	char		 f[80];
-	size_t		 i, first, dup;
-	int		 found;
+	size_t		 i;
+	int		 rc;
 
 	if ((ents = cfg_alloc(d, n, sizeof(*ents))) == NULL)
 		return -1;
-	for (i = 0; i < n; i++) {
-		ents[i].key = names[i];
-		ents[i].len = strlen(names[i]);
-		ents[i].order = i;
-	}
-	found = cfg_dup_find(d, ents, n, &first, &dup);
+	for (i = 0; i < n; i++)
+		cfg_dup_set(&ents[i], i, names[i], strlen(names[i]));
+	rc = cfg_seq_dups(d, seq, ents, n, what, key, problem,
+	    "list it once");
 	free(ents);
-	if (found != 1)
-		return found;
-	at = cfg_map_get(seq->kids[dup], key);
-	snprintf(f, sizeof(f), "%s[%zu].%s", what, dup, key);
-	return cfg_bad(d, at, f, problem, "first at line %u; list it once",
-	    cfg_map_get(seq->kids[first], key)->line);
+	return rc;
 }
 
 /*

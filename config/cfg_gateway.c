@@ -143,6 +143,15 @@ struct cfg_gw_bind {
 	const char		*what;
 };
 
+/* How the entries of a list of agents or peers must differ, in words. */
+struct cfg_gw_ident {
+	const char	*list;
+	const char	*name_problem;
+	const char	*name_hint;
+	const char	*key_problem;
+	const char	*key_hint;
+};
+
 static struct cfg_gateway *cfg_gw_parse(const char *, const char *, size_t,
 		    const char *, char *, size_t);
 static int	 cfg_gw_top(struct cfg_doc *);
@@ -157,9 +166,23 @@ static int	 cfg_gw_peer_dups(struct cfg_doc *, struct cfg_gateway *,
 		    struct cfg_node *);
 static int	 cfg_gw_peer_agents(struct cfg_doc *, struct cfg_gateway *,
 		    struct cfg_node *);
-static int	 cfg_gw_dups(struct cfg_doc *, struct cfg_node *,
-		    struct cfg_dup *, size_t, const char *, const char *,
-		    const char *, const char *);
+static int	 cfg_gw_ident_dups(struct cfg_doc *, const struct cfg_node *,
+		    const struct cfg_dup *, size_t,
+		    const struct cfg_gw_ident *);
+
+static const struct cfg_gw_ident cfg_gw_agent_ident = {
+	"agents",
+	"duplicate agent name", "give each agent its own name",
+	"duplicate agent key", "each agent needs its own key, made by "
+	    "'porchctl keygen'",
+};
+
+static const struct cfg_gw_ident cfg_gw_peer_ident = {
+	"peers",
+	"duplicate peer name", "give each peer its own name",
+	"duplicate peer key", "each gateway has its own key; copy it from "
+	    "'porchctl pubkey' on that gateway",
+};
 
 struct cfg_gateway *
 cfg_gateway_load(const char *path, char *err, size_t errlen)
@@ -328,11 +351,8 @@ cfg_gw_listen_dups(struct cfg_doc *d, struct cfg_gateway *gw,
 	qsort(b, cnt, sizeof(*b), cfg_gw_bind_cmp);
 	if ((ents = cfg_alloc(d, cnt, sizeof(*ents))) == NULL)
 		goto out;
-	for (i = 0; i < cnt; i++) {
-		ents[i].key = &b[i].l->ss;
-		ents[i].len = b[i].l->sslen;
-		ents[i].order = i;
-	}
+	for (i = 0; i < cnt; i++)
+		cfg_dup_set(&ents[i], i, &b[i].l->ss, b[i].l->sslen);
 	if ((rc = cfg_dup_find(d, ents, cnt, &first, &dup)) == 1)
 		rc = cfg_bad(d, b[dup].n, b[dup].what, "duplicate address",
 		    "first at line %u; bind each address once",
@@ -373,8 +393,6 @@ cfg_gw_agents(struct cfg_doc *d, const struct cfg_node *root,
     struct cfg_node *seq, const char *what, void *obj)
 {
 	struct cfg_gateway	*gw = obj;
-	char			 w[64];
-	size_t			 i;
 
 	(void)root;
 	if (seq == NULL)
@@ -384,15 +402,10 @@ cfg_gw_agents(struct cfg_doc *d, const struct cfg_node *root,
 	if (seq->nkids == 0)
 		return 0;
 	if ((gw->agents = cfg_alloc(d, seq->nkids,
-	    sizeof(*gw->agents))) == NULL)
+	    sizeof(*gw->agents))) == NULL ||
+	    cfg_walk_seq(d, seq, what, cfg_gw_grant_keys, gw->agents,
+	    sizeof(*gw->agents), &gw->nagents) == -1)
 		return -1;
-	for (i = 0; i < seq->nkids; i++) {
-		gw->nagents++;
-		snprintf(w, sizeof(w), "agents[%zu]", i);
-		if (cfg_walk(d, seq->kids[i], w, cfg_gw_grant_keys,
-		    &gw->agents[i]) == -1)
-			return -1;
-	}
 	return cfg_gw_agent_dups(d, gw, seq);
 }
 
@@ -434,11 +447,9 @@ cfg_gw_patterns(struct cfg_doc *d, struct cfg_node *hn, const char *fhosts,
 	}
 	if ((ents = cfg_alloc(d, cnt, sizeof(*ents))) == NULL)
 		return -1;
-	for (i = 0; i < cnt; i++) {
-		ents[i].key = (*patterns)[i];
-		ents[i].len = strlen((*patterns)[i]);
-		ents[i].order = i;
-	}
+	for (i = 0; i < cnt; i++)
+		cfg_dup_set(&ents[i], i, (*patterns)[i],
+		    strlen((*patterns)[i]));
 	found = cfg_dup_find(d, ents, cnt, &first, &dup);
 	free(ents);
 	if (found == 1)
@@ -457,23 +468,16 @@ cfg_gw_agent_dups(struct cfg_doc *d, struct cfg_gateway *gw,
 	size_t		 i;
 	int		 rc;
 
-	if ((ents = cfg_alloc(d, gw->nagents, sizeof(*ents))) == NULL)
+	if ((ents = cfg_alloc(d, 2 * gw->nagents, sizeof(*ents))) == NULL)
 		return -1;
 	for (i = 0; i < gw->nagents; i++) {
-		ents[i].key = gw->agents[i].name;
-		ents[i].len = strlen(gw->agents[i].name);
-		ents[i].order = i;
+		cfg_dup_set(&ents[i], i, gw->agents[i].name,
+		    strlen(gw->agents[i].name));
+		cfg_dup_set(&ents[gw->nagents + i], i, gw->agents[i].key,
+		    sizeof(gw->agents[i].key));
 	}
-	rc = cfg_gw_dups(d, seq, ents, gw->nagents, "agents", "name",
-	    "duplicate agent name", "give each agent its own name");
-	for (i = 0; rc == 0 && i < gw->nagents; i++) {
-		ents[i].key = gw->agents[i].key;
-		ents[i].len = sizeof(gw->agents[i].key);
-	}
-	if (rc == 0)
-		rc = cfg_gw_dups(d, seq, ents, gw->nagents, "agents", "key",
-		    "duplicate agent key", "each agent needs its own key, made "
-		    "by 'porchctl keygen'");
+	rc = cfg_gw_ident_dups(d, seq, ents, gw->nagents,
+	    &cfg_gw_agent_ident);
 	free(ents);
 	return rc;
 }
@@ -483,8 +487,6 @@ cfg_gw_peers(struct cfg_doc *d, const struct cfg_node *root,
     struct cfg_node *seq, const char *what, void *obj)
 {
 	struct cfg_gateway	*gw = obj;
-	char			 w[64];
-	size_t			 i;
 
 	(void)root;
 	if (seq == NULL)
@@ -493,15 +495,10 @@ cfg_gw_peers(struct cfg_doc *d, const struct cfg_node *root,
 		return -1;
 	if (seq->nkids == 0)
 		return 0;
-	if ((gw->peers = cfg_alloc(d, seq->nkids, sizeof(*gw->peers))) == NULL)
+	if ((gw->peers = cfg_alloc(d, seq->nkids, sizeof(*gw->peers))) == NULL ||
+	    cfg_walk_seq(d, seq, what, cfg_gw_peer_keys, gw->peers,
+	    sizeof(*gw->peers), &gw->npeers) == -1)
 		return -1;
-	for (i = 0; i < seq->nkids; i++) {
-		gw->npeers++;
-		snprintf(w, sizeof(w), "peers[%zu]", i);
-		if (cfg_walk(d, seq->kids[i], w, cfg_gw_peer_keys,
-		    &gw->peers[i]) == -1)
-			return -1;
-	}
 	if (cfg_gw_peer_dups(d, gw, seq) == -1)
 		return -1;
 	return cfg_gw_peer_agents(d, gw, seq);
@@ -601,23 +598,15 @@ cfg_gw_peer_dups(struct cfg_doc *d, struct cfg_gateway *gw,
 	size_t		 i, j;
 	int		 rc;
 
-	if ((ents = cfg_alloc(d, gw->npeers, sizeof(*ents))) == NULL)
+	if ((ents = cfg_alloc(d, 2 * gw->npeers, sizeof(*ents))) == NULL)
 		return -1;
 	for (i = 0; i < gw->npeers; i++) {
-		ents[i].key = gw->peers[i].name;
-		ents[i].len = strlen(gw->peers[i].name);
-		ents[i].order = i;
+		cfg_dup_set(&ents[i], i, gw->peers[i].name,
+		    strlen(gw->peers[i].name));
+		cfg_dup_set(&ents[gw->npeers + i], i, gw->peers[i].key,
+		    sizeof(gw->peers[i].key));
 	}
-	rc = cfg_gw_dups(d, seq, ents, gw->npeers, "peers", "name",
-	    "duplicate peer name", "give each peer its own name");
-	for (i = 0; rc == 0 && i < gw->npeers; i++) {
-		ents[i].key = gw->peers[i].key;
-		ents[i].len = sizeof(gw->peers[i].key);
-	}
-	if (rc == 0)
-		rc = cfg_gw_dups(d, seq, ents, gw->npeers, "peers", "key",
-		    "duplicate peer key", "each gateway has its own key; "
-		    "copy it from 'porchctl pubkey' on that gateway");
+	rc = cfg_gw_ident_dups(d, seq, ents, gw->npeers, &cfg_gw_peer_ident);
 	if (rc == 0 && (addrs = cfg_alloc(d, gw->npeers,
 	    sizeof(*addrs))) == NULL)
 		rc = -1;
@@ -627,11 +616,10 @@ cfg_gw_peer_dups(struct cfg_doc *d, struct cfg_gateway *gw,
 		for (j = 0; addrs[i][j] != '\0'; j++)
 			if (addrs[i][j] >= 'A' && addrs[i][j] <= 'Z')
 				addrs[i][j] += 'a' - 'A';
-		ents[i].key = addrs[i];
-		ents[i].len = j;
+		cfg_dup_set(&ents[i], i, addrs[i], j);
 	}
 	if (rc == 0)
-		rc = cfg_gw_dups(d, seq, ents, gw->npeers, "peers", "address",
+		rc = cfg_seq_dups(d, seq, ents, gw->npeers, "peers", "address",
 		    "duplicate peer address", "each peer is another gateway, "
 		    "with its own tunnel address");
 	free(addrs);
@@ -666,22 +654,16 @@ cfg_gw_peer_agents(struct cfg_doc *d, struct cfg_gateway *gw,
 }
 
 /*
- * ents[i] came from key in seq->kids[i]; report the first repeat as
- * "list[i].key: problem: 'value' (first at line N; hint)".
+ * Names, then keys, must each be unique among the n entries of a list:
+ * ents[i] holds entry i's name, ents[n + i] its key.
  */
 static int
-cfg_gw_dups(struct cfg_doc *d, struct cfg_node *seq, struct cfg_dup *ents,
-    size_t n, const char *list, const char *key, const char *problem,
-    const char *hint)
+cfg_gw_ident_dups(struct cfg_doc *d, const struct cfg_node *seq,
+    const struct cfg_dup *ents, size_t n, const struct cfg_gw_ident *id)
 {
-	char	f[80];
-	size_t	first, dup;
-	int	found;
-
-	if ((found = cfg_dup_find(d, ents, n, &first, &dup)) != 1)
-		return found;
-	snprintf(f, sizeof(f), "%s[%zu].%s", list, dup, key);
-	return cfg_bad(d, cfg_map_get(seq->kids[dup], key), f, problem,
-	    "first at line %u; %s", cfg_map_get(seq->kids[first], key)->line,
-	    hint);
+	if (cfg_seq_dups(d, seq, ents, n, id->list, "name", id->name_problem,
+	    id->name_hint) == -1)
+		return -1;
+	return cfg_seq_dups(d, seq, ents + n, n, id->list, "key",
+	    id->key_problem, id->key_hint);
 }

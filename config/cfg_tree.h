@@ -171,6 +171,15 @@ int		 cfg_nomem(struct cfg_doc *);
  */
 int		 cfg_walk(struct cfg_doc *, const struct cfg_node *map,
 		    const char *what, const struct cfg_key *, void *obj);
+/*
+ * cfg_walk each map of the sequence seq (written as what) into items,
+ * room for seq->nkids objects of sz bytes each; item i is "what[i]" in
+ * messages.  *n counts the items begun, so that the caller's free sees
+ * a half-filled one.  Returns 0, or -1 with the first error.
+ */
+int		 cfg_walk_seq(struct cfg_doc *, const struct cfg_node *seq,
+		    const char *what, const struct cfg_key *, void *items,
+		    size_t sz, size_t *n);
 
 /* Errors: all return -1 so that callers can "return cfg_error(...)". */
 int		 cfg_error(struct cfg_doc *, const struct cfg_node *,
@@ -260,5 +269,17 @@ const char	*cfg_fmt_size(size_t, char *, size_t);
  */
 int		 cfg_dup_find(struct cfg_doc *, const struct cfg_dup *,
 		    size_t, size_t *first, size_t *dup);
+/* Make e the len bytes at key, the order-th of its list. */
+void		 cfg_dup_set(struct cfg_dup *e, size_t order, const void *key,
+		    size_t len);
+/*
+ * cfg_dup_find over n entries of a list written as list, entry i read
+ * from key in the map seq->kids[i]: the first repeat is reported as
+ * "list[i].key: problem: 'value' (first at line N; hint)".  Returns 0
+ * when there is none, else -1.
+ */
+int		 cfg_seq_dups(struct cfg_doc *, const struct cfg_node *seq,
+		    const struct cfg_dup *, size_t n, const char *list,
+		    const char *key, const char *problem, const char *hint);
 
 #endif

@@ -496,6 +496,23 @@ cfg_walk(struct cfg_doc *d, const struct cfg_node *map, const char *what,
 	return 0;
 }
 
+int
+cfg_walk_seq(struct cfg_doc *d, const struct cfg_node *seq, const char *what,
+    const struct cfg_key *keys, void *items, size_t sz, size_t *n)
+{
+	char	w[64];
+	size_t	i;
+
+	for (i = 0; i < seq->nkids; i++) {
+		(*n)++;
+		snprintf(w, sizeof(w), "%s[%zu]", what, i);
+		if (cfg_walk(d, seq->kids[i], w, keys,
+		    (char *)items + i * sz) == -1)
+			return -1;
+	}
+	return 0;
+}
+
 const char *
 cfg_fmt_ms(unsigned ms, char *buf, size_t len)
 {

@@ -9,7 +9,6 @@
 #include <sys/resource.h>
 
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,34 +58,12 @@ main(int argc, char *argv[])
 	struct gw	 gw;
 	const char	*conf = NULL;
 	char		 err[1024];
-	int		 ch, test = 0, verbose = 0;
+	int		 status, test = 0, verbose = 0;
 
 	log_init("porch-gateway", 0);
-	while ((ch = getopt(argc, argv, "c:dhtv")) != -1) {
-		switch (ch) {
-		case 'c':
-			conf = optarg;
-			break;
-		case 'd':
-			break;		/* always foreground; kept for habit */
-		case 'h':
-			gw_usage(stdout);
-			return 0;
-		case 't':
-			test = 1;
-			break;
-		case 'v':
-			verbose = 1;
-			break;
-		default:
-			gw_usage(stderr);
-			return 2;
-		}
-	}
-	if (optind != argc || conf == NULL) {
-		gw_usage(stderr);
-		return 2;
-	}
+	if ((status = proc_options(argc, argv, gw_usage, &conf, &test,
+	    &verbose)) != -1)
+		return status;
 	log_setverbose(verbose);
 
 	memset(&gw, 0, sizeof(gw));

@@ -37,7 +37,7 @@ struct dns_query {
 	dns_cb		 cb;		/* NULL once cancelled */
 	dns_raw_cb	 raw;		/* dns_query: instead of cb */
 	void		*arg;
-	int		 starting;	/* inside ares_getaddrinfo */
+	int		 starting;	/* inside the c-ares call that starts it */
 	int		 done;
 };
 
@@ -50,6 +50,8 @@ static void	dns_result_cb(void *, int, int, struct ares_addrinfo *);
 static struct dns *dns_new_channel(struct event_base *,
 		    const struct sockaddr *, char *, size_t);
 static void	dns_raw_result_cb(void *, int, int, unsigned char *, int);
+static struct dns_query *dns_query_started(struct dns *, struct dns_query *);
+static void	dns_query_finish(struct dns_query *);
 
 struct dns *
 dns_new(struct event_base *base, char *err, size_t errlen)
@@ -179,17 +181,10 @@ dns_lookup(struct dns *d, const char *host, unsigned port,
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = ARES_AI_NUMERICSERV;
 	snprintf(service, sizeof(service), "%u", port);
-	/* c-ares may answer at once (/etc/hosts): then no handle. */
 	q->starting = 1;
 	ares_getaddrinfo(d->channel, host, service, &hints,
 	    dns_result_cb, q);
-	q->starting = 0;
-	dns_reschedule(d);
-	if (q->done) {
-		free(q);
-		return NULL;
-	}
-	return q;
+	return dns_query_started(d, q);
 }
 
 struct dns_query *
@@ -208,13 +203,7 @@ dns_query(struct dns *d, const char *name, int type, dns_raw_cb cb,
 	q->starting = 1;
 	ares_query(d->channel, name, 1 /* C_IN */, type, dns_raw_result_cb,
 	    q);
-	q->starting = 0;
-	dns_reschedule(d);
-	if (q->done) {
-		free(q);
-		return NULL;
-	}
-	return q;
+	return dns_query_started(d, q);
 }
 
 static void
@@ -231,10 +220,7 @@ dns_raw_result_cb(void *arg, int status, int timeouts, unsigned char *msg,
 		else
 			q->raw(status, msg, (size_t)len, q->arg);
 	}
-	if (q->starting)
-		q->done = 1;
-	else
-		free(q);
+	dns_query_finish(q);
 }
 
 void
@@ -281,6 +267,30 @@ dns_result_cb(void *arg, int status, int timeouts,
 	if (q->cb != NULL && status != ARES_EDESTRUCTION)
 		q->cb(status, ss, lens, status == ARES_SUCCESS ? cnt : 0,
 		    q->arg);
+	dns_query_finish(q);
+}
+
+/*
+ * After the c-ares call that started q.  c-ares may answer inside it
+ * (/etc/hosts, say): then the callback has run, q is freed
+ * here and the caller gets NULL, there being nothing left to cancel.
+ */
+static struct dns_query *
+dns_query_started(struct dns *d, struct dns_query *q)
+{
+	q->starting = 0;
+	dns_reschedule(d);
+	if (q->done) {
+		free(q);
+		return NULL;
+	}
+	return q;
+}
+
+/* c-ares is done with q: free it, or let dns_query_started do so. */
+static void
+dns_query_finish(struct dns_query *q)
+{
 	if (q->starting)
 		q->done = 1;
 	else

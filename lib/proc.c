@@ -6,6 +6,8 @@
  */
 
 #include <malloc.h>
+#include <stdio.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -44,4 +46,38 @@ proc_heap_tune(void)
 	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
 	mallopt(M_TOP_PAD, 1024 * 1024);
 #endif
+}
+
+int
+proc_options(int argc, char *argv[], void (*usage)(FILE *), const char **conf,
+    int *test, int *verbose)
+{
+	int	ch;
+
+	while ((ch = getopt(argc, argv, "c:dhtv")) != -1) {
+		switch (ch) {
+		case 'c':
+			*conf = optarg;
+			break;
+		case 'd':
+			break;		/* always foreground; kept for habit */
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 't':
+			*test = 1;
+			break;
+		case 'v':
+			*verbose = 1;
+			break;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc || *conf == NULL) {
+		usage(stderr);
+		return 2;
+	}
+	return -1;
 }
