@@ -309,8 +309,9 @@ def test_exec_provider_gets_the_record_sets_as_json(procs, tmp_path):
         return out
 
     wait_until(lambda: sets().get("A", {}).get("records") and
-               sorted(sets()["A"]["records"]) == ["192.0.2.1", "192.0.2.2"],
-               "the command got both A records", timeout=20)
+               sorted(sets()["A"]["records"]) == ["192.0.2.1", "192.0.2.2"]
+               and sets().get("AAAA", {}).get("records"),
+               "the command got both A records and the AAAA", timeout=20)
     got = sets()
     assert got["A"]["zone"] == "example.test" and got["A"]["name"] == NAME
     assert got["A"]["ttl"] == 60 and got["A"]["delete"] == []
