@@ -209,17 +209,33 @@ agent_dns_free(struct agent *a)
 void
 agent_dns_reload(struct agent *a)
 {
-	char	err[512] = "";
+	struct agent_dns_gw	*known = NULL;
+	size_t			 nknown = 0;
+	char			 err[512] = "";
 
-	/* Simple and safe: start over from the new config; the records
-	 * at the server stay, and the first look finds them in place. */
+	/*
+	 * Start over from the new config (the records at the server stay,
+	 * and the first look finds them in place), but keep the gateways
+	 * heard of: one that died before the reload is still deleted.
+	 */
+	if (a->dnsu != NULL && a->dnsu->ngws > 0 &&
+	    (known = calloc(a->dnsu->ngws, sizeof(*known))) != NULL) {
+		nknown = a->dnsu->ngws;
+		memcpy(known, a->dnsu->gws, nknown * sizeof(*known));
+	}
 	agent_dns_free(a);
 	if (agent_dns_init(a, err, sizeof(err)) == -1 ||
 	    agent_dns_start(a) == -1) {
 		log_warnx("dns: %s; DNS records are not kept until the next "
 		    "reload", a->dnsu == NULL && err[0] ? err : "out of memory");
+		free(known);
 		return;
 	}
+	if (a->dnsu != NULL && nknown > 0) {
+		memcpy(a->dnsu->gws, known, nknown * sizeof(*known));
+		a->dnsu->ngws = nknown;
+	}
+	free(known);
 }
 
 void

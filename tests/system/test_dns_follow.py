@@ -338,3 +338,21 @@ def test_exec_provider_failure_is_named(procs, tmp_path):
                     r"\(exit 3\): API says: token expired; nothing "
                     r"changed, trying again in \d+ s", timeout=20,
                     since_mark=False)
+
+
+def test_a_reload_does_not_forget_a_dead_gateway(procs, tmp_path, bind):
+    """A gateway that dies just before the agent reloads still leaves
+    DNS: the reload keeps the gateways the agent has heard of."""
+    tmp = str(tmp_path)
+    g1, g2 = gateways(procs, tmp)
+    a = dns_agent(procs, tmp, bind, [g1, g2])
+    g1.start()
+    g2.start()
+    a.start()
+    wait_records(bind, ["192.0.2.1", "192.0.2.2"])
+    g2.proc.send_signal(signal.SIGKILL)
+    g2.proc.p.wait(timeout=5)
+    a.proc.set_mark()
+    a.proc.send_signal(signal.SIGHUP)
+    a.proc.wait_log(r"reloaded ")
+    wait_records(bind, ["192.0.2.1"], timeout=GRACE_S + 10)
