@@ -59,6 +59,7 @@ usage: bench/uplink.py [--seconds 20] [--rates 50,500] [--loss both]
 import argparse
 import ctypes
 import json
+import re
 import math
 import os
 import platform
@@ -442,10 +443,39 @@ def io_bytes(pid):
     return None
 
 
-def one_load(procs, topo, tmp, fx, ca, label, port, seconds, warm, tag):
+def trace_sample(topo, t0):
+    """What the uplink holds now: each TCP socket home has toward gw
+    (rtt, cwnd, pacing rate, bytes in flight, bytes not yet sent) and
+    the tbf queue.  For --trace: where a slow small request waited."""
+    ss = run(topo.wrap(topo.home) + ["ss", "-tinH", "state", "established",
+                                     "dst", GW_UP_IP], check=False).stdout
+    socks = []
+    lines = ss.splitlines()
+    for head, info in zip(lines[0::2], lines[1::2]):
+        f = head.split()
+        d = {"local": f[-2] if len(f) >= 2 else "?",
+             "peer": f[-1] if f else "?", "sendq": int(f[1])
+             if len(f) > 1 and f[1].isdigit() else None}
+        for key in ("rtt", "cwnd", "pacing_rate", "delivery_rate",
+                    "bytes_in_flight", "notsent", "unacked", "retrans"):
+            m = re.search(rf"\b{key}:([^ ]+)", info)
+            if m:
+                d[key] = m.group(1)
+        socks.append(d)
+    q = run(topo.wrap(topo.home) + ["tc", "-s", "qdisc", "show", "dev",
+                                    topo.up_dev], check=False).stdout
+    m = re.search(r"backlog (\S+) (\d+)p", q)
+    return {"t": round(time.monotonic() - t0, 3), "socks": socks,
+            "tbf_backlog": m.group(1) if m else None,
+            "tbf_packets": int(m.group(2)) if m else None}
+
+
+def one_load(procs, topo, tmp, fx, ca, label, port, seconds, warm, tag,
+             trace=None):
     """Two downloads and the small-request client against port (on the
     gw's visitor address), from the visitor namespace.  Returns the
-    figures of one run."""
+    figures of one run.  trace: a file to append a sample of the
+    uplink's sockets and queue to every 100 ms (--trace)."""
     vis = topo.wrap(topo.vis)
     now = time.monotonic()
     t_dl = now + 4.0                    # the client is ready well before
@@ -472,6 +502,9 @@ def one_load(procs, topo, tmp, fx, ca, label, port, seconds, warm, tag):
     hard = t_dl + seconds + 10
     while None in ended and time.monotonic() < hard:
         t = time.monotonic()
+        if trace is not None:
+            trace.write(json.dumps(dict(trace_sample(topo, t_dl),
+                                        setup=label)) + "\n")
         for i, p in enumerate(dls):
             if ended[i] is not None:
                 continue
@@ -550,9 +583,14 @@ def main():
                     "build)")
     ap.add_argument("--quick", action="store_true",
                     help="5 s per load, 50 Mbit/s, no loss (smoke check)")
+    ap.add_argument("--trace", metavar="FILE",
+                    help="append, every 100 ms of each load, the home's "
+                    "sockets toward gw (ss -ti) and the tbf queue as JSON "
+                    "lines: where a slow request waited")
     ap.add_argument("--out", default=os.path.join(HERE, "UPLINK.md"),
                     help="where to write the results ('-' for nowhere)")
     args = ap.parse_args()
+    trace = open(args.trace, "a") if args.trace else None
     if args.quick:
         args.seconds, args.rates, args.loss = 5, "50", "none"
     try:
@@ -692,7 +730,8 @@ services:
                     q0 = topo.qdisc_drops()
                     f = one_load(procs, topo, tmp, fx, ca, s, ports[s],
                                  args.seconds, warm,
-                                 f"{rate}-{int(loss)}-{r}-{setups.index(s)}")
+                                 f"{rate}-{int(loss)}-{r}-{setups.index(s)}",
+                                 trace)
                     f["tbf_drops"] = topo.qdisc_drops() - q0
                     f["cpu"] = {}
                     for lbl, pid in relays[s]():
