@@ -19,7 +19,7 @@ import pytest
 from conftest import (PORCHCTL, Agent, Gateway, Nginx, admin_metrics,
                       admin_status, free_port, tls_visit)
 from porchtest.wait import wait_until
-from test_ddns import Dns, key_file
+from test_ddns import SECRET, Dns, key_file
 
 NAME = "app.example.test"
 GRACE_S = 2
@@ -228,6 +228,8 @@ def test_dns_failures_are_named_and_change_nothing(procs, tmp_path, ca,
     assert tls_visit(g1.tls_port, NAME) == "ok"
     assert tls_visit(g2.tls_port, NAME) == "ok"
     assert bind.get(NAME) == []
+    # The key's secret is never in the log, whatever went wrong.
+    assert "A" * 43 not in a.proc.log() and SECRET not in a.proc.log()
     if fault == "silent":
         silent.close()
 
