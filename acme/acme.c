@@ -723,7 +723,7 @@ acme_authz_fetch(struct acme *a, struct acme_authz *az,
 	const char		*st, *name, *t, *tok, *u;
 	char			 offered[128], nm[256];
 	size_t			 i, j, len;
-	int			 rc = -1;
+	int			 rc = -1, wild;
 
 	if (acme_post(a, az->url, NULL, 0, NULL, &ctx, &r, e) == -1)
 		return -1;
@@ -740,9 +740,14 @@ acme_authz_fetch(struct acme *a, struct acme_authz *az,
 		acme_err_bad(e, "an authorization");
 		goto out;
 	}
-	/* Never answer for a name we did not ask for. */
+	/* Never answer for a name we did not ask for.  A wildcard's
+	 * authorization names the base and says "wildcard" (RFC 8555
+	 * 7.1.4). */
+	wild = json_is_true(json_object_get(doc, "wildcard"));
 	for (i = 0; i < n; i++)
-		if (strcasecmp(names[i], name) == 0)
+		if (wild ? strncmp(names[i], "*.", 2) == 0 &&
+		    strcasecmp(names[i] + 2, name) == 0 :
+		    strcasecmp(names[i], name) == 0)
 			break;
 	if (i == n) {
 		acme_err(e, ACME_ERR_CA, "the CA sent an authorization for %s, "
@@ -975,6 +980,8 @@ acme_authz_error(json_t *doc, const struct acme_authz *az,
 				ctx.chal = ACME_CHAL_TLSALPN01;
 			else if (strcmp(t, "http-01") == 0)
 				ctx.chal = ACME_CHAL_HTTP01;
+			else if (strcmp(t, "dns-01") == 0)
+				ctx.chal = ACME_CHAL_DNS01;
 		}
 	}
 	if (pick == NULL)

@@ -16,6 +16,7 @@
 enum acme_chal {	/* agent_acme_child.c asserts = cfg_challenge */
 	ACME_CHAL_HTTP01 = 0,
 	ACME_CHAL_TLSALPN01,
+	ACME_CHAL_DNS01,	/* a TXT record: any name, wildcards too */
 };
 
 enum acme_err_kind {

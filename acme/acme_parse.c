@@ -40,6 +40,8 @@ acme_chal_name(enum acme_chal c)
 		return "http-01";
 	case ACME_CHAL_TLSALPN01:
 		return "tls-alpn-01";
+	case ACME_CHAL_DNS01:
+		return "dns-01";
 	}
 	return "unknown";
 }
@@ -161,12 +163,19 @@ acme_parse_problem_json(const struct acme_problem_ctx *ctx, json_t *doc,
 	    strcmp(stype, "tls") == 0)) {
 		chal = acme_chal_name(ctx->chal);
 		port = ctx->chal == ACME_CHAL_TLSALPN01 ? "443" : "80";
-		acme_parse_err(e, ACME_ERR_CHALLENGE,
-		    "the CA could not validate %s "
-		    "by %s (%s); check that %s resolves to the gateways, that "
-		    "their port %s (%s) is reachable from the internet, and "
-		    "that the gateways grant %s to this agent", nm, chal,
-		    detail, nm, port, chal, nm);
+		if (ctx->chal == ACME_CHAL_DNS01)
+			acme_parse_err(e, ACME_ERR_CHALLENGE,
+			    "the CA could not validate %s by dns-01 (%s); "
+			    "check that the CA's resolvers see the TXT record "
+			    "_acme-challenge of the name at every name server "
+			    "of the zone", nm, detail);
+		else
+			acme_parse_err(e, ACME_ERR_CHALLENGE,
+			    "the CA could not validate %s by %s (%s); check "
+			    "that %s resolves to the gateways, that their port "
+			    "%s (%s) is reachable from the internet, and that "
+			    "the gateways grant %s to this agent", nm, chal,
+			    detail, nm, port, chal, nm);
 	} else if (strcmp(stype, "caa") == 0)
 		acme_parse_err(e, ACME_ERR_REJECTED,
 		    "the CA may not issue for %s "

@@ -368,6 +368,19 @@ void		 agent_dns_reload(struct agent *);
  * coalesced).  Safe to call at any time, also without dns:. */
 void		 agent_dns_changed(struct agent *);
 struct json_t	*agent_dns_status(struct agent *);
+/*
+ * dns-01 (RFC 8555 8.4): publish (add) the TXT record of name's
+ * challenge for key_auth and call done once every name server has it,
+ * or remove it (done may be NULL).  -1 (done not called): no dns:
+ * section with provider rfc2136, its server not looked up yet, or no
+ * memory.
+ */
+typedef void	(*agent_dns_done_cb)(int ok, const char *msg, void *arg);
+/* The DNS server is known: dns-01 can go. */
+int		 agent_dns_ready(const struct agent *);
+int		 agent_dns_acme(struct agent *, const char *name,
+		    const char *key_auth, int add, agent_dns_done_cb,
+		    void *arg);
 void		 agent_dns_metrics(struct agent *, struct evbuffer *);
 
 /*

@@ -29,6 +29,8 @@
 
 static void	agent_acme_arm(struct agent_cert *);
 static int	agent_acme_gws_ready(struct agent_acme *);
+static int	agent_acme_probed(const struct agent_acme *);
+static int	agent_acme_uses_dns01(const struct agent_acme *);
 static int	agent_acme_gws_settled(const struct agent_acme *);
 
 struct agent_cert *
@@ -257,9 +259,11 @@ agent_acme_next(struct agent_acme *m)
 	}
 	if (best == NULL)
 		return;
-	if (best->due_kind == AGENT_JOB_ORDER && !agent_acme_gws_ready(m)) {
-		/* The CA's probes need a way in; a gateway coming up
-		 * calls us again. */
+	if (best->due_kind == AGENT_JOB_ORDER && ((agent_acme_probed(m) &&
+	    !agent_acme_gws_ready(m)) || (agent_acme_uses_dns01(m) &&
+	    !agent_dns_ready(m->a)))) {
+		/* The CA's probes need a way in (a gateway coming up calls
+		 * us again), or dns-01 its DNS server found. */
 		struct timeval tv = { 1, 0 };
 
 		evtimer_add(best->timer, &tv);
@@ -269,6 +273,31 @@ agent_acme_next(struct agent_acme *m)
 		best->due = now + 60;
 		agent_acme_arm(best);
 	}
+}
+
+/* The CA's probes come through the gateways: any challenge but dns-01. */
+static int
+agent_acme_probed(const struct agent_acme *m)
+{
+	const struct cfg_acme	*c = m->a->cfg->acme;
+	size_t			 i;
+
+	for (i = 0; i < c->nchallenges; i++)
+		if (c->challenges[i] != CFG_CHALLENGE_DNS01)
+			return 1;
+	return 0;
+}
+
+static int
+agent_acme_uses_dns01(const struct agent_acme *m)
+{
+	const struct cfg_acme	*c = m->a->cfg->acme;
+	size_t			 i;
+
+	for (i = 0; i < c->nchallenges; i++)
+		if (c->challenges[i] == CFG_CHALLENGE_DNS01)
+			return 1;
+	return 0;
 }
 
 /*
@@ -316,8 +345,10 @@ agent_acme_hold(const struct agent_acme *m)
 		return "ordering after the running job";
 	if (m->a->stopping)
 		return "not ordering: the agent is stopping";
-	if (!agent_acme_gws_settled(m))
+	if (agent_acme_probed(m) && !agent_acme_gws_settled(m))
 		return "ordering once the gateway tunnels are up";
+	if (agent_acme_uses_dns01(m) && !agent_dns_ready(m->a))
+		return "ordering once the DNS server is found (dns-01)";
 	return NULL;
 }
 

@@ -22,6 +22,8 @@
 #define ACME_CLAIM_WAIT_MS	5000	/* gateways confirming a claim */
 
 static void	agent_acme_wait_done(struct agent_acme *);
+static void	agent_acme_dns01(struct agent_acme *,
+		    const struct agent_chal *);
 
 void
 agent_acme_chal_add(struct agent_acme *m, enum acme_chal type,
@@ -54,6 +56,10 @@ agent_acme_chal_add(struct agent_acme *m, enum acme_chal type,
 	TAILQ_INSERT_TAIL(&m->chals, ch, entry);
 	log_info("acme %s: answering %s for %s", m->job->name,
 	    acme_chal_name(type), name);
+	if (type == ACME_CHAL_DNS01) {
+		agent_acme_dns01(m, ch);
+		return;
+	}
 	/* Route the CA's probes here: claim the name with the ACME kind
 	 * everywhere, and go on once each gateway has answered. */
 	snprintf(m->wait_name, sizeof(m->wait_name), "%s", name);
@@ -70,6 +76,60 @@ agent_acme_chal_add(struct agent_acme *m, enum acme_chal type,
 	tv.tv_sec = ACME_CLAIM_WAIT_MS / 1000;
 	tv.tv_usec = (ACME_CLAIM_WAIT_MS % 1000) * 1000;
 	evtimer_add(m->wait_timer, &tv);
+}
+
+/* A dns-01 answer in flight: who to tell, found again by name (the
+ * ACME module may have been replaced by a reload meanwhile). */
+struct agent_acme_dns01_wait {
+	struct agent	*a;
+	char		 name[NAME_MAX_LEN + 1];
+	char		 token[128];
+};
+
+static void
+agent_acme_dns01_done(int ok, const char *msg, void *arg)
+{
+	struct agent_acme_dns01_wait	*w = arg;
+	struct agent_acme		*m = w->a->acme;
+	struct agent_chal		*ch;
+	char				 line[400];
+
+	if (m != NULL)
+		TAILQ_FOREACH(ch, &m->chals, entry)
+			if (ch->type == ACME_CHAL_DNS01 &&
+			    strcmp(ch->name, w->name) == 0 &&
+			    strcmp(ch->token, w->token) == 0) {
+				if (ok)
+					agent_acme_reply(m, "ok");
+				else {
+					snprintf(line, sizeof(line), "fail %s",
+					    msg);
+					agent_acme_reply(m, line);
+				}
+				break;
+			}
+	free(w);
+}
+
+/* dns-01: the TXT record, through the dns: section, instead of a claim. */
+static void
+agent_acme_dns01(struct agent_acme *m, const struct agent_chal *ch)
+{
+	struct agent_acme_dns01_wait	*w;
+
+	if ((w = calloc(1, sizeof(*w))) == NULL) {
+		agent_acme_reply(m, "fail the agent is out of memory");
+		return;
+	}
+	w->a = m->a;
+	snprintf(w->name, sizeof(w->name), "%s", ch->name);
+	snprintf(w->token, sizeof(w->token), "%s", ch->token);
+	if (agent_dns_acme(m->a, ch->name, ch->key_auth, 1,
+	    agent_acme_dns01_done, w) == -1) {
+		free(w);
+		agent_acme_reply(m, "fail dns-01 needs the dns: section with "
+		    "provider rfc2136 and its server looked up");
+	}
 }
 
 /* A gateway answered a claim (agent_gw.c). */
@@ -144,8 +204,12 @@ agent_acme_chal_del(struct agent_acme *m, enum acme_chal type,
 		    strcmp(ch->token, token) != 0)
 			continue;
 		TAILQ_REMOVE(&m->chals, ch, entry);
+		if (type == ACME_CHAL_DNS01)
+			agent_dns_acme(m->a, ch->name, ch->key_auth, 0, NULL,
+			    NULL);
+		else
+			agent_svc_reclaim(m->a, name);
 		free(ch);
-		agent_svc_reclaim(m->a, name);
 		return;
 	}
 }
@@ -160,9 +224,12 @@ agent_acme_chal_clear(struct agent_acme *m)
 	while ((ch = TAILQ_FIRST(&m->chals)) != NULL) {
 		TAILQ_REMOVE(&m->chals, ch, entry);
 		snprintf(name, sizeof(name), "%s", ch->name);
-		free(ch);
-		if (!m->a->exiting)
+		if (ch->type == ACME_CHAL_DNS01 && !m->a->exiting)
+			agent_dns_acme(m->a, ch->name, ch->key_auth, 0, NULL,
+			    NULL);
+		else if (!m->a->exiting)
 			agent_svc_reclaim(m->a, name);
+		free(ch);
 	}
 }
 
@@ -176,7 +243,7 @@ agent_acme_kinds(const struct agent *a, const char *name)
 	if (a->acme == NULL)
 		return 0;
 	TAILQ_FOREACH(ch, &a->acme->chals, entry)
-		if (strcmp(ch->name, name) == 0)
+		if (strcmp(ch->name, name) == 0 && ch->type != ACME_CHAL_DNS01)
 			k |= ch->type == ACME_CHAL_HTTP01 ?
 			    TUN_KIND_ACME_HTTP : TUN_KIND_ACME_TLS;
 	return k;
@@ -193,6 +260,8 @@ agent_acme_foreach_name(const struct agent *a,
 	if (a->acme == NULL)
 		return;
 	TAILQ_FOREACH(ch, &a->acme->chals, entry) {
+		if (ch->type == ACME_CHAL_DNS01)
+			continue;	/* a TXT record: nothing to claim */
 		seen = 0;
 		TAILQ_FOREACH(prev, &a->acme->chals, entry) {
 			if (prev == ch)

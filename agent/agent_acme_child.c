@@ -31,7 +31,8 @@
  * value, so the values must agree.
  */
 _Static_assert((int)CFG_CHALLENGE_HTTP01 == (int)ACME_CHAL_HTTP01 &&
-    (int)CFG_CHALLENGE_TLSALPN01 == (int)ACME_CHAL_TLSALPN01,
+    (int)CFG_CHALLENGE_TLSALPN01 == (int)ACME_CHAL_TLSALPN01 &&
+    (int)CFG_CHALLENGE_DNS01 == (int)ACME_CHAL_DNS01,
     "enum cfg_challenge and enum acme_chal differ");
 _Static_assert((int)CFG_KEY_EC_P256 == (int)ACME_KEY_EC_P256 &&
     (int)CFG_KEY_EC_P384 == (int)ACME_KEY_EC_P384 &&

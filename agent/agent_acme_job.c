@@ -206,6 +206,8 @@ agent_acme_parse_chal(const char *s, enum acme_chal *t)
 		*t = ACME_CHAL_HTTP01;
 	else if (strcmp(s, "tls-alpn-01") == 0)
 		*t = ACME_CHAL_TLSALPN01;
+	else if (strcmp(s, "dns-01") == 0)
+		*t = ACME_CHAL_DNS01;
 	else
 		return -1;
 	return 0;

@@ -34,6 +34,8 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <jansson.h>
+#include <openssl/sha.h>
+#include <sodium.h>
 
 #include "agent.h"
 #include "addr.h"
@@ -85,8 +87,31 @@ struct agent_dns_set {
 	unsigned long	 updates;	/* changes made, in all */
 };
 
+/*
+ * A dns-01 answer: the TXT record _acme-challenge.NAME, published, then
+ * looked for at each name server of the zone until all have it, then
+ * reported; or removed once the CA has decided.
+ */
+struct agent_dns01 {
+	struct agent_dns	*d;
+	char			 owner[NAME_MAX_LEN + 17];
+	char			 value[64];	/* base64url(SHA-256(key_auth)) */
+	int			 add;
+	agent_dns_done_cb	 done;
+	void			*arg;
+	struct ddns_sync	*sync;
+	struct dns		*probe;		/* a name server, directly */
+	struct dns_query	*query;
+	size_t			 ns;		/* the server being asked */
+	int			 seen;		/* it has the record */
+	uint64_t		 deadline;	/* mono ms */
+	struct event		*timer;		/* next look */
+	TAILQ_ENTRY(agent_dns01) entry;
+};
+
 struct agent_dns {
 	struct agent		*a;
+	TAILQ_HEAD(, agent_dns01) dns01;
 	struct ddns_key		 key;
 	struct dns_query	*lookup;	/* the server's name */
 	struct dns		*direct;	/* asks the server itself */
@@ -103,6 +128,7 @@ struct agent_dns {
 };
 
 static void	agent_dns_look(evutil_socket_t, short, void *);
+static void	agent_dns01_end(struct agent_dns01 *, int, const char *);
 static void	agent_dns_exec_start(struct agent_dns *, struct agent_dns_set *);
 static void	agent_dns_exec_free(struct agent_dns_exec *);
 static json_t	*agent_dns_array(char [][AGENT_DNS_ADDR_LEN], size_t);
@@ -165,6 +191,7 @@ agent_dns_init(struct agent *a, char *err, size_t errlen)
 		free(d);
 		return -1;
 	}
+	TAILQ_INIT(&d->dns01);
 	a->dnsu = d;
 	return 0;
 }
@@ -197,6 +224,9 @@ agent_dns_free(struct agent *a)
 		ddns_sync_cancel(d->sets[i].sync);
 		agent_dns_exec_free(d->sets[i].exec);
 	}
+	while (!TAILQ_EMPTY(&d->dns01))
+		agent_dns01_end(TAILQ_FIRST(&d->dns01), 0, "the agent stopped "
+		    "or reloaded");
 	dns_cancel(d->lookup);
 	dns_free(d->direct);
 	if (d->timer != NULL)
@@ -787,6 +817,192 @@ agent_dns_look(evutil_socket_t fd, short what, void *arg)
 	tv.tv_sec = (time_t)((next - now) / 1000);
 	tv.tv_usec = (suseconds_t)((next - now) % 1000) * 1000;
 	evtimer_add(d->timer, &tv);
+}
+
+/* ------------------------------------------------------ dns-01 */
+
+#define AGENT_DNS01_WAIT_MS	50000	/* the order child waits 60 s */
+#define AGENT_DNS01_POLL_MS	500
+
+/* Report (once), and free. */
+static void
+agent_dns01_end(struct agent_dns01 *x, int ok, const char *msg)
+{
+	agent_dns_done_cb	 done = x->done;
+	void			*arg = x->arg;
+
+	TAILQ_REMOVE(&x->d->dns01, x, entry);
+	ddns_sync_cancel(x->sync);
+	dns_cancel(x->query);
+	dns_free(x->probe);
+	if (x->timer != NULL)
+		event_free(x->timer);
+	free(x);
+	if (done != NULL)
+		done(ok, msg, arg);
+}
+
+/* The name servers to see the record at: dns.nameservers, or else the
+ * server the updates go to. */
+static size_t
+agent_dns01_nservers(struct agent_dns *d)
+{
+	const struct cfg_dns	*c = d->a->cfg->dns;
+
+	return c->nnameservers > 0 ? c->nnameservers : 1;
+}
+
+static void	agent_dns01_ask(struct agent_dns01 *);
+
+/*
+ * The look after an answer, from a timer: the answer came inside
+ * c-ares, whose channel must not be freed from its own callback.
+ */
+static void
+agent_dns01_again(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent_dns01	*x = arg;
+
+	(void)fd;
+	(void)what;
+	if (x->seen) {
+		x->seen = 0;
+		dns_free(x->probe);
+		x->probe = NULL;
+		if (++x->ns == agent_dns01_nservers(x->d)) {
+			log_info("dns: %s TXT is at every name server",
+			    x->owner);
+			agent_dns01_end(x, 1, "");
+			return;
+		}
+	} else if (mono_ms() >= x->deadline) {
+		agent_dns01_end(x, 0, "the TXT record did not reach every "
+		    "name server of the zone in time (check dns.nameservers "
+		    "and the zone's transfers)");
+		return;
+	}
+	agent_dns01_ask(x);
+}
+
+static void
+agent_dns01_answer(int err, const unsigned char *msg, size_t len, void *arg)
+{
+	struct agent_dns01	*x = arg;
+	struct ddns_rrset	*set;
+	struct timeval		 tv = { 0, AGENT_DNS01_POLL_MS * 1000 };
+	char			 want[DDNS_RDATA_MAX], why[256];
+	size_t			 i;
+
+	(void)err;
+	x->query = NULL;
+	if (msg != NULL && (set = malloc(sizeof(*set))) != NULL) {
+		if (ddns_rrset_parse(msg, len, x->owner, DDNS_TXT, set, why,
+		    sizeof(why)) == 0 && ddns_rdata_norm(DDNS_TXT, x->value,
+		    want, sizeof(want)) == 0)
+			for (i = 0; i < set->n; i++)
+				x->seen |= strcmp(set->rdata[i], want) == 0;
+		free(set);
+	}
+	if (x->seen)
+		tv.tv_usec = 0;		/* the next server at once */
+	evtimer_add(x->timer, &tv);
+}
+
+/* Ask server x->ns directly whether it has the record yet. */
+static void
+agent_dns01_ask(struct agent_dns01 *x)
+{
+	struct agent_dns	*d = x->d;
+	const struct cfg_dns	*c = d->a->cfg->dns;
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	char			 why[256];
+
+	if (x->probe == NULL) {
+		if (c->nnameservers == 0) {
+			memcpy(&ss, &d->server, d->serverlen);
+			sslen = d->serverlen;
+		} else if (addr_parse_numeric(c->nameservers[x->ns], &ss,
+		    &sslen, why, sizeof(why)) == -1) {
+			agent_dns01_end(x, 0, "dns.nameservers must be IP "
+			    "addresses with a port");
+			return;
+		}
+		if ((x->probe = dns_new_direct(d->a->base,
+		    (struct sockaddr *)&ss, sslen, why, sizeof(why))) == NULL) {
+			agent_dns01_end(x, 0, why);
+			return;
+		}
+	}
+	x->query = dns_query(x->probe, x->owner, DDNS_TXT,
+	    agent_dns01_answer, x);
+}
+
+static void
+agent_dns01_synced(const struct ddns_result *res, size_t changes,
+    const struct ddns_rrset *have, void *arg)
+{
+	struct agent_dns01	*x = arg;
+
+	(void)changes;
+	(void)have;
+	x->sync = NULL;
+	if (res->status != DDNS_OK) {
+		log_warnx("dns: %s TXT: %s", x->owner, res->text);
+		agent_dns01_end(x, 0, res->text);
+		return;
+	}
+	if (!x->add) {
+		agent_dns01_end(x, 1, "");
+		return;
+	}
+	agent_dns01_ask(x);
+}
+
+int
+agent_dns_ready(const struct agent *a)
+{
+	return a->dnsu != NULL && a->dnsu->serverlen != 0;
+}
+
+int
+agent_dns_acme(struct agent *a, const char *name, const char *key_auth,
+    int add, agent_dns_done_cb done, void *arg)
+{
+	struct agent_dns	*d = a->dnsu;
+	const struct cfg_dns	*c;
+	struct agent_dns01	*x;
+	unsigned char		 md[SHA256_DIGEST_LENGTH];
+	const char		*one[1];
+
+	if (d == NULL || (c = a->cfg->dns)->provider != CFG_DNS_RFC2136 ||
+	    d->serverlen == 0 || (x = calloc(1, sizeof(*x))) == NULL)
+		return -1;
+	x->d = d;
+	x->add = add;
+	x->done = done;
+	x->arg = arg;
+	x->deadline = mono_ms() + AGENT_DNS01_WAIT_MS;
+	/* RFC 8555 8.4: _acme-challenge of the name (a wildcard's base),
+	 * base64url of the SHA-256 of the key authorization. */
+	snprintf(x->owner, sizeof(x->owner), "_acme-challenge.%s",
+	    strncmp(name, "*.", 2) == 0 ? name + 2 : name);
+	SHA256((const unsigned char *)key_auth, strlen(key_auth), md);
+	sodium_bin2base64(x->value, sizeof(x->value), md, sizeof(md),
+	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	TAILQ_INSERT_TAIL(&d->dns01, x, entry);
+	one[0] = x->value;
+	if ((x->timer = evtimer_new(a->base, agent_dns01_again, x)) == NULL ||
+	    (x->sync = ddns_sync(a->base, d->direct,
+	    (struct sockaddr *)&d->server, d->serverlen, c->zone, &d->key,
+	    x->owner, DDNS_TXT, c->ttl_ms / 1000, add ? one : NULL,
+	    add ? 1 : 0, add ? NULL : one, add ? 0 : 1, agent_dns01_synced,
+	    x)) == NULL) {
+		x->done = NULL;
+		agent_dns01_end(x, 0, "");
+		return -1;
+	}
+	return 0;
 }
 
 /* ------------------------------------------------------ status */

@@ -123,6 +123,7 @@ struct cfg_health {
 enum cfg_challenge {
 	CFG_CHALLENGE_HTTP01 = 0,	/* gateway's HTTP entry (port 80) */
 	CFG_CHALLENGE_TLSALPN01,	/* gateway's TLS entry (port 443) */
+	CFG_CHALLENGE_DNS01,		/* a TXT record, through dns: */
 	CFG_CHALLENGE_MAX
 };
 
@@ -183,6 +184,10 @@ struct cfg_dns {
 	char		*command;	/* exec: sh -c command */
 	unsigned	 ttl_ms;	/* default 60 s */
 	unsigned	 grace_ms;	/* default 30000 */
+	/* Where a dns-01 record must be seen before the CA is asked: the
+	 * zone's name servers ("host:port"); none: those of its NS set. */
+	char		**nameservers;
+	size_t		 nnameservers;
 };
 
 struct cfg_agent {

@@ -88,6 +88,9 @@ static int	 cfg_agent_dns(struct cfg_doc *,
 static int	 cfg_agent_dns_server(struct cfg_doc *,
 		    const struct cfg_node *, struct cfg_node *, const char *,
 		    void *);
+static int	 cfg_agent_dns_nameservers(struct cfg_doc *,
+		    const struct cfg_node *, struct cfg_node *, const char *,
+		    void *);
 static int	 cfg_agent_dns_provider(struct cfg_doc *,
 		    const struct cfg_node *, struct cfg_node *, const char *,
 		    void *);
@@ -100,11 +103,13 @@ static int	 cfg_agent_retry(struct cfg_doc *,
 static const char *const cfg_agent_challenge_names[] = {
 	[CFG_CHALLENGE_HTTP01] = "http-01",
 	[CFG_CHALLENGE_TLSALPN01] = "tls-alpn-01",
+	[CFG_CHALLENGE_DNS01] = "dns-01",
 };
 static const struct cfg_enum cfg_agent_challenge_enum = {
 	cfg_agent_challenge_names, CFG_CHALLENGE_MAX,
 	"unknown challenge type", "use http-01 (through the gateways' port "
-	"80) or tls-alpn-01 (port 443); dns-01 is not supported"
+	"80), tls-alpn-01 (port 443) or dns-01 (a TXT record, through the "
+	"dns: section)"
 };
 static const char *const cfg_agent_key_type_names[] = {
 	[CFG_KEY_EC_P256] = "ec-p256",
@@ -314,6 +319,7 @@ static const struct cfg_key cfg_agent_dns_keys[] = {
 	CFG_KEY("command", CFG_T_TEXT, command, 0, 0, 0),
 	CFG_KEY("ttl", CFG_T_DURATION, ttl_ms, 1000, CFG_MS_MAX, 60000),
 	CFG_KEY("grace", CFG_T_DURATION, grace_ms, 1000, CFG_MS_MAX, 30000),
+	CFG_FUNC("nameservers", cfg_agent_dns_nameservers, NULL),
 	CFG_CHECK(cfg_agent_dns_provider),
 	CFG_END
 };
@@ -403,6 +409,9 @@ cfg_agent_free(struct cfg_agent *a)
 		free(a->dns->zone);
 		free(a->dns->tsig_key);
 		free(a->dns->command);
+		for (i = 0; i < a->dns->nnameservers; i++)
+			free(a->dns->nameservers[i]);
+		free(a->dns->nameservers);
 		free(a->dns);
 	}
 	free(a);
@@ -741,7 +750,7 @@ cfg_agent_dups(struct cfg_doc *d, struct cfg_node *seq, char **names,
 
 /*
  * certificate: acme (implied by tls: terminate) and the extra names of
- * that certificate.  A wildcard needs dns-01, which porch does not do.
+ * that certificate.  A wildcard needs dns-01 (cfg_agent_service_acme).
  */
 static int
 cfg_agent_service_cert(struct cfg_doc *d, const struct cfg_node *map,
@@ -783,12 +792,6 @@ cfg_agent_service_cert(struct cfg_doc *d, const struct cfg_node *map,
 		    "certificate to put them in (add 'certificate: acme')",
 		    what);
 	}
-	snprintf(f, sizeof(f), "%s.hostname", what);
-	if (s->hostname[0] == '*')
-		return cfg_bad(d, cfg_map_get(map, "hostname"), f,
-		    "no ACME certificate for a wildcard", "wildcards need the "
-		    "dns-01 challenge, which porch does not do; list the "
-		    "exact names as services");
 	cnt = names == NULL ? 0 : cfg_list_len(names);
 	if (names != NULL && cfg_expect_list(d, names,
 	    "certificate_names") == -1)
@@ -804,10 +807,7 @@ cfg_agent_service_cert(struct cfg_doc *d, const struct cfg_node *map,
 		if (cfg_hostname(d, it, f, &s->cert_names[s->ncert_names]) ==
 		    -1)
 			return -1;
-		if (s->cert_names[s->ncert_names++][0] == '*')
-			return cfg_bad(d, it, f, "no ACME certificate for a "
-			    "wildcard", "wildcards need dns-01, which porch "
-			    "does not do");
+		s->ncert_names++;
 	}
 	/* Duplicates would make the CA refuse the order. */
 	for (i = 1; i < s->ncert_names; i++) {
@@ -829,9 +829,32 @@ static int
 cfg_agent_service_acme(struct cfg_doc *d, const struct cfg_agent *a,
     struct cfg_node *seq)
 {
-	size_t	i;
+	size_t	i, j;
 	char	f[80];
+	int	dns01 = 0;
 
+	for (i = 0; a->acme != NULL && i < a->acme->nchallenges; i++)
+		dns01 |= a->acme->challenges[i] == CFG_CHALLENGE_DNS01;
+	if (dns01 && a->dns == NULL)
+		return cfg_error(d, cfg_map_get(cfg_map_get(d->root, "acme"),
+		    "challenge"), "acme.challenge: dns-01 publishes a TXT "
+		    "record: add a 'dns:' section (provider, server, zone, "
+		    "tsig_key)");
+	/* A wildcard is validated by dns-01 only (RFC 8555 7.1.3). */
+	for (i = 0; a->acme != NULL && !dns01 && i < a->nservices; i++)
+		for (j = 0; j < a->services[i].ncert_names; j++) {
+			if (a->services[i].cert_names[j][0] != '*')
+				continue;
+			snprintf(f, sizeof(f), j == 0 ? "services[%zu]."
+			    "hostname" : "services[%zu].certificate_names",
+			    i);
+			return cfg_bad(d, cfg_map_get(seq->kids[i], j == 0 ?
+			    "hostname" : "certificate_names"), f,
+			    "no ACME certificate for a wildcard without "
+			    "dns-01", "add dns-01 to acme.challenge (with a "
+			    "dns: section for the TXT record), or list the "
+			    "exact names");
+		}
 	if (a->acme != NULL)
 		return 0;
 	for (i = 0; i < a->nservices; i++) {
@@ -926,6 +949,34 @@ cfg_agent_dns_server(struct cfg_doc *d, const struct cfg_node *map,
 	rc = cfg_address(d, &with_port, what, &c->server, &c->host, &c->port);
 	free(full);
 	return rc;
+}
+
+/* Name servers to see a dns-01 record at, host:port each. */
+static int
+cfg_agent_dns_nameservers(struct cfg_doc *d, const struct cfg_node *map,
+    struct cfg_node *n, const char *what, void *obj)
+{
+	struct cfg_dns	*c = obj;
+	char		 f[64];
+	size_t		 i, cnt;
+
+	(void)map;
+	if (n == NULL)
+		return 0;
+	if (cfg_expect_list(d, n, what) == -1)
+		return -1;
+	if ((cnt = cfg_list_len(n)) == 0)
+		return 0;
+	if ((c->nameservers = cfg_alloc(d, cnt, sizeof(char *))) == NULL)
+		return -1;
+	for (i = 0; i < cnt; i++) {
+		snprintf(f, sizeof(f), "%s[%zu]", what, i);
+		if (cfg_backend(d, cfg_list_item(n, i), f,
+		    &c->nameservers[i]) == -1)
+			return -1;
+		c->nnameservers++;
+	}
+	return 0;
 }
 
 /* What each provider needs. */

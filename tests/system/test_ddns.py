@@ -122,6 +122,11 @@ class Dns:
         self.port, self.proc = SERVERS[kind](procs, self.dir, txt_only)
         self.key = key_file(self.dir)
 
+    @property
+    def server(self):
+        """host:port, for Pebble's -dnsserver."""
+        return f"127.0.0.1:{self.port}"
+
     def update(self, *args, key=None, server=None, env=None, timeout=20):
         """Run ddnsc; returns (exit code, its one line)."""
         argv = [os.path.join(BUILD, "ddnsc"),
@@ -130,6 +135,9 @@ class Dns:
         r = subprocess.run(argv, capture_output=True, text=True,
                            timeout=timeout, env=env)
         return r.returncode, (r.stdout + r.stderr).strip()
+
+    def get_name(self, name, rtype):
+        return self.get(name, rtype)
 
     def get(self, name, rtype="A"):
         r = subprocess.run(["dig", "+short", "+norec", "@127.0.0.1", "-p",

@@ -780,7 +780,12 @@ static const struct bad bad_configs[] = {
 	    "unknown certificate source: 'files'" },
 	{ "ag_cert_wildcard", AG, AG_ACME_HEAD "  - hostname: \"*.example.test\"\n"
 	    "    http: 127.0.0.1:80\n    certificate: acme\n", "11:15",
-	    "services[0].hostname: no ACME certificate for a wildcard" },
+	    "services[0].hostname: no ACME certificate for a wildcard without "
+	    "dns-01: '*.example.test' (add dns-01 to acme.challenge" },
+	{ "ag_cert_names_wildcard", AG, AG_ACME_SVC "    http: 127.0.0.1:80\n"
+	    "    certificate: acme\n    certificate_names: [\"*.w.example.test\"]"
+	    "\n", "14:24", "services[0].certificate_names: no ACME certificate "
+	    "for a wildcard without dns-01" },
 	{ "ag_cert_names_dup", AG, AG_ACME_SVC "    http: 127.0.0.1:80\n"
 	    "    certificate: acme\n    certificate_names: [www.example.test, "
 	    "www.example.test]\n", "14:43", "certificate_names[1]: duplicate name: 'www.example.test'" },
@@ -798,8 +803,13 @@ static const struct bad bad_configs[] = {
 	{ "ag_acme_no_state", AG, AG_BASE "acme: {directory: letsencrypt, "
 	    "agree_tos: true}\n", "9:7", "acme: missing required key: 'state_dir'" },
 	{ "ag_acme_chal", AG, AG_BASE "acme: {directory: letsencrypt, "
+	    "agree_tos: true, state_dir: s, challenge: dns-02}\n", "9:74",
+	    "unknown challenge type: 'dns-02' (use http-01 (through the "
+	    "gateways' port 80), tls-alpn-01 (port 443) or dns-01" },
+	{ "ag_acme_dns01_no_dns", AG, AG_BASE "acme: {directory: letsencrypt, "
 	    "agree_tos: true, state_dir: s, challenge: dns-01}\n", "9:74",
-	    "unknown challenge type: 'dns-01'" },
+	    "acme.challenge: dns-01 publishes a TXT record: add a 'dns:' "
+	    "section" },
 	{ "ag_acme_chal_twice", AG, AG_BASE "acme: {directory: letsencrypt, "
 	    "agree_tos: true, state_dir: s, challenge: [http-01, http-01]}\n",
 	    "9:84", "listed twice: 'http-01'" },
