@@ -58,6 +58,7 @@ struct acme {
 	char		*revoke_cert;
 	char		*renewal_info;
 	char		*terms;
+	char		*caa_identity;	/* meta.caaIdentities[0], or NULL */
 	int		 eab_required;
 };
 
@@ -166,6 +167,7 @@ acme_free(struct acme *a)
 	free(a->revoke_cert);
 	free(a->renewal_info);
 	free(a->terms);
+	free(a->caa_identity);
 	free(a);
 }
 
@@ -220,6 +222,13 @@ acme_directory(struct acme *a, struct acme_error *e)
 		a->terms = strdup(u[0]);
 	a->eab_required = json_is_true(json_object_get(meta,
 	    "externalAccountRequired"));
+	/* A CAA issuer domain: letters, digits, '-' and dots only, as it
+	 * goes into a DNS record. */
+	if ((u[0] = json_string_value(json_array_get(json_object_get(meta,
+	    "caaIdentities"), 0))) != NULL && strlen(u[0]) < 254 &&
+	    strspn(u[0], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789-.") == strlen(u[0]) && u[0][0] != '\0')
+		a->caa_identity = strdup(u[0]);
 	json_decref(doc);
 	if (a->new_nonce == NULL || a->new_account == NULL ||
 	    a->new_order == NULL) {
@@ -234,6 +243,12 @@ const char *
 acme_terms(const struct acme *a)
 {
 	return a->terms;
+}
+
+const char *
+acme_caa_identity(const struct acme *a)
+{
+	return a->caa_identity;
 }
 
 int

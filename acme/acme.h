@@ -80,6 +80,8 @@ void		 acme_free(struct acme *);
 int		 acme_directory(struct acme *, struct acme_error *);
 /* The directory's termsOfService URL, or NULL. */
 const char	*acme_terms(const struct acme *);
+/* The CA's domain for CAA records (meta.caaIdentities[0]), or NULL. */
+const char	*acme_caa_identity(const struct acme *);
 /* 1 if the directory offers renewal information (RFC 9773). */
 int		 acme_has_ari(const struct acme *);
 

@@ -376,6 +376,11 @@ struct json_t	*agent_dns_status(struct agent *);
  * memory.
  */
 typedef void	(*agent_dns_done_cb)(int ok, const char *msg, void *arg);
+/* The same for any record: published (add) and seen at every name
+ * server, or removed; type DDNS_TXT or DDNS_CAA. */
+int		 agent_dns_record(struct agent *, const char *owner,
+		    uint16_t type, const char *rdata, int add,
+		    agent_dns_done_cb, void *arg);
 /* The DNS server is known: dns-01 can go. */
 int		 agent_dns_ready(const struct agent *);
 int		 agent_dns_acme(struct agent *, const char *name,

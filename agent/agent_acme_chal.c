@@ -16,6 +16,7 @@
 
 #include "acme.h"
 #include "agent.h"
+#include "ddns.h"
 #include "agent_acme_priv.h"
 #include "log.h"
 
@@ -130,6 +131,78 @@ agent_acme_dns01(struct agent_acme *m, const struct agent_chal *ch)
 		agent_acme_reply(m, "fail dns-01 needs the dns: section with "
 		    "provider rfc2136 and its server looked up");
 	}
+}
+
+/* The CAA records of one job in flight. */
+struct agent_acme_caa_wait {
+	struct agent	*a;
+	char		 job[NAME_MAX_LEN + 1];
+	unsigned	 left;
+	int		 failed;
+	char		 why[300];
+};
+
+static void
+agent_acme_caa_done(int ok, const char *msg, void *arg)
+{
+	struct agent_acme_caa_wait	*w = arg;
+	struct agent_acme		*m = w->a->acme;
+	char				 line[400];
+
+	if (!ok && !w->failed) {
+		w->failed = 1;
+		snprintf(w->why, sizeof(w->why), "%s", msg);
+	}
+	if (--w->left > 0)
+		return;
+	/* The job that asked may be gone (a reload, a stop). */
+	if (m != NULL && m->job != NULL && strcmp(m->job->name, w->job) == 0) {
+		if (!w->failed)
+			agent_acme_reply(m, "ok");
+		else {
+			snprintf(line, sizeof(line), "fail %s", w->why);
+			agent_acme_reply(m, line);
+		}
+	}
+	free(w);
+}
+
+void
+agent_acme_caa(struct agent_acme *m, const char *issuer,
+    const char *account_url)
+{
+	struct agent_acme_caa_wait	*w;
+	struct agent_cert		*c = m->job;
+	const char			*name;
+	char				 rdata[600];
+	size_t				 i;
+
+	/* Both go into a quoted CAA value: no quotes, spaces or ';'. */
+	if (c == NULL || strcspn(issuer, "\" ;\\") != strlen(issuer) ||
+	    strcspn(account_url, "\" ;\\") != strlen(account_url) ||
+	    (w = calloc(1, sizeof(*w))) == NULL) {
+		agent_acme_reply(m, "fail the agent refused this CAA record");
+		return;
+	}
+	w->a = m->a;
+	snprintf(w->job, sizeof(w->job), "%s", c->name);
+	w->left = (unsigned)c->nnames + 1;	/* +1: held until all start */
+	for (i = 0; i < c->nnames; i++) {
+		name = c->names[i];
+		snprintf(rdata, sizeof(rdata), "0 %s \"%s; accounturi=%s\"",
+		    strncmp(name, "*.", 2) == 0 ? "issuewild" : "issue",
+		    issuer, account_url);
+		log_info("acme %s: pinning CAA of %s to %s", c->name,
+		    strncmp(name, "*.", 2) == 0 ? name + 2 : name,
+		    account_url);
+		if (agent_dns_record(m->a, strncmp(name, "*.", 2) == 0 ?
+		    name + 2 : name, DDNS_CAA, rdata, 1, agent_acme_caa_done,
+		    w) == -1)
+			agent_acme_caa_done(0, "CAA records need the dns: "
+			    "section with provider rfc2136 and its server "
+			    "looked up", w);
+	}
+	agent_acme_caa_done(1, "", w);
 }
 
 /* A gateway answered a claim (agent_gw.c). */

@@ -93,27 +93,18 @@ agent_child_say(struct agent_child *k, const char *fmt, ...)
 		_exit(3);	/* the agent is gone */
 }
 
+/* Wait for the agent's "ok" or "fail MESSAGE" to the line just said. */
 static int
-agent_child_publish(const struct acme_challenge *ch, int add, char *msg,
-    size_t msglen, void *arg)
+agent_child_wait_ok(struct agent_child *k, char *msg, size_t msglen)
 {
-	struct agent_child	*k = arg;
-	char			 line[AGENT_ACME_LINE_MAX];
-	struct pollfd		 pfd;
+	char		line[AGENT_ACME_LINE_MAX];
+	struct pollfd	pfd;
 
-	if (!add) {
-		agent_child_say(k, "del %s %s %s", acme_chal_name(ch->type),
-		    ch->name, ch->token);
-		return 0;
-	}
-	agent_child_say(k, "add %s %s %s %s", acme_chal_name(ch->type),
-	    ch->name, ch->token, ch->key_auth);
 	pfd.fd = k->fd;
 	pfd.events = POLLIN;
 	if (poll(&pfd, 1, 60 * 1000) != 1 ||
 	    fgets(line, sizeof(line), k->in) == NULL) {
-		snprintf(msg, msglen, "the agent did not confirm the "
-		    "challenge");
+		snprintf(msg, msglen, "the agent did not answer in 60 s");
 		return -1;
 	}
 	line[strcspn(line, "\n")] = '\0';
@@ -122,6 +113,22 @@ agent_child_publish(const struct acme_challenge *ch, int add, char *msg,
 	snprintf(msg, msglen, "%s", strncmp(line, "fail ", 5) == 0 ?
 	    line + 5 : line);
 	return -1;
+}
+
+static int
+agent_child_publish(const struct acme_challenge *ch, int add, char *msg,
+    size_t msglen, void *arg)
+{
+	struct agent_child	*k = arg;
+
+	if (!add) {
+		agent_child_say(k, "del %s %s %s", acme_chal_name(ch->type),
+		    ch->name, ch->token);
+		return 0;
+	}
+	agent_child_say(k, "add %s %s %s %s", acme_chal_name(ch->type),
+	    ch->name, ch->token, ch->key_auth);
+	return agent_child_wait_ok(k, msg, msglen);
 }
 
 static const char *
@@ -140,6 +147,7 @@ agent_acme_child(struct agent *a, const char *name, char *const *names,
     size_t nnames, int check_only, int fd)
 {
 	const struct cfg_acme	*cf = a->cfg->acme;
+	const char		*caa;
 	struct agent_child	 k;
 	struct acme_opts	 o;
 	struct acme_error	 e;
@@ -235,6 +243,21 @@ agent_acme_child(struct agent *a, const char *name, char *const *names,
 		agent_child_say(&k, "account %s%s%s", acme_account_url(cl),
 		    acme_terms(cl) != NULL ? " terms " : "",
 		    acme_terms(cl) != NULL ? acme_terms(cl) : "");
+	}
+	/* CAA pinning (RFC 8657): our account, before any order. */
+	caa = cf->caa_identity != NULL ? cf->caa_identity :
+	    acme_caa_identity(cl);
+	if (cf->caa_pin && caa == NULL)
+		agent_child_say(&k, "warn the CA names no CAA identity "
+		    "(caaIdentities in its directory): no CAA record pinned; "
+		    "set acme.caa_identity");
+	else if (cf->caa_pin) {
+		agent_child_say(&k, "caa %s %s", caa, acme_account_url(cl));
+		if (agent_child_wait_ok(&k, err, sizeof(err)) == -1) {
+			agent_child_say(&k, "fail dns 0 the CAA records could "
+			    "not be published: %s", err);
+			_exit(1);
+		}
 	}
 	agent_child_check_dns(&k, a, names, nnames);
 	if ((certkey = acme_certkey_new((enum acme_key_type)cf->key_type)) ==

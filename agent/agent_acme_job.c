@@ -12,6 +12,8 @@
  *	child:  ari START END RETRY_S | noari	renewal window (check job)
  *	child:  account URL [terms URL]		the account it used or made
  *	child:  warn MESSAGE			logged as is (DNS checks)
+ *	child:  caa ISSUER ACCOUNT_URL		pin CAA records (caa_pin)
+ *	us:     ok | fail MESSAGE		once every server has them
  *
  * The child's side is agent_acme_child.c.  A job ends once both its
  * result (or EOF) and its exit status are in; a watchdog kills one that
@@ -176,6 +178,8 @@ agent_acme_line(struct agent_acme *m, char *line)
 	} else if (strcmp(f[0], "del") == 0 && nf == 4 &&
 	    agent_acme_parse_chal(f[1], &type) == 0) {
 		agent_acme_chal_del(m, type, f[2], f[3]);
+	} else if (strcmp(f[0], "caa") == 0 && nf == 3) {
+		agent_acme_caa(m, f[1], f[2]);
 	} else if (strcmp(f[0], "account") == 0 && nf >= 2) {
 		log_info("acme: using account %s%s%s", f[1],
 		    nf >= 4 ? "; terms of service agreed: " : "",

@@ -142,6 +142,10 @@ void		 agent_acme_watchdog_cb(evutil_socket_t, short, void *);
 /* agent_acme_chal.c */
 void		 agent_acme_chal_add(struct agent_acme *, enum acme_chal,
 		    const char *, const char *, const char *);
+/* CAA pinning: publish "0 issue(wild) ISSUER; accounturi=URL" for each
+ * name of the job, then answer the child. */
+void		 agent_acme_caa(struct agent_acme *, const char *issuer,
+		    const char *account_url);
 void		 agent_acme_chal_del(struct agent_acme *, enum acme_chal,
 		    const char *, const char *);
 void		 agent_acme_chal_clear(struct agent_acme *);

@@ -88,14 +88,15 @@ struct agent_dns_set {
 };
 
 /*
- * A dns-01 answer: the TXT record _acme-challenge.NAME, published, then
- * looked for at each name server of the zone until all have it, then
- * reported; or removed once the CA has decided.
+ * One record for the CA: a dns-01 answer (TXT _acme-challenge.NAME) or
+ * a CAA pin, published, then looked for at each name server of the zone
+ * until all have it, then reported; or removed.
  */
 struct agent_dns01 {
 	struct agent_dns	*d;
 	char			 owner[NAME_MAX_LEN + 17];
-	char			 value[64];	/* base64url(SHA-256(key_auth)) */
+	uint16_t		 type;
+	char			 value[DDNS_RDATA_MAX];	/* as written */
 	int			 add;
 	agent_dns_done_cb	 done;
 	void			*arg;
@@ -870,8 +871,8 @@ agent_dns01_again(evutil_socket_t fd, short what, void *arg)
 		dns_free(x->probe);
 		x->probe = NULL;
 		if (++x->ns == agent_dns01_nservers(x->d)) {
-			log_info("dns: %s TXT is at every name server",
-			    x->owner);
+			log_info("dns: %s %s is at every name server",
+			    x->owner, x->type == DDNS_TXT ? "TXT" : "CAA");
 			agent_dns01_end(x, 1, "");
 			return;
 		}
@@ -896,8 +897,8 @@ agent_dns01_answer(int err, const unsigned char *msg, size_t len, void *arg)
 	(void)err;
 	x->query = NULL;
 	if (msg != NULL && (set = malloc(sizeof(*set))) != NULL) {
-		if (ddns_rrset_parse(msg, len, x->owner, DDNS_TXT, set, why,
-		    sizeof(why)) == 0 && ddns_rdata_norm(DDNS_TXT, x->value,
+		if (ddns_rrset_parse(msg, len, x->owner, x->type, set, why,
+		    sizeof(why)) == 0 && ddns_rdata_norm(x->type, x->value,
 		    want, sizeof(want)) == 0)
 			for (i = 0; i < set->n; i++)
 				x->seen |= strcmp(set->rdata[i], want) == 0;
@@ -934,7 +935,7 @@ agent_dns01_ask(struct agent_dns01 *x)
 			return;
 		}
 	}
-	x->query = dns_query(x->probe, x->owner, DDNS_TXT,
+	x->query = dns_query(x->probe, x->owner, x->type,
 	    agent_dns01_answer, x);
 }
 
@@ -948,7 +949,8 @@ agent_dns01_synced(const struct ddns_result *res, size_t changes,
 	(void)have;
 	x->sync = NULL;
 	if (res->status != DDNS_OK) {
-		log_warnx("dns: %s TXT: %s", x->owner, res->text);
+		log_warnx("dns: %s %s: %s", x->owner, x->type == DDNS_TXT ?
+		    "TXT" : "CAA", res->text);
 		agent_dns01_end(x, 0, res->text);
 		return;
 	}
@@ -966,43 +968,56 @@ agent_dns_ready(const struct agent *a)
 }
 
 int
-agent_dns_acme(struct agent *a, const char *name, const char *key_auth,
-    int add, agent_dns_done_cb done, void *arg)
+agent_dns_record(struct agent *a, const char *owner, uint16_t type,
+    const char *rdata, int add, agent_dns_done_cb done, void *arg)
 {
 	struct agent_dns	*d = a->dnsu;
 	const struct cfg_dns	*c;
 	struct agent_dns01	*x;
-	unsigned char		 md[SHA256_DIGEST_LENGTH];
 	const char		*one[1];
 
 	if (d == NULL || (c = a->cfg->dns)->provider != CFG_DNS_RFC2136 ||
-	    d->serverlen == 0 || (x = calloc(1, sizeof(*x))) == NULL)
+	    d->serverlen == 0 || strlen(owner) >= sizeof(x->owner) ||
+	    strlen(rdata) >= sizeof(x->value) ||
+	    (x = calloc(1, sizeof(*x))) == NULL)
 		return -1;
 	x->d = d;
 	x->add = add;
 	x->done = done;
 	x->arg = arg;
+	x->type = type;
 	x->deadline = mono_ms() + AGENT_DNS01_WAIT_MS;
-	/* RFC 8555 8.4: _acme-challenge of the name (a wildcard's base),
-	 * base64url of the SHA-256 of the key authorization. */
-	snprintf(x->owner, sizeof(x->owner), "_acme-challenge.%s",
-	    strncmp(name, "*.", 2) == 0 ? name + 2 : name);
-	SHA256((const unsigned char *)key_auth, strlen(key_auth), md);
-	sodium_bin2base64(x->value, sizeof(x->value), md, sizeof(md),
-	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	snprintf(x->owner, sizeof(x->owner), "%s", owner);
+	snprintf(x->value, sizeof(x->value), "%s", rdata);
 	TAILQ_INSERT_TAIL(&d->dns01, x, entry);
 	one[0] = x->value;
 	if ((x->timer = evtimer_new(a->base, agent_dns01_again, x)) == NULL ||
 	    (x->sync = ddns_sync(a->base, d->direct,
 	    (struct sockaddr *)&d->server, d->serverlen, c->zone, &d->key,
-	    x->owner, DDNS_TXT, c->ttl_ms / 1000, add ? one : NULL,
-	    add ? 1 : 0, add ? NULL : one, add ? 0 : 1, agent_dns01_synced,
-	    x)) == NULL) {
+	    x->owner, type, c->ttl_ms / 1000, add ? one : NULL, add ? 1 : 0,
+	    add ? NULL : one, add ? 0 : 1, agent_dns01_synced, x)) == NULL) {
 		x->done = NULL;
 		agent_dns01_end(x, 0, "");
 		return -1;
 	}
 	return 0;
+}
+
+int
+agent_dns_acme(struct agent *a, const char *name, const char *key_auth,
+    int add, agent_dns_done_cb done, void *arg)
+{
+	unsigned char	md[SHA256_DIGEST_LENGTH];
+	char		owner[NAME_MAX_LEN + 17], value[64];
+
+	/* RFC 8555 8.4: _acme-challenge of the name (a wildcard's base),
+	 * base64url of the SHA-256 of the key authorization. */
+	snprintf(owner, sizeof(owner), "_acme-challenge.%s",
+	    strncmp(name, "*.", 2) == 0 ? name + 2 : name);
+	SHA256((const unsigned char *)key_auth, strlen(key_auth), md);
+	sodium_bin2base64(value, sizeof(value), md, sizeof(md),
+	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	return agent_dns_record(a, owner, DDNS_TXT, value, add, done, arg);
 }
 
 /* ------------------------------------------------------ status */

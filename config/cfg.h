@@ -145,6 +145,9 @@ struct cfg_acme {
 	enum cfg_challenge challenges[CFG_CHALLENGE_MAX];
 	size_t		 nchallenges;
 	char		*renew_hook;	/* sh -c command, or NULL */
+	int		 caa_pin;	/* CAA accounturi records (dns:) */
+	char		*caa_identity;	/* the CA's CAA domain; NULL: its
+					   directory's caaIdentities */
 	enum cfg_key_type key_type;
 	unsigned	 retry_min_ms;	/* backoff after a failure, 1m */
 	unsigned	 retry_max_ms;	/* 24h */

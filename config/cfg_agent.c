@@ -302,6 +302,8 @@ static const struct cfg_key cfg_agent_acme_keys[] = {
 	    "mode 0700)"),
 	CFG_FUNC("challenge", cfg_agent_challenges, NULL),
 	CFG_KEY("renew_hook", CFG_T_TEXT, renew_hook, 0, 0, 0),
+	CFG_KEY("caa_pin", CFG_T_BOOL, caa_pin, 0, 1, 0),
+	CFG_KEY("caa_identity", CFG_T_LABEL, caa_identity, 0, 0, 0),
 	CFG_ENUM("key_type", key_type, &cfg_agent_key_type_enum, NULL),
 	CFG_SECTION("retry", cfg_agent_retry_keys, cfg_agent_retry, NULL),
 	CFG_END
@@ -401,6 +403,7 @@ cfg_agent_free(struct cfg_agent *a)
 		free(a->acme->eab_hmac);
 		free(a->acme->state_dir);
 		free(a->acme->renew_hook);
+		free(a->acme->caa_identity);
 		free(a->acme);
 	}
 	if (a->dns != NULL) {
@@ -835,6 +838,11 @@ cfg_agent_service_acme(struct cfg_doc *d, const struct cfg_agent *a,
 
 	for (i = 0; a->acme != NULL && i < a->acme->nchallenges; i++)
 		dns01 |= a->acme->challenges[i] == CFG_CHALLENGE_DNS01;
+	if (a->acme != NULL && a->acme->caa_pin && (a->dns == NULL ||
+	    a->dns->provider != CFG_DNS_RFC2136))
+		return cfg_error(d, cfg_map_get(cfg_map_get(d->root, "acme"),
+		    "caa_pin"), "acme.caa_pin: the CAA records go through a "
+		    "'dns:' section with provider rfc2136");
 	if (dns01 && a->dns == NULL)
 		return cfg_error(d, cfg_map_get(cfg_map_get(d->root, "acme"),
 		    "challenge"), "acme.challenge: dns-01 publishes a TXT "

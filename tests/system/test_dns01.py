@@ -3,6 +3,8 @@ TXT record published by RFC 2136, seen at the zone's name server before
 the CA is asked, removed afterwards; wildcard certificates; and no need
 for any gateway.  Pebble validates for real against BIND."""
 import os
+import re
+import subprocess
 
 from conftest import Agent, Gateway, Pebble, free_port
 from test_acme import check_cert
@@ -22,6 +24,8 @@ def test_dns01_certificate_with_a_wildcard_while_every_gateway_is_down(
     pebble = Pebble(procs, tmp, free_port(), free_port(), bind)
     state = os.path.join(tmp, "agent", "state")
     acme = pebble.acme_section(state, ["challenge: [dns-01]",
+                                       "caa_pin: true",
+                                       "caa_identity: pebble.test",
                                        "retry: {min: 2s, max: 4s}"])
     a = Agent(procs, tmp, extra=acme + f"""
 dns:
@@ -50,3 +54,22 @@ dns:
         from porchtest.wait import wait_until
         wait_until(lambda: bind.get_name(owner, "TXT") == [],
                    f"{owner} TXT removed", timeout=15)
+    # CAA pinning (RFC 8657): the CA's identity and this agent's
+    # account, "issue" for the name and "issuewild" for the wildcard's
+    # base, published before the order.
+    m = re.search(r"acme: using account (\S+)", a.proc.log())
+    assert m, a.proc.log()
+    account = m.group(1).rstrip(";")
+    def caa(owner):
+        return subprocess.run(["dig", "+short", "+norec", "@127.0.0.1", "-p",
+                               str(bind.port), owner, "CAA"],
+                              capture_output=True, text=True,
+                              check=True).stdout.strip()
+    assert caa(NAME) == f'0 issue "pebble.test; accounturi={account}"', \
+        caa(NAME)
+    assert caa("w.example.test") == \
+        f'0 issuewild "pebble.test; accounturi={account}"', \
+        caa("w.example.test")
+    log = a.proc.log()
+    assert log.index("pinning CAA of app.example.test") < \
+        log.index("answering dns-01 for")

@@ -806,6 +806,10 @@ static const struct bad bad_configs[] = {
 	    "agree_tos: true, state_dir: s, challenge: dns-02}\n", "9:74",
 	    "unknown challenge type: 'dns-02' (use http-01 (through the "
 	    "gateways' port 80), tls-alpn-01 (port 443) or dns-01" },
+	{ "ag_acme_caa_no_dns", AG, AG_BASE "acme: {directory: letsencrypt, "
+	    "agree_tos: true, state_dir: s, caa_pin: true}\n", "9:72",
+	    "acme.caa_pin: the CAA records go through a 'dns:' section with "
+	    "provider rfc2136" },
 	{ "ag_acme_dns01_no_dns", AG, AG_BASE "acme: {directory: letsencrypt, "
 	    "agree_tos: true, state_dir: s, challenge: dns-01}\n", "9:74",
 	    "acme.challenge: dns-01 publishes a TXT record: add a 'dns:' "
