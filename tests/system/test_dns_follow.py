@@ -201,13 +201,22 @@ def test_own_tunnel_down_but_gateway_alive_keeps_its_record(procs, tmp_path,
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize("fault", ["secret", "silent"])
+@pytest.mark.parametrize("fault", ["secret", "silent", "policy"])
 def test_dns_failures_are_named_and_change_nothing(procs, tmp_path, ca,
-                                                   bind, fault):
+                                                   fault):
     tmp = str(tmp_path)
+    # policy: the key may change TXT records only.
+    bind = Dns(procs, tmp, "bind", txt_only=fault == "policy")
     g1, g2 = gateways(procs, tmp)
     web = Nginx(procs, tmp, ca, NAME)
-    if fault == "secret":
+    if fault == "policy":
+        a = dns_agent(procs, tmp, bind, [g1, g2], backend=web.tls)
+        want = (r"dns: app\.example\.test A: REFUSED: the server does not "
+                r"let key porch-key\. make this change in zone "
+                r"example\.test; grant it in the zone's update-policy "
+                r"\(e\.g\. grant porch-key\. zonesub ANY;\); nothing "
+                r"changed, trying again in \d+ s")
+    elif fault == "secret":
         a = dns_agent(procs, tmp, bind, [g1, g2], backend=web.tls,
                       key=key_file(tmp, secret="A" * 43 + "="))
         want = (r"dns: app\.example\.test A: NOTAUTH/BADSIG: the server's "
