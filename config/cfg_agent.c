@@ -915,15 +915,13 @@ cfg_agent_dns(struct cfg_doc *d, const struct cfg_node *root,
     struct cfg_node *n, const char *what, void *obj)
 {
 	struct cfg_agent	*a = obj;
-	struct cfg_node		*map;
+	int			 rc;
 
 	(void)n;
 	(void)what;
-	if ((map = cfg_map_get(root, "dns")) == NULL)
-		return 0;
-	if ((a->dns = cfg_alloc(d, 1, sizeof(*a->dns))) == NULL)
-		return -1;
-	return cfg_walk(d, map, "dns", cfg_agent_dns_keys, a->dns);
+	a->dns = cfg_walk_new(d, root, "dns", sizeof(*a->dns),
+	    cfg_agent_dns_keys, &rc);
+	return rc;
 }
 
 /* The zone's primary: host:port, [v6]:port, or a host alone (53). */
@@ -1025,15 +1023,13 @@ cfg_agent_acme(struct cfg_doc *d, const struct cfg_node *root,
     struct cfg_node *n, const char *what, void *obj)
 {
 	struct cfg_agent	*a = obj;
-	struct cfg_node		*map;
+	int			 rc;
 
 	(void)n;
 	(void)what;
-	if ((map = cfg_map_get(root, "acme")) == NULL)
-		return 0;
-	if ((a->acme = cfg_alloc(d, 1, sizeof(*a->acme))) == NULL)
-		return -1;
-	return cfg_walk(d, map, "acme", cfg_agent_acme_keys, a->acme);
+	a->acme = cfg_walk_new(d, root, "acme", sizeof(*a->acme),
+	    cfg_agent_acme_keys, &rc);
+	return rc;
 }
 
 static int

@@ -172,6 +172,14 @@ int		 cfg_nomem(struct cfg_doc *);
 int		 cfg_walk(struct cfg_doc *, const struct cfg_node *map,
 		    const char *what, const struct cfg_key *, void *obj);
 /*
+ * An optional section of root (acme:, dns:) walked into a new zeroed
+ * object of size bytes: NULL with *rc 0 when the section is absent,
+ * NULL with *rc -1 on an error, else the object (the caller's).
+ */
+void		*cfg_walk_new(struct cfg_doc *, const struct cfg_node *root,
+		    const char *name, size_t size, const struct cfg_key *,
+		    int *rc);
+/*
  * cfg_walk each map of the sequence seq (written as what) into items,
  * room for seq->nkids objects of sz bytes each; item i is "what[i]" in
  * messages.  *n counts the items begun, so that the caller's free sees

@@ -463,6 +463,25 @@ cfg_keepalive(struct cfg_doc *d, const struct cfg_node *map,
 	    cfg_fmt_ms(keepalive_ms, b, sizeof(b)));
 }
 
+void *
+cfg_walk_new(struct cfg_doc *d, const struct cfg_node *root, const char *name,
+    size_t size, const struct cfg_key *keys, int *rc)
+{
+	const struct cfg_node	*map;
+	void			*obj;
+
+	*rc = 0;
+	if ((map = cfg_map_get(root, name)) == NULL)
+		return NULL;
+	if ((obj = cfg_alloc(d, 1, size)) == NULL) {
+		*rc = -1;
+		return NULL;
+	}
+	/* Kept on error too: the caller's free takes it with the rest. */
+	*rc = cfg_walk(d, map, name, keys, obj);
+	return obj;
+}
+
 int
 cfg_walk(struct cfg_doc *d, const struct cfg_node *map, const char *what,
     const struct cfg_key *keys, void *obj)
