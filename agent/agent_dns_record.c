@@ -75,9 +75,12 @@ agent_dns_rec_again(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 	} else if (mono_ms() >= x->deadline) {
-		agent_dns_rec_end(x, 0, "the TXT record did not reach every "
-		    "name server of the zone in time (check dns.nameservers "
-		    "and the zone's transfers)");
+		agent_dns_rec_end(x, 0, x->type == DDNS_TXT ? "the TXT "
+		    "record did not reach every name server of the zone in "
+		    "time (check dns.nameservers and the zone's transfers)" :
+		    "the CAA record did not reach every name server of the "
+		    "zone in time (check dns.nameservers and the zone's "
+		    "transfers)");
 		return;
 	}
 	agent_dns_rec_ask(x);
